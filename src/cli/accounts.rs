@@ -1,0 +1,253 @@
+//! `keel accounts list` and `keel accounts show ID`: the book of business as CSMs and CS
+//! Ops look at it, in aligned text or JSON.
+
+use std::cmp::Ordering;
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use chrono::{Duration, NaiveDate};
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::json;
+
+use super::table::{money, number, truncate, Align, Table};
+use super::{FormatArg, OutputFormat, Session};
+use crate::model::{Account, Segment};
+
+#[derive(Debug, Subcommand)]
+pub enum AccountsCommand {
+    /// List accounts, filtered and sorted.
+    List(ListArgs),
+    /// Show one account: every field, its metrics, contacts and recent events.
+    Show(ShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only this segment (enterprise, mid_market, smb, or a custom one; CRM spellings work).
+    #[arg(long)]
+    segment: Option<String>,
+    /// Only accounts owned by this CSM (email, case-insensitive).
+    #[arg(long)]
+    owner: Option<String>,
+    /// Sort order: arr (largest first), renewal (soonest first), name, id.
+    #[arg(long, value_enum, default_value_t = SortKey::Arr)]
+    sort: SortKey,
+    /// Reverse the sort order.
+    #[arg(long)]
+    reverse: bool,
+    /// Show at most this many accounts.
+    #[arg(long)]
+    limit: Option<usize>,
+    #[command(flatten)]
+    format: FormatArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SortKey {
+    Arr,
+    Renewal,
+    Name,
+    Id,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The account's id.
+    id: String,
+    /// How many days of events to show.
+    #[arg(long, default_value_t = 30)]
+    events_days: u32,
+    #[command(flatten)]
+    format: FormatArg,
+}
+
+pub fn run(session: &Session, cmd: AccountsCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        AccountsCommand::List(args) => list(session, args),
+        AccountsCommand::Show(args) => show(session, args),
+    }
+}
+
+fn list(session: &Session, args: ListArgs) -> anyhow::Result<ExitCode> {
+    let store = session.open_store()?;
+    let segment = match &args.segment {
+        Some(s) => Some(Segment::parse(s)?),
+        None => None,
+    };
+    let owner = args.owner.as_deref().map(str::to_lowercase);
+    let mut accounts = Vec::new();
+    for account in store.accounts() {
+        let account = account?;
+        if segment.as_ref().is_some_and(|s| account.segment.as_ref() != Some(s)) {
+            continue;
+        }
+        if owner.as_ref().is_some_and(|o| account.owner.as_deref().map(str::to_lowercase).as_ref() != Some(o)) {
+            continue;
+        }
+        accounts.push(account);
+    }
+    accounts.sort_by(|a, b| {
+        let order = compare(args.sort, a, b);
+        if args.reverse {
+            order.reverse()
+        } else {
+            order
+        }
+    });
+    if let Some(limit) = args.limit {
+        accounts.truncate(limit);
+    }
+
+    let mut out = io::stdout().lock();
+    match args.format.format {
+        OutputFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &accounts)?;
+            writeln!(out)?;
+        }
+        OutputFormat::Text => {
+            let mut table = Table::new(&[
+                ("ID", Align::Left),
+                ("NAME", Align::Left),
+                ("SEGMENT", Align::Left),
+                ("ARR", Align::Right),
+                ("OWNER", Align::Left),
+                ("RENEWAL", Align::Left),
+                ("STAGE", Align::Left),
+            ]);
+            let mut arr = 0.0;
+            for a in &accounts {
+                arr += a.arr.unwrap_or(0.0);
+                table.row(vec![
+                    a.id.clone(),
+                    truncate(a.display_name(), 32),
+                    opt(a.segment.as_ref().map(Segment::as_str)),
+                    a.arr.map_or_else(|| "-".into(), money),
+                    opt(a.owner.as_deref()),
+                    a.renewal_date.map_or_else(|| "-".into(), |d| d.to_string()),
+                    opt(a.lifecycle_stage.as_deref()),
+                ]);
+            }
+            if table.is_empty() {
+                writeln!(out, "No accounts match. (`keel sync` imports them.)")?;
+            } else {
+                write!(out, "{}", table.render())?;
+                writeln!(out, "{} accounts, {} ARR", accounts.len(), money(arr))?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Sort orders as a CSM expects them: biggest ARR first, soonest renewal first; accounts
+/// missing the value go last; ties break on id so output is stable.
+fn compare(key: SortKey, a: &Account, b: &Account) -> Ordering {
+    let primary = match key {
+        SortKey::Arr => b.arr.unwrap_or(f64::NEG_INFINITY).total_cmp(&a.arr.unwrap_or(f64::NEG_INFINITY)),
+        SortKey::Renewal => a.renewal_date.unwrap_or(NaiveDate::MAX).cmp(&b.renewal_date.unwrap_or(NaiveDate::MAX)),
+        SortKey::Name => a.display_name().to_lowercase().cmp(&b.display_name().to_lowercase()),
+        SortKey::Id => Ordering::Equal,
+    };
+    primary.then_with(|| a.id.cmp(&b.id))
+}
+
+fn opt(s: Option<&str>) -> String {
+    s.unwrap_or("-").to_string()
+}
+
+fn show(session: &Session, args: ShowArgs) -> anyhow::Result<ExitCode> {
+    let store = session.open_store()?;
+    let Some(account) = store.account(&args.id)? else {
+        anyhow::bail!("no account with id {:?} in {} (`keel accounts list` shows the ids)", args.id, store.path().display());
+    };
+    let contacts = store.contacts_of(&account.id)?;
+    let since = session.now - Duration::days(i64::from(args.events_days));
+    let events = store.events_of(&account.id, since, session.now + Duration::seconds(1)).collect::<Result<Vec<_>, _>>()?;
+
+    let mut out = io::stdout().lock();
+    if args.format.format == OutputFormat::Json {
+        let doc = json!({ "account": account, "contacts": contacts, "events": events });
+        serde_json::to_writer_pretty(&mut out, &doc)?;
+        writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let tz = account.timezone.unwrap_or(session.config.timezone);
+    let today = session.now.with_timezone(&tz).date_naive();
+    writeln!(out, "{}  {}", account.id, account.display_name())?;
+    let days = |d: NaiveDate| {
+        let n = (d - today).num_days();
+        match n.cmp(&0) {
+            Ordering::Greater => format!("{d} (in {n} days)"),
+            Ordering::Equal => format!("{d} (today)"),
+            Ordering::Less => format!("{d} ({} days ago)", -n),
+        }
+    };
+    let mut table = Table::new(&[("", Align::Left), ("", Align::Left)]);
+    let mut field = |k: &str, v: String| table.row(vec![format!("  {k}"), v]);
+    field("segment", opt(account.segment.as_ref().map(Segment::as_str)));
+    field("arr", account.arr.map_or_else(|| "-".into(), money));
+    field("owner", opt(account.owner.as_deref()));
+    field("manager", opt(account.manager.as_deref()));
+    field("renewal_date", account.renewal_date.map_or_else(|| "-".into(), days));
+    field("start_date", account.start_date.map_or_else(|| "-".into(), days));
+    field("lifecycle_stage", opt(account.lifecycle_stage.as_deref()));
+    field("timezone", account.timezone.map_or_else(|| format!("- (default {})", session.config.timezone), |t| t.to_string()));
+    field("updated_at", account.updated_at.to_rfc3339());
+    write!(out, "{}", body(&table))?;
+
+    if !account.metrics.is_empty() {
+        writeln!(out, "\nMetrics")?;
+        let mut t = Table::new(&[("", Align::Left), ("", Align::Right)]);
+        for (k, v) in &account.metrics {
+            t.row(vec![format!("  {k}"), number(*v)]);
+        }
+        write!(out, "{}", body(&t))?;
+    }
+    if !account.fields.is_empty() {
+        writeln!(out, "\nFields")?;
+        let mut t = Table::new(&[("", Align::Left), ("", Align::Left)]);
+        for (k, v) in &account.fields {
+            let v = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            t.row(vec![format!("  {k}"), v]);
+        }
+        write!(out, "{}", body(&t))?;
+    }
+
+    writeln!(out, "\nContacts ({})", contacts.len())?;
+    if !contacts.is_empty() {
+        let mut t = Table::new(&[("  ID", Align::Left), ("NAME", Align::Left), ("EMAIL", Align::Left), ("ROLE", Align::Left), ("EMAIL OPT-OUT", Align::Left)]);
+        for c in &contacts {
+            t.row(vec![
+                format!("  {}", c.id),
+                c.name.clone(),
+                opt(c.email.as_deref()),
+                opt(c.role.as_deref()),
+                if c.unsubscribed { "yes".into() } else { "no".into() },
+            ]);
+        }
+        write!(out, "{}", t.render())?;
+    }
+
+    writeln!(out, "\nEvents in the last {} days ({})", args.events_days, events.len())?;
+    const SHOWN: usize = 10;
+    if !events.is_empty() {
+        let mut t = Table::new(&[("  TIME (UTC)", Align::Left), ("EVENT", Align::Left), ("CONTACT", Align::Left)]);
+        for e in events.iter().rev().take(SHOWN) {
+            t.row(vec![format!("  {}", e.timestamp.format("%Y-%m-%d %H:%M")), e.name.clone(), opt(e.contact_id.as_deref())]);
+        }
+        write!(out, "{}", t.render())?;
+        if events.len() > SHOWN {
+            writeln!(out, "  … {} earlier (--format json lists all)", events.len() - SHOWN)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A key/value table without its (empty) header line.
+fn body(table: &Table) -> String {
+    let rendered = table.render();
+    rendered.split_once('\n').map_or(String::new(), |(_, rest)| rest.to_string())
+}

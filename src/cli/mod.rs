@@ -1,0 +1,92 @@
+//! The `keel` command line. `main.rs` parses [`Cli`] and calls [`run`]; everything a
+//! command does lives in the library, and everything it prints is built here.
+//!
+//! Exit codes: 0 success; 1 an error (message on stderr, never a panic); 2 bad usage
+//! (clap); [`EXIT_ROWS_REJECTED`] a sync stored the good rows but rejected some.
+
+mod accounts;
+mod sync;
+mod table;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{Config, DEFAULT_CONFIG};
+use crate::store::Store;
+
+/// sysexits' EX_DATAERR: some input rows were rejected (the good ones were stored).
+pub const EXIT_ROWS_REJECTED: u8 = 65;
+
+#[derive(Debug, Parser)]
+#[command(name = "keel", version, about = "Playbook automation for Customer Success teams", long_about = None)]
+pub struct Cli {
+    /// The config file; paths inside it are relative to its folder.
+    #[arg(long, short = 'c', global = true, default_value = DEFAULT_CONFIG, env = "KEEL_CONFIG")]
+    pub config: PathBuf,
+
+    /// More log output (-v info, -vv debug). RUST_LOG overrides.
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Pin "now" (RFC 3339), for demos and reproducible output; default: the clock.
+    #[arg(long, global = true, env = "KEEL_NOW", hide = true)]
+    pub now: Option<DateTime<Utc>>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Import accounts, contacts or events from CSV, JSON or NDJSON files (upsert).
+    ///
+    /// With no kind, syncs every file the config names under sync.*.file, in the order
+    /// accounts, contacts, events, then shows the book of business.
+    Sync(sync::SyncArgs),
+    /// Look at the accounts in the store.
+    #[command(subcommand)]
+    Accounts(accounts::AccountsCommand),
+}
+
+/// Output format of commands that show data.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned text for people.
+    #[default]
+    Text,
+    /// JSON for scripts.
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, Args)]
+pub struct FormatArg {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: OutputFormat,
+}
+
+/// What every command starts from: the config and a clock.
+pub struct Session {
+    pub config: Config,
+    pub now: DateTime<Utc>,
+}
+
+impl Session {
+    pub fn open_store(&self) -> anyhow::Result<Store> {
+        let dir = self.config.store_dir();
+        Ok(Store::open(&dir)?)
+    }
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&cli.config)?;
+    let session = Session { config, now: cli.now.unwrap_or_else(Utc::now) };
+    match cli.command {
+        Command::Sync(args) => sync::run(&session, args),
+        Command::Accounts(cmd) => accounts::run(&session, cmd),
+    }
+}

@@ -1,0 +1,207 @@
+//! `keel sync`: import files into the store and say exactly what happened.
+
+use std::io::{self, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chrono::NaiveDate;
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::table::{money, Align, Table};
+use super::{Session, EXIT_ROWS_REJECTED};
+use crate::config::Source;
+use crate::model::Segment;
+use crate::store::Store;
+use crate::sync::{sync_file, Kind, Progress, SyncReport};
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    #[command(subcommand)]
+    kind: Option<SyncKind>,
+
+    /// How many rejected rows to print per file (0: all that were kept, up to 1,000).
+    #[arg(long, default_value_t = 20, global = true)]
+    max_errors: usize,
+}
+
+#[derive(Debug, Subcommand)]
+enum SyncKind {
+    /// Accounts (CRM export): id, name, segment, ARR, owner, renewal date, metrics, …
+    Accounts { file: PathBuf },
+    /// Contacts: id or email, account id, name, role, opt-out.
+    Contacts { file: PathBuf },
+    /// Product usage events: id, account id, name, timestamp, properties.
+    Events { file: PathBuf },
+}
+
+pub fn run(session: &Session, args: SyncArgs) -> anyhow::Result<ExitCode> {
+    let store = session.open_store()?;
+    let sources = &session.config.sync;
+    let mut reports = Vec::new();
+    let show_book = args.kind.is_none();
+    match args.kind {
+        Some(SyncKind::Accounts { file }) => reports.push(one(session, &store, &file, &sources.accounts)?),
+        Some(SyncKind::Contacts { file }) => reports.push(one(session, &store, &file, &sources.contacts)?),
+        Some(SyncKind::Events { file }) => reports.push(one(session, &store, &file, &sources.events)?),
+        None => {
+            if let Some(file) = &sources.accounts.file {
+                reports.push(one(session, &store, file, &sources.accounts)?);
+            }
+            if let Some(file) = &sources.contacts.file {
+                reports.push(one(session, &store, file, &sources.contacts)?);
+            }
+            if let Some(file) = &sources.events.file {
+                reports.push(one(session, &store, file, &sources.events)?);
+            }
+            if reports.is_empty() {
+                anyhow::bail!(
+                    "nothing to sync: {} names no files under sync.accounts.file, sync.contacts.file or sync.events.file; \
+                     name a file instead, as in `keel sync accounts FILE`",
+                    session.config.file.display()
+                );
+            }
+        }
+    }
+
+    let mut stdout = io::stdout().lock();
+    let mut stderr = io::stderr().lock();
+    for report in &reports {
+        writeln!(stdout, "{report}")?;
+        print_rejections(&mut stderr, report, args.max_errors)?;
+    }
+    if show_book {
+        writeln!(stdout)?;
+        write!(stdout, "{}", book_overview(session, &store)?)?;
+    }
+    let rejected: u64 = reports.iter().map(|r| r.rejected).sum();
+    if rejected > 0 {
+        writeln!(stderr, "error: {rejected} row(s) rejected; the other rows were stored")?;
+        return Ok(ExitCode::from(EXIT_ROWS_REJECTED));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn one<K: Kind>(session: &Session, store: &Store, file: &Path, source: &Source<K>) -> anyhow::Result<SyncReport> {
+    let progress = Bar::new(file);
+    let report = sync_file(store, file, &source.spec, session.now, &progress)
+        .with_context(|| format!("sync of {} stopped", K::KIND))?;
+    tracing::info!(
+        kind = K::KIND,
+        file = %file.display(),
+        inserted = report.inserted,
+        updated = report.updated,
+        unchanged = report.unchanged,
+        rejected = report.rejected,
+        rate = report.rate() as u64,
+        "synced file"
+    );
+    Ok(report)
+}
+
+fn print_rejections(out: &mut impl Write, report: &SyncReport, max: usize) -> io::Result<()> {
+    let shown = if max == 0 { report.errors.len() } else { max.min(report.errors.len()) };
+    for error in &report.errors[..shown] {
+        writeln!(out, "  {}:{error}", report.file.display())?;
+    }
+    let hidden = report.rejected.saturating_sub(shown as u64);
+    if hidden > 0 && shown > 0 {
+        writeln!(out, "  … and more: {} rejected row(s) in all (--max-errors 0 prints up to 1,000)", report.rejected)?;
+    }
+    Ok(())
+}
+
+/// The book of business at a glance: accounts and ARR per segment, renewals due soon.
+fn book_overview(session: &Session, store: &Store) -> anyhow::Result<String> {
+    let today: NaiveDate = session.now.with_timezone(&session.config.timezone).date_naive();
+    let horizon = today + chrono::Days::new(90);
+    // (segment, accounts, ARR, renewals within 90 days)
+    let mut rows: Vec<(String, u64, f64, u64)> = Vec::new();
+    let order = |s: &str| match s {
+        "enterprise" => 0,
+        "mid_market" => 1,
+        "smb" => 2,
+        "(none)" => 4,
+        _ => 3,
+    };
+    for account in store.accounts() {
+        let account = account?;
+        let segment = account.segment.as_ref().map_or("(none)", Segment::as_str);
+        let i = match rows.iter().position(|r| r.0 == segment) {
+            Some(i) => i,
+            None => {
+                rows.push((segment.to_string(), 0, 0.0, 0));
+                rows.len() - 1
+            }
+        };
+        let row = &mut rows[i];
+        row.1 += 1;
+        row.2 += account.arr.unwrap_or(0.0);
+        row.3 += u64::from(account.renewal_date.is_some_and(|d| d >= today && d <= horizon));
+    }
+    rows.sort_by_key(|r| (order(&r.0), r.0.clone()));
+    let mut table = Table::new(&[("SEGMENT", Align::Left), ("ACCOUNTS", Align::Right), ("ARR", Align::Right), ("RENEWING IN 90 DAYS", Align::Right)]);
+    let (mut n, mut arr, mut due) = (0, 0.0, 0);
+    for (segment, count, seg_arr, renewing) in &rows {
+        table.row(vec![segment.clone(), count.to_string(), money(*seg_arr), renewing.to_string()]);
+        n += count;
+        arr += seg_arr;
+        due += renewing;
+    }
+    table.row(vec!["total".into(), n.to_string(), money(arr), due.to_string()]);
+    Ok(format!(
+        "Book of business in {} ({} contacts, {} events), as of {today}:\n{}\nNext: keel --config {} accounts list --sort renewal\n",
+        store.path().display(),
+        store.contact_count(),
+        store.event_count(),
+        table.render(),
+        session.config.file.display(),
+    ))
+}
+
+/// A byte-based progress bar on stderr, drawn only when stderr is a terminal and the
+/// file is big enough to be worth one.
+struct Bar(Option<ProgressBar>);
+
+impl Bar {
+    const MIN_BYTES: u64 = 4 << 20;
+
+    fn new(file: &Path) -> Bar {
+        if !io::stderr().is_terminal() {
+            return Bar(None);
+        }
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} ({eta})")
+                .expect("the template is valid")
+                .progress_chars("=> "),
+        );
+        bar.set_message(file.display().to_string());
+        Bar(Some(bar))
+    }
+}
+
+impl Progress for Bar {
+    fn start(&self, total_bytes: u64) {
+        if let Some(bar) = &self.0 {
+            if total_bytes < Self::MIN_BYTES {
+                bar.set_draw_target(ProgressDrawTarget::hidden());
+            }
+            bar.set_length(total_bytes);
+            bar.enable_steady_tick(Duration::from_millis(200));
+        }
+    }
+    fn advance(&self, bytes_read: u64) {
+        if let Some(bar) = &self.0 {
+            bar.set_position(bytes_read);
+        }
+    }
+    fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}
+

@@ -1,0 +1,296 @@
+//! `keel.yaml`: where the store lives, where playbooks and rules are, the default time
+//! zone, how source files' columns map to fields, and the email and API settings.
+//!
+//! Loading is two steps, kept apart on purpose:
+//! 1. parse ([`raw`]): YAML → raw serde types; unknown keys and values that are wrong on
+//!    their own fail here, with file, line, column and the key's path;
+//! 2. validate ([`Config::from_raw`]): pure, no I/O; fills defaults and resolves every
+//!    relative path against the config file's folder (so `--config examples/keel.yaml`
+//!    works from any working directory).
+//!
+//! `${VAR}` and `${VAR:-default}` expand environment variables in values; secrets
+//! (`smtp.password`, `api.token`) are *only* accepted that way.
+
+mod env;
+mod raw;
+
+use std::fs;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use chrono_tz::Tz;
+
+pub use env::expand;
+pub use raw::{Secret, TlsMode};
+
+use crate::diagnostic::{self, did_you_mean, Diagnostic};
+use crate::sync::mapping::{AccountField, ContactField, EventField, FieldSet};
+use crate::sync::SourceSpec;
+use raw::{RawConfig, RawSource};
+
+/// The config file a command reads when `--config` is not given.
+pub const DEFAULT_CONFIG: &str = "keel.yaml";
+/// Port of the HTTP API when the config does not say.
+pub const DEFAULT_API_PORT: u16 = 7400;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this config was read from.
+    pub file: PathBuf,
+    /// Default time zone for accounts and contacts that do not name their own, and for
+    /// schedules.
+    pub timezone: Tz,
+    /// Everything Keel writes: the store (`store/`) and, without SMTP, `.eml` files.
+    pub data_dir: PathBuf,
+    pub playbooks_dir: PathBuf,
+    pub rules_dir: PathBuf,
+    pub sync: SyncConfig,
+    pub email: EmailConfig,
+    pub api: ApiConfig,
+}
+
+impl Config {
+    /// Where the sled store lives.
+    pub fn store_dir(&self) -> PathBuf {
+        self.data_dir.join("store")
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SyncConfig {
+    pub accounts: Source<AccountField>,
+    pub contacts: Source<ContactField>,
+    pub events: Source<EventField>,
+}
+
+/// One kind's source: an optional default file and how to read it.
+#[derive(Debug, Clone)]
+pub struct Source<F: FieldSet> {
+    pub file: Option<PathBuf>,
+    pub spec: SourceSpec<F>,
+}
+
+impl<F: FieldSet> Default for Source<F> {
+    fn default() -> Self {
+        Source { file: None, spec: SourceSpec::default() }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EmailConfig {
+    /// The From: of every email Keel sends.
+    pub from: String,
+    pub transport: EmailTransport,
+}
+
+#[derive(Debug, Clone)]
+pub enum EmailTransport {
+    /// No SMTP server configured: each email is written as an `.eml` file in `dir`.
+    Files { dir: PathBuf },
+    Smtp(SmtpConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+    /// Bearer token for the API; without one the API only serves health checks.
+    pub token: Option<Secret>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no config file at {}; pass --config PATH (the example config is examples/keel.yaml)", path.display())]
+    Missing { path: PathBuf },
+    #[error("could not read the config file {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{0}")]
+    Invalid(Box<Diagnostic>),
+}
+
+impl Config {
+    /// Reads, parses and validates the config file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = fs::read_to_string(path).map_err(|source| match source.kind() {
+            io::ErrorKind::NotFound => ConfigError::Missing { path: path.to_path_buf() },
+            _ => ConfigError::Read { path: path.to_path_buf(), source },
+        })?;
+        let raw = parse(path, &text)?;
+        Ok(Config::from_raw(path, raw))
+    }
+
+    /// Validation and defaults: pure, so it is tested without files.
+    fn from_raw(path: &Path, raw: RawConfig) -> Config {
+        let base = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let resolve = |p: &str| {
+            let p = Path::new(p);
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+        let dir = |value: Option<raw::Expanded>, default: &str| resolve(value.as_ref().map_or(default, |e| e.0.as_str()));
+        let data_dir = dir(raw.data_dir, ".keel");
+        let email_transport = match raw.email.smtp {
+            Some(smtp) if !smtp.host.0.trim().is_empty() => {
+                let tls = smtp.tls.unwrap_or(TlsMode::Starttls);
+                EmailTransport::Smtp(SmtpConfig {
+                    host: smtp.host.0.trim().to_string(),
+                    port: smtp.port.unwrap_or(match tls {
+                        TlsMode::Starttls => 587,
+                        TlsMode::Implicit => 465,
+                        TlsMode::None => 25,
+                    }),
+                    tls,
+                    username: smtp.username.map(|u| u.0).filter(|u| !u.is_empty()),
+                    password: smtp.password.filter(|p| !p.expose().is_empty()),
+                })
+            }
+            _ => EmailTransport::Files {
+                dir: raw.email.eml_dir.map(|d| resolve(&d.0)).unwrap_or_else(|| data_dir.join("mail")),
+            },
+        };
+        Config {
+            file: path.to_path_buf(),
+            timezone: raw.timezone.map_or(Tz::UTC, |t| t.0),
+            playbooks_dir: dir(raw.playbooks, "playbooks"),
+            rules_dir: dir(raw.rules, "rules"),
+            sync: SyncConfig {
+                accounts: source_of(raw.sync.accounts, &resolve),
+                contacts: source_of(raw.sync.contacts, &resolve),
+                events: source_of(raw.sync.events, &resolve),
+            },
+            email: EmailConfig {
+                from: raw.email.from.map_or_else(|| "Keel <keel@localhost>".to_string(), |f| f.0),
+                transport: email_transport,
+            },
+            api: ApiConfig {
+                listen: raw
+                    .api
+                    .listen
+                    .map_or(SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_API_PORT)), |l| l.0),
+                token: raw.api.token.filter(|t| !t.expose().is_empty()),
+            },
+            data_dir,
+        }
+    }
+}
+
+fn source_of<F: FieldSet>(raw: Option<RawSource<F>>, resolve: &dyn Fn(&str) -> PathBuf) -> Source<F> {
+    match raw {
+        None => Source::default(),
+        Some(raw) => Source {
+            file: raw.file.map(|f| resolve(&f.0)),
+            spec: SourceSpec { columns: raw.columns, date_format: raw.date_format.map(|d| d.0) },
+        },
+    }
+}
+
+/// YAML → [`RawConfig`], turning serde's error into a [`Diagnostic`] with the key's path
+/// and a "did you mean" for misspelt keys.
+fn parse(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
+    if text.trim().is_empty() {
+        return Ok(RawConfig::default());
+    }
+    let de = serde_yaml::Deserializer::from_str(text);
+    serde_path_to_error::deserialize::<_, RawConfig>(de).map_err(|err| {
+        let segments: Vec<String> = err
+            .path()
+            .iter()
+            .map_while(|s| match s {
+                serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                _ => None,
+            })
+            .collect();
+        let key = err.path().to_string();
+        let inner = err.into_inner();
+        let mut message = inner.to_string();
+        // serde_yaml appends " at line L column C"; the diagnostic shows that itself.
+        if let Some(at) = message.rfind(" at line ") {
+            message.truncate(at);
+        }
+        // ...and prefixes the path of the enclosing mapping, which the key line shows.
+        if let Some((prefix, rest)) = message.split_once(": ") {
+            if key.starts_with(prefix) && !prefix.contains(' ') {
+                message = rest.to_string();
+            }
+        }
+        let help = unknown_field_help(&message);
+        let unknown_key = message.starts_with("unknown field");
+        let keys: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let position = match diagnostic::yaml_key_position(text, &keys) {
+            // An unknown key is the key's fault; anything else is its value's.
+            Some((line, key_col, value_col)) => Some((line, if unknown_key { key_col } else { value_col.unwrap_or(key_col) })),
+            None => inner.location().map(|l| (l.line(), l.column())),
+        };
+        ConfigError::Invalid(Box::new(
+            Diagnostic {
+                file: path.to_path_buf(),
+                position,
+                key: (key != ".").then_some(key),
+                message,
+                snippet: None,
+                help,
+            }
+            .with_source(text),
+        ))
+    })
+}
+
+/// For serde's "unknown field `tigger`, expected one of `a`, `b`": the nearest expected name.
+fn unknown_field_help(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (unknown, expected) = rest.split_once('`')?;
+    let names = expected.split('`').skip(1).step_by(2);
+    did_you_mean(unknown, names).map(|near| format!("did you mean `{near}`?"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(text: &str) -> Result<Config, ConfigError> {
+        let path = Path::new("conf/keel.yaml");
+        parse(path, text).map(|raw| Config::from_raw(path, raw))
+    }
+
+    #[test]
+    fn an_empty_config_gets_defaults_relative_to_its_folder() {
+        let c = load_str("").unwrap();
+        assert_eq!(c.timezone, Tz::UTC);
+        assert_eq!(c.store_dir(), Path::new("conf/.keel/store"));
+        assert_eq!(c.playbooks_dir, Path::new("conf/playbooks"));
+        assert!(matches!(c.email.transport, EmailTransport::Files { ref dir } if dir == Path::new("conf/.keel/mail")));
+        assert_eq!(c.api.listen.port(), DEFAULT_API_PORT);
+    }
+
+    #[test]
+    fn an_empty_smtp_host_means_eml_files() {
+        let c = load_str("email:\n  smtp:\n    host: ${KEEL_TEST_UNSET_HOST:-}\n").unwrap();
+        assert!(matches!(c.email.transport, EmailTransport::Files { .. }));
+    }
+
+    #[test]
+    fn a_literal_secret_is_refused() {
+        let err = load_str("api:\n  token: hunter2\n").unwrap_err().to_string();
+        assert!(err.contains("secrets must come from environment variables"), "{err}");
+        assert!(!err.contains("hunter2\n  = "), "{err}");
+    }
+}

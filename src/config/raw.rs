@@ -1,0 +1,166 @@
+//! The config file as written: serde types with `deny_unknown_fields`, so a typo is an
+//! error and never a silently ignored setting. Values that can be checked alone (time
+//! zones, date formats, addresses, column targets) are checked *while* deserialising, so
+//! serde_yaml reports them at their own line and column.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use chrono::format::{Item, StrftimeItems};
+use chrono_tz::Tz;
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+
+use super::env;
+use crate::sync::mapping::{AccountField, ColumnMap, ContactField, EventField, FieldSet};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub timezone: Option<TzName>,
+    pub data_dir: Option<Expanded>,
+    pub playbooks: Option<Expanded>,
+    pub rules: Option<Expanded>,
+    #[serde(default)]
+    pub sync: RawSync,
+    #[serde(default)]
+    pub email: RawEmail,
+    #[serde(default)]
+    pub api: RawApi,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSync {
+    pub accounts: Option<RawSource<AccountField>>,
+    pub contacts: Option<RawSource<ContactField>>,
+    pub events: Option<RawSource<EventField>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, bound(deserialize = "F: FieldSet"))]
+pub struct RawSource<F: FieldSet> {
+    /// The file `keel sync` reads when no file is named on the command line.
+    pub file: Option<Expanded>,
+    pub date_format: Option<DateFormat>,
+    #[serde(default)]
+    pub columns: ColumnMap<F>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmail {
+    pub from: Option<Expanded>,
+    /// Where `.eml` files go when no SMTP server is configured.
+    pub eml_dir: Option<Expanded>,
+    pub smtp: Option<RawSmtp>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSmtp {
+    /// Empty (e.g. `${KEEL_SMTP_HOST:-}` with the variable unset) means no SMTP: files.
+    pub host: Expanded,
+    pub port: Option<u16>,
+    pub tls: Option<TlsMode>,
+    pub username: Option<Expanded>,
+    pub password: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// Plain connection upgraded with STARTTLS (port 587).
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Implicit,
+    /// No TLS: only for a relay on localhost or a test server.
+    None,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApi {
+    pub listen: Option<Listen>,
+    pub token: Option<Secret>,
+}
+
+/// A string with `${VAR}` references expanded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expanded(pub String);
+
+impl<'de> Deserialize<'de> for Expanded {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        env::expand(&raw, |name| std::env::var(name).ok()).map(Expanded).map_err(de::Error::custom)
+    }
+}
+
+/// A credential. It must come from the environment (`${VAR}`): a password typed into a
+/// file that lives in git is refused. Its `Debug` never shows the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        if !raw.contains("${") {
+            return Err(de::Error::custom(
+                "secrets must come from environment variables, not the file: write it as ${KEEL_…} and export the variable",
+            ));
+        }
+        env::expand(&raw, |name| std::env::var(name).ok()).map(Secret).map_err(de::Error::custom)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TzName(pub Tz);
+
+impl<'de> Deserialize<'de> for TzName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let Expanded(raw) = Expanded::deserialize(d)?;
+        raw.parse::<Tz>().map(TzName).map_err(|_| {
+            de::Error::custom(format!("unknown time zone {raw:?}: expected an IANA name like America/New_York or UTC"))
+        })
+    }
+}
+
+/// A chrono `strftime` date format, checked for unknown `%` specifiers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DateFormat(pub String);
+
+impl<'de> Deserialize<'de> for DateFormat {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        if StrftimeItems::new(&raw).any(|item| matches!(item, Item::Error)) {
+            return Err(de::Error::custom(format!(
+                "invalid date format {raw:?}: use strftime specifiers like \"%m/%d/%Y\" or \"%d.%m.%Y\""
+            )));
+        }
+        Ok(DateFormat(raw))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen(pub SocketAddr);
+
+impl<'de> Deserialize<'de> for Listen {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let Expanded(raw) = Expanded::deserialize(d)?;
+        raw.parse::<SocketAddr>()
+            .map(Listen)
+            .map_err(|_| de::Error::custom(format!("invalid listen address {raw:?}: expected IP:PORT like 127.0.0.1:7400")))
+    }
+}

@@ -1,0 +1,23 @@
+//! Keel: a playbook automation engine for Customer Success teams.
+//!
+//! The crate follows the data flow of `DESIGN.md`, one module per stage:
+//!
+//! ```text
+//! sync (files, later HTTP push/pull) → store (sled) → evaluate (playbooks, Rhai) → deliver (email, webhooks, tasks)
+//! ```
+//!
+//! - [`config`]: `keel.yaml`, parsed strictly and validated;
+//! - [`model`]: accounts, contacts, events;
+//! - [`sync`]: source files into the store, as upserts;
+//! - [`store`]: the embedded sled store behind Keel's own interface;
+//! - [`cli`]: the `keel` command line; `main.rs` only parses arguments and calls it.
+//!
+//! `evaluate` (health model, playbooks, scheduler) and `deliver` (outbox, email, webhooks,
+//! tasks) join the flow in later releases.
+
+pub mod cli;
+pub mod config;
+pub mod diagnostic;
+pub mod model;
+pub mod store;
+pub mod sync;

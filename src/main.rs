@@ -1,0 +1,34 @@
+//! The `keel` binary: parse the command line, set up logging, call the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = keel::cli::Cli::parse();
+    let default_level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)))
+        .with_writer(std::io::stderr)
+        .init();
+
+    match keel::cli::run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            // A user error reads as a message about their input, cargo-style, never a panic.
+            eprint!("error: {err}");
+            if !format!("{err}").ends_with('\n') {
+                eprintln!();
+            }
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

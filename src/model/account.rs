@@ -1,0 +1,252 @@
+//! Accounts: the customers a CS team looks after.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::set_if;
+
+/// One customer account, as stored. Optional fields are `None` until a source carries
+/// them: Keel never invents a renewal date or an owner.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Account {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub segment: Option<Segment>,
+    /// Annual recurring revenue, in the book's currency.
+    #[serde(default)]
+    pub arr: Option<f64>,
+    /// The CSM who owns the account (email).
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// The CSM's manager (email): where escalations go.
+    #[serde(default)]
+    pub manager: Option<String>,
+    #[serde(default)]
+    pub renewal_date: Option<NaiveDate>,
+    #[serde(default)]
+    pub start_date: Option<NaiveDate>,
+    #[serde(default)]
+    pub lifecycle_stage: Option<String>,
+    /// The account's IANA time zone; the config's default applies when `None`.
+    #[serde(default)]
+    pub timezone: Option<Tz>,
+    /// Any other CRM column, kept as the source gave it.
+    #[serde(default)]
+    pub fields: BTreeMap<String, Value>,
+    /// Usage numbers (logins_30d, active_users, licensed_users, nps, …).
+    #[serde(default)]
+    pub metrics: BTreeMap<String, f64>,
+    /// When a sync last changed this record. Re-importing unchanged data leaves it alone,
+    /// which is what lets a later pass evaluate only what changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Account {
+    pub fn new(id: impl Into<String>, now: DateTime<Utc>) -> Self {
+        Account {
+            id: id.into(),
+            name: String::new(),
+            segment: None,
+            arr: None,
+            owner: None,
+            manager: None,
+            renewal_date: None,
+            start_date: None,
+            lifecycle_stage: None,
+            timezone: None,
+            fields: BTreeMap::new(),
+            metrics: BTreeMap::new(),
+            updated_at: now,
+        }
+    }
+
+    /// The name to show people: the account's name, or its id while no source has named it.
+    pub fn display_name(&self) -> &str {
+        if self.name.is_empty() {
+            &self.id
+        } else {
+            &self.name
+        }
+    }
+}
+
+/// What one source row says about an account: only the fields it carried.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AccountPatch {
+    pub id: String,
+    pub name: Option<String>,
+    pub segment: Option<Segment>,
+    pub arr: Option<f64>,
+    pub owner: Option<String>,
+    pub manager: Option<String>,
+    pub renewal_date: Option<NaiveDate>,
+    pub start_date: Option<NaiveDate>,
+    pub lifecycle_stage: Option<String>,
+    pub timezone: Option<Tz>,
+    pub fields: Vec<(String, Value)>,
+    pub metrics: Vec<(String, f64)>,
+}
+
+impl AccountPatch {
+    /// Applies the patch; returns whether the account changed (and then stamps `updated_at`).
+    pub fn apply(self, account: &mut Account, now: DateTime<Utc>) -> bool {
+        let mut changed = false;
+        changed |= set_if(&mut account.name, self.name);
+        changed |= set_if(&mut account.segment, self.segment.map(Some));
+        changed |= set_if(&mut account.arr, self.arr.map(Some));
+        changed |= set_if(&mut account.owner, self.owner.map(Some));
+        changed |= set_if(&mut account.manager, self.manager.map(Some));
+        changed |= set_if(&mut account.renewal_date, self.renewal_date.map(Some));
+        changed |= set_if(&mut account.start_date, self.start_date.map(Some));
+        changed |= set_if(&mut account.lifecycle_stage, self.lifecycle_stage.map(Some));
+        changed |= set_if(&mut account.timezone, self.timezone.map(Some));
+        for (key, value) in self.fields {
+            if account.fields.get(&key) != Some(&value) {
+                account.fields.insert(key, value);
+                changed = true;
+            }
+        }
+        for (key, value) in self.metrics {
+            // Compare bit patterns so that re-importing 0.1 is a no-op and a NaN never
+            // counts as a change forever (NaN is rejected at parse time anyway).
+            if account.metrics.get(&key).map(|v| v.to_bits()) != Some(value.to_bits()) {
+                account.metrics.insert(key, value);
+                changed = true;
+            }
+        }
+        if changed {
+            account.updated_at = now;
+        }
+        changed
+    }
+}
+
+/// The coverage model an account is served by (DOMAIN.md, "Segments"). CRMs spell these
+/// many ways; [`Segment::parse`] folds the common spellings onto the three standard ones
+/// and keeps any other plain name as a custom segment.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Segment {
+    Enterprise,
+    MidMarket,
+    Smb,
+    Other(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("segment {0:?} is neither a standard segment (enterprise, mid_market, smb) nor a plain name (letters, digits, spaces, '-' or '_')")]
+pub struct SegmentError(pub String);
+
+impl Segment {
+    /// Normalises a CRM's spelling: `"Mid-Market"`, `"mid market"` and `"MM"` all mean
+    /// `mid_market`. A custom segment is kept as a lower-case snake_case name so that rules
+    /// compare against one spelling.
+    pub fn parse(raw: &str) -> Result<Segment, SegmentError> {
+        let mut slug = String::with_capacity(raw.len());
+        let mut pending_sep = false;
+        for c in raw.trim().chars() {
+            if c.is_alphanumeric() {
+                if pending_sep && !slug.is_empty() {
+                    slug.push('_');
+                }
+                pending_sep = false;
+                slug.extend(c.to_lowercase());
+            } else if c == ' ' || c == '-' || c == '_' {
+                pending_sep = true;
+            } else {
+                return Err(SegmentError(raw.to_string()));
+            }
+        }
+        Ok(match slug.as_str() {
+            "" => return Err(SegmentError(raw.to_string())),
+            "enterprise" | "ent" | "large_enterprise" => Segment::Enterprise,
+            "mid_market" | "midmarket" | "mm" | "mid" | "commercial" => Segment::MidMarket,
+            "smb" | "small_business" | "small_and_medium_business" | "s_m_b" => Segment::Smb,
+            _ => Segment::Other(slug),
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Segment::Enterprise => "enterprise",
+            Segment::MidMarket => "mid_market",
+            Segment::Smb => "smb",
+            Segment::Other(s) => s,
+        }
+    }
+}
+
+impl fmt::Display for Segment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl TryFrom<String> for Segment {
+    type Error = SegmentError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Segment::parse(&s)
+    }
+}
+
+impl From<Segment> for String {
+    fn from(s: Segment) -> String {
+        match s {
+            Segment::Other(s) => s,
+            other => other.as_str().to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crm_spellings_fold_onto_standard_segments() {
+        for (raw, want) in [
+            ("Enterprise", Segment::Enterprise),
+            ("  ENT ", Segment::Enterprise),
+            ("Mid-Market", Segment::MidMarket),
+            ("mid market", Segment::MidMarket),
+            ("MM", Segment::MidMarket),
+            ("SMB", Segment::Smb),
+            ("Small Business", Segment::Smb),
+            ("Strategic Accounts", Segment::Other("strategic_accounts".into())),
+        ] {
+            assert_eq!(Segment::parse(raw).unwrap(), want, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn segments_with_punctuation_or_empty_are_rejected() {
+        for raw in ["", "   ", "Tier 1!", "smb/ent"] {
+            assert!(Segment::parse(raw).is_err(), "{raw:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn a_patch_that_repeats_the_record_changes_nothing() {
+        let t0 = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let t1 = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let patch = AccountPatch {
+            id: "A1".into(),
+            name: Some("Acme".into()),
+            arr: Some(0.1 + 0.2),
+            metrics: vec![("nps".into(), 9.0)],
+            fields: vec![("industry".into(), Value::from("Retail"))],
+            ..Default::default()
+        };
+        let mut account = Account::new("A1", t0);
+        assert!(patch.clone().apply(&mut account, t0));
+        assert!(!patch.apply(&mut account, t1));
+        assert_eq!(account.updated_at, t0, "an unchanged record keeps its timestamp");
+    }
+}

@@ -1,0 +1,48 @@
+//! The records Keel keeps about a book of business: accounts, their contacts, and the
+//! product-usage events they generate (DESIGN.md, "Accounts and data").
+//!
+//! Invariants shared by every record:
+//! - `id` is the stable external id (the CRM's, or Segment's `messageId`): non-empty, at
+//!   most [`MAX_ID_LEN`] bytes, no control characters (the store uses `\0` as a key
+//!   separator, and ids end up in email headers later).
+//! - Syncing is an *upsert*: a source row becomes a `*Patch` carrying only the fields the
+//!   row had; applying a patch reports whether anything actually changed, so re-importing
+//!   the same file is a no-op and says so.
+
+mod account;
+mod contact;
+mod event;
+
+pub use account::{Account, AccountPatch, Segment, SegmentError};
+pub use contact::{Contact, ContactPatch};
+pub use event::{Event, EventPatch};
+
+/// Longest id accepted, in bytes. CRM ids are 18 characters; Segment message ids are
+/// UUIDs; 256 leaves room for composite ids without letting a bad column in.
+pub const MAX_ID_LEN: usize = 256;
+
+/// Checks an external id; the message says what is wrong in words a CS Ops person reads.
+pub fn validate_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("id is empty".into());
+    }
+    if id.len() > MAX_ID_LEN {
+        return Err(format!("id is {} bytes long; the limit is {MAX_ID_LEN}", id.len()));
+    }
+    if let Some(c) = id.chars().find(|c| c.is_control()) {
+        return Err(format!("id contains the control character {:?}", c));
+    }
+    Ok(())
+}
+
+/// Sets `slot` to `value` and says whether that changed it. The building block of every
+/// patch: a field the source did not carry is `None` and leaves the record alone.
+fn set_if<T: PartialEq>(slot: &mut T, value: Option<T>) -> bool {
+    match value {
+        Some(v) if *slot != v => {
+            *slot = v;
+            true
+        }
+        _ => false,
+    }
+}

@@ -1,0 +1,332 @@
+//! The embedded store: accounts, contacts and events on sled (0.34, the stable line).
+//!
+//! Nothing outside this module touches sled. The rest of Keel sees [`Store`]: typed
+//! records in, typed records out, upserts that report what they changed. That keeps the
+//! door open for the PostgreSQL backend DESIGN.md mentions (several daemons, leases on due
+//! work) — it would implement this same surface; it is not built until an issue asks.
+//!
+//! Invariants:
+//! - Every value starts with a record-format byte ([`codec`]), so records can be migrated.
+//! - A batch of upserts lands atomically (one sled batch or transaction per call), and
+//!   [`Store::flush`] makes it durable; commands flush before they report success.
+//! - One store, one process: sled locks the directory, and a second opener gets
+//!   [`StoreError::Locked`], never a shared, corrupting view.
+
+mod codec;
+mod keys;
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+
+use crate::model::{Account, AccountPatch, Contact, ContactPatch, Event};
+
+pub use codec::RECORD_FORMAT;
+
+/// Layout version of the store as a whole (trees and key formats), kept in the `meta`
+/// tree. Bumped when a key layout changes; [`Store::open`] refuses a newer layout.
+pub const STORE_LAYOUT: u8 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the store at {} is in use by another keel process; stop it, or set a different data_dir", path.display())]
+    Locked { path: PathBuf },
+    #[error("could not open the store at {}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: sled::Error,
+    },
+    #[error("the store at {} was written by a newer Keel (layout {found}; this build knows layout {STORE_LAYOUT}); upgrade keel", path.display())]
+    NewerLayout { path: PathBuf, found: u8 },
+    #[error("{tree} record {key:?} was written by a newer Keel (record format {found}; this build reads format {RECORD_FORMAT}); upgrade keel")]
+    NewerRecord { tree: &'static str, key: String, found: u8 },
+    #[error("{tree} record {key:?} is corrupt: {reason}")]
+    Corrupt { tree: &'static str, key: String, reason: String },
+    #[error("store I/O failed")]
+    Io(#[from] sled::Error),
+}
+
+/// What an upsert did with one incoming record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Inserted,
+    Updated,
+    Unchanged,
+    /// The record cannot be stored as it stands; the reason is for the person who sent it.
+    Rejected(String),
+}
+
+pub struct Store {
+    path: PathBuf,
+    db: sled::Db,
+    accounts: sled::Tree,
+    contacts: sled::Tree,
+    contacts_by_account: sled::Tree,
+    events: sled::Tree,
+    event_ids: sled::Tree,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `path`, a directory.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = sled::Config::new().path(path).open().map_err(|source| match &source {
+            sled::Error::Io(e) if is_lock_conflict(e) => StoreError::Locked { path: path.to_path_buf() },
+            _ => StoreError::Open { path: path.to_path_buf(), source },
+        })?;
+        let meta = db.open_tree("meta")?;
+        match meta.get("layout")?.as_deref() {
+            None => {
+                meta.insert("layout", &[STORE_LAYOUT])?;
+            }
+            Some([found]) if *found <= STORE_LAYOUT => {}
+            Some(other) => {
+                return Err(StoreError::NewerLayout { path: path.to_path_buf(), found: other.first().copied().unwrap_or(u8::MAX) })
+            }
+        }
+        Ok(Store {
+            path: path.to_path_buf(),
+            accounts: db.open_tree("accounts")?,
+            contacts: db.open_tree("contacts")?,
+            contacts_by_account: db.open_tree("contacts_by_account")?,
+            events: db.open_tree("events")?,
+            event_ids: db.open_tree("event_ids")?,
+            db,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Makes every write so far durable. sled writes are only in memory until flushed.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    // ---- accounts -------------------------------------------------------------------
+
+    pub fn account(&self, id: &str) -> Result<Option<Account>, StoreError> {
+        self.accounts.get(id)?.map(|v| decode("accounts", id.as_bytes(), &v)).transpose()
+    }
+
+    pub fn account_count(&self) -> usize {
+        self.accounts.len()
+    }
+
+    /// Every account, in id order, decoded as the iterator advances (no full load).
+    pub fn accounts(&self) -> impl Iterator<Item = Result<Account, StoreError>> + '_ {
+        self.accounts.iter().map(|kv| {
+            let (k, v) = kv?;
+            decode("accounts", &k, &v)
+        })
+    }
+
+    /// Applies a batch of account patches atomically; one [`Outcome`] per patch, in order.
+    /// A patch that repeats what is stored is `Unchanged` and writes nothing.
+    pub fn upsert_accounts(&self, patches: Vec<AccountPatch>, now: DateTime<Utc>) -> Result<Vec<Outcome>, StoreError> {
+        let mut outcomes = Vec::with_capacity(patches.len());
+        // Rows for the same account in one batch see each other's effect.
+        let mut pending: HashMap<String, Account> = HashMap::new();
+        for patch in patches {
+            // A record already dirty in this batch must be written whatever this row does.
+            let (existing, dirty) = match pending.remove(&patch.id) {
+                Some(a) => (Some(a), true),
+                None => (self.account(&patch.id)?, false),
+            };
+            let (account, outcome) = match existing {
+                Some(mut account) => {
+                    let changed = patch.apply(&mut account, now);
+                    (account, if changed { Outcome::Updated } else { Outcome::Unchanged })
+                }
+                None => {
+                    let mut account = Account::new(patch.id.clone(), now);
+                    patch.apply(&mut account, now);
+                    (account, Outcome::Inserted)
+                }
+            };
+            if dirty || outcome != Outcome::Unchanged {
+                pending.insert(account.id.clone(), account);
+            }
+            outcomes.push(outcome);
+        }
+        let mut batch = sled::Batch::default();
+        for (id, account) in &pending {
+            batch.insert(id.as_bytes(), codec::encode(account));
+        }
+        self.accounts.apply_batch(batch)?;
+        Ok(outcomes)
+    }
+
+    // ---- contacts -------------------------------------------------------------------
+
+    pub fn contact(&self, id: &str) -> Result<Option<Contact>, StoreError> {
+        self.contacts.get(id)?.map(|v| decode("contacts", id.as_bytes(), &v)).transpose()
+    }
+
+    pub fn contact_count(&self) -> usize {
+        self.contacts.len()
+    }
+
+    /// The account's contacts, by contact id (a prefix scan of the index).
+    pub fn contacts_of(&self, account_id: &str) -> Result<Vec<Contact>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.contacts_by_account.scan_prefix(keys::account_prefix(account_id)) {
+            let (k, _) = kv?;
+            let contact_id = &k[account_id.len() + 1..];
+            if let Some(v) = self.contacts.get(contact_id)? {
+                out.push(decode("contacts", contact_id, &v)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Applies contact patches atomically (the contact and its account index move together).
+    /// A new contact must name its account; an update may leave it out.
+    pub fn upsert_contacts(&self, patches: Vec<ContactPatch>, now: DateTime<Utc>) -> Result<Vec<Outcome>, StoreError> {
+        let mut outcomes = Vec::with_capacity(patches.len());
+        let mut pending: HashMap<String, Contact> = HashMap::new();
+        let mut index = sled::Batch::default();
+        for patch in patches {
+            let (existing, dirty) = match pending.remove(&patch.id) {
+                Some(c) => (Some(c), true),
+                None => (self.contact(&patch.id)?, false),
+            };
+            match existing {
+                Some(mut contact) => {
+                    let old_account = contact.account_id.clone();
+                    let changed = patch.apply(&mut contact, now);
+                    if contact.account_id != old_account {
+                        index.remove(keys::contact_index_key(&old_account, &contact.id));
+                        index.insert(keys::contact_index_key(&contact.account_id, &contact.id), &[]);
+                    }
+                    outcomes.push(if changed { Outcome::Updated } else { Outcome::Unchanged });
+                    if changed || dirty {
+                        pending.insert(contact.id.clone(), contact);
+                    }
+                }
+                None => match patch.into_new(now) {
+                    Some(contact) => {
+                        index.insert(keys::contact_index_key(&contact.account_id, &contact.id), &[]);
+                        outcomes.push(Outcome::Inserted);
+                        pending.insert(contact.id.clone(), contact);
+                    }
+                    None => outcomes.push(Outcome::Rejected("a new contact needs an account_id".into())),
+                },
+            }
+        }
+        let mut batch = sled::Batch::default();
+        for (id, contact) in &pending {
+            batch.insert(id.as_bytes(), codec::encode(contact));
+        }
+        transact(&self.contacts, &self.contacts_by_account, &batch, &index)?;
+        Ok(outcomes)
+    }
+
+    // ---- events ---------------------------------------------------------------------
+
+    pub fn event_count(&self) -> usize {
+        self.event_ids.len()
+    }
+
+    /// The account's events with `from <= timestamp < to`, oldest first: one range scan.
+    pub fn events_of(
+        &self,
+        account_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> impl Iterator<Item = Result<Event, StoreError>> + '_ {
+        self.events.range(keys::event_bound(account_id, from)..keys::event_bound(account_id, to)).map(|kv| {
+            let (k, v) = kv?;
+            decode("events", &k, &v)
+        })
+    }
+
+    /// Stores events, once per id: an id seen before with the same content is
+    /// `Unchanged` (Segment retries, re-imported files); with new content it replaces
+    /// the old event (`Updated`).
+    pub fn upsert_events(&self, events: Vec<Event>) -> Result<Vec<Outcome>, StoreError> {
+        let mut outcomes = Vec::with_capacity(events.len());
+        // event id -> (key it is stored under, the event), for ids already seen in this batch.
+        let mut seen: HashMap<String, (Vec<u8>, Event)> = HashMap::new();
+        let mut batch = sled::Batch::default();
+        let mut ids = sled::Batch::default();
+        for event in events {
+            let previous = match seen.get(&event.id) {
+                Some((key, e)) => Some((key.clone(), e.clone())),
+                None => match self.event_ids.get(&event.id)? {
+                    Some(key) => {
+                        let stored = self.events.get(&key)?.ok_or_else(|| StoreError::Corrupt {
+                            tree: "event_ids",
+                            key: event.id.clone(),
+                            reason: "points at an event that is not stored".into(),
+                        })?;
+                        Some((key.to_vec(), decode::<Event>("events", &key, &stored)?))
+                    }
+                    None => None,
+                },
+            };
+            let key = keys::event_key(&event.account_id, event.timestamp, &event.id);
+            let outcome = match previous {
+                Some((_, ref old)) if *old == event => Outcome::Unchanged,
+                Some((old_key, _)) => {
+                    if old_key != key {
+                        batch.remove(old_key);
+                    }
+                    Outcome::Updated
+                }
+                None => Outcome::Inserted,
+            };
+            if outcome != Outcome::Unchanged {
+                batch.insert(key.clone(), codec::encode(&event));
+                ids.insert(event.id.as_bytes(), key.clone());
+                seen.insert(event.id.clone(), (key, event));
+            }
+            outcomes.push(outcome);
+        }
+        transact(&self.events, &self.event_ids, &batch, &ids)?;
+        Ok(outcomes)
+    }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+/// Applies two batches to two trees in one transaction: both land or neither does.
+fn transact(a: &sled::Tree, b: &sled::Tree, batch_a: &sled::Batch, batch_b: &sled::Batch) -> Result<(), StoreError> {
+    (a, b)
+        .transaction(|(ta, tb)| {
+            ta.apply_batch(batch_a)?;
+            tb.apply_batch(batch_b)?;
+            Ok::<_, ConflictableTransactionError<()>>(())
+        })
+        .map_err(|e| match e {
+            TransactionError::Storage(e) => StoreError::Io(e),
+            TransactionError::Abort(()) => unreachable!("the closure never aborts"),
+        })
+}
+
+fn decode<T: DeserializeOwned>(tree: &'static str, key: &[u8], value: &[u8]) -> Result<T, StoreError> {
+    codec::decode(value).map_err(|e| {
+        let key = String::from_utf8_lossy(key).replace('\0', "/");
+        match e {
+            codec::DecodeError::TooNew(found) => StoreError::NewerRecord { tree, key, found },
+            codec::DecodeError::Empty => StoreError::Corrupt { tree, key, reason: "empty value".into() },
+            codec::DecodeError::Json(e) => StoreError::Corrupt { tree, key, reason: e.to_string() },
+        }
+    })
+}
+
+/// sled reports a held directory lock as a plain I/O error from its `try_lock`.
+fn is_lock_conflict(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock || e.to_string().contains("could not acquire lock")
+}

@@ -1,0 +1,295 @@
+//! Column mappings: which record field a source column (or JSON key) feeds.
+//!
+//! CRM exports name columns their own way ("Account Name", "Logins (30d)"); the config
+//! maps them (`"Account Name": name`, `"Logins (30d)": metrics.logins_30d`). A column the
+//! config does not map maps to the field of the same name if there is one, and otherwise
+//! lands in the record's open `fields` (events: `properties`), so no data is dropped
+//! unless the config says `ignore`.
+//!
+//! Targets are resolved once per file (per column), never per row.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+
+use crate::diagnostic::did_you_mean;
+
+/// The closed set of named fields of one record kind, for mapping.
+pub trait FieldSet: Copy + Eq + fmt::Debug + 'static {
+    /// The record kind, plural, as the CLI and config say it ("accounts").
+    const KIND: &'static str;
+    /// Every mappable field, by the name a config uses.
+    const NAMES: &'static [(&'static str, Self)];
+    /// Where unmapped columns land: `fields` (accounts, contacts) or `properties` (events).
+    const EXTRA: &'static str;
+    /// Whether `metrics.<name>` targets exist (accounts only).
+    const HAS_METRICS: bool;
+    /// The field that identifies a record, which a file must map for updates to find it.
+    const KEY: Option<Self>;
+
+    fn name(self) -> &'static str {
+        Self::NAMES.iter().find(|(_, f)| *f == self).map(|(n, _)| *n).unwrap_or("?")
+    }
+}
+
+/// Where one column's value goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target<F> {
+    Field(F),
+    Metric(String),
+    Extra(String),
+    Ignore,
+}
+
+impl<F: FieldSet> Target<F> {
+    /// Parses a target as written in the config; the error lists what is expected.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s == "ignore" {
+            return Ok(Target::Ignore);
+        }
+        if let Some(&(_, f)) = F::NAMES.iter().find(|(n, _)| *n == s) {
+            return Ok(Target::Field(f));
+        }
+        if let Some(name) = s.strip_prefix("metrics.") {
+            if !F::HAS_METRICS {
+                return Err(format!("{} have no metrics; map the column to {}.{name} instead", F::KIND, F::EXTRA));
+            }
+            if !is_metric_name(name) {
+                return Err(format!(
+                    "metric name {name:?} must be lower-case letters, digits and '_', starting with a letter (e.g. logins_30d)"
+                ));
+            }
+            return Ok(Target::Metric(name.to_string()));
+        }
+        if let Some(name) = s.strip_prefix(F::EXTRA).and_then(|r| r.strip_prefix('.')) {
+            if name.is_empty() {
+                return Err(format!("{}. needs a name after the dot", F::EXTRA));
+            }
+            return Ok(Target::Extra(name.to_string()));
+        }
+        let mut msg = format!("unknown {} field {s:?}; expected {}", singular(F::KIND), Self::expected());
+        let names = F::NAMES.iter().map(|(n, _)| *n).chain(["ignore"]);
+        if let Some(near) = did_you_mean(s, names) {
+            msg.push_str(&format!(" (did you mean `{near}`?)"));
+        }
+        Err(msg)
+    }
+
+    /// The target of a column the config does not map: the field of that exact name,
+    /// else the open `fields`/`properties` under the column's own name.
+    pub fn default_for(column: &str) -> Self {
+        Self::parse(column).unwrap_or_else(|_| Target::Extra(column.to_string()))
+    }
+
+    fn expected() -> String {
+        let mut s: Vec<String> = F::NAMES.iter().map(|(n, _)| n.to_string()).collect();
+        if F::HAS_METRICS {
+            s.push("metrics.<name>".into());
+        }
+        s.push(format!("{}.<name>", F::EXTRA));
+        s.push("ignore".into());
+        s.join(", ")
+    }
+}
+
+fn singular(kind: &str) -> &str {
+    kind.strip_suffix('s').unwrap_or(kind)
+}
+
+fn is_metric_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
+        && chars.all(|c| c == '_' || c.is_ascii_lowercase() || c.is_ascii_digit())
+}
+
+/// A config's column → target map for one record kind, in the order written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnMap<F> {
+    entries: HashMap<String, Target<F>>,
+}
+
+impl<F: FieldSet> Default for ColumnMap<F> {
+    fn default() -> Self {
+        ColumnMap { entries: HashMap::new() }
+    }
+}
+
+impl<F: FieldSet> ColumnMap<F> {
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, Target<F>)>) -> Self {
+        ColumnMap { entries: pairs.into_iter().collect() }
+    }
+
+    /// The target for a source column: the config's mapping, else [`Target::default_for`].
+    pub fn resolve(&self, column: &str) -> Target<F> {
+        match self.entries.get(column) {
+            Some(t) => t.clone(),
+            None => Target::default_for(column),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+// Deserialised from the config with the target checked *during* deserialisation, so a
+// bad target is reported by serde_yaml at its own line and column.
+impl<'de, F: FieldSet> Deserialize<'de> for ColumnMap<F> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<F>(PhantomData<F>);
+        impl<'de, F: FieldSet> Visitor<'de> for V<F> {
+            type Value = ColumnMap<F>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of source column names to fields, like \"Account Name\": name")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut entries = HashMap::new();
+                while let Some(column) = map.next_key::<String>()? {
+                    let target: TargetSpec<F> = map.next_value()?;
+                    if entries.insert(column.clone(), target.0).is_some() {
+                        return Err(de::Error::custom(format!("column {column:?} is mapped twice")));
+                    }
+                }
+                Ok(ColumnMap { entries })
+            }
+        }
+        d.deserialize_map(V(PhantomData))
+    }
+}
+
+struct TargetSpec<F>(Target<F>);
+
+impl<'de, F: FieldSet> Deserialize<'de> for TargetSpec<F> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Target::parse(&s).map(TargetSpec).map_err(de::Error::custom)
+    }
+}
+
+/// Account fields a source can set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountField {
+    Id,
+    Name,
+    Segment,
+    Arr,
+    Owner,
+    Manager,
+    RenewalDate,
+    StartDate,
+    LifecycleStage,
+    Timezone,
+}
+
+impl FieldSet for AccountField {
+    const KIND: &'static str = "accounts";
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("id", Self::Id),
+        ("name", Self::Name),
+        ("segment", Self::Segment),
+        ("arr", Self::Arr),
+        ("owner", Self::Owner),
+        ("manager", Self::Manager),
+        ("renewal_date", Self::RenewalDate),
+        ("start_date", Self::StartDate),
+        ("lifecycle_stage", Self::LifecycleStage),
+        ("timezone", Self::Timezone),
+    ];
+    const EXTRA: &'static str = "fields";
+    const HAS_METRICS: bool = true;
+    const KEY: Option<Self> = Some(Self::Id);
+}
+
+/// Contact fields a source can set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContactField {
+    Id,
+    AccountId,
+    Email,
+    Name,
+    Role,
+    Timezone,
+    Unsubscribed,
+}
+
+impl FieldSet for ContactField {
+    const KIND: &'static str = "contacts";
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("id", Self::Id),
+        ("account_id", Self::AccountId),
+        ("email", Self::Email),
+        ("name", Self::Name),
+        ("role", Self::Role),
+        ("timezone", Self::Timezone),
+        ("unsubscribed", Self::Unsubscribed),
+    ];
+    const EXTRA: &'static str = "fields";
+    const HAS_METRICS: bool = false;
+    // A contact file may key on email alone: the id then defaults to the email.
+    const KEY: Option<Self> = None;
+}
+
+/// Event fields a source can set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventField {
+    Id,
+    AccountId,
+    ContactId,
+    Name,
+    Timestamp,
+}
+
+impl FieldSet for EventField {
+    const KIND: &'static str = "events";
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("id", Self::Id),
+        ("account_id", Self::AccountId),
+        ("contact_id", Self::ContactId),
+        ("name", Self::Name),
+        ("timestamp", Self::Timestamp),
+    ];
+    const EXTRA: &'static str = "properties";
+    const HAS_METRICS: bool = false;
+    // Events without an id get a content-derived one.
+    const KEY: Option<Self> = None;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_fields_metrics_extras_and_ignore() {
+        assert_eq!(Target::<AccountField>::parse("renewal_date"), Ok(Target::Field(AccountField::RenewalDate)));
+        assert_eq!(Target::<AccountField>::parse("metrics.logins_30d"), Ok(Target::Metric("logins_30d".into())));
+        assert_eq!(Target::<AccountField>::parse("fields.Industry"), Ok(Target::Extra("Industry".into())));
+        assert_eq!(Target::<EventField>::parse("properties.plan"), Ok(Target::Extra("plan".into())));
+        assert_eq!(Target::<ContactField>::parse("ignore"), Ok(Target::Ignore));
+    }
+
+    #[test]
+    fn a_misspelt_target_says_what_was_expected_and_suggests() {
+        let err = Target::<AccountField>::parse("renewal_dat").unwrap_err();
+        assert!(err.contains("did you mean `renewal_date`?"), "{err}");
+        assert!(err.contains("metrics.<name>"), "{err}");
+        let err = Target::<AccountField>::parse("metrics.Logins 30d").unwrap_err();
+        assert!(err.contains("lower-case"), "{err}");
+        assert!(Target::<ContactField>::parse("metrics.nps").unwrap_err().contains("no metrics"));
+    }
+
+    #[test]
+    fn unmapped_columns_keep_their_data() {
+        let map = ColumnMap::<AccountField>::from_pairs([("Account Name".to_string(), Target::Field(AccountField::Name))]);
+        assert_eq!(map.resolve("Account Name"), Target::Field(AccountField::Name));
+        assert_eq!(map.resolve("arr"), Target::Field(AccountField::Arr));
+        assert_eq!(map.resolve("Industry"), Target::Extra("Industry".into()));
+    }
+}

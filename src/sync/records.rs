@@ -1,0 +1,154 @@
+//! How a row's cells become a record of each kind: which parser each field uses and what
+//! a row must carry. One impl of [`Kind`] per record kind; the readers are generic.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::mapping::{AccountField, ContactField, EventField, FieldSet};
+use super::values::Cell;
+use crate::model::{validate_id, AccountPatch, ContactPatch, Event, EventPatch, Segment};
+use crate::store::{Outcome, Store, StoreError};
+
+/// Per-source parsing options from the config.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ParseOptions<'a> {
+    pub date_format: Option<&'a str>,
+}
+
+pub trait Kind: FieldSet {
+    /// What a row becomes before the store sees it.
+    type Record;
+    type Patch: Default;
+    /// Column groups a CSV header must map at least one of, e.g. events need a timestamp.
+    const REQUIRED: &'static [&'static [Self]];
+
+    fn set(patch: &mut Self::Patch, field: Self, cell: Cell, opts: &ParseOptions) -> Result<(), String>;
+    fn set_metric(_patch: &mut Self::Patch, _name: &str, _value: f64) {
+        unreachable!("only kinds with HAS_METRICS map metrics")
+    }
+    fn set_extra(patch: &mut Self::Patch, key: &str, value: Value);
+    /// Completes the record, or says which required field the row lacked.
+    fn finish(patch: Self::Patch) -> Result<Self::Record, String>;
+    fn store(store: &Store, records: Vec<Self::Record>, now: DateTime<Utc>) -> Result<Vec<Outcome>, StoreError>;
+}
+
+fn id(cell: Cell) -> Result<String, String> {
+    let id = cell.text()?;
+    validate_id(&id)?;
+    Ok(id)
+}
+
+impl Kind for AccountField {
+    type Record = AccountPatch;
+    type Patch = AccountPatch;
+    const REQUIRED: &'static [&'static [Self]] = &[&[Self::Id]];
+
+    fn set(p: &mut AccountPatch, field: Self, cell: Cell, opts: &ParseOptions) -> Result<(), String> {
+        match field {
+            Self::Id => p.id = id(cell)?,
+            Self::Name => p.name = Some(cell.text()?),
+            Self::Segment => p.segment = Some(Segment::parse(&cell.text()?).map_err(|e| e.to_string())?),
+            Self::Arr => {
+                let arr = cell.number()?;
+                if arr < 0.0 {
+                    return Err(format!("ARR cannot be negative, found {arr}"));
+                }
+                p.arr = Some(arr)
+            }
+            Self::Owner => p.owner = Some(cell.email()?),
+            Self::Manager => p.manager = Some(cell.email()?),
+            Self::RenewalDate => p.renewal_date = Some(cell.date(opts.date_format)?),
+            Self::StartDate => p.start_date = Some(cell.date(opts.date_format)?),
+            Self::LifecycleStage => p.lifecycle_stage = Some(cell.text()?),
+            Self::Timezone => p.timezone = Some(cell.timezone()?),
+        }
+        Ok(())
+    }
+
+    fn set_metric(p: &mut AccountPatch, name: &str, value: f64) {
+        p.metrics.push((name.to_string(), value));
+    }
+
+    fn set_extra(p: &mut AccountPatch, key: &str, value: Value) {
+        p.fields.push((key.to_string(), value));
+    }
+
+    fn finish(p: AccountPatch) -> Result<AccountPatch, String> {
+        if p.id.is_empty() {
+            return Err("missing id".into());
+        }
+        Ok(p)
+    }
+
+    fn store(store: &Store, records: Vec<AccountPatch>, now: DateTime<Utc>) -> Result<Vec<Outcome>, StoreError> {
+        store.upsert_accounts(records, now)
+    }
+}
+
+impl Kind for ContactField {
+    type Record = ContactPatch;
+    type Patch = ContactPatch;
+    const REQUIRED: &'static [&'static [Self]] = &[&[Self::Id, Self::Email]];
+
+    fn set(p: &mut ContactPatch, field: Self, cell: Cell, _opts: &ParseOptions) -> Result<(), String> {
+        match field {
+            Self::Id => p.id = id(cell)?,
+            Self::AccountId => p.account_id = Some(id(cell)?),
+            Self::Email => p.email = Some(cell.email()?),
+            Self::Name => p.name = Some(cell.text()?),
+            Self::Role => p.role = Some(cell.text()?),
+            Self::Timezone => p.timezone = Some(cell.timezone()?),
+            Self::Unsubscribed => p.unsubscribed = Some(cell.boolean()?),
+        }
+        Ok(())
+    }
+
+    fn set_extra(p: &mut ContactPatch, key: &str, value: Value) {
+        p.fields.push((key.to_string(), value));
+    }
+
+    /// A contact list keyed by email alone is common (marketing exports): the lower-cased
+    /// email then serves as the id, so the next import finds the same contact.
+    fn finish(mut p: ContactPatch) -> Result<ContactPatch, String> {
+        if p.id.is_empty() {
+            match &p.email {
+                Some(email) => p.id = email.to_lowercase(),
+                None => return Err("missing id (and no email to use as one)".into()),
+            }
+        }
+        Ok(p)
+    }
+
+    fn store(store: &Store, records: Vec<ContactPatch>, now: DateTime<Utc>) -> Result<Vec<Outcome>, StoreError> {
+        store.upsert_contacts(records, now)
+    }
+}
+
+impl Kind for EventField {
+    type Record = Event;
+    type Patch = EventPatch;
+    const REQUIRED: &'static [&'static [Self]] = &[&[Self::AccountId], &[Self::Name], &[Self::Timestamp]];
+
+    fn set(p: &mut EventPatch, field: Self, cell: Cell, _opts: &ParseOptions) -> Result<(), String> {
+        match field {
+            Self::Id => p.id = Some(id(cell)?),
+            Self::AccountId => p.account_id = Some(id(cell)?),
+            Self::ContactId => p.contact_id = Some(id(cell)?),
+            Self::Name => p.name = Some(cell.text()?),
+            Self::Timestamp => p.timestamp = Some(cell.timestamp()?),
+        }
+        Ok(())
+    }
+
+    fn set_extra(p: &mut EventPatch, key: &str, value: Value) {
+        p.properties.insert(key.to_string(), value);
+    }
+
+    fn finish(p: EventPatch) -> Result<Event, String> {
+        p.into_event().map_err(|field| format!("missing {field}"))
+    }
+
+    fn store(store: &Store, records: Vec<Event>, _now: DateTime<Utc>) -> Result<Vec<Outcome>, StoreError> {
+        store.upsert_events(records)
+    }
+}
