@@ -1,0 +1,10 @@
+//! Keel's integration tests: one binary (fast to link), modules by feature, helpers in
+//! `util`. They use the real sled store in temp dirs and run the real `keel` binary.
+
+mod util;
+
+mod cli;
+mod config;
+mod examples;
+mod store;
+mod sync;
