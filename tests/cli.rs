@@ -4,9 +4,10 @@
 use crate::util::{Workspace, CRM_CONFIG};
 
 fn book() -> Workspace {
-    let ws = Workspace::new(&format!(
-        "{CRM_CONFIG}\n    file: ev.ndjson\n"
-    ).replace("  accounts:\n    columns:", "  accounts:\n    file: accounts.csv\n    columns:"));
+    let ws = Workspace::new(
+        &format!("{CRM_CONFIG}\n    file: ev.ndjson\n")
+            .replace("  accounts:\n    columns:", "  accounts:\n    file: accounts.csv\n    columns:"),
+    );
     ws.write(
         "accounts.csv",
         "\
@@ -17,7 +18,10 @@ A-3,Cobalt Retail,SMB,5400,digital@keel.example,mo@keel.example,2027-09-30,onboa
 A-4,Delta Freight,SMB,7100,digital@keel.example,mo@keel.example,,onboarding,Logistics
 ",
     );
-    ws.write("ev.ndjson", "{\"messageId\":\"m1\",\"accountId\":\"A-1\",\"event\":\"Logged In\",\"timestamp\":\"2026-11-30T10:00:00Z\"}\n");
+    ws.write(
+        "ev.ndjson",
+        "{\"messageId\":\"m1\",\"accountId\":\"A-1\",\"event\":\"Logged In\",\"timestamp\":\"2026-11-30T10:00:00Z\"}\n",
+    );
     ws
 }
 
@@ -25,7 +29,11 @@ A-4,Delta Freight,SMB,7100,digital@keel.example,mo@keel.example,,onboarding,Logi
 fn sync_with_no_file_imports_the_configured_sources_and_shows_the_book() {
     let ws = book();
     let out = ws.keel(&["sync"]).ok();
-    let out = out.lines().map(|l| if l.contains(" s (") { l.split(" in ").next().unwrap() } else { l }).collect::<Vec<_>>().join("\n");
+    let out = out
+        .lines()
+        .map(|l| if l.contains(" s (") { l.split(" in ").next().unwrap() } else { l })
+        .collect::<Vec<_>>()
+        .join("\n");
     insta::assert_snapshot!(out, @r"
     ./accounts.csv: 4 accounts
     ./ev.ndjson: 1 events
@@ -84,15 +92,22 @@ fn accounts_list_filters_and_sorts() {
         .map(|a| a["id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(ids, ["A-2", "A-1", "A-3", "A-4"], "soonest first, no date last");
-    let smb = ws.keel(&["accounts", "list", "--segment", "SMB", "--owner", "DIGITAL@keel.example", "--sort", "name"]).ok();
+    let smb =
+        ws.keel(&["accounts", "list", "--segment", "SMB", "--owner", "DIGITAL@keel.example", "--sort", "name"]).ok();
     assert!(smb.contains("A-3  Cobalt") && smb.contains("A-4  Delta") && !smb.contains("A-1"), "{smb}");
-    assert!(ws.keel(&["accounts", "list", "--segment", "enterprise", "--limit", "0"]).ok().contains("No accounts match"));
+    assert!(ws
+        .keel(&["accounts", "list", "--segment", "enterprise", "--limit", "0"])
+        .ok()
+        .contains("No accounts match"));
 }
 
 #[test]
 fn accounts_show_gives_every_field_metrics_contacts_and_events() {
     let ws = book();
-    ws.write("contacts.csv", "Contact ID,Account,email,name,role,Opt Out\nC-1,A-1,ana@acme.example,Ana Silva,Champion,no\n");
+    ws.write(
+        "contacts.csv",
+        "Contact ID,Account,email,name,role,Opt Out\nC-1,A-1,ana@acme.example,Ana Silva,Champion,no\n",
+    );
     ws.keel(&["sync"]).ok();
     ws.keel(&["sync", "contacts", "contacts.csv"]).ok();
     ws.write("usage.csv", "Account ID,Logins (30d),NPS\nA-1,1234,9.5\n");
@@ -124,7 +139,8 @@ fn accounts_show_gives_every_field_metrics_contacts_and_events() {
       TIME (UTC)        EVENT      CONTACT
       2026-11-30 10:00  Logged In  -
     ");
-    let json: serde_json::Value = serde_json::from_str(&ws.keel(&["accounts", "show", "A-1", "--format", "json"]).ok()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&ws.keel(&["accounts", "show", "A-1", "--format", "json"]).ok()).unwrap();
     assert_eq!(json["account"]["metrics"]["nps"], 9.5);
     assert_eq!(json["contacts"][0]["email"], "ana@acme.example");
     assert_eq!(json["events"][0]["name"], "Logged In");

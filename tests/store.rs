@@ -45,7 +45,13 @@ fn events_of_a_window_come_from_a_range_not_other_accounts() {
         properties: Default::default(),
     };
     // "A" and "AB" share a prefix: the separator keeps their events apart.
-    let events = vec![event("e1", "A", 40), event("e2", "A", 10), event("e3", "A", 1), event("e4", "AB", 5), event("e5", "B", 2)];
+    let events = vec![
+        event("e1", "A", 40),
+        event("e2", "A", 10),
+        event("e3", "A", 1),
+        event("e4", "AB", 5),
+        event("e5", "B", 2),
+    ];
     assert!(store.upsert_events(events).unwrap().iter().all(|o| *o == Outcome::Inserted));
     let recent: Vec<String> = store.events_of("A", now() - Duration::days(30), now()).map(|e| e.unwrap().id).collect();
     assert_eq!(recent, ["e2", "e3"]);
@@ -55,8 +61,15 @@ fn events_of_a_window_come_from_a_range_not_other_accounts() {
 fn the_same_account_twice_in_one_batch_keeps_both_changes() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let patch = |name: Option<&str>, arr: Option<f64>| AccountPatch { id: "A".into(), name: name.map(Into::into), arr, ..Default::default() };
-    let outcomes = store.upsert_accounts(vec![patch(Some("Acme"), None), patch(None, Some(5.0)), patch(Some("Acme"), None)], now()).unwrap();
+    let patch = |name: Option<&str>, arr: Option<f64>| AccountPatch {
+        id: "A".into(),
+        name: name.map(Into::into),
+        arr,
+        ..Default::default()
+    };
+    let outcomes = store
+        .upsert_accounts(vec![patch(Some("Acme"), None), patch(None, Some(5.0)), patch(Some("Acme"), None)], now())
+        .unwrap();
     assert_eq!(outcomes, [Outcome::Inserted, Outcome::Updated, Outcome::Unchanged]);
     let a = store.account("A").unwrap().unwrap();
     assert_eq!((a.name.as_str(), a.arr), ("Acme", Some(5.0)));

@@ -220,7 +220,14 @@ C-3,,cy@acme.example,Cy,,,no,
     assert_eq!(contacts.len(), 2);
     let ana = store.contact("C-1").unwrap().unwrap();
     assert_eq!(
-        (ana.account_id.as_str(), ana.email.as_deref(), ana.name.as_str(), ana.role.as_deref(), ana.timezone, ana.unsubscribed),
+        (
+            ana.account_id.as_str(),
+            ana.email.as_deref(),
+            ana.name.as_str(),
+            ana.role.as_deref(),
+            ana.timezone,
+            ana.unsubscribed
+        ),
         ("ACC-1", Some("ana@acme.example"), "Ana Silva", Some("VP Operations"), Some(chrono_tz::Europe::Lisbon), true)
     );
     assert_eq!(ana.fields["Phone"], json!("+351 555"));
@@ -261,7 +268,8 @@ fn events_round_trip_and_the_same_event_twice_is_one_event() {
     assert_eq!((again.inserted, again.unchanged), (0, 4), "id-less events get a stable id, so this is a no-op too");
     assert_eq!(store.event_count(), 3);
 
-    let all: Vec<_> = store.events_of("ACC-1", "2026-01-01T00:00:00Z".parse().unwrap(), now()).map(Result::unwrap).collect();
+    let all: Vec<_> =
+        store.events_of("ACC-1", "2026-01-01T00:00:00Z".parse().unwrap(), now()).map(Result::unwrap).collect();
     let names: Vec<&str> = all.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(names, ["Exported Data", "Logged In", "Report Created"], "oldest first");
     let login = &all[1];

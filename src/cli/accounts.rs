@@ -157,11 +157,16 @@ fn opt(s: Option<&str>) -> String {
 fn show(session: &Session, args: ShowArgs) -> anyhow::Result<ExitCode> {
     let store = session.open_store()?;
     let Some(account) = store.account(&args.id)? else {
-        anyhow::bail!("no account with id {:?} in {} (`keel accounts list` shows the ids)", args.id, store.path().display());
+        anyhow::bail!(
+            "no account with id {:?} in {} (`keel accounts list` shows the ids)",
+            args.id,
+            store.path().display()
+        );
     };
     let contacts = store.contacts_of(&account.id)?;
     let since = session.now - Duration::days(i64::from(args.events_days));
-    let events = store.events_of(&account.id, since, session.now + Duration::seconds(1)).collect::<Result<Vec<_>, _>>()?;
+    let events =
+        store.events_of(&account.id, since, session.now + Duration::seconds(1)).collect::<Result<Vec<_>, _>>()?;
 
     let mut out = io::stdout().lock();
     if args.format.format == OutputFormat::Json {
@@ -191,7 +196,10 @@ fn show(session: &Session, args: ShowArgs) -> anyhow::Result<ExitCode> {
     field("renewal_date", account.renewal_date.map_or_else(|| "-".into(), days));
     field("start_date", account.start_date.map_or_else(|| "-".into(), days));
     field("lifecycle_stage", opt(account.lifecycle_stage.as_deref()));
-    field("timezone", account.timezone.map_or_else(|| format!("- (default {})", session.config.timezone), |t| t.to_string()));
+    field(
+        "timezone",
+        account.timezone.map_or_else(|| format!("- (default {})", session.config.timezone), |t| t.to_string()),
+    );
     field("updated_at", account.updated_at.to_rfc3339());
     write!(out, "{}", body(&table))?;
 
@@ -218,7 +226,13 @@ fn show(session: &Session, args: ShowArgs) -> anyhow::Result<ExitCode> {
 
     writeln!(out, "\nContacts ({})", contacts.len())?;
     if !contacts.is_empty() {
-        let mut t = Table::new(&[("  ID", Align::Left), ("NAME", Align::Left), ("EMAIL", Align::Left), ("ROLE", Align::Left), ("EMAIL OPT-OUT", Align::Left)]);
+        let mut t = Table::new(&[
+            ("  ID", Align::Left),
+            ("NAME", Align::Left),
+            ("EMAIL", Align::Left),
+            ("ROLE", Align::Left),
+            ("EMAIL OPT-OUT", Align::Left),
+        ]);
         for c in &contacts {
             t.row(vec![
                 format!("  {}", c.id),
@@ -236,7 +250,11 @@ fn show(session: &Session, args: ShowArgs) -> anyhow::Result<ExitCode> {
     if !events.is_empty() {
         let mut t = Table::new(&[("  TIME (UTC)", Align::Left), ("EVENT", Align::Left), ("CONTACT", Align::Left)]);
         for e in events.iter().rev().take(SHOWN) {
-            t.row(vec![format!("  {}", e.timestamp.format("%Y-%m-%d %H:%M")), e.name.clone(), opt(e.contact_id.as_deref())]);
+            t.row(vec![
+                format!("  {}", e.timestamp.format("%Y-%m-%d %H:%M")),
+                e.name.clone(),
+                opt(e.contact_id.as_deref()),
+            ]);
         }
         write!(out, "{}", t.render())?;
         if events.len() > SHOWN {

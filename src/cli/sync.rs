@@ -142,7 +142,12 @@ fn book_overview(session: &Session, store: &Store) -> anyhow::Result<String> {
         row.3 += u64::from(account.renewal_date.is_some_and(|d| d >= today && d <= horizon));
     }
     rows.sort_by_key(|r| (order(&r.0), r.0.clone()));
-    let mut table = Table::new(&[("SEGMENT", Align::Left), ("ACCOUNTS", Align::Right), ("ARR", Align::Right), ("RENEWING IN 90 DAYS", Align::Right)]);
+    let mut table = Table::new(&[
+        ("SEGMENT", Align::Left),
+        ("ACCOUNTS", Align::Right),
+        ("ARR", Align::Right),
+        ("RENEWING IN 90 DAYS", Align::Right),
+    ]);
     let (mut n, mut arr, mut due) = (0, 0.0, 0);
     for (segment, count, seg_arr, renewing) in &rows {
         table.row(vec![segment.clone(), count.to_string(), money(*seg_arr), renewing.to_string()]);
@@ -204,4 +209,3 @@ impl Progress for Bar {
         }
     }
 }
-

@@ -16,7 +16,11 @@ pub struct Table {
 
 impl Table {
     pub fn new(columns: &[(&'static str, Align)]) -> Table {
-        Table { headers: columns.iter().map(|c| c.0).collect(), align: columns.iter().map(|c| c.1).collect(), rows: Vec::new() }
+        Table {
+            headers: columns.iter().map(|c| c.0).collect(),
+            align: columns.iter().map(|c| c.1).collect(),
+            rows: Vec::new(),
+        }
     }
 
     pub fn row(&mut self, cells: Vec<String>) {

@@ -87,7 +87,9 @@ pub struct EmailConfig {
 #[derive(Debug, Clone)]
 pub enum EmailTransport {
     /// No SMTP server configured: each email is written as an `.eml` file in `dir`.
-    Files { dir: PathBuf },
+    Files {
+        dir: PathBuf,
+    },
     Smtp(SmtpConfig),
 }
 
@@ -146,7 +148,8 @@ impl Config {
                 base.join(p)
             }
         };
-        let dir = |value: Option<raw::Expanded>, default: &str| resolve(value.as_ref().map_or(default, |e| e.0.as_str()));
+        let dir =
+            |value: Option<raw::Expanded>, default: &str| resolve(value.as_ref().map_or(default, |e| e.0.as_str()));
         let data_dir = dir(raw.data_dir, ".keel");
         let email_transport = match raw.email.smtp {
             Some(smtp) if !smtp.host.0.trim().is_empty() => {
@@ -182,10 +185,7 @@ impl Config {
                 transport: email_transport,
             },
             api: ApiConfig {
-                listen: raw
-                    .api
-                    .listen
-                    .map_or(SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_API_PORT)), |l| l.0),
+                listen: raw.api.listen.map_or(SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_API_PORT)), |l| l.0),
                 token: raw.api.token.filter(|t| !t.expose().is_empty()),
             },
             data_dir,
@@ -237,7 +237,9 @@ fn parse(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
         let keys: Vec<&str> = segments.iter().map(String::as_str).collect();
         let position = match diagnostic::yaml_key_position(text, &keys) {
             // An unknown key is the key's fault; anything else is its value's.
-            Some((line, key_col, value_col)) => Some((line, if unknown_key { key_col } else { value_col.unwrap_or(key_col) })),
+            Some((line, key_col, value_col)) => {
+                Some((line, if unknown_key { key_col } else { value_col.unwrap_or(key_col) }))
+            }
             None => inner.location().map(|l| (l.line(), l.column())),
         };
         ConfigError::Invalid(Box::new(

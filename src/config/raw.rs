@@ -159,8 +159,8 @@ pub struct Listen(pub SocketAddr);
 impl<'de> Deserialize<'de> for Listen {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let Expanded(raw) = Expanded::deserialize(d)?;
-        raw.parse::<SocketAddr>()
-            .map(Listen)
-            .map_err(|_| de::Error::custom(format!("invalid listen address {raw:?}: expected IP:PORT like 127.0.0.1:7400")))
+        raw.parse::<SocketAddr>().map(Listen).map_err(|_| {
+            de::Error::custom(format!("invalid listen address {raw:?}: expected IP:PORT like 127.0.0.1:7400"))
+        })
     }
 }

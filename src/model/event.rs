@@ -50,7 +50,13 @@ impl EventPatch {
 
 /// A stable id from an event's content. FNV-1a is written out rather than taken from
 /// `std::hash`, whose output may change between Rust releases: these ids are stored.
-fn content_id(account: &str, contact: Option<&str>, name: &str, at: DateTime<Utc>, props: &Map<String, Value>) -> String {
+fn content_id(
+    account: &str,
+    contact: Option<&str>,
+    name: &str,
+    at: DateTime<Utc>,
+    props: &Map<String, Value>,
+) -> String {
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
     let mut hash = OFFSET;

@@ -86,7 +86,10 @@ impl Store {
             }
             Some([found]) if *found <= STORE_LAYOUT => {}
             Some(other) => {
-                return Err(StoreError::NewerLayout { path: path.to_path_buf(), found: other.first().copied().unwrap_or(u8::MAX) })
+                return Err(StoreError::NewerLayout {
+                    path: path.to_path_buf(),
+                    found: other.first().copied().unwrap_or(u8::MAX),
+                })
             }
         }
         Ok(Store {

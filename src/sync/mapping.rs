@@ -287,7 +287,8 @@ mod tests {
 
     #[test]
     fn unmapped_columns_keep_their_data() {
-        let map = ColumnMap::<AccountField>::from_pairs([("Account Name".to_string(), Target::Field(AccountField::Name))]);
+        let map =
+            ColumnMap::<AccountField>::from_pairs([("Account Name".to_string(), Target::Field(AccountField::Name))]);
         assert_eq!(map.resolve("Account Name"), Target::Field(AccountField::Name));
         assert_eq!(map.resolve("arr"), Target::Field(AccountField::Arr));
         assert_eq!(map.resolve("Industry"), Target::Extra("Industry".into()));

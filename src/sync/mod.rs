@@ -83,7 +83,9 @@ pub struct RowError {
 impl fmt::Display for RowError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.column {
-            Some(ColumnRef { number: Some(n), name }) => write!(f, "{}:{n}: column {name:?}: {}", self.line, self.message),
+            Some(ColumnRef { number: Some(n), name }) => {
+                write!(f, "{}:{n}: column {name:?}: {}", self.line, self.message)
+            }
             Some(ColumnRef { number: None, name }) => write!(f, "{}: key {name:?}: {}", self.line, self.message),
             None => write!(f, "{}: {}", self.line, self.message),
         }
@@ -426,7 +428,11 @@ fn check_required_columns<K: Kind>(targets: &[Target<K>]) -> Result<(), String> 
 
 /// Feeds one JSON object's keys to a row. `metrics` and `fields`/`properties` objects
 /// are taken apart, so `{"metrics": {"nps": 9}}` works without a mapping.
-fn json_row<K: Kind>(object: &Map<String, Value>, spec: &SourceSpec<K>, opts: &ParseOptions) -> Result<K::Record, Vec<(Option<ColumnRef>, String)>> {
+fn json_row<K: Kind>(
+    object: &Map<String, Value>,
+    spec: &SourceSpec<K>,
+    opts: &ParseOptions,
+) -> Result<K::Record, Vec<(Option<ColumnRef>, String)>> {
     let mut row = RowBuilder::<K>::new();
     for (key, value) in object {
         let nested = match value {
@@ -448,7 +454,10 @@ fn json_row<K: Kind>(object: &Map<String, Value>, spec: &SourceSpec<K>, opts: &P
                     } else {
                         Target::Extra(name.clone())
                     };
-                    row.cell(&target, Cell::Json(v), opts, || ColumnRef { number: None, name: format!("{key}.{name}") });
+                    row.cell(&target, Cell::Json(v), opts, || ColumnRef {
+                        number: None,
+                        name: format!("{key}.{name}"),
+                    });
                 }
             }
             None => {

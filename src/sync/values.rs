@@ -126,7 +126,9 @@ impl Cell<'_> {
                     && !domain.starts_with('.')
                     && !domain.ends_with('.')
                     && !domain.contains('@')
-                    && !s.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';' | '"'))
+                    && !s
+                        .chars()
+                        .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';' | '"'))
             }
             None => false,
         };
@@ -154,8 +156,11 @@ fn parse_number_text(raw: &str) -> Result<f64, String> {
         };
         let mut groups = int.split(',');
         let first = groups.next().unwrap_or("");
-        if first.is_empty() || first.len() > 3 || !groups.all(|g| g.len() == 3 && g.bytes().all(|b| b.is_ascii_digit())) {
-            return Err(format!("expected a number, found {raw:?} (use '.' for decimals; ',' only between groups of three digits)"));
+        if first.is_empty() || first.len() > 3 || !groups.all(|g| g.len() == 3 && g.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(format!(
+                "expected a number, found {raw:?} (use '.' for decimals; ',' only between groups of three digits)"
+            ));
         }
         let mut s = int.replace(',', "");
         if let Some(f) = frac {
@@ -167,7 +172,8 @@ fn parse_number_text(raw: &str) -> Result<f64, String> {
         body.into()
     };
     // Refuse what Rust's parser would accept but no spreadsheet means: inf, nan, 1e400.
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-')) {
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'))
+    {
         return Err(bad());
     }
     let value: f64 = digits.parse().map_err(|_| bad())?;
@@ -191,7 +197,9 @@ mod tests {
 
     #[test]
     fn numbers_as_crms_export_them() {
-        for (raw, want) in [("120000", 120000.0), ("$120,000.50", 120000.5), ("-1,234", -1234.0), (" 0.25 ", 0.25), ("€9", 9.0)] {
+        for (raw, want) in
+            [("120000", 120000.0), ("$120,000.50", 120000.5), ("-1,234", -1234.0), (" 0.25 ", 0.25), ("€9", 9.0)]
+        {
             assert_eq!(Cell::Text(raw).number(), Ok(want), "{raw:?}");
         }
         for raw in ["1234,56", "12,34", "abc", "inf", "NaN", "1e400", "$", "1.2.3"] {
@@ -214,7 +222,15 @@ mod tests {
     #[test]
     fn emails_that_could_break_a_header_are_refused() {
         assert_eq!(Cell::Text(" ana@acme.example ").email(), Ok("ana@acme.example".into()));
-        for raw in ["ana", "ana@", "@acme.example", "ana@acme", "a b@acme.example", "ana@acme.example\r\nBcc: x@y.z", "ana@acme.example, evil@x.example"] {
+        for raw in [
+            "ana",
+            "ana@",
+            "@acme.example",
+            "ana@acme",
+            "a b@acme.example",
+            "ana@acme.example\r\nBcc: x@y.z",
+            "ana@acme.example, evil@x.example",
+        ] {
             assert!(Cell::Text(raw).email().is_err(), "{raw:?} should be rejected");
         }
     }

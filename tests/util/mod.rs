@@ -52,7 +52,12 @@ impl Workspace {
     }
 
     /// Syncs `file` as records of kind `K` through the library, with the config's mapping.
-    pub fn sync<K: Kind>(&self, store: &Store, file: &str, source: impl Fn(&Config) -> &keel::config::Source<K>) -> SyncReport {
+    pub fn sync<K: Kind>(
+        &self,
+        store: &Store,
+        file: &str,
+        source: impl Fn(&Config) -> &keel::config::Source<K>,
+    ) -> SyncReport {
         let config = self.config();
         sync_file(store, &self.path(file), &source(&config).spec, now(), &()).unwrap()
     }
