@@ -122,7 +122,7 @@ fn accounts_show_gives_every_field_metrics_contacts_and_events() {
       start_date       -
       lifecycle_stage  adoption
       timezone         - (default Europe/Berlin)
-      updated_at       2026-12-01T09:00:00+00:00
+      updated_at       2026-12-01T09:00:00Z
 
     Metrics
       logins_30d  1234

@@ -17,7 +17,7 @@ fn sample_spec() -> book::BookSpec {
     book::BookSpec {
         accounts: 400,
         seed: 42,
-        today: NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
+        today: NaiveDate::from_ymd_opt(2026, 11, 22).unwrap(),
         events_per_account: 6.0,
     }
 }

@@ -263,7 +263,9 @@ impl Pools {
 fn person_email(k: u64, out: &mut String) {
     let (f, l) = (FIRST_NAMES.len() as u64, LAST_NAMES.len() as u64);
     let first = FIRST_NAMES[(k % f) as usize].to_ascii_lowercase();
-    let last = LAST_NAMES[((k / f) % l) as usize].to_ascii_lowercase().replace(['\'', ' '], "");
+    // (k mod f, 17·(k mod f) + k div f) is a bijection on k < f·l when 17·f + 1 ≡ 1 (mod l),
+    // as with 40 and 40: small pools still get varied surnames.
+    let last = LAST_NAMES[((17 * (k % f) + k / f) % l) as usize].to_ascii_lowercase().replace(['\'', ' '], "");
     let _ = write!(out, "{first}.{last}");
     if k >= f * l {
         let _ = write!(out, "{}", k / (f * l) + 1);
@@ -322,9 +324,11 @@ impl Account {
         };
         let arr = ((arr / 100.0).round() * 100.0) as u64;
 
-        let csm_number = pools.csm(segment, &mut rng);
+        let mut csm_number = pools.csm(segment, &mut rng);
         let mut csm = String::new();
         if segment == Segment::Smb && rng.f64() < 0.7 {
+            // The pooled digital CS team reports to the first SMB CSM's manager, always.
+            csm_number = pools.enterprise + pools.mid_market;
             csm.push_str("digital-cs@keel-demo.example");
         } else {
             person_email(csm_number, &mut csm);

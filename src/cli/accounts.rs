@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use chrono::{Duration, NaiveDate};
+use chrono::{Duration, NaiveDate, SecondsFormat};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 
@@ -200,7 +200,7 @@ fn show(session: &Session, args: ShowArgs) -> anyhow::Result<ExitCode> {
         "timezone",
         account.timezone.map_or_else(|| format!("- (default {})", session.config.timezone), |t| t.to_string()),
     );
-    field("updated_at", account.updated_at.to_rfc3339());
+    field("updated_at", account.updated_at.to_rfc3339_opts(SecondsFormat::Secs, true));
     write!(out, "{}", body(&table))?;
 
     if !account.metrics.is_empty() {
