@@ -333,3 +333,29 @@ fn decode<T: DeserializeOwned>(tree: &'static str, key: &[u8], value: &[u8]) -> 
 fn is_lock_conflict(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock || e.to_string().contains("could not acquire lock")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_from_a_newer_keel_is_refused_not_misread() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.accounts.insert("A", &[RECORD_FORMAT + 1, b'{', b'}']).unwrap();
+        let err = store.account("A").unwrap_err();
+        assert!(matches!(err, StoreError::NewerRecord { found, .. } if found == RECORD_FORMAT + 1), "{err:?}");
+        assert!(err.to_string().contains("upgrade keel"), "{err}");
+    }
+
+    #[test]
+    fn a_store_with_a_newer_layout_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.db.open_tree("meta").unwrap().insert("layout", &[STORE_LAYOUT + 1]).unwrap();
+            store.flush().unwrap();
+        }
+        assert!(matches!(Store::open(dir.path()), Err(StoreError::NewerLayout { .. })));
+    }
+}

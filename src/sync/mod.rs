@@ -375,6 +375,14 @@ fn read_csv<K: Kind>(
         match reader.read_byte_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {}
+            // The disk failing is the file's problem, not a row's: stop (a retry would loop).
+            Err(e) if e.is_io_error() => {
+                let source = match e.into_kind() {
+                    csv::ErrorKind::Io(source) => source,
+                    other => io::Error::other(format!("{other:?}")),
+                };
+                return Err(SyncError::Read { path: path.to_path_buf(), source });
+            }
             Err(e) => {
                 let line = e.position().map(|p| p.line()).unwrap_or(0);
                 sink.row(line, Err(vec![(None, format!("unreadable row: {e}"))]))?;
@@ -470,7 +478,7 @@ fn json_row<K: Kind>(
 }
 
 fn read_json_lines<K: Kind>(
-    _path: &Path,
+    path: &Path,
     file: File,
     spec: &SourceSpec<K>,
     opts: &ParseOptions,
@@ -494,7 +502,7 @@ fn read_json_lines<K: Kind>(
                 sink.row(line, Err(vec![(None, "line is not valid UTF-8 text".into())]))?;
                 continue;
             }
-            Err(source) => return Err(SyncError::Read { path: _path.to_path_buf(), source }),
+            Err(source) => return Err(SyncError::Read { path: path.to_path_buf(), source }),
         };
         line += 1;
         bytes += n as u64;
