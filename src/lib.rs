@@ -18,6 +18,7 @@
 pub mod cli;
 pub mod config;
 pub mod diagnostic;
+pub mod evaluate;
 pub mod model;
 pub mod store;
 pub mod sync;

@@ -1,0 +1,436 @@
+//! The Rhai engine for playbook expressions and rules: one [`ScriptEngine`] per process,
+//! every expression compiled once at load into an [`Expression`], evaluated per account.
+//!
+//! Invariants:
+//! - **Sandboxed.** Every Rhai limit is set ([`Limits`]: operations, call depth, expression
+//!   depth, string/array/map sizes, variables, functions, modules) plus a wall-clock limit
+//!   per evaluation. `eval` and `import` are disabled; Rhai has no file, network or process
+//!   access of its own and none is registered. `print`/`debug` go to the log.
+//! - **Compile once.** [`ScriptEngine::compile`] is the only place source text is parsed;
+//!   the per-account path ([`Expression::eval`]) only runs an AST over a scope.
+//! - **Failures stay local.** A script that errors or runs too long fails that one
+//!   evaluation with an [`EvalError`] carrying the script position mapped back to the file
+//!   the expression came from; the caller records it and goes on with the next account.
+//! - **Injected clock.** Date helpers read "today" from the engine's clock, which the
+//!   caller sets per pass ([`ScriptEngine::set_today`]): tests and `simulate --at` pin it.
+//!
+//! In scripts, an account is a map (`account.segment`, `account.arr`,
+//! `account.metrics.nps`, `account.fields.industry`, `account.renewal_date` as
+//! `"YYYY-MM-DD"`); a value the account does not have is `()`, and an expression that ends
+//! on `()` is *unknown* — neither true nor false (DESIGN.md: false/unknown → true fires).
+//!
+//! Caveat, open for the playbook language: Rhai compares `()` with a number as `false`
+//! (`account.metrics.nps <= 6` is false, not unknown, for an account without an NPS; and
+//! `!(…)` of it is true). Pinned by a test below so the choice is made knowingly.
+
+use std::cell::Cell;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{Datelike, NaiveDate};
+use rhai::{Dynamic, Engine, EvalAltResult, Position, Scope, AST};
+use serde::Serialize;
+
+/// Resource limits for one evaluation. The defaults are generous for CS rules (a health
+/// model is a few hundred operations) and stop a runaway loop in milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub max_operations: u64,
+    pub max_call_levels: usize,
+    pub max_expr_depth: usize,
+    pub max_string_size: usize,
+    pub max_array_size: usize,
+    pub max_map_size: usize,
+    pub max_variables: usize,
+    pub max_functions: usize,
+    /// Wall-clock limit per evaluation, checked every [`TIME_CHECK_EVERY`] operations.
+    pub time_limit: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_operations: 100_000,
+            max_call_levels: 32,
+            max_expr_depth: 64,
+            max_string_size: 64 * 1024,
+            max_array_size: 10_000,
+            max_map_size: 10_000,
+            max_variables: 256,
+            max_functions: 256,
+            time_limit: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Reading the clock on every Rhai operation would cost more than the operation.
+pub const TIME_CHECK_EVERY: u64 = 1024;
+
+thread_local! {
+    /// When the evaluation running on this thread must stop. Thread-local because one
+    /// engine serves every worker thread, each evaluating its own account.
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// The one Rhai engine, configured for CS rules.
+pub struct ScriptEngine {
+    engine: Engine,
+    /// Today, as days since 0001-01-01 (chrono's `num_days_from_ce`), for the date helpers.
+    today: Arc<AtomicI32>,
+    time_limit: Duration,
+}
+
+/// Where an expression's text came from, so a script position maps back to the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub file: PathBuf,
+    /// 1-based line and column of the expression's first character in `file`.
+    pub line: usize,
+    pub column: usize,
+}
+
+impl Origin {
+    /// The file position of a position inside the expression. Line 1 of the expression
+    /// starts at the origin's column; later lines start at column 1 of their own line.
+    fn map(&self, pos: Position) -> (usize, usize) {
+        match (pos.line(), pos.position()) {
+            (Some(1), Some(col)) => (self.line, self.column + col - 1),
+            (Some(line), col) => (self.line + line - 1, col.unwrap_or(1)),
+            (None, _) => (self.line, self.column),
+        }
+    }
+}
+
+/// A compiled expression or rule, ready to evaluate against any number of accounts.
+#[derive(Debug, Clone)]
+pub struct Expression {
+    ast: AST,
+    source: String,
+    origin: Origin,
+}
+
+/// A script that does not compile: where, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}:{}:{}: {message}", origin.file.display(), position.0, position.1)]
+pub struct CompileError {
+    pub origin: Origin,
+    pub position: (usize, usize),
+    pub message: String,
+}
+
+/// One evaluation that failed: where in the file, and why. The caller adds the playbook
+/// and account it was evaluating.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvalError {
+    pub file: PathBuf,
+    pub position: (usize, usize),
+    pub message: String,
+}
+
+impl fmt::Display for EvalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: {}", self.file.display(), self.position.0, self.position.1, self.message)
+    }
+}
+
+impl std::error::Error for EvalError {}
+
+/// What an expression said about an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Truth {
+    True,
+    False,
+    /// The expression read a value the account does not have (`()`).
+    Unknown,
+}
+
+impl ScriptEngine {
+    pub fn new(limits: &Limits) -> ScriptEngine {
+        let mut engine = Engine::new();
+        engine
+            .set_max_operations(limits.max_operations)
+            .set_max_call_levels(limits.max_call_levels)
+            .set_max_expr_depths(limits.max_expr_depth, limits.max_expr_depth)
+            .set_max_string_size(limits.max_string_size)
+            .set_max_array_size(limits.max_array_size)
+            .set_max_map_size(limits.max_map_size)
+            .set_max_variables(limits.max_variables)
+            .set_max_functions(limits.max_functions)
+            .set_max_modules(0);
+        // Scripts are data from git, not a way to run more scripts.
+        engine.disable_symbol("eval");
+        engine.disable_symbol("import");
+        engine.on_print(|text| tracing::info!(target: "keel::script", "{text}"));
+        engine.on_debug(|text, source, pos| tracing::debug!(target: "keel::script", ?source, %pos, "{text}"));
+        engine.on_progress(|ops| {
+            if ops % TIME_CHECK_EVERY == 0 && DEADLINE.get().is_some_and(|d| Instant::now() > d) {
+                return Some(Dynamic::from("time limit"));
+            }
+            None
+        });
+
+        let today = Arc::new(AtomicI32::new(NaiveDate::default().num_days_from_ce()));
+        register_date_helpers(&mut engine, &today);
+        ScriptEngine { engine, today, time_limit: limits.time_limit }
+    }
+
+    /// Sets "today" for the date helpers: the evaluation pass's date in the configured
+    /// time zone. One value per pass, so every account in it sees the same day.
+    pub fn set_today(&self, date: NaiveDate) {
+        self.today.store(date.num_days_from_ce(), Ordering::Relaxed);
+    }
+
+    pub fn today(&self) -> NaiveDate {
+        from_days(self.today.load(Ordering::Relaxed)).expect("today is always a valid date")
+    }
+
+    /// Compiles an expression or a rule script (statements, ending in a value).
+    pub fn compile(&self, source: &str, origin: Origin) -> Result<Expression, CompileError> {
+        match self.engine.compile(source) {
+            Ok(ast) => Ok(Expression { ast, source: source.to_string(), origin }),
+            Err(err) => {
+                let position = origin.map(err.position());
+                Err(CompileError { origin, position, message: err.err_type().to_string() })
+            }
+        }
+    }
+
+    /// A scope with the constants every evaluation shares. Build it once per pass and
+    /// per worker, then per account [`AccountScope::set_account`] rewinds and pushes: Rhai
+    /// looks variables up linearly, so the scope stays short.
+    pub fn scope(&self) -> AccountScope {
+        let mut scope = Scope::new();
+        scope.push_constant("today", self.today().to_string());
+        let base = scope.len();
+        AccountScope { scope, base }
+    }
+}
+
+/// A reusable scope: shared constants, then the account being evaluated.
+pub struct AccountScope {
+    scope: Scope<'static>,
+    base: usize,
+}
+
+impl AccountScope {
+    /// Puts `account` (any serialisable record: an `Account`, or a richer view of it) in
+    /// scope as `account`, replacing the previous one. Converted with Rhai's serde support,
+    /// not through JSON text.
+    pub fn set_account<T: Serialize>(&mut self, account: &T) -> Result<(), String> {
+        let value =
+            rhai::serde::to_dynamic(account).map_err(|e| format!("cannot expose the account to scripts: {e}"))?;
+        self.scope.rewind(self.base);
+        self.scope.push_constant_dynamic("account", value);
+        Ok(())
+    }
+}
+
+impl Expression {
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    /// Runs the expression in `scope` and returns what it produced.
+    pub fn eval(&self, engine: &ScriptEngine, scope: &mut AccountScope) -> Result<Dynamic, EvalError> {
+        DEADLINE.set(Some(Instant::now() + engine.time_limit));
+        let result = engine.engine.eval_ast_with_scope::<Dynamic>(&mut scope.scope, &self.ast);
+        DEADLINE.set(None);
+        result.map_err(|err| self.error(&err, engine))
+    }
+
+    /// Runs the expression as a condition: `true`, `false`, or unknown for `()`; anything
+    /// else is an error saying what it produced.
+    pub fn truth(&self, engine: &ScriptEngine, scope: &mut AccountScope) -> Result<Truth, EvalError> {
+        let value = self.eval(engine, scope)?;
+        if value.is_unit() {
+            return Ok(Truth::Unknown);
+        }
+        match value.as_bool() {
+            Ok(true) => Ok(Truth::True),
+            Ok(false) => Ok(Truth::False),
+            Err(found) => Err(EvalError {
+                file: self.origin.file.clone(),
+                position: (self.origin.line, self.origin.column),
+                message: format!("expected the condition to be true or false, but it produced {found} ({value})"),
+            }),
+        }
+    }
+
+    fn error(&self, err: &EvalAltResult, engine: &ScriptEngine) -> EvalError {
+        let message = match err {
+            EvalAltResult::ErrorTerminated(..) => {
+                format!("stopped: ran longer than the time limit of {:?}", engine.time_limit)
+            }
+            EvalAltResult::ErrorTooManyOperations(..) => format!(
+                "stopped: exceeded the limit of {} operations (a loop that never ends?)",
+                engine.engine.max_operations()
+            ),
+            other => {
+                // Rhai's Display appends " (line L, position C)": the file position replaces it.
+                let text = other.to_string();
+                match text.rfind(" (line ") {
+                    Some(at) => text[..at].to_string(),
+                    None => text,
+                }
+            }
+        };
+        EvalError { file: self.origin.file.clone(), position: self.origin.map(err.position()), message }
+    }
+}
+
+fn from_days(days: i32) -> Option<NaiveDate> {
+    NaiveDate::from_num_days_from_ce_opt(days)
+}
+
+/// `today()`, `days_until(date)`, `days_since(date)`, `date(text)`: the date arithmetic
+/// renewal and onboarding rules need. Dates are `"YYYY-MM-DD"` strings in scripts (how
+/// accounts carry them); a missing date (`()`) gives `()`, so the rule is unknown rather
+/// than wrong.
+fn register_date_helpers(engine: &mut Engine, today: &Arc<AtomicI32>) {
+    fn parse(text: &str) -> Result<NaiveDate, Box<EvalAltResult>> {
+        NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .map_err(|_| format!("expected a date like 2027-03-31, found {text:?}").into())
+    }
+    let clock = today.clone();
+    engine.register_fn("today", move || -> String {
+        from_days(clock.load(Ordering::Relaxed)).map(|d| d.to_string()).unwrap_or_default()
+    });
+    let clock = today.clone();
+    engine.register_fn("days_until", move |date: &str| -> Result<i64, Box<EvalAltResult>> {
+        Ok(i64::from(parse(date)?.num_days_from_ce() - clock.load(Ordering::Relaxed)))
+    });
+    let clock = today.clone();
+    engine.register_fn("days_since", move |date: &str| -> Result<i64, Box<EvalAltResult>> {
+        Ok(i64::from(clock.load(Ordering::Relaxed) - parse(date)?.num_days_from_ce()))
+    });
+    engine.register_fn("days_until", |_: ()| ());
+    engine.register_fn("days_since", |_: ()| ());
+    engine.register_fn("date", |text: &str| -> Result<String, Box<EvalAltResult>> { Ok(parse(text)?.to_string()) });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Account, Segment};
+    use chrono::DateTime;
+
+    fn origin() -> Origin {
+        Origin { file: "playbooks/renewal.yaml".into(), line: 7, column: 14 }
+    }
+
+    fn account() -> Account {
+        let mut a = Account::new("ACC-1", DateTime::from_timestamp(1_700_000_000, 0).unwrap());
+        a.name = "Acme".into();
+        a.segment = Some(Segment::MidMarket);
+        a.arr = Some(60_000.0);
+        a.renewal_date = NaiveDate::from_ymd_opt(2027, 2, 20);
+        a.metrics.insert("nps".into(), 5.0);
+        a.fields.insert("industry".into(), "Retail".into());
+        a
+    }
+
+    fn truth(source: &str) -> Result<Truth, EvalError> {
+        let engine = ScriptEngine::new(&Limits::default());
+        engine.set_today(NaiveDate::from_ymd_opt(2026, 11, 22).unwrap());
+        let expr = engine.compile(source, origin()).unwrap();
+        let mut scope = engine.scope();
+        scope.set_account(&account()).unwrap();
+        expr.truth(&engine, &mut scope)
+    }
+
+    #[test]
+    fn expressions_read_the_account_its_metrics_and_fields() {
+        assert_eq!(truth(r#"account.segment != "smb" && account.arr >= 50000"#), Ok(Truth::True));
+        assert_eq!(truth("account.metrics.nps <= 6"), Ok(Truth::True), "a detractor");
+        assert_eq!(truth(r#"account.fields.industry == "Retail""#), Ok(Truth::True));
+        assert_eq!(truth(r#"account.segment == "enterprise""#), Ok(Truth::False));
+    }
+
+    #[test]
+    fn date_helpers_use_the_injected_clock() {
+        // 2026-11-22 → 2027-02-20 is 90 days.
+        assert_eq!(truth("days_until(account.renewal_date) == 90"), Ok(Truth::True));
+        assert_eq!(
+            truth(r#"days_since("2026-11-01") == 21 && today() == "2026-11-22" && today == "2026-11-22""#),
+            Ok(Truth::True)
+        );
+        assert_eq!(truth("days_until(account.start_date)"), Ok(Truth::Unknown), "no start date: unknown, not an error");
+    }
+
+    #[test]
+    fn a_missing_metric_is_unknown_not_false() {
+        assert_eq!(truth("account.metrics.logins_30d"), Ok(Truth::Unknown));
+    }
+
+    #[test]
+    fn comparing_a_missing_metric_is_false_today() {
+        // Documents Rhai's behaviour the module header warns about; change deliberately.
+        assert_eq!(truth("account.metrics.logins_30d > 5"), Ok(Truth::False));
+        assert_eq!(truth("!(account.metrics.logins_30d > 5)"), Ok(Truth::True));
+    }
+
+    #[test]
+    fn a_non_boolean_condition_is_an_error_saying_what_it_produced() {
+        let err = truth("account.arr").unwrap_err();
+        assert!(err.message.contains("expected the condition to be true or false"), "{err}");
+    }
+
+    #[test]
+    fn a_runaway_script_fails_alone_with_its_position() {
+        let err = truth("let x = 0; loop { x += 1; }").unwrap_err();
+        assert!(err.message.starts_with("stopped:"), "{err}");
+        assert_eq!(err.file, PathBuf::from("playbooks/renewal.yaml"));
+
+        let limits = Limits { time_limit: Duration::from_millis(5), max_operations: 0, ..Limits::default() };
+        let engine = ScriptEngine::new(&limits);
+        let expr = engine.compile("loop { }", origin()).unwrap();
+        let err = expr.eval(&engine, &mut engine.scope()).unwrap_err();
+        assert!(err.message.contains("time limit"), "{err}");
+    }
+
+    #[test]
+    fn scripts_cannot_grow_without_bound_or_run_other_code() {
+        let err = truth(r#"let s = "x"; loop { s += s; }"#).unwrap_err();
+        assert!(err.message.contains("too large") || err.message.starts_with("stopped"), "{err}");
+        let engine = ScriptEngine::new(&Limits::default());
+        assert!(engine.compile(r#"eval("1")"#, origin()).is_err());
+        assert!(engine.compile(r#"import "x" as y; 1"#, origin()).is_err());
+    }
+
+    #[test]
+    fn errors_point_into_the_file_the_expression_came_from() {
+        let engine = ScriptEngine::new(&Limits::default());
+        let err = engine.compile("account.arr >", origin()).unwrap_err();
+        assert_eq!(err.position.0, 7);
+        assert!(err.position.1 >= 14, "{err}");
+        assert!(err.to_string().starts_with("playbooks/renewal.yaml:7:"), "{err}");
+
+        let expr = engine.compile("let a = 1;\nundefined_fn(a)", origin()).unwrap();
+        let err = expr.eval(&engine, &mut engine.scope()).unwrap_err();
+        assert_eq!(err.position, (8, 1), "{err}");
+        assert!(err.message.contains("undefined_fn"), "{err}");
+    }
+
+    #[test]
+    fn one_scope_serves_many_accounts() {
+        let engine = ScriptEngine::new(&Limits::default());
+        let expr = engine.compile("account.arr > 10000", origin()).unwrap();
+        let mut scope = engine.scope();
+        let mut seen = Vec::new();
+        for arr in [5_000.0, 50_000.0, 500.0] {
+            let mut a = account();
+            a.arr = Some(arr);
+            scope.set_account(&a).unwrap();
+            seen.push(expr.truth(&engine, &mut scope).unwrap());
+        }
+        assert_eq!(seen, [Truth::False, Truth::True, Truth::False]);
+        assert_eq!(scope.scope.len(), scope.base + 1, "the scope does not grow per account");
+    }
+}
