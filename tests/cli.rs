@@ -124,6 +124,8 @@ fn accounts_show_gives_every_field_metrics_contacts_and_events() {
       timezone         - (default Europe/Berlin)
       updated_at       2026-12-01T09:00:00Z
 
+    Health: not scored yet (`keel health` scores every account)
+
     Metrics
       logins_30d  1234
       nps          9.5

@@ -6,5 +6,6 @@ mod util;
 mod cli;
 mod config;
 mod examples;
+mod health;
 mod store;
 mod sync;

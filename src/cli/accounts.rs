@@ -168,16 +168,22 @@ fn show(session: &Session, args: ShowArgs) -> anyhow::Result<ExitCode> {
     let events =
         store.events_of(&account.id, since, session.now + Duration::seconds(1)).collect::<Result<Vec<_>, _>>()?;
 
+    let today = session.now.with_timezone(&account.timezone.unwrap_or(session.config.timezone)).date_naive();
+    let health = store.health_on_or_before(&account.id, today)?;
+    let month_ago = match &health {
+        Some(p) => store.health_on_or_before(&account.id, p.date - Duration::days(30))?,
+        None => None,
+    };
+
     let mut out = io::stdout().lock();
     if args.format.format == OutputFormat::Json {
-        let doc = json!({ "account": account, "contacts": contacts, "events": events });
+        let doc = json!({ "account": account, "health": health, "health_30_days_before": month_ago,
+                          "contacts": contacts, "events": events });
         serde_json::to_writer_pretty(&mut out, &doc)?;
         writeln!(out)?;
         return Ok(ExitCode::SUCCESS);
     }
 
-    let tz = account.timezone.unwrap_or(session.config.timezone);
-    let today = session.now.with_timezone(&tz).date_naive();
     writeln!(out, "{}  {}", account.id, account.display_name())?;
     let days = |d: NaiveDate| {
         let n = (d - today).num_days();
@@ -202,6 +208,27 @@ fn show(session: &Session, args: ShowArgs) -> anyhow::Result<ExitCode> {
     );
     field("updated_at", account.updated_at.to_rfc3339_opts(SecondsFormat::Secs, true));
     write!(out, "{}", body(&table))?;
+
+    match &health {
+        Some(point) => {
+            let trend = match &month_ago {
+                Some(old) => {
+                    format!(", {:+.1} over 30 days (was {:.1} on {})", point.score - old.score, old.score, old.date)
+                }
+                None => String::new(),
+            };
+            writeln!(out, "\nHealth {:.1} {} (scored {}{trend})", point.score, point.band, point.date)?;
+            let mut t = Table::new(&[("", Align::Left), ("", Align::Right)]);
+            for (category, score) in &point.components {
+                t.row(vec![
+                    format!("  {category}"),
+                    score.map_or_else(|| "- (no inputs)".into(), |s| format!("{s:.1}")),
+                ]);
+            }
+            write!(out, "{}", body(&t))?;
+        }
+        None => writeln!(out, "\nHealth: not scored yet (`keel health` scores every account)")?,
+    }
 
     if !account.metrics.is_empty() {
         writeln!(out, "\nMetrics")?;

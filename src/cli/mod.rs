@@ -5,6 +5,7 @@
 //! (clap); [`EXIT_ROWS_REJECTED`] a sync stored the good rows but rejected some.
 
 mod accounts;
+mod health;
 mod sync;
 mod table;
 
@@ -49,6 +50,8 @@ pub enum Command {
     /// Look at the accounts in the store.
     #[command(subcommand)]
     Accounts(accounts::AccountsCommand),
+    /// Score every account with the health model (rules/health.yaml) and record the day's point.
+    Health(health::HealthArgs),
 }
 
 /// Output format of commands that show data.
@@ -88,5 +91,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Sync(args) => sync::run(&session, args),
         Command::Accounts(cmd) => accounts::run(&session, cmd),
+        Command::Health(args) => health::run(&session, args),
     }
 }

@@ -203,14 +203,20 @@ fn source_of<F: FieldSet>(raw: Option<RawSource<F>>, resolve: &dyn Fn(&str) -> P
     }
 }
 
-/// YAML → [`RawConfig`], turning serde's error into a [`Diagnostic`] with the key's path
-/// and a "did you mean" for misspelt keys.
+/// YAML → [`RawConfig`], with errors as [`ConfigError::Invalid`].
 fn parse(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
     if text.trim().is_empty() {
         return Ok(RawConfig::default());
     }
+    parse_yaml(path, text).map_err(ConfigError::Invalid)
+}
+
+/// Parses a YAML file Keel reads (config, health model, later playbooks) into a strict
+/// serde type, turning serde's error into a [`Diagnostic`]: the key's path, the position
+/// of the key (or its value) found in the text, and a "did you mean" for misspelt keys.
+pub fn parse_yaml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, Box<Diagnostic>> {
     let de = serde_yaml::Deserializer::from_str(text);
-    serde_path_to_error::deserialize::<_, RawConfig>(de).map_err(|err| {
+    serde_path_to_error::deserialize::<_, T>(de).map_err(|err| {
         let segments: Vec<String> = err
             .path()
             .iter()
@@ -242,7 +248,7 @@ fn parse(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
             }
             None => inner.location().map(|l| (l.line(), l.column())),
         };
-        ConfigError::Invalid(Box::new(
+        Box::new(
             Diagnostic {
                 file: path.to_path_buf(),
                 position,
@@ -252,7 +258,7 @@ fn parse(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
                 help,
             }
             .with_source(text),
-        ))
+        )
     })
 }
 

@@ -1,7 +1,8 @@
 //! Evaluate: what the playbooks decide about each account (DESIGN.md, "Playbooks").
 //!
-//! Built so far: [`script`], the sandboxed Rhai engine every playbook expression and rule
-//! runs on. The playbook files, the health model, triggers and the `check` / `simulate` /
-//! `test` commands build on it (issue [2/5]).
+//! Built so far: [`script`], the sandboxed Rhai engine every expression and rule runs on,
+//! and [`health`], the health model and the daily scoring run. Playbook files, triggers
+//! and the `check` / `simulate` / `test` commands build on them (issue [2/5]).
 
+pub mod health;
 pub mod script;

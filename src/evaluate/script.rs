@@ -16,8 +16,9 @@
 //!
 //! In scripts, an account is a map (`account.segment`, `account.arr`,
 //! `account.metrics.nps`, `account.fields.industry`, `account.renewal_date` as
-//! `"YYYY-MM-DD"`); a value the account does not have is `()`, and an expression that ends
-//! on `()` is *unknown* — neither true nor false (DESIGN.md: false/unknown → true fires).
+//! `"YYYY-MM-DD"`); a value the account does not have is `()`, arithmetic on `()` gives
+//! `()`, and an expression that ends on `()` is *unknown* — neither true nor false
+//! (DESIGN.md: false/unknown → true fires).
 //!
 //! Caveat, open for the playbook language: Rhai compares `()` with a number as `false`
 //! (`account.metrics.nps <= 6` is false, not unknown, for an account without an NPS; and
@@ -78,6 +79,9 @@ thread_local! {
 /// The one Rhai engine, configured for CS rules.
 pub struct ScriptEngine {
     engine: Engine,
+    /// Functions from `rules/*.rhai`, merged into every compiled expression so any
+    /// playbook or health category can call them.
+    library: AST,
     /// Today, as days since 0001-01-01 (chrono's `num_days_from_ce`), for the date helpers.
     today: Arc<AtomicI32>,
     time_limit: Duration,
@@ -174,7 +178,8 @@ impl ScriptEngine {
 
         let today = Arc::new(AtomicI32::new(NaiveDate::default().num_days_from_ce()));
         register_date_helpers(&mut engine, &today);
-        ScriptEngine { engine, today, time_limit: limits.time_limit }
+        register_unknown_arithmetic(&mut engine);
+        ScriptEngine { engine, library: AST::empty(), today, time_limit: limits.time_limit }
     }
 
     /// Sets "today" for the date helpers: the evaluation pass's date in the configured
@@ -187,15 +192,29 @@ impl ScriptEngine {
         from_days(self.today.load(Ordering::Relaxed)).expect("today is always a valid date")
     }
 
-    /// Compiles an expression or a rule script (statements, ending in a value).
+    /// Compiles an expression or a rule script (statements, ending in a value), with the
+    /// rule library's functions available to it.
     pub fn compile(&self, source: &str, origin: Origin) -> Result<Expression, CompileError> {
         match self.engine.compile(source) {
-            Ok(ast) => Ok(Expression { ast, source: source.to_string(), origin }),
+            Ok(ast) => Ok(Expression { ast: self.library.merge(&ast), source: source.to_string(), origin }),
             Err(err) => {
                 let position = origin.map(err.position());
                 Err(CompileError { origin, position, message: err.err_type().to_string() })
             }
         }
+    }
+
+    /// Adds a rule file's functions (`fn name(account) { … }`) to the library. Only
+    /// functions are kept: a rule file is a set of definitions, not a script that runs.
+    /// Call before compiling the expressions that use them.
+    pub fn add_library(&mut self, source: &str, origin: Origin) -> Result<(), CompileError> {
+        let ast = self.engine.compile(source).map_err(|err| CompileError {
+            position: origin.map(err.position()),
+            origin: origin.clone(),
+            message: err.err_type().to_string(),
+        })?;
+        self.library = self.library.merge(&ast.clone_functions_only());
+        Ok(())
     }
 
     /// A scope with the constants every evaluation shares. Build it once per pass and
@@ -285,6 +304,19 @@ impl Expression {
     }
 }
 
+/// Arithmetic with a missing value (`()`) gives `()`: `account.metrics.nps * 10.0` is
+/// unknown for an account without an NPS, instead of an error that fails the account or
+/// a zero that pretends to know.
+fn register_unknown_arithmetic(engine: &mut Engine) {
+    for op in ["+", "-", "*", "/"] {
+        engine.register_fn(op, |_: (), _: rhai::INT| ());
+        engine.register_fn(op, |_: rhai::INT, _: ()| ());
+        engine.register_fn(op, |_: (), _: rhai::FLOAT| ());
+        engine.register_fn(op, |_: rhai::FLOAT, _: ()| ());
+        engine.register_fn(op, |_: (), _: ()| ());
+    }
+}
+
 fn from_days(days: i32) -> Option<NaiveDate> {
     NaiveDate::from_num_days_from_ce_opt(days)
 }
@@ -370,6 +402,12 @@ mod tests {
     }
 
     #[test]
+    fn arithmetic_on_a_missing_value_is_unknown() {
+        assert_eq!(truth("account.metrics.logins_30d * 2.0"), Ok(Truth::Unknown));
+        assert_eq!(truth("1 + account.metrics.logins_30d"), Ok(Truth::Unknown));
+    }
+
+    #[test]
     fn comparing_a_missing_metric_is_false_today() {
         // Documents Rhai's behaviour the module header warns about; change deliberately.
         assert_eq!(truth("account.metrics.logins_30d > 5"), Ok(Truth::False));
@@ -416,6 +454,17 @@ mod tests {
         let err = expr.eval(&engine, &mut engine.scope()).unwrap_err();
         assert_eq!(err.position, (8, 1), "{err}");
         assert!(err.message.contains("undefined_fn"), "{err}");
+    }
+
+    #[test]
+    fn rule_functions_are_callable_from_any_expression() {
+        let mut engine = ScriptEngine::new(&Limits::default());
+        let rules = Origin { file: "rules/churn.rhai".into(), line: 1, column: 1 };
+        engine.add_library("fn detractor(a) { a.metrics.nps <= 6 }\nprint(\"not run\");", rules).unwrap();
+        let expr = engine.compile("detractor(account) && account.arr > 0", origin()).unwrap();
+        let mut scope = engine.scope();
+        scope.set_account(&account()).unwrap();
+        assert_eq!(expr.truth(&engine, &mut scope), Ok(Truth::True));
     }
 
     #[test]

@@ -12,10 +12,12 @@
 mod account;
 mod contact;
 mod event;
+mod health;
 
 pub use account::{Account, AccountPatch, Segment, SegmentError};
 pub use contact::{Contact, ContactPatch};
 pub use event::{Event, EventPatch};
+pub use health::{Band, HealthPoint};
 
 /// Longest id accepted, in bytes. CRM ids are 18 characters; Segment message ids are
 /// UUIDs; 256 leaves room for composite ids without letting a bad column in.

@@ -38,6 +38,15 @@ pub fn event_key(account_id: &str, at: DateTime<Utc>, event_id: &str) -> Vec<u8>
     key
 }
 
+/// `account_id \0 day(4 bytes, big-endian, days from CE)`: an account's health history
+/// is a prefix, in date order.
+pub fn health_key(account_id: &str, date: chrono::NaiveDate) -> Vec<u8> {
+    use chrono::Datelike;
+    let mut key = account_prefix(account_id);
+    key.extend_from_slice(&(date.num_days_from_ce() as u32).to_be_bytes());
+    key
+}
+
 /// The first key at or after `at` for this account (a range bound).
 pub fn event_bound(account_id: &str, at: DateTime<Utc>) -> Vec<u8> {
     let mut key = account_prefix(account_id);

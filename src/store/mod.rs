@@ -19,12 +19,12 @@ use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::de::DeserializeOwned;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
-use crate::model::{Account, AccountPatch, Contact, ContactPatch, Event};
+use crate::model::{Account, AccountPatch, Contact, ContactPatch, Event, HealthPoint};
 
 pub use codec::RECORD_FORMAT;
 
@@ -70,6 +70,7 @@ pub struct Store {
     contacts_by_account: sled::Tree,
     events: sled::Tree,
     event_ids: sled::Tree,
+    health: sled::Tree,
 }
 
 impl Store {
@@ -99,6 +100,7 @@ impl Store {
             contacts_by_account: db.open_tree("contacts_by_account")?,
             events: db.open_tree("events")?,
             event_ids: db.open_tree("event_ids")?,
+            health: db.open_tree("health")?,
             db,
         })
     }
@@ -295,6 +297,50 @@ impl Store {
         }
         transact(&self.events, &self.event_ids, &batch, &ids)?;
         Ok(outcomes)
+    }
+}
+
+impl Store {
+    // ---- health history -------------------------------------------------------------
+
+    /// Records health points (one per account and day; a second point for the same day
+    /// replaces the first, so re-scoring a day is idempotent), atomically.
+    pub fn record_health(&self, points: &[(&str, &HealthPoint)]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (account_id, point) in points {
+            batch.insert(keys::health_key(account_id, point.date), codec::encode(point));
+        }
+        self.health.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// The account's latest health point on or before `date`.
+    pub fn health_on_or_before(&self, account_id: &str, date: NaiveDate) -> Result<Option<HealthPoint>, StoreError> {
+        let start = keys::account_prefix(account_id);
+        let end = keys::health_key(account_id, date);
+        match self.health.range(start..=end).next_back() {
+            Some(kv) => {
+                let (k, v) = kv?;
+                Ok(Some(decode("health", &k, &v)?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The account's health points from `from` to `to` inclusive, oldest first.
+    pub fn health_history(
+        &self,
+        account_id: &str,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<HealthPoint>, StoreError> {
+        self.health
+            .range(keys::health_key(account_id, from)..=keys::health_key(account_id, to))
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode("health", &k, &v)
+            })
+            .collect()
     }
 }
 

@@ -1,0 +1,97 @@
+//! `keel health`: score every account with the health model and record the day's point.
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::anyhow;
+use chrono::NaiveDate;
+use clap::Args;
+use serde_json::json;
+
+use super::table::{money, Align, Table};
+use super::{FormatArg, OutputFormat, Session};
+use crate::evaluate::health::{score_book, HealthModel};
+use crate::evaluate::script::{Limits, ScriptEngine};
+use crate::model::Band;
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// The day to score (YYYY-MM-DD); default: today in the config's time zone.
+    #[arg(long)]
+    at: Option<NaiveDate>,
+    #[command(flatten)]
+    format: FormatArg,
+}
+
+/// Loads the rule library and the health model, rendering every problem found.
+pub fn load_model(session: &Session) -> anyhow::Result<(ScriptEngine, HealthModel)> {
+    let mut engine = ScriptEngine::new(&Limits::default());
+    match HealthModel::load(&mut engine, &session.config.rules_dir) {
+        Ok(model) => Ok((engine, model)),
+        Err(diagnostics) => {
+            let count = diagnostics.len();
+            let rendered: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+            Err(anyhow!(
+                "{}\n{count} error(s) in the health model or rules; nothing was scored",
+                rendered.join("\nerror: ")
+            ))
+        }
+    }
+}
+
+pub fn run(session: &Session, args: HealthArgs) -> anyhow::Result<ExitCode> {
+    let (engine, model) = load_model(session)?;
+    let store = session.open_store()?;
+    let date = args.at.unwrap_or_else(|| session.now.with_timezone(&session.config.timezone).date_naive());
+    let started = Instant::now();
+    let run = score_book(&store, &model, &engine, date)?;
+    let elapsed = started.elapsed();
+    let scored: u64 = run.bands.values().map(|(n, _)| n).sum();
+
+    let mut out = io::stdout().lock();
+    if args.format.format == OutputFormat::Json {
+        let bands: serde_json::Map<String, serde_json::Value> =
+            run.bands.iter().map(|(b, (n, arr))| (b.to_string(), json!({ "accounts": n, "arr": arr }))).collect();
+        let changes: Vec<_> =
+            run.changes.iter().map(|((from, to), n)| json!({ "from": from, "to": to, "accounts": n })).collect();
+        let errors: Vec<_> =
+            run.errors.iter().map(|(id, e)| json!({ "account": id, "error": e.to_string() })).collect();
+        let doc = json!({ "date": date, "model": model.file, "scored": scored, "unscored": run.unscored,
+                          "bands": bands, "changes": changes, "errors": errors });
+        serde_json::to_writer_pretty(&mut out, &doc)?;
+        writeln!(out)?;
+    } else {
+        writeln!(
+            out,
+            "Scored {scored} accounts for {date} with {} in {:.2} s ({} accounts/s)",
+            model.file.display(),
+            elapsed.as_secs_f64(),
+            crate::sync::group_thousands(scored as f64 / elapsed.as_secs_f64().max(1e-9))
+        )?;
+        let mut table = Table::new(&[("BAND", Align::Left), ("ACCOUNTS", Align::Right), ("ARR", Align::Right)]);
+        for band in [Band::Green, Band::Yellow, Band::Red] {
+            let (n, arr) = run.bands.get(&band).copied().unwrap_or_default();
+            table.row(vec![band.to_string(), n.to_string(), money(arr)]);
+        }
+        if run.unscored > 0 {
+            table.row(vec!["unscored".into(), run.unscored.to_string(), "-".into()]);
+        }
+        write!(out, "{}", table.render())?;
+        if run.changes.is_empty() {
+            writeln!(out, "No band changes since each account's previous point.")?;
+        } else {
+            let changes: Vec<String> = run.changes.iter().map(|((f, t), n)| format!("{n} {f} → {t}")).collect();
+            writeln!(out, "Band changes since each account's previous point: {}", changes.join(", "))?;
+        }
+    }
+    if run.errors.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut err = io::stderr().lock();
+    for (account, e) in run.errors.iter().take(20) {
+        writeln!(err, "  account {account}: {e}")?;
+    }
+    writeln!(err, "error: {} account(s) could not be scored; the others were", run.errors.len())?;
+    Ok(ExitCode::FAILURE)
+}

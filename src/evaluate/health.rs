@@ -1,0 +1,443 @@
+//! The health model: DOMAIN.md's weighted categories, as data (`rules/health.yaml`) and
+//! Rhai (`rules/*.rhai`) that CS Ops can change.
+//!
+//! Invariants:
+//! - Explainable: every score is stored with its per-category components.
+//! - Missing inputs never masquerade as zero: a category that scores `()` is left out and
+//!   its weight shared among the known ones; an account with no known category is unscored.
+//! - Damped: an account leaves its band only when its score is past the band's edge by
+//!   more than `damping.margin` points (hysteresis). With the previous day's band as the
+//!   reference, re-scoring the same day is idempotent.
+//! - Loading reports every error in the model and rule files at once, each with
+//!   file:line:column; scoring compiles nothing.
+//! - Without a `health.yaml` in the rules folder, the shipped reference model applies.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use rhai::Dynamic;
+use serde::Deserialize;
+
+use super::script::{AccountScope, EvalError, Expression, Origin, ScriptEngine};
+use crate::config::parse_yaml;
+use crate::diagnostic::{yaml_key_position, Diagnostic};
+use crate::model::{Band, HealthPoint};
+
+/// The shipped reference model, used when the rules folder has no `health.yaml`.
+pub const BUILTIN_MODEL: &str = include_str!("../../rules/health.yaml");
+pub const BUILTIN_RULES: &str = include_str!("../../rules/health.rhai");
+const BUILTIN_DIR: &str = "<built-in>";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    bands: RawBands,
+    #[serde(default)]
+    damping: RawDamping,
+    categories: BTreeMap<String, RawCategory>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBands {
+    green: f64,
+    yellow: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDamping {
+    margin: f64,
+}
+
+impl Default for RawDamping {
+    fn default() -> Self {
+        RawDamping { margin: DEFAULT_MARGIN }
+    }
+}
+
+/// Damping margin when the model does not set one, in score points.
+pub const DEFAULT_MARGIN: f64 = 3.0;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCategory {
+    weight: f64,
+    score: String,
+}
+
+/// Band thresholds and damping: the pure part of the model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bands {
+    /// Scores at or above are green.
+    pub green: f64,
+    /// Scores at or above (and below `green`) are yellow; below, red.
+    pub yellow: f64,
+    /// Hysteresis, in points.
+    pub margin: f64,
+}
+
+impl Bands {
+    /// The band of a score, without damping.
+    pub fn raw(&self, score: f64) -> Band {
+        if score >= self.green {
+            Band::Green
+        } else if score >= self.yellow {
+            Band::Yellow
+        } else {
+            Band::Red
+        }
+    }
+
+    /// The band of a score, given the band the account was in: it stays there while the
+    /// score is within `margin` points outside the band's range.
+    pub fn damped(&self, score: f64, previous: Option<Band>) -> Band {
+        let raw = self.raw(score);
+        let Some(previous) = previous else { return raw };
+        let (low, high) = match previous {
+            Band::Red => (f64::NEG_INFINITY, self.yellow),
+            Band::Yellow => (self.yellow, self.green),
+            Band::Green => (self.green, f64::INFINITY),
+        };
+        if score >= low - self.margin && score < high + self.margin {
+            previous
+        } else {
+            raw
+        }
+    }
+}
+
+struct Category {
+    name: String,
+    weight: f64,
+    score: Expression,
+}
+
+pub struct HealthModel {
+    /// The `health.yaml` in force (or `<built-in>/health.yaml`).
+    pub file: PathBuf,
+    pub bands: Bands,
+    categories: Vec<Category>,
+}
+
+impl std::fmt::Debug for HealthModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HealthModel").field("file", &self.file).field("bands", &self.bands).finish_non_exhaustive()
+    }
+}
+
+/// A category that could not be scored for one account.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("health category {category}: {error}")]
+pub struct ScoreError {
+    pub category: String,
+    pub error: EvalError,
+}
+
+impl HealthModel {
+    /// Loads the rule library (`rules_dir/*.rhai`) into `engine`, then the model
+    /// (`rules_dir/health.yaml`, or the built-in one), compiling every category. Returns
+    /// every problem found, not just the first.
+    pub fn load(engine: &mut ScriptEngine, rules_dir: &Path) -> Result<HealthModel, Vec<Diagnostic>> {
+        let mut errors = Vec::new();
+        let model_path = rules_dir.join("health.yaml");
+        let builtin = !model_path.is_file();
+        if builtin {
+            let origin = Origin { file: Path::new(BUILTIN_DIR).join("health.rhai"), line: 1, column: 1 };
+            engine.add_library(BUILTIN_RULES, origin).expect("the built-in health rules compile");
+        }
+        for file in rule_files(rules_dir, &mut errors) {
+            match fs::read_to_string(&file) {
+                Ok(text) => {
+                    let origin = Origin { file: file.clone(), line: 1, column: 1 };
+                    if let Err(e) = engine.add_library(&text, origin) {
+                        errors.push(diagnostic(&file, e.position, e.message, &text));
+                    }
+                }
+                Err(e) => errors.push(plain(&file, format!("cannot read this rule file: {e}"))),
+            }
+        }
+        let (file, text) = if builtin {
+            (Path::new(BUILTIN_DIR).join("health.yaml"), BUILTIN_MODEL.to_string())
+        } else {
+            match fs::read_to_string(&model_path) {
+                Ok(text) => (model_path, text),
+                Err(e) => {
+                    errors.push(plain(&model_path, format!("cannot read the health model: {e}")));
+                    return Err(errors);
+                }
+            }
+        };
+        let raw: RawModel = match parse_yaml(&file, &text) {
+            Ok(raw) => raw,
+            Err(d) => {
+                errors.push(*d);
+                return Err(errors);
+            }
+        };
+        let model = Self::validate(engine, &file, &text, raw, &mut errors);
+        if errors.is_empty() {
+            Ok(model)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Checks the values and compiles the categories; pure but for the engine's compiler.
+    fn validate(
+        engine: &ScriptEngine,
+        file: &Path,
+        text: &str,
+        raw: RawModel,
+        errors: &mut Vec<Diagnostic>,
+    ) -> HealthModel {
+        let at = |keys: &[&str]| yaml_key_position(text, keys).map(|(l, k, v)| (l, v.unwrap_or(k)));
+        let mut err = |keys: &[&str], message: String| {
+            let position = at(keys);
+            errors.push(
+                Diagnostic {
+                    file: file.to_path_buf(),
+                    position,
+                    key: Some(keys.join(".")),
+                    message,
+                    snippet: None,
+                    help: None,
+                }
+                .with_source(text),
+            );
+        };
+        let (green, yellow) = (raw.bands.green, raw.bands.yellow);
+        if !(0.0..=100.0).contains(&green) {
+            err(&["bands", "green"], format!("the green threshold must be between 0 and 100, found {green}"));
+        }
+        if !(0.0..=100.0).contains(&yellow) || yellow >= green {
+            err(
+                &["bands", "yellow"],
+                format!("the yellow threshold must be between 0 and green ({green}), found {yellow}"),
+            );
+        }
+        let margin = raw.damping.margin;
+        if !(0.0..=20.0).contains(&margin) {
+            err(&["damping", "margin"], format!("the damping margin must be between 0 and 20 points, found {margin}"));
+        }
+        if raw.categories.is_empty() {
+            err(&["categories"], "the model needs at least one category".into());
+        }
+        let mut categories = Vec::new();
+        let mut compile_errors = Vec::new();
+        for (name, category) in raw.categories {
+            if !(category.weight > 0.0 && category.weight.is_finite()) {
+                err(
+                    &["categories", &name, "weight"],
+                    format!("a weight must be a positive number, found {}", category.weight),
+                );
+            }
+            let (line, mut column) = at(&["categories", &name, "score"]).unwrap_or((1, 1));
+            // A quoted expression starts one column after its quote.
+            if text.lines().nth(line - 1).and_then(|l| l.get(column - 1..column)).is_some_and(|c| c == "\"" || c == "'")
+            {
+                column += 1;
+            }
+            match engine.compile(&category.score, Origin { file: file.to_path_buf(), line, column }) {
+                Ok(score) => categories.push(Category { name, weight: category.weight, score }),
+                Err(e) => compile_errors.push(diagnostic(file, e.position, e.message, text)),
+            }
+        }
+        errors.extend(compile_errors);
+        HealthModel { file: file.to_path_buf(), bands: Bands { green, yellow, margin }, categories }
+    }
+
+    /// Category names, in order.
+    pub fn categories(&self) -> impl Iterator<Item = &str> {
+        self.categories.iter().map(|c| c.name.as_str())
+    }
+
+    /// Scores the account in `scope` for `date`. `previous` is the band of the account's
+    /// last point before `date`, for damping. `Ok(None)`: no category could be scored.
+    pub fn score(
+        &self,
+        engine: &ScriptEngine,
+        scope: &mut AccountScope,
+        date: NaiveDate,
+        previous: Option<Band>,
+    ) -> Result<Option<HealthPoint>, ScoreError> {
+        let mut components = BTreeMap::new();
+        let (mut total, mut weights) = (0.0, 0.0);
+        for category in &self.categories {
+            let fail = |message: String| ScoreError {
+                category: category.name.clone(),
+                error: EvalError {
+                    file: category.score.origin().file.clone(),
+                    position: (category.score.origin().line, category.score.origin().column),
+                    message,
+                },
+            };
+            let value = category
+                .score
+                .eval(engine, scope)
+                .map_err(|error| ScoreError { category: category.name.clone(), error })?;
+            let score =
+                number(&value).map_err(|found| fail(format!("expected a score from 0 to 100 or (), found {found}")))?;
+            if let Some(s) = score {
+                if !(0.0..=100.0).contains(&s) {
+                    return Err(fail(format!("expected a score from 0 to 100, found {s}")));
+                }
+                total += s * category.weight;
+                weights += category.weight;
+            }
+            components.insert(category.name.clone(), score);
+        }
+        if weights == 0.0 {
+            return Ok(None);
+        }
+        let score = total / weights;
+        Ok(Some(HealthPoint { date, score, band: self.bands.damped(score, previous), components }))
+    }
+}
+
+/// What a scoring run did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HealthRun {
+    pub date: Option<NaiveDate>,
+    /// Accounts per band, and their ARR.
+    pub bands: BTreeMap<Band, (u64, f64)>,
+    /// Accounts with no category inputs at all.
+    pub unscored: u64,
+    /// Band changes against each account's previous point: (from, to) → count.
+    pub changes: BTreeMap<(Band, Band), u64>,
+    /// Accounts whose scoring failed: (account id, why). Other accounts are unaffected.
+    pub errors: Vec<(String, ScoreError)>,
+}
+
+/// Scores every account in the store for `date` and records the day's points.
+/// Points are written in batches; a failing account is reported and skipped.
+pub fn score_book(
+    store: &crate::store::Store,
+    model: &HealthModel,
+    engine: &ScriptEngine,
+    date: NaiveDate,
+) -> Result<HealthRun, crate::store::StoreError> {
+    const BATCH: usize = 4096;
+    engine.set_today(date);
+    let mut scope = engine.scope();
+    let mut run = HealthRun { date: Some(date), ..HealthRun::default() };
+    let mut batch: Vec<(String, HealthPoint)> = Vec::with_capacity(BATCH);
+    let yesterday = date.pred_opt().unwrap_or(date);
+    let flush = |batch: &mut Vec<(String, HealthPoint)>| {
+        let points: Vec<(&str, &HealthPoint)> = batch.iter().map(|(id, p)| (id.as_str(), p)).collect();
+        store.record_health(&points)?;
+        batch.clear();
+        Ok::<_, crate::store::StoreError>(())
+    };
+    for account in store.accounts() {
+        let account = account?;
+        if let Err(message) = scope.set_account(&account) {
+            let error = EvalError { file: model.file.clone(), position: (1, 1), message };
+            run.errors.push((account.id, ScoreError { category: "(account)".into(), error }));
+            continue;
+        }
+        let previous = store.health_on_or_before(&account.id, yesterday)?.filter(|p| p.date < date).map(|p| p.band);
+        match model.score(engine, &mut scope, date, previous) {
+            Ok(Some(point)) => {
+                let entry = run.bands.entry(point.band).or_default();
+                entry.0 += 1;
+                entry.1 += account.arr.unwrap_or(0.0);
+                if let Some(from) = previous.filter(|&b| b != point.band) {
+                    *run.changes.entry((from, point.band)).or_default() += 1;
+                }
+                batch.push((account.id, point));
+                if batch.len() >= BATCH {
+                    flush(&mut batch)?;
+                }
+            }
+            Ok(None) => run.unscored += 1,
+            Err(e) => run.errors.push((account.id, e)),
+        }
+    }
+    flush(&mut batch)?;
+    store.flush()?;
+    Ok(run)
+}
+
+/// A Rhai number as `f64`; `()` as `None`; anything else is described in the error.
+fn number(value: &Dynamic) -> Result<Option<f64>, String> {
+    if value.is_unit() {
+        Ok(None)
+    } else if let Ok(f) = value.as_float() {
+        if f.is_nan() {
+            Err("NaN".into())
+        } else {
+            Ok(Some(f))
+        }
+    } else if let Ok(i) = value.as_int() {
+        Ok(Some(i as f64))
+    } else {
+        Err(format!("{} ({value})", value.type_name()))
+    }
+}
+
+/// `*.rhai` files in the rules folder, sorted so later files override earlier ones
+/// predictably. A missing folder has none.
+fn rule_files(dir: &Path, errors: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => {
+            errors.push(plain(dir, format!("cannot read the rules folder: {e}")));
+            return Vec::new();
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rhai"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn plain(file: &Path, message: String) -> Diagnostic {
+    Diagnostic { file: file.to_path_buf(), position: None, key: None, message, snippet: None, help: None }
+}
+
+fn diagnostic(file: &Path, position: (usize, usize), message: String, text: &str) -> Diagnostic {
+    Diagnostic { file: file.to_path_buf(), position: Some(position), key: None, message, snippet: None, help: None }
+        .with_source(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BANDS: Bands = Bands { green: 80.0, yellow: 60.0, margin: 3.0 };
+
+    #[test]
+    fn bands_follow_the_domain_thresholds() {
+        assert_eq!(BANDS.raw(80.0), Band::Green);
+        assert_eq!(BANDS.raw(79.9), Band::Yellow);
+        assert_eq!(BANDS.raw(60.0), Band::Yellow);
+        assert_eq!(BANDS.raw(59.9), Band::Red);
+    }
+
+    #[test]
+    fn damping_keeps_a_hovering_account_in_its_band() {
+        // Green at 80.1, then 79.9, 78.5, 80.2: stays green throughout.
+        let mut band = None;
+        for score in [80.1, 79.9, 78.5, 80.2] {
+            band = Some(BANDS.damped(score, band));
+        }
+        assert_eq!(band, Some(Band::Green));
+        // A real drop crosses the margin.
+        assert_eq!(BANDS.damped(76.9, Some(Band::Green)), Band::Yellow);
+        // Coming back up takes 83, not 80.
+        assert_eq!(BANDS.damped(82.0, Some(Band::Yellow)), Band::Yellow);
+        assert_eq!(BANDS.damped(83.0, Some(Band::Yellow)), Band::Green);
+        // A collapse goes straight to red.
+        assert_eq!(BANDS.damped(40.0, Some(Band::Green)), Band::Red);
+        // Margin 0 turns damping off.
+        let off = Bands { margin: 0.0, ..BANDS };
+        assert_eq!(off.damped(79.9, Some(Band::Green)), Band::Yellow);
+    }
+}
