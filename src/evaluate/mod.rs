@@ -4,5 +4,7 @@
 //! and [`health`], the health model and the daily scoring run. Playbook files, triggers
 //! and the `check` / `simulate` / `test` commands build on them (issue [2/5]).
 
+pub mod duration;
 pub mod health;
+pub mod schedule;
 pub mod script;

@@ -1,0 +1,152 @@
+//! Cron schedules as CS Ops know them from crontab, on top of the `cron` crate.
+//!
+//! Accepted: standard 5-field crontab (`min hour dom month dow`) and 6 fields with seconds
+//! first. Day-of-week numbers follow crontab: 0–7 with 0 and 7 both Sunday; names
+//! (`Mon-Fri`) work too. The `cron` crate numbers weekdays 1–7 from Sunday, so numbers are
+//! translated here. Day-of-month and day-of-week both restricted means *either* matches in
+//! crontab but *both* in the `cron` crate: such a schedule is kept as two schedules whose
+//! union is the crontab meaning.
+//!
+//! What is done here: parsing and validation (for `keel check`), and the next fire time.
+//! Time zones and DST (a skipped 02:30 runs once at the next existing instant) belong to
+//! the scheduler of issue [3/5], which builds on [`CronSchedule::next_after`].
+
+use std::str::FromStr;
+
+use chrono::{DateTime, TimeZone};
+use cron::Schedule;
+
+#[derive(Debug, Clone)]
+pub struct CronSchedule {
+    /// As written.
+    pub source: String,
+    /// One schedule, or two (day-of-month only, day-of-week only) for crontab's "either".
+    parts: Vec<Schedule>,
+}
+
+impl CronSchedule {
+    pub fn parse(text: &str) -> Result<CronSchedule, String> {
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        let (sec, rest) = match fields.len() {
+            5 => ("0", &fields[..]),
+            6 => (fields[0], &fields[1..]),
+            n => {
+                return Err(format!(
+                    "cron schedule {text:?} has {n} fields; expected 5 (minute hour day-of-month month day-of-week) or 6 (with seconds first)"
+                ))
+            }
+        };
+        let (min, hour, dom, month, dow) = (rest[0], rest[1], rest[2], rest[3], rest[4]);
+        let dow = translate_weekdays(dow).map_err(|e| format!("cron schedule {text:?}: {e}"))?;
+        let build = |dom: &str, dow: &str| {
+            Schedule::from_str(&format!("{sec} {min} {hour} {dom} {month} {dow}"))
+                .map_err(|e| format!("invalid cron schedule {text:?}: {e}"))
+        };
+        let restricted = |f: &str| f != "*" && f != "?";
+        let parts = if restricted(dom) && restricted(&dow) {
+            vec![build(dom, "*")?, build("*", &dow)?]
+        } else {
+            vec![build(dom, &dow)?]
+        };
+        Ok(CronSchedule { source: text.to_string(), parts })
+    }
+
+    /// The first fire time strictly after `after`, in `after`'s zone.
+    pub fn next_after<Z: TimeZone>(&self, after: &DateTime<Z>) -> Option<DateTime<Z>> {
+        self.parts.iter().filter_map(|s| s.after(after).next()).min()
+    }
+}
+
+/// crontab day-of-week (0–7, Sunday 0 or 7) → the `cron` crate's (1–7, Sunday 1).
+fn translate_weekdays(field: &str) -> Result<String, String> {
+    if field == "*" || field == "?" {
+        return Ok(field.to_string());
+    }
+    let number = |s: &str| -> Result<Option<u32>, String> {
+        if s.chars().all(|c| c.is_ascii_digit()) {
+            let n: u32 = s.parse().map_err(|_| format!("bad day of week {s:?}"))?;
+            if n > 7 {
+                return Err(format!("day of week {n} is out of range 0-7"));
+            }
+            Ok(Some(n))
+        } else {
+            Ok(None) // a name like Mon, left to the cron crate
+        }
+    };
+    let cron_day = |n: u32| if n == 0 || n == 7 { 1 } else { n + 1 };
+    let mut out = Vec::new();
+    for item in field.split(',') {
+        let (range, step) = match item.split_once('/') {
+            Some((r, s)) => (r, Some(s)),
+            None => (item, None),
+        };
+        let step_suffix = step.map(|s| format!("/{s}")).unwrap_or_default();
+        match range.split_once('-') {
+            Some((a, b)) => match (number(a)?, number(b)?) {
+                (Some(a), Some(b)) => {
+                    if a > b {
+                        return Err(format!("day-of-week range {item:?} runs backwards"));
+                    }
+                    if b == 7 && a > 0 && step.is_none() {
+                        // 5-7 is Fri, Sat, Sun: Sunday wraps to the crate's 1.
+                        out.push(format!("{}-7", cron_day(a)));
+                        out.push("1".into());
+                    } else if b == 7 {
+                        out.push(format!("1-7{step_suffix}"));
+                    } else {
+                        out.push(format!("{}-{}{step_suffix}", cron_day(a), cron_day(b)));
+                    }
+                }
+                _ => out.push(item.to_string()),
+            },
+            None => match number(range)? {
+                Some(n) => out.push(format!("{}{step_suffix}", cron_day(n))),
+                None => out.push(item.to_string()),
+            },
+        }
+    }
+    Ok(out.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Datelike, Utc, Weekday};
+
+    fn next(expr: &str, from: &str) -> String {
+        let from: DateTime<Utc> = from.parse().unwrap();
+        CronSchedule::parse(expr).unwrap().next_after(&from).unwrap().format("%a %Y-%m-%d %H:%M").to_string()
+    }
+
+    #[test]
+    fn crontab_weekdays_mean_what_crontab_means() {
+        // 2026-11-22 is a Sunday.
+        assert_eq!(next("0 8 * * 1-5", "2026-11-22T12:00:00Z"), "Mon 2026-11-23 08:00");
+        assert_eq!(next("0 8 * * 0", "2026-11-23T12:00:00Z"), "Sun 2026-11-29 08:00");
+        assert_eq!(next("0 8 * * 7", "2026-11-23T12:00:00Z"), "Sun 2026-11-29 08:00");
+        assert_eq!(next("0 8 * * 5-7", "2026-11-23T12:00:00Z"), "Fri 2026-11-27 08:00");
+        assert_eq!(next("0 8 * * Mon-Fri", "2026-11-22T12:00:00Z"), "Mon 2026-11-23 08:00");
+        assert_eq!(next("30 0 9 * * 1", "2026-11-22T12:00:00Z"), "Mon 2026-11-23 09:00");
+    }
+
+    #[test]
+    fn day_of_month_or_day_of_week_as_in_crontab() {
+        // The 1st of the month *or* any Monday.
+        let s = CronSchedule::parse("0 9 1 * 1").unwrap();
+        let mut at: DateTime<Utc> = "2026-11-24T00:00:00Z".parse().unwrap();
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            at = s.next_after(&at).unwrap();
+            seen.push((at.day(), at.weekday()));
+        }
+        assert_eq!(seen, [(30, Weekday::Mon), (1, Weekday::Tue), (7, Weekday::Mon)]);
+    }
+
+    #[test]
+    fn bad_schedules_say_what_is_wrong() {
+        assert!(CronSchedule::parse("0 8 * *").unwrap_err().contains("has 4 fields"));
+        assert!(CronSchedule::parse("0 8 * * 8").unwrap_err().contains("out of range"));
+        assert!(CronSchedule::parse("61 8 * * *").is_err());
+        assert!(CronSchedule::parse("0 8 * * 5-2").unwrap_err().contains("backwards"));
+    }
+}
