@@ -75,6 +75,13 @@ fn caret_width(rest: &str) -> usize {
     rest[..width.min(rest.len())].chars().count().max(1)
 }
 
+/// One step of a path into a YAML document: a mapping key or a list index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
 /// Where a key of a block-style YAML document is: 1-based line, the key's column, and
 /// the column of its value when the value is on the same line. `path` is the chain of
 /// mapping keys from the root.
@@ -84,37 +91,73 @@ fn caret_width(rest: &str) -> usize {
 /// It reads indentation only (no flow style, no anchors): when it cannot find the key it
 /// returns `None` and the caller keeps serde_yaml's position.
 pub fn yaml_key_position(text: &str, path: &[&str]) -> Option<(usize, usize, Option<usize>)> {
+    let segs: Vec<Seg> = path.iter().map(|k| Seg::Key(k)).collect();
+    yaml_path_position(text, &segs)
+}
+
+/// [`yaml_key_position`] for paths that go through lists (`actions[1].email.to`). For a
+/// list item, the position is its `-`.
+pub fn yaml_path_position(text: &str, path: &[Seg]) -> Option<(usize, usize, Option<usize>)> {
     let lines: Vec<&str> = text.lines().collect();
-    let (mut from, mut parent_indent): (usize, Option<usize>) = (0, None);
+    // Where to search next, the indentation the search must stay deeper than, and whether
+    // the first line searched is a list item's line, whose content follows its "- ".
+    let (mut from, mut parent_indent, mut item_line): (usize, Option<usize>, bool) = (0, None, false);
     let mut found = None;
-    for key in path {
+    for seg in path {
         let mut hit = None;
+        let mut item_indent = None;
+        let mut count = 0;
         for (i, line) in lines.iter().enumerate().skip(from) {
-            let content = line.trim_start();
+            let mut content = line.trim_start();
+            let mut indent = line.len() - content.len();
+            if item_line && i == from {
+                content = content.strip_prefix('-').map(str::trim_start).unwrap_or(content);
+                indent = line.len() - content.len();
+            }
             if content.is_empty() || content.starts_with('#') {
                 continue;
             }
-            let indent = line.len() - content.len();
-            if parent_indent.is_some_and(|p| indent <= p) {
-                break; // left the parent mapping
-            }
-            let rest = [format!("{key}:"), format!("\"{key}\":"), format!("'{key}':")]
-                .into_iter()
-                .find_map(|k| content.strip_prefix(k.as_str()).map(str::len));
-            if let Some(rest_len) = rest {
-                let after = &line[line.len() - rest_len..];
-                let value_col = after
-                    .find(|c: char| !c.is_whitespace())
-                    .filter(|&o| !after[o..].starts_with('#'))
-                    .map(|o| line.len() - rest_len + o + 1);
-                hit = Some((i, indent, value_col));
+            let is_item = content == "-" || content.starts_with("- ");
+            let inside = match parent_indent {
+                None => true,
+                // A list may sit at its key's own indentation (`key:\n- a`).
+                Some(p) => indent > p || (matches!(seg, Seg::Index(_)) && is_item && indent == p),
+            };
+            if !inside {
                 break;
             }
+            match seg {
+                Seg::Key(key) => {
+                    let rest = [format!("{key}:"), format!("\"{key}\":"), format!("'{key}':")]
+                        .into_iter()
+                        .find_map(|k| content.strip_prefix(k.as_str()).map(str::len));
+                    if let Some(rest_len) = rest {
+                        let after = &line[line.len() - rest_len..];
+                        let value_col = after
+                            .find(|c: char| !c.is_whitespace())
+                            .filter(|&o| !after[o..].starts_with('#'))
+                            .map(|o| line.len() - rest_len + o + 1);
+                        hit = Some((i, indent, value_col, false));
+                        break;
+                    }
+                }
+                Seg::Index(n) => {
+                    if is_item && item_indent.is_none_or(|d| d == indent) {
+                        item_indent = Some(indent);
+                        if count == *n {
+                            hit = Some((i, indent, None, true));
+                            break;
+                        }
+                        count += 1;
+                    }
+                }
+            }
         }
-        let (i, indent, value_col) = hit?;
+        let (i, indent, value_col, is_item) = hit?;
         found = Some((i + 1, indent + 1, value_col));
-        from = i + 1;
+        from = if is_item { i } else { i + 1 };
         parent_indent = Some(indent);
+        item_line = is_item;
     }
     found
 }
@@ -158,6 +201,19 @@ mod tests {
         assert_eq!(yaml_key_position(text, &["email", "token"]), None);
         let cols = "sync:\n  accounts:\n    columns:\n      \"Account Name\": nam\n";
         assert_eq!(yaml_key_position(cols, &["sync", "accounts", "columns", "Account Name"]), Some((4, 7, Some(23))));
+    }
+
+    #[test]
+    fn finds_keys_inside_list_items() {
+        let text = "actions:\n  - task:\n      title: x\n  - email:\n      to: y\n      template: t\nexit: z\n";
+        let path = [Seg::Key("actions"), Seg::Index(1), Seg::Key("email"), Seg::Key("template")];
+        assert_eq!(yaml_path_position(text, &path), Some((6, 7, Some(17))));
+        assert_eq!(yaml_path_position(text, &[Seg::Key("actions"), Seg::Index(1)]), Some((4, 3, None)));
+        let flush = "steps:\n- after: 0d\n- after: 3d\n  when: w\n";
+        let path = [Seg::Key("steps"), Seg::Index(1), Seg::Key("when")];
+        assert_eq!(yaml_path_position(flush, &path), Some((4, 3, Some(9))));
+        let path = [Seg::Key("steps"), Seg::Index(1), Seg::Key("after")];
+        assert_eq!(yaml_path_position(flush, &path), Some((3, 3, Some(10))));
     }
 
     #[test]

@@ -24,7 +24,7 @@ use chrono_tz::Tz;
 pub use env::expand;
 pub use raw::{Secret, TlsMode};
 
-use crate::diagnostic::{self, did_you_mean, Diagnostic};
+use crate::diagnostic::{self, did_you_mean, Diagnostic, Seg};
 use crate::sync::mapping::{AccountField, ContactField, EventField, FieldSet};
 use crate::sync::SourceSpec;
 use raw::{RawConfig, RawSource};
@@ -217,11 +217,13 @@ fn parse(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
 pub fn parse_yaml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, Box<Diagnostic>> {
     let de = serde_yaml::Deserializer::from_str(text);
     serde_path_to_error::deserialize::<_, T>(de).map_err(|err| {
-        let segments: Vec<String> = err
+        // The path as owned segments (keys and list indices), for the locator.
+        let segments: Vec<(Option<String>, usize)> = err
             .path()
             .iter()
             .map_while(|s| match s {
-                serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                serde_path_to_error::Segment::Map { key } => Some((Some(key.clone()), 0)),
+                serde_path_to_error::Segment::Seq { index } => Some((None, *index)),
                 _ => None,
             })
             .collect();
@@ -240,8 +242,14 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Re
         }
         let help = unknown_field_help(&message);
         let unknown_key = message.starts_with("unknown field");
-        let keys: Vec<&str> = segments.iter().map(String::as_str).collect();
-        let position = match diagnostic::yaml_key_position(text, &keys) {
+        let segs: Vec<Seg> = segments
+            .iter()
+            .map(|(k, i)| match k {
+                Some(k) => Seg::Key(k),
+                None => Seg::Index(*i),
+            })
+            .collect();
+        let position = match diagnostic::yaml_path_position(text, &segs) {
             // An unknown key is the key's fault; anything else is its value's.
             Some((line, key_col, value_col)) => {
                 Some((line, if unknown_key { key_col } else { value_col.unwrap_or(key_col) }))
