@@ -5,6 +5,7 @@
 //! (clap); [`EXIT_ROWS_REJECTED`] a sync stored the good rows but rejected some.
 
 mod accounts;
+mod check;
 mod health;
 mod sync;
 mod table;
@@ -50,6 +51,8 @@ pub enum Command {
     /// Look at the accounts in the store.
     #[command(subcommand)]
     Accounts(accounts::AccountsCommand),
+    /// Validate the config, health model, rules, playbooks and templates; report every error.
+    Check,
     /// Score every account with the health model (rules/health.yaml) and record the day's point.
     Health(health::HealthArgs),
 }
@@ -92,5 +95,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sync(args) => sync::run(&session, args),
         Command::Accounts(cmd) => accounts::run(&session, cmd),
         Command::Health(args) => health::run(&session, args),
+        Command::Check => check::run(&session),
     }
 }

@@ -145,13 +145,13 @@ impl HealthModel {
         let model_path = rules_dir.join("health.yaml");
         let builtin = !model_path.is_file();
         if builtin {
-            let origin = Origin { file: Path::new(BUILTIN_DIR).join("health.rhai"), line: 1, column: 1 };
+            let origin = Origin::at(Path::new(BUILTIN_DIR).join("health.rhai"), 1, 1);
             engine.add_library(BUILTIN_RULES, origin).expect("the built-in health rules compile");
         }
         for file in rule_files(rules_dir, &mut errors) {
             match fs::read_to_string(&file) {
                 Ok(text) => {
-                    let origin = Origin { file: file.clone(), line: 1, column: 1 };
+                    let origin = Origin::at(file.clone(), 1, 1);
                     if let Err(e) = engine.add_library(&text, origin) {
                         errors.push(diagnostic(&file, e.position, e.message, &text));
                     }
@@ -240,7 +240,7 @@ impl HealthModel {
             {
                 column += 1;
             }
-            match engine.compile(&category.score, Origin { file: file.to_path_buf(), line, column }) {
+            match engine.compile(&category.score, Origin::at(file, line, column)) {
                 Ok(score) => categories.push(Category { name, weight: category.weight, score }),
                 Err(e) => compile_errors.push(diagnostic(file, e.position, e.message, text)),
             }

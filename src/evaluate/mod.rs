@@ -6,5 +6,6 @@
 
 pub mod duration;
 pub mod health;
+pub mod playbook;
 pub mod schedule;
 pub mod script;

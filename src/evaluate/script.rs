@@ -94,16 +94,41 @@ pub struct Origin {
     /// 1-based line and column of the expression's first character in `file`.
     pub line: usize,
     pub column: usize,
+    /// Columns the file indents the expression's later lines by (a YAML `|` block strips
+    /// its indentation from the text Rhai sees); 0 elsewhere.
+    pub indent: usize,
 }
 
 impl Origin {
+    pub fn at(file: impl Into<PathBuf>, line: usize, column: usize) -> Origin {
+        Origin { file: file.into(), line, column, indent: 0 }
+    }
+
     /// The file position of a position inside the expression. Line 1 of the expression
-    /// starts at the origin's column; later lines start at column 1 of their own line.
+    /// starts at the origin's column; later lines start after the block's indentation.
     fn map(&self, pos: Position) -> (usize, usize) {
         match (pos.line(), pos.position()) {
             (Some(1), Some(col)) => (self.line, self.column + col - 1),
-            (Some(line), col) => (self.line + line - 1, col.unwrap_or(1)),
+            (Some(line), col) => (self.line + line - 1, self.indent + col.unwrap_or(1)),
             (None, _) => (self.line, self.column),
+        }
+    }
+
+    /// Like [`Origin::map`], but a position past the end of `source` (Rhai's "script is
+    /// incomplete" points at the end of input) is moved back to just after its last
+    /// character, so the caret lands on the unfinished expression, not the next key.
+    fn map_within(&self, pos: Position, source: &str) -> (usize, usize) {
+        let trimmed = source.trim_end();
+        let lines = trimmed.lines().count().max(1);
+        match pos.line() {
+            Some(line)
+                if line > lines
+                    || (line == lines && pos.position().unwrap_or(0) > trimmed.lines().last().map_or(0, str::len)) =>
+            {
+                let last = trimmed.lines().last().unwrap_or("");
+                self.map(Position::new(lines as u16, (last.len() + 1).min(u16::MAX as usize) as u16))
+            }
+            _ => self.map(pos),
         }
     }
 }
@@ -198,7 +223,7 @@ impl ScriptEngine {
         match self.engine.compile(source) {
             Ok(ast) => Ok(Expression { ast: self.library.merge(&ast), source: source.to_string(), origin }),
             Err(err) => {
-                let position = origin.map(err.position());
+                let position = origin.map_within(err.position(), source);
                 Err(CompileError { origin, position, message: err.err_type().to_string() })
             }
         }
@@ -209,7 +234,7 @@ impl ScriptEngine {
     /// Call before compiling the expressions that use them.
     pub fn add_library(&mut self, source: &str, origin: Origin) -> Result<(), CompileError> {
         let ast = self.engine.compile(source).map_err(|err| CompileError {
-            position: origin.map(err.position()),
+            position: origin.map_within(err.position(), source),
             origin: origin.clone(),
             message: err.err_type().to_string(),
         })?;
@@ -354,7 +379,7 @@ mod tests {
     use chrono::DateTime;
 
     fn origin() -> Origin {
-        Origin { file: "playbooks/renewal.yaml".into(), line: 7, column: 14 }
+        Origin::at("playbooks/renewal.yaml", 7, 14)
     }
 
     fn account() -> Account {
@@ -450,6 +475,10 @@ mod tests {
         assert!(err.position.1 >= 14, "{err}");
         assert!(err.to_string().starts_with("playbooks/renewal.yaml:7:"), "{err}");
 
+        let mut block = origin();
+        block.indent = 4;
+        let err = engine.compile("account.arr > 1\n  && account.arr <", block.clone()).unwrap_err();
+        assert_eq!(err.position, (8, 4 + 19), "the end of the unfinished line, not the next key: {err}");
         let expr = engine.compile("let a = 1;\nundefined_fn(a)", origin()).unwrap();
         let err = expr.eval(&engine, &mut engine.scope()).unwrap_err();
         assert_eq!(err.position, (8, 1), "{err}");
@@ -459,7 +488,7 @@ mod tests {
     #[test]
     fn rule_functions_are_callable_from_any_expression() {
         let mut engine = ScriptEngine::new(&Limits::default());
-        let rules = Origin { file: "rules/churn.rhai".into(), line: 1, column: 1 };
+        let rules = Origin::at("rules/churn.rhai", 1, 1);
         engine.add_library("fn detractor(a) { a.metrics.nps <= 6 }\nprint(\"not run\");", rules).unwrap();
         let expr = engine.compile("detractor(account) && account.arr > 0", origin()).unwrap();
         let mut scope = engine.scope();

@@ -1,0 +1,124 @@
+//! `keel check` and the playbook language's parsing: the shipped files pass; a folder of
+//! broken files gets every error with file:line:column; each trigger kind parses into
+//! what it says.
+
+use std::path::Path;
+
+use keel::evaluate::health::HealthModel;
+use keel::evaluate::playbook::{Action, DateField, Fire, PlaybookSet, Recipients, Trigger};
+use keel::evaluate::script::{Limits, ScriptEngine};
+
+use crate::util::{run_keel, Workspace};
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn the_shipped_playbooks_rules_and_templates_pass_check() {
+    let out = run_keel(Path::new("examples/keel.yaml"), repo(), &["check"]).ok();
+    insta::assert_snapshot!(out, @"ok: examples/keel.yaml, health model examples/../rules/health.yaml, 12 playbooks (12 enabled), 9 email templates: no problems found");
+}
+
+#[test]
+fn check_reports_every_error_in_a_folder_of_broken_files() {
+    let run = run_keel(Path::new("tests/fixtures/broken/keel.yaml"), repo(), &["check"]);
+    assert_eq!(run.code(), 1);
+    assert!(run.stdout().is_empty());
+    insta::assert_snapshot!(run.stderr());
+}
+
+/// Loads playbooks written into a temp workspace, with the shipped rules.
+fn load(files: &[(&str, &str)]) -> Result<PlaybookSet, Vec<String>> {
+    let ws = Workspace::new("");
+    for (name, text) in files {
+        ws.write(&format!("playbooks/{name}"), text);
+    }
+    let mut engine = ScriptEngine::new(&Limits::default());
+    HealthModel::load(&mut engine, &repo().join("rules")).unwrap();
+    PlaybookSet::load(&engine, &ws.path("playbooks")).map_err(|e| e.iter().map(ToString::to_string).collect())
+}
+
+#[test]
+fn each_trigger_kind_parses_into_what_it_says() {
+    let set = load(&[
+        ("edge.yaml", "id: edge\nname: e\ntrigger:\n  condition: account.arr > 1\nactions:\n  - update: { field: lifecycle_stage, value: at_risk }\n"),
+        (
+            "level.yaml",
+            "id: level\nname: l\ntrigger:\n  condition: account.arr > 1\n  fire: while_true\n  every: 7d\nactions:\n  - update: { field: fields.flag, value: x }\n",
+        ),
+        (
+            "date.yaml",
+            "id: date\nname: d\ntrigger:\n  date: fields.go_live\n  offset: -90d\n  catch_up: 3d\nactions:\n  - email: { to: contacts, template: t }\n",
+        ),
+        ("event.yaml", "id: event\nname: v\ntrigger:\n  event: Support Ticket Opened\n  condition: 'event.properties.priority == \"high\"'\nactions:\n  - task: { title: t, owner: o }\n"),
+        ("cron.yaml", "id: cron\nname: c\ntrigger:\n  schedule: \"0 8 * * 1-5\"\n  timezone: Europe/Berlin\nactions:\n  - webhook: { url: \"https://hooks.example/{{ account.id }}\" }\n"),
+        ("templates/t.txt", "Subject: Hi {{ account.name }}\nBody {{ unsubscribe_url }}\n"),
+    ])
+    .unwrap();
+    let get = |id: &str| set.get(id).unwrap();
+    assert!(matches!(get("edge").trigger, Trigger::Condition { fire: Fire::OnEnter, .. }), "on_enter is the default");
+    match &get("level").trigger {
+        Trigger::Condition { fire: Fire::WhileTrue { every }, .. } => assert_eq!(every.to_string(), "7d"),
+        other => panic!("{other:?}"),
+    }
+    match &get("date").trigger {
+        Trigger::Date { field, offset, catch_up, .. } => {
+            assert_eq!(*field, DateField::Field("go_live".into()));
+            assert_eq!((offset.to_string(), catch_up.to_string()), ("-90d".into(), "3d".into()));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(&get("date").steps[0].actions[0], Action::Email { to: Recipients::Contacts, .. }));
+    match &get("event").trigger {
+        Trigger::Event { name, condition } => {
+            assert_eq!((name.as_str(), condition.is_some()), ("Support Ticket Opened", true))
+        }
+        other => panic!("{other:?}"),
+    }
+    match &get("cron").trigger {
+        Trigger::Schedule { cron, timezone, .. } => {
+            assert_eq!(*timezone, Some(chrono_tz::Europe::Berlin));
+            let sunday: chrono::DateTime<chrono::Utc> = "2026-11-22T12:00:00Z".parse().unwrap();
+            assert_eq!(cron.next_after(&sunday).unwrap().to_rfc3339(), "2026-11-23T08:00:00+00:00");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn sequences_keep_their_steps_delays_conditions_and_exit() {
+    let set = load(&[
+        ("smb.yaml", &std::fs::read_to_string(repo().join("playbooks/smb-onboarding.yaml")).unwrap()),
+        ("templates/smb_welcome.txt", "Subject: a\nb\n"),
+        ("templates/smb_nudge.txt", "Subject: a\nb\n"),
+        ("templates/smb_webinar.txt", "Subject: a\nb\n"),
+    ])
+    .unwrap();
+    let p = set.get("smb-onboarding").unwrap();
+    let delays: Vec<String> = p.steps.iter().map(|s| s.after.to_string()).collect();
+    assert_eq!(delays, ["0d", "3d", "14d"]);
+    assert!(p.steps[1].when.is_some() && p.exit.is_some());
+}
+
+#[test]
+fn trigger_mistakes_are_named() {
+    let errors = load(&[
+        ("a.yaml", "id: a\nname: a\ntrigger:\n  condition: x\n  every: 7d\nactions:\n  - task: { title: t, owner: o }\n"),
+        ("b.yaml", "id: b\nname: b\ntrigger:\n  event: Logged In\n  offset: -3d\nactions:\n  - task: { title: t, owner: o }\n"),
+        ("c.yaml", "id: c\nname: c\ntrigger: {}\nactions:\n  - task: { title: t, owner: o }\n"),
+        ("d.yaml", "id: d\nname: d\ntrigger:\n  date: renewal\nactions:\n  - task: { title: t, owner: o }\n"),
+        ("e.yaml", "id: e\nname: e\ntrigger:\n  condition: x\nactions:\n  - task: { title: t, owner: o }\n    email: { to: x, template: y }\n"),
+    ])
+    .unwrap_err();
+    let all = errors.join("\n");
+    for expected in [
+        "`every` goes with `fire: while_true`",
+        "`offset` belongs to date triggers, and this is a event trigger",
+        "the trigger has no kind",
+        "unknown date field \"renewal\"",
+        "each action is exactly one of task, email, webhook, update",
+    ] {
+        assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+    }
+}
