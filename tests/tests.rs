@@ -8,5 +8,6 @@ mod cli;
 mod config;
 mod examples;
 mod health;
+mod simulate;
 mod store;
 mod sync;

@@ -7,6 +7,7 @@
 mod accounts;
 mod check;
 mod health;
+mod simulate;
 mod sync;
 mod table;
 
@@ -51,6 +52,8 @@ pub enum Command {
     /// Look at the accounts in the store.
     #[command(subcommand)]
     Accounts(accounts::AccountsCommand),
+    /// What the playbooks would fire on a day, for which accounts, and why (changes nothing).
+    Simulate(simulate::SimulateArgs),
     /// Validate the config, health model, rules, playbooks and templates; report every error.
     Check,
     /// Score every account with the health model (rules/health.yaml) and record the day's point.
@@ -96,5 +99,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Accounts(cmd) => accounts::run(&session, cmd),
         Command::Health(args) => health::run(&session, args),
         Command::Check => check::run(&session),
+        Command::Simulate(args) => simulate::run(&session, args),
     }
 }

@@ -9,3 +9,5 @@ pub mod health;
 pub mod playbook;
 pub mod schedule;
 pub mod script;
+pub mod simulate;
+pub mod view;

@@ -272,6 +272,16 @@ impl AccountScope {
     }
 }
 
+impl AccountScope {
+    /// Adds another variable for the current account (e.g. `event` for event triggers);
+    /// gone at the next [`AccountScope::set_account`].
+    pub fn set_var<T: Serialize>(&mut self, name: &'static str, value: &T) -> Result<(), String> {
+        let value = rhai::serde::to_dynamic(value).map_err(|e| format!("cannot expose {name} to scripts: {e}"))?;
+        self.scope.push_constant_dynamic(name, value);
+        Ok(())
+    }
+}
+
 impl Expression {
     pub fn source(&self) -> &str {
         &self.source

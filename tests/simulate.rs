@@ -1,0 +1,151 @@
+//! `keel simulate`: what would fire on a day and why, following DESIGN.md's trigger
+//! semantics, with no side effects; a runaway script fails only its own evaluation.
+
+use std::path::Path;
+
+use crate::util::Workspace;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A workspace with the shipped playbooks copied in (so tests can add their own).
+fn shipped(extra_config: &str) -> Workspace {
+    let ws = Workspace::new(&format!("timezone: UTC\nrules: {}\n{extra_config}", repo().join("rules").display()));
+    for entry in std::fs::read_dir(repo().join("playbooks"))
+        .unwrap()
+        .chain(std::fs::read_dir(repo().join("playbooks/templates")).unwrap())
+    {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let rel = path.strip_prefix(repo().join("playbooks")).unwrap();
+            ws.write(&format!("playbooks/{}", rel.display()), &std::fs::read_to_string(&path).unwrap());
+        }
+    }
+    ws
+}
+
+#[test]
+fn a_renewal_fires_on_its_day_and_within_the_catch_up_window_only() {
+    let ws = shipped("");
+    // Simulating 2026-11-22: renewal-90 is due for renewals on 2027-02-20 (today),
+    // 2027-02-17 (3 days late, inside the 7-day catch-up) but not 2027-02-12 (8 days late).
+    ws.write(
+        "a.csv",
+        "id,name,owner,renewal_date\nTODAY,Today Co,a@x.example,2027-02-20\nLATE,Late Co,a@x.example,2027-02-17\nOLD,Old Co,a@x.example,2027-02-12\nSOON,Soon Co,a@x.example,2027-02-21\n",
+    );
+    ws.keel(&["sync", "accounts", "a.csv"]).ok();
+    let out = ws.keel(&["simulate", "--at", "2026-11-22", "--playbook", "renewal-90"]).ok();
+    insta::assert_snapshot!(out, @r#"
+    Simulating 1 playbook(s) over 4 account(s) for 2026-11-22 (UTC). Nothing is recorded or sent.
+
+    renewal-90 · LATE Late Co
+      why:  renewal_date 2027-02-17 -90d = 2026-11-19, due 3 days ago, within the 7d catch-up
+      does: task "Renewal in 90 days: initial renewal conversation with Late Co" for a@x.example (normal, due in 14d)
+      does: email renewal_90 to a@x.example
+    renewal-90 · TODAY Today Co
+      why:  renewal_date 2027-02-20 -90d = 2026-11-22, due today
+      does: task "Renewal in 90 days: initial renewal conversation with Today Co" for a@x.example (normal, due in 14d)
+      does: email renewal_90 to a@x.example
+
+    Would fire 2 time(s): renewal-90 2
+    "#);
+}
+
+#[test]
+fn on_enter_fires_on_the_transition_not_while_the_state_lasts() {
+    let ws = shipped("");
+    // Health from the shipped model; one account turns red overnight, one was red already.
+    let healthy = "100,100,35,10,0,95,95,95,10,5,4,9,120,90";
+    let sick = "100,10,4,2,14,10,10,50,0,0,0,2,5,5";
+    let header = "id,name,segment,manager,metrics.logins_30d,metrics.active_users,metrics.licensed_users,metrics.avg_session_minutes,metrics.open_tickets,metrics.feature_adoption_pct,metrics.workflow_completion_pct,metrics.data_quality_pct,metrics.integrations,metrics.exec_sponsor_meetings_90d,metrics.qbrs_attended_12m,metrics.nps,metrics.roi_achieved_pct,metrics.expansion_potential_pct";
+    let write = |turning: &str| {
+        let turning_metrics = if turning == "sick" { sick } else { healthy };
+        ws.write(
+            "a.csv",
+            &format!(
+                "{header}\nTURNS,Turns Inc,enterprise,mo@x.example,{}\nSTAYS,Stays Inc,enterprise,mo@x.example,{}\n",
+                turning_metrics.replacen("100,", &format!("{},", if turning == "sick" { 20 } else { 2000 }), 1),
+                sick.replacen("100,", "20,", 1)
+            ),
+        );
+        ws.keel(&["sync", "accounts", "a.csv"]).ok();
+    };
+    write("healthy");
+    ws.keel(&["health", "--at", "2026-11-21"]).ok();
+    write("sick");
+    let out = ws.keel(&["simulate", "--at", "2026-11-22", "--playbook", "red-save-plan"]).ok();
+    assert!(out.contains("red-save-plan · TURNS Turns Inc"), "{out}");
+    assert!(out.contains("became true (the day before: false); health"), "{out}");
+    assert!(out.contains("(the day before ") && out.contains(" green)"), "the reason shows yesterday's band: {out}");
+    assert!(!out.contains("STAYS"), "an account already red the day before does not re-enter: {out}");
+}
+
+#[test]
+fn simulate_changes_nothing_in_the_store() {
+    let ws = shipped("");
+    ws.write("a.csv", "id,name,owner,manager,renewal_date,metrics.nps\nA,Acme,a@x.example,m@x.example,2027-02-20,3\n");
+    ws.keel(&["sync", "accounts", "a.csv"]).ok();
+    let before = ws.keel(&["accounts", "show", "A", "--format", "json"]).ok();
+    let out = ws.keel(&["simulate", "--at", "2026-11-22", "--format", "json"]).ok();
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(!report["firings"].as_array().unwrap().is_empty(), "{report}");
+    assert_eq!(ws.keel(&["accounts", "show", "A", "--format", "json"]).ok(), before);
+    let store = ws.store();
+    assert_eq!(
+        store.health_on_or_before("A", "2030-01-01".parse().unwrap()).unwrap(),
+        None,
+        "no health point was recorded"
+    );
+}
+
+#[test]
+fn a_runaway_playbook_is_stopped_and_the_others_still_evaluate() {
+    let ws = shipped("");
+    ws.write(
+        "playbooks/spin.yaml",
+        "id: spin\nname: Spins forever\ntrigger:\n  condition: |\n    let n = 0;\n    loop { n += 1; }\nactions:\n  - task: { title: t, owner: o }\n",
+    );
+    ws.write("a.csv", "id,name,owner,renewal_date\nA,Acme,a@x.example,2027-02-20\n");
+    ws.keel(&["sync", "accounts", "a.csv"]).ok();
+    let run = ws.keel(&["simulate", "--at", "2026-11-22"]);
+    assert_eq!(run.code(), 1, "a failed evaluation is an error exit");
+    assert!(run.stdout().contains("renewal-90 · A Acme"), "other playbooks still fire: {}", run.stdout());
+    insta::assert_snapshot!(run.stderr(), @r"
+      playbook spin, account A: ./playbooks/spin.yaml:6:17: stopped: exceeded the limit of 100000 operations (a loop that never ends?)
+    error: 1 evaluation(s) failed; the others were simulated
+    ");
+}
+
+#[test]
+fn the_sample_book_gives_a_believable_day() {
+    let ws = shipped("sync:\n  accounts:\n    columns: {}\n");
+    let config = std::fs::read_to_string(repo().join("examples/keel.yaml")).unwrap();
+    let ws2 = Workspace::new(
+        &config
+            .replace("rules: ../rules", &format!("rules: {}", repo().join("rules").display()))
+            .replace("playbooks: ../playbooks", &format!("playbooks: {}", ws.path("playbooks").display())),
+    );
+    std::fs::create_dir_all(ws2.path("data")).unwrap();
+    for name in ["accounts.csv", "contacts.csv", "events.ndjson"] {
+        std::fs::copy(repo().join("examples/data").join(name), ws2.path("data").join(name)).unwrap();
+    }
+    ws2.keel(&["sync"]).ok();
+    let out = ws2.keel(&["simulate", "--at", "2026-11-23", "--format", "json"]).ok();
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let firings = report["firings"].as_array().unwrap();
+    let fired: std::collections::BTreeSet<&str> = firings.iter().map(|f| f["playbook"].as_str().unwrap()).collect();
+    for playbook in [
+        "red-save-plan",
+        "yellow-action-plan",
+        "renewal-30",
+        "renewal-60",
+        "renewal-90",
+        "weekly-at-risk-digest",
+        "expansion-opportunity",
+    ] {
+        assert!(fired.contains(playbook), "{playbook} fires somewhere in the sample book: {fired:?}");
+    }
+    assert!(firings.iter().all(|f| !f["why"].as_str().unwrap().is_empty()), "every firing says why");
+    assert!(report["failures"].as_array().unwrap().is_empty(), "{}", report["failures"]);
+}
