@@ -8,6 +8,7 @@ mod cli;
 mod config;
 mod examples;
 mod health;
+mod playtest;
 mod simulate;
 mod store;
 mod sync;

@@ -10,6 +10,7 @@ mod health;
 mod simulate;
 mod sync;
 mod table;
+mod test;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,6 +55,8 @@ pub enum Command {
     Accounts(accounts::AccountsCommand),
     /// What the playbooks would fire on a day, for which accounts, and why (changes nothing).
     Simulate(simulate::SimulateArgs),
+    /// Run playbook tests (playbooks/tests/*.yaml): accounts, a frozen day, expected firings.
+    Test(test::TestArgs),
     /// Validate the config, health model, rules, playbooks and templates; report every error.
     Check,
     /// Score every account with the health model (rules/health.yaml) and record the day's point.
@@ -100,5 +103,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Health(args) => health::run(&session, args),
         Command::Check => check::run(&session),
         Command::Simulate(args) => simulate::run(&session, args),
+        Command::Test(args) => test::run(&session, args),
     }
 }

@@ -75,7 +75,14 @@ pub fn run(session: &Session, args: SimulateArgs) -> anyhow::Result<ExitCode> {
         Some(Day::Instant(t)) => t.with_timezone(&config.timezone).date_naive(),
         None => session.now.with_timezone(&config.timezone).date_naive(),
     };
-    let simulator = Simulator { set: &set, model: &model, engine: &engine, store: &store, timezone: config.timezone };
+    let simulator = Simulator {
+        set: &set,
+        model: &model,
+        engine: &engine,
+        store: &store,
+        timezone: config.timezone,
+        given_health: None,
+    };
     let report = simulator.run(date, &Filter { playbook: args.playbook, account: args.account })?;
 
     let mut out = io::stdout().lock();

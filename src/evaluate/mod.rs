@@ -7,6 +7,7 @@
 pub mod duration;
 pub mod health;
 pub mod playbook;
+pub mod playtest;
 pub mod schedule;
 pub mod script;
 pub mod simulate;

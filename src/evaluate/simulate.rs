@@ -3,10 +3,11 @@
 //! evaluation pass would score it, and no ledger entry, task or email is made.
 //!
 //! Trigger semantics follow DESIGN.md's table, read against the store as it is:
-//! - condition `on_enter`: true on the day, and false or unknown the day before (the day
-//!   before reads the stored health of that day). Without the daemon's edge state (issue
-//!   [3/5]) "the day before" is the only memory there is, so a first pass fires every
-//!   account already in the state, as the real first pass will.
+//! - condition `on_enter`: true on the day, and false or unknown the day before. The day
+//!   before is the account with its stored health of that day (metrics are as stored
+//!   now: the store keeps no metric history). An account with no stored health history
+//!   was never evaluated: unknown, so it fires, as the daemon's first pass will (its edge
+//!   state, issue [3/5], replaces this approximation).
 //! - condition `while_true`: true on the day (the ledger's `every` window is not known
 //!   here; the reason says so).
 //! - date + offset: due on a day within the catch-up window ending on the day.
@@ -70,6 +71,9 @@ pub struct Simulator<'a> {
     pub store: &'a Store,
     /// The configured zone: the day being simulated is a day there.
     pub timezone: Tz,
+    /// Health to use for the day instead of scoring it, by account id (playbook tests
+    /// state health directly).
+    pub given_health: Option<&'a std::collections::BTreeMap<String, crate::model::HealthPoint>>,
 }
 
 impl Simulator<'_> {
@@ -110,18 +114,21 @@ impl Simulator<'_> {
                 report.failures.push(Failure { playbook: "(health)".into(), account: account.id.clone(), error });
                 continue;
             }
-            let health_today =
-                match self.model.score(self.engine, &mut scope, date, stored_yesterday.as_ref().map(|p| p.band)) {
-                    Ok(point) => point.map(|p| HealthView::from_point(p, month_ago.as_ref())),
-                    Err(e) => {
-                        report.failures.push(Failure {
-                            playbook: "(health)".into(),
-                            account: account.id.clone(),
-                            error: e.to_string(),
-                        });
-                        None
-                    }
-                };
+            let scored = match self.given_health.and_then(|given| given.get(&account.id)) {
+                Some(point) => Ok(Some(point.clone())),
+                None => self.model.score(self.engine, &mut scope, date, stored_yesterday.as_ref().map(|p| p.band)),
+            };
+            let health_today = match scored {
+                Ok(point) => point.map(|p| HealthView::from_point(p, month_ago.as_ref())),
+                Err(e) => {
+                    report.failures.push(Failure {
+                        playbook: "(health)".into(),
+                        account: account.id.clone(),
+                        error: e.to_string(),
+                    });
+                    None
+                }
+            };
             let prev_month = match &stored_yesterday {
                 Some(p) => self.store.health_on_or_before(&account.id, p.date - Duration::days(30))?,
                 None => None,
@@ -171,12 +178,22 @@ impl Simulator<'_> {
                 if truth(condition, scopes.now)? == Truth::True {
                     match fire {
                         Fire::OnEnter => {
-                            self.engine.set_today(date - Duration::days(1));
-                            let before = truth(condition, scopes.prev);
-                            self.engine.set_today(date);
-                            let before = before?;
+                            // Never evaluated before (no stored history): unknown, which
+                            // fires — as the first real pass will with no edge state.
+                            let before = if prev.health.is_none() {
+                                Truth::Unknown
+                            } else {
+                                self.engine.set_today(date - Duration::days(1));
+                                let before = truth(condition, scopes.prev);
+                                self.engine.set_today(date);
+                                before?
+                            };
                             if before != Truth::True {
-                                let was = if before == Truth::False { "false" } else { "unknown" };
+                                let was = match (before, prev.health.is_some()) {
+                                    (Truth::False, _) => "false",
+                                    (_, true) => "unknown",
+                                    (_, false) => "unknown: first evaluation",
+                                };
                                 whys.push((
                                     format!(
                                         "`{}` became true (the day before: {was}){}",

@@ -45,6 +45,7 @@ pub struct Account {
     pub metrics: BTreeMap<String, f64>,
     /// When a sync last changed this record. Re-importing unchanged data leaves it alone,
     /// which is what lets a later pass evaluate only what changed.
+    #[serde(default = "super::epoch")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -73,6 +74,26 @@ impl Account {
             &self.id
         } else {
             &self.name
+        }
+    }
+}
+
+impl From<Account> for AccountPatch {
+    /// A patch carrying every field of the account (to store a complete record).
+    fn from(a: Account) -> AccountPatch {
+        AccountPatch {
+            id: a.id,
+            name: Some(a.name),
+            segment: a.segment,
+            arr: a.arr,
+            owner: a.owner,
+            manager: a.manager,
+            renewal_date: a.renewal_date,
+            start_date: a.start_date,
+            lifecycle_stage: a.lifecycle_stage,
+            timezone: a.timezone,
+            fields: a.fields.into_iter().collect(),
+            metrics: a.metrics.into_iter().collect(),
         }
     }
 }

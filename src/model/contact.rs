@@ -29,6 +29,7 @@ pub struct Contact {
     pub unsubscribed: bool,
     #[serde(default)]
     pub fields: BTreeMap<String, Value>,
+    #[serde(default = "super::epoch")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -42,6 +43,22 @@ pub struct ContactPatch {
     pub timezone: Option<Tz>,
     pub unsubscribed: Option<bool>,
     pub fields: Vec<(String, Value)>,
+}
+
+impl From<Contact> for ContactPatch {
+    /// A patch carrying every field of the contact.
+    fn from(c: Contact) -> ContactPatch {
+        ContactPatch {
+            id: c.id,
+            account_id: Some(c.account_id),
+            email: c.email,
+            name: Some(c.name),
+            role: c.role,
+            timezone: c.timezone,
+            unsubscribed: Some(c.unsubscribed),
+            fields: c.fields.into_iter().collect(),
+        }
+    }
 }
 
 impl ContactPatch {

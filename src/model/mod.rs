@@ -37,6 +37,11 @@ pub fn validate_id(id: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The `updated_at` of a record deserialised without one (test files): the epoch.
+fn epoch() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::UNIX_EPOCH
+}
+
 /// Sets `slot` to `value` and says whether that changed it. The building block of every
 /// patch: a field the source did not carry is `None` and leaves the record alone.
 fn set_if<T: PartialEq>(slot: &mut T, value: Option<T>) -> bool {
