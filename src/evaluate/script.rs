@@ -114,6 +114,14 @@ impl Origin {
         }
     }
 
+    /// The file position of a byte offset in the expression's source.
+    pub fn position_of(&self, source: &str, offset: usize) -> (usize, usize) {
+        let before = &source[..offset.min(source.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        self.map(Position::new(line as u16, column as u16))
+    }
+
     /// Like [`Origin::map`], but a position past the end of `source` (Rhai's "script is
     /// incomplete" points at the end of input) is moved back to just after its last
     /// character, so the caret lands on the unfinished expression, not the next key.
@@ -227,6 +235,97 @@ impl ScriptEngine {
                 Err(CompileError { origin, position, message: err.err_type().to_string() })
             }
         }
+    }
+
+    /// Function names an expression calls that neither the rule library nor Rhai (its
+    /// standard library and Keel's helpers) defines, with their byte offsets in `source`.
+    /// Rhai resolves functions only when it runs them, so without this a misspelt rule
+    /// (`detractr(account)`) would compile and then fail for every account.
+    ///
+    /// A lexical scan: identifiers directly followed by `(`, outside string literals,
+    /// skipping keywords and function definitions.
+    pub fn unknown_functions(&self, source: &str) -> Vec<(String, usize)> {
+        const KEYWORDS: &[&str] = &[
+            "if",
+            "else",
+            "while",
+            "for",
+            "loop",
+            "do",
+            "until",
+            "switch",
+            "fn",
+            "return",
+            "let",
+            "const",
+            "in",
+            "throw",
+            "try",
+            "catch",
+            "break",
+            "continue",
+            "Fn",
+            "call",
+            "curry",
+            "type_of",
+            "is_def_fn",
+            "is_def_var",
+            "is_shared",
+            "print",
+            "debug",
+        ];
+        let known: std::collections::HashSet<String> = self
+            .engine
+            .gen_fn_signatures(true)
+            .iter()
+            .filter_map(|sig| sig.split('(').next())
+            .map(|name| name.rsplit(' ').next().unwrap_or(name).to_string())
+            .chain(self.library.iter_functions().map(|f| f.name.to_string()))
+            .collect();
+        let bytes = source.as_bytes();
+        let mut found = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            let c = bytes[i];
+            if c == b'"' || c == b'\'' || c == b'`' {
+                // Skip a string literal, honouring backslash escapes.
+                i += 1;
+                while i < bytes.len() && bytes[i] != c {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+                continue;
+            }
+            if c == b'/' && bytes.get(i + 1) == Some(&b'/') {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            if c.is_ascii_alphabetic() || c == b'_' {
+                let start = i;
+                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                    i += 1;
+                }
+                let name = &source[start..i];
+                let mut j = i;
+                while j < bytes.len() && bytes[j] == b' ' {
+                    j += 1;
+                }
+                let defined_here = source[..start].trim_end().ends_with("fn");
+                if bytes.get(j) == Some(&b'(') && !KEYWORDS.contains(&name) && !defined_here && !known.contains(name) {
+                    found.push((name.to_string(), start));
+                }
+                continue;
+            }
+            i += 1;
+        }
+        found
+    }
+
+    /// The rule library's function names (for "did you mean").
+    pub fn library_functions(&self) -> Vec<String> {
+        self.library.iter_functions().map(|f| f.name.to_string()).collect()
     }
 
     /// Adds a rule file's functions (`fn name(account) { … }`) to the library. Only
@@ -504,6 +603,16 @@ mod tests {
         let mut scope = engine.scope();
         scope.set_account(&account()).unwrap();
         assert_eq!(expr.truth(&engine, &mut scope), Ok(Truth::True));
+    }
+
+    #[test]
+    fn unknown_functions_are_found_before_anything_runs() {
+        let mut engine = ScriptEngine::new(&Limits::default());
+        engine.add_library("fn detractor(a) { a.metrics.nps <= 6 }", Origin::at("rules/r.rhai", 1, 1)).unwrap();
+        let src = "detractr(account) || days_until(account.renewal_date) < 30 && \"x(\".len() > 0 || [1].contains(1)";
+        assert_eq!(engine.unknown_functions(src), [("detractr".to_string(), 0)]);
+        assert!(engine.unknown_functions("if detractor(account) { 1 } else { abs(-1) }").is_empty());
+        assert_eq!(origin().position_of("a &&\n  b(x)", 7), (8, 3));
     }
 
     #[test]

@@ -285,7 +285,33 @@ impl Ctx<'_> {
 
     fn expr(&mut self, path: &[Seg], source: &str) -> Option<Expression> {
         match self.engine.compile(source, self.origin(path)) {
-            Ok(e) => Some(e),
+            Ok(e) => {
+                let unknown = self.engine.unknown_functions(source);
+                for (name, offset) in &unknown {
+                    let position = e.origin().position_of(source, *offset);
+                    self.errors.push(
+                        Diagnostic {
+                            file: self.file.to_path_buf(),
+                            position: Some(position),
+                            key: None,
+                            message: format!("unknown function `{name}`: not in rules/*.rhai nor Rhai's library"),
+                            snippet: None,
+                            help: did_you_mean(
+                                name,
+                                self.engine.library_functions().iter().map(String::as_str).chain([
+                                    "days_until",
+                                    "days_since",
+                                    "today",
+                                    "date",
+                                ]),
+                            )
+                            .map(|n| format!("did you mean `{n}`?")),
+                        }
+                        .with_source(self.text),
+                    );
+                }
+                unknown.is_empty().then_some(e)
+            }
             Err(e) => {
                 self.errors.push(
                     Diagnostic {
