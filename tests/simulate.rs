@@ -149,3 +149,25 @@ fn the_sample_book_gives_a_believable_day() {
     assert!(firings.iter().all(|f| !f["why"].as_str().unwrap().is_empty()), "every firing says why");
     assert!(report["failures"].as_array().unwrap().is_empty(), "{}", report["failures"]);
 }
+
+#[test]
+fn a_health_drop_over_30_days_is_a_trend_rules_can_read() {
+    let ws = Workspace::new("timezone: UTC\nrules: rules\n");
+    ws.write(
+        "rules/health.yaml",
+        "bands: {green: 80, yellow: 60}\ncategories:\n  usage:\n    weight: 1\n    score: account.metrics.usage\n",
+    );
+    ws.write(
+        "playbooks/drop.yaml",
+        "id: health-drop\nname: Dropped 15 points in 30 days\ntrigger:\n  condition: account.health.change_30d <= -15\nactions:\n  - task: { title: \"{{ account.name }} dropped {{ health.change_30d | round(1) }}\", owner: o@x.example }\n",
+    );
+    ws.write("a.csv", "id,name,metrics.usage\nFALLS,Falls,90\nDIPS,Dips,90\n");
+    ws.keel(&["sync", "accounts", "a.csv"]).ok();
+    ws.keel(&["health", "--at", "2026-10-20"]).ok();
+    ws.write("a.csv", "id,name,metrics.usage\nFALLS,Falls,60\nDIPS,Dips,85\n");
+    ws.keel(&["sync", "accounts", "a.csv"]).ok();
+    let out = ws.keel(&["simulate", "--at", "2026-11-22"]).ok();
+    assert!(out.contains("health-drop · FALLS Falls"), "{out}");
+    assert!(out.contains("does: task \"Falls dropped -30.0\""), "{out}");
+    assert!(!out.contains("DIPS"), "a 5-point dip is no trend: {out}");
+}

@@ -108,7 +108,6 @@ impl Simulator<'_> {
             let contacts = self.store.contacts_of(&account.id)?;
             // Health as the pass would score it today (in memory), and as stored yesterday.
             let stored_yesterday = self.store.health_on_or_before(&account.id, yesterday)?;
-            let month_ago = self.store.health_on_or_before(&account.id, date - Duration::days(30))?;
             let base = AccountView { account: &account, health: None, contacts: contacts.clone() };
             if let Err(error) = scope.set_account(&base) {
                 report.failures.push(Failure { playbook: "(health)".into(), account: account.id.clone(), error });
@@ -119,7 +118,8 @@ impl Simulator<'_> {
                 None => self.model.score(self.engine, &mut scope, date, stored_yesterday.as_ref().map(|p| p.band)),
             };
             let health_today = match scored {
-                Ok(point) => point.map(|p| HealthView::from_point(p, month_ago.as_ref())),
+                Ok(Some(point)) => Some(HealthView::with_trend(self.store, &account.id, point)?),
+                Ok(None) => None,
                 Err(e) => {
                     report.failures.push(Failure {
                         playbook: "(health)".into(),
@@ -129,16 +129,12 @@ impl Simulator<'_> {
                     None
                 }
             };
-            let prev_month = match &stored_yesterday {
-                Some(p) => self.store.health_on_or_before(&account.id, p.date - Duration::days(30))?,
+            let prev_health = match stored_yesterday {
+                Some(p) => Some(HealthView::with_trend(self.store, &account.id, p)?),
                 None => None,
             };
             let now = AccountView { account: &account, health: health_today, contacts: contacts.clone() };
-            let prev = AccountView {
-                account: &account,
-                health: stored_yesterday.map(|p| HealthView::from_point(p, prev_month.as_ref())),
-                contacts,
-            };
+            let prev = AccountView { account: &account, health: prev_health, contacts };
             let (Ok(()), Ok(())) = (scope.set_account(&now), scope_prev.set_account(&prev)) else { continue };
             let mut scopes = Scopes { now: &mut scope, prev: &mut scope_prev };
             for playbook in &playbooks {

@@ -45,25 +45,39 @@ pub struct HealthView {
     pub components: std::collections::BTreeMap<String, Option<f64>>,
     /// The date of the point this view reads.
     pub date: NaiveDate,
-    /// Score change against the latest point 30 days earlier; `()` without history.
+    /// Score change against the latest point 7, 30 and 90 days earlier; `()` without
+    /// history that old. The trend helpers: `account.health.change_30d <= -15` is
+    /// DOMAIN.md's "dropped 15 points in 30 days".
+    pub change_7d: Option<f64>,
     pub change_30d: Option<f64>,
+    pub change_90d: Option<f64>,
 }
+
+/// Days back for [`HealthView`]'s trend fields.
+pub const TREND_DAYS: [i64; 3] = [7, 30, 90];
 
 impl HealthView {
     /// The account's health as of `date`: its latest point on or before that day.
     pub fn as_of(store: &Store, account_id: &str, date: NaiveDate) -> Result<Option<HealthView>, StoreError> {
         let Some(point) = store.health_on_or_before(account_id, date)? else { return Ok(None) };
-        let month_ago = store.health_on_or_before(account_id, point.date - Duration::days(30))?;
-        Ok(Some(HealthView::from_point(point, month_ago.as_ref())))
+        HealthView::with_trend(store, account_id, point).map(Some)
     }
 
-    pub fn from_point(point: HealthPoint, month_ago: Option<&HealthPoint>) -> HealthView {
-        HealthView {
-            change_30d: month_ago.map(|old| point.score - old.score),
+    /// A view of `point` with its trend read from the account's stored history.
+    pub fn with_trend(store: &Store, account_id: &str, point: HealthPoint) -> Result<HealthView, StoreError> {
+        let mut earlier = [None, None, None];
+        for (slot, days) in earlier.iter_mut().zip(TREND_DAYS) {
+            *slot = store.health_on_or_before(account_id, point.date - Duration::days(days))?.map(|p| p.score);
+        }
+        let change = |i: usize| earlier[i].map(|old: f64| point.score - old);
+        Ok(HealthView {
+            change_7d: change(0),
+            change_30d: change(1),
+            change_90d: change(2),
             score: point.score,
             band: point.band,
             components: point.components,
             date: point.date,
-        }
+        })
     }
 }

@@ -244,15 +244,7 @@ impl Ctx<'_> {
     }
 
     fn err(&mut self, path: &[Seg], message: String, help: Option<String>) {
-        let key = path
-            .iter()
-            .map(|s| match s {
-                Seg::Key(k) => k.to_string(),
-                Seg::Index(i) => format!("[{i}]"),
-            })
-            .collect::<Vec<_>>()
-            .join(".")
-            .replace(".[", "[");
+        let key = key_path(path);
         self.errors.push(
             Diagnostic {
                 file: self.file.to_path_buf(),
@@ -341,8 +333,8 @@ impl Ctx<'_> {
 
     /// Compiles an inline template string; returns its name in the environment.
     fn template(&mut self, path: &[Seg], source: &str) -> Option<String> {
-        let (line, col) = self.position(path).unwrap_or((0, 0));
-        let name = format!("{}:{line}:{col}", self.file.display());
+        // Named by file and key path: unique, where a position may not be (flow maps).
+        let name = format!("{}#{}", self.file.display(), key_path(path));
         let help = self.check_template(&name, source.to_string());
         match help {
             Ok(()) => Some(name),
@@ -747,6 +739,18 @@ impl Ctx<'_> {
         let value = self.template(&sub("update", "value"), &update.value)?;
         Some(Action::Update { field: update.field, value })
     }
+}
+
+/// `actions[0].task.title`
+fn key_path(path: &[Seg]) -> String {
+    path.iter()
+        .map(|s| match s {
+            Seg::Key(k) => k.to_string(),
+            Seg::Index(i) => format!("[{i}]"),
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+        .replace(".[", "[")
 }
 
 fn plain(file: &Path, message: String) -> Diagnostic {
