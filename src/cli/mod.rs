@@ -93,6 +93,36 @@ impl Session {
     }
 }
 
+/// Everything evaluation needs, loaded once: the engine with the rule library, the
+/// health model and the playbooks.
+pub(crate) struct Loaded {
+    pub engine: crate::evaluate::script::ScriptEngine,
+    pub model: crate::evaluate::health::HealthModel,
+    pub set: crate::evaluate::playbook::PlaybookSet,
+}
+
+/// Loads rules, health model and playbooks, or fails with every problem rendered and
+/// `consequence` ("nothing was simulated") saying what did not happen.
+pub(crate) fn load_playbooks(session: &Session, consequence: &str) -> anyhow::Result<Loaded> {
+    use crate::evaluate::{health::HealthModel, playbook::PlaybookSet, script};
+    let config = &session.config;
+    let mut engine = script::ScriptEngine::new(&script::Limits::default());
+    let mut errors = Vec::new();
+    let model = HealthModel::load(&mut engine, &config.rules_dir).map_err(|e| errors.extend(e)).ok();
+    let set = PlaybookSet::load(&engine, &config.playbooks_dir).map_err(|e| errors.extend(e)).ok();
+    match (model, set) {
+        (Some(model), Some(set)) => Ok(Loaded { engine, model, set }),
+        _ => {
+            let rendered: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            Err(anyhow::anyhow!(
+                "{}\n{} error(s) in the rules or playbooks (`keel check` lists them); {consequence}",
+                rendered.join("\nerror: "),
+                errors.len()
+            ))
+        }
+    }
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = Config::load(&cli.config)?;

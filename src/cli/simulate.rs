@@ -5,14 +5,10 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use anyhow::anyhow;
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::Args;
 
 use super::{FormatArg, OutputFormat, Session};
-use crate::evaluate::health::HealthModel;
-use crate::evaluate::playbook::PlaybookSet;
-use crate::evaluate::script::{Limits, ScriptEngine};
 use crate::evaluate::simulate::{Filter, Simulator};
 
 #[derive(Debug, Args)]
@@ -46,18 +42,7 @@ fn parse_day(s: &str) -> Result<Day, String> {
 
 pub fn run(session: &Session, args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let config = &session.config;
-    let mut engine = ScriptEngine::new(&Limits::default());
-    let mut errors = Vec::new();
-    let model = HealthModel::load(&mut engine, &config.rules_dir).map_err(|e| errors.extend(e)).ok();
-    let set = PlaybookSet::load(&engine, &config.playbooks_dir).map_err(|e| errors.extend(e)).ok();
-    let (Some(model), Some(set)) = (model, set) else {
-        let rendered: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        return Err(anyhow!(
-            "{}\n{} error(s); `keel check` lists them too. Nothing was simulated",
-            rendered.join("\nerror: "),
-            errors.len()
-        ));
-    };
+    let super::Loaded { engine, model, set } = super::load_playbooks(session, "nothing was simulated")?;
     if let Some(id) = &args.playbook {
         if set.get(id).is_none() {
             let ids: Vec<&str> = set.playbooks.iter().map(|p| p.id.as_str()).collect();

@@ -5,14 +5,10 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::anyhow;
 use clap::Args;
 
 use super::Session;
-use crate::evaluate::health::HealthModel;
-use crate::evaluate::playbook::PlaybookSet;
 use crate::evaluate::playtest::run_file;
-use crate::evaluate::script::{Limits, ScriptEngine};
 
 #[derive(Debug, Args)]
 pub struct TestArgs {
@@ -22,22 +18,11 @@ pub struct TestArgs {
 
 pub fn run(session: &Session, args: TestArgs) -> anyhow::Result<ExitCode> {
     let config = &session.config;
-    let mut engine = ScriptEngine::new(&Limits::default());
-    let mut errors = Vec::new();
-    let model = HealthModel::load(&mut engine, &config.rules_dir).map_err(|e| errors.extend(e)).ok();
-    let set = PlaybookSet::load(&engine, &config.playbooks_dir).map_err(|e| errors.extend(e)).ok();
-    let (Some(model), Some(set)) = (model, set) else {
-        let rendered: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        return Err(anyhow!(
-            "{}\n{} error(s) in the playbooks or rules; no test was run",
-            rendered.join("\nerror: "),
-            errors.len()
-        ));
-    };
+    let super::Loaded { engine, model, set } = super::load_playbooks(session, "no test was run")?;
     let files = if args.files.is_empty() {
         let dir = config.playbooks_dir.join("tests");
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .map_err(|e| anyhow!("cannot read {}: {e} (write tests there, or name test files)", dir.display()))?
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e} (write tests there, or name test files)", dir.display()))?
             .filter_map(Result::ok)
             .map(|e| e.path())
             .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
