@@ -7,13 +7,16 @@
 //! crontab but *both* in the `cron` crate: such a schedule is kept as two schedules whose
 //! union is the crontab meaning.
 //!
-//! What is done here: parsing and validation (for `keel check`), and the next fire time.
-//! Time zones and DST (a skipped 02:30 runs once at the next existing instant) belong to
-//! the scheduler of issue [3/5], which builds on [`CronSchedule::next_after`].
+//! Time zones: [`CronSchedule::next_in`] evaluates the schedule on the zone's wall clock.
+//! On a DST change a job whose local time does not exist (02:30 on spring-forward day)
+//! runs once at the next existing instant, and a job in the repeated hour (01:30 on
+//! fall-back day) runs once, at its first occurrence — where the `cron` crate alone would
+//! skip the first and could run the second twice.
 
 use std::str::FromStr;
 
-use chrono::{DateTime, TimeZone};
+use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
 use cron::Schedule;
 
 #[derive(Debug, Clone)]
@@ -55,6 +58,37 @@ impl CronSchedule {
     pub fn next_after<Z: TimeZone>(&self, after: &DateTime<Z>) -> Option<DateTime<Z>> {
         self.parts.iter().filter_map(|s| s.after(after).next()).min()
     }
+}
+
+impl CronSchedule {
+    /// The first fire time strictly after `after`, with the schedule read on `tz`'s wall
+    /// clock (see the module header for DST).
+    pub fn next_in(&self, tz: Tz, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        // Walk candidates in naive local time (the `cron` crate is given them as UTC, which
+        // has no DST), then place each on the zone's timeline.
+        let mut local = after.with_timezone(&tz).naive_local() - Duration::hours(3);
+        for _ in 0..10_000 {
+            local = self.next_after(&local.and_utc())?.naive_utc();
+            let at = match tz.from_local_datetime(&local) {
+                LocalResult::Single(t) => t,
+                // A repeated hour: the first occurrence only, so the job runs once.
+                LocalResult::Ambiguous(first, _) => first,
+                // A skipped hour: the first instant that exists after it.
+                LocalResult::None => first_after_gap(tz, local)?,
+            }
+            .with_timezone(&Utc);
+            if at > after {
+                return Some(at);
+            }
+        }
+        None
+    }
+}
+
+/// The first existing instant after a local time that falls in a DST gap. Gaps start
+/// and end on whole minutes, so stepping by minutes lands exactly on the gap's end.
+fn first_after_gap(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Tz>> {
+    (1..=180).find_map(|m| tz.from_local_datetime(&(local + Duration::minutes(m))).earliest())
 }
 
 /// crontab day-of-week (0–7, Sunday 0 or 7) → the `cron` crate's (1–7, Sunday 1).
@@ -140,6 +174,54 @@ mod tests {
             seen.push((at.day(), at.weekday()));
         }
         assert_eq!(seen, [(30, Weekday::Mon), (1, Weekday::Tue), (7, Weekday::Mon)]);
+    }
+
+    /// Expression, zone, after (UTC) → next fire time (local, with offset), checked by
+    /// hand against crontab's semantics.
+    #[test]
+    fn next_fire_times_in_a_zone_across_dst() {
+        let table: &[(&str, &str, &str, &str)] = &[
+            // Plain days in New York (UTC-5 in winter, UTC-4 in summer).
+            ("0 8 * * 1-5", "America/New_York", "2026-11-21T12:00:00Z", "2026-11-23 08:00 -05:00"),
+            ("0 8 * * *", "America/New_York", "2026-07-01T13:00:00Z", "2026-07-02 08:00 -04:00"),
+            // Spring forward, 2026-03-08: 02:00 → 03:00. 02:30 does not exist: runs once at 03:00.
+            ("30 2 * * *", "America/New_York", "2026-03-08T05:00:00Z", "2026-03-08 03:00 -04:00"),
+            ("30 2 * * *", "America/New_York", "2026-03-08T07:00:00Z", "2026-03-09 02:30 -04:00"),
+            // Fall back, 2026-11-01: 01:00–02:00 happens twice. 01:30 runs once, the first time.
+            ("30 1 * * *", "America/New_York", "2026-11-01T04:00:00Z", "2026-11-01 01:30 -04:00"),
+            ("30 1 * * *", "America/New_York", "2026-11-01T05:30:00Z", "2026-11-02 01:30 -05:00"),
+            // Hourly across the repeated hour: 01:00 and 02:00 once each (01:00 EDT, then 02:00 EST).
+            ("0 * * * *", "America/New_York", "2026-11-01T05:00:00Z", "2026-11-01 02:00 -05:00"),
+            // Berlin's spring forward, 2026-03-29: 02:00 → 03:00.
+            ("15 2 * * 0", "Europe/Berlin", "2026-03-28T12:00:00Z", "2026-03-29 03:00 +02:00"),
+            // Day-of-month OR day-of-week: the 1st, or a Monday.
+            ("0 9 1 * 1", "Europe/Berlin", "2026-11-24T12:00:00Z", "2026-11-30 09:00 +01:00"),
+            // Sunday as 7.
+            ("0 18 * * 7", "Asia/Tokyo", "2026-11-23T00:00:00Z", "2026-11-29 18:00 +09:00"),
+        ];
+        for (expr, zone, after, want) in table {
+            let tz: Tz = zone.parse().unwrap();
+            let after: DateTime<Utc> = after.parse().unwrap();
+            let got = CronSchedule::parse(expr).unwrap().next_in(tz, after).unwrap();
+            assert_eq!(
+                got.with_timezone(&tz).format("%Y-%m-%d %H:%M %:z").to_string(),
+                *want,
+                "{expr} in {zone} after {after}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_repeated_hour_fires_a_job_once() {
+        let tz: Tz = "America/New_York".parse().unwrap();
+        let s = CronSchedule::parse("30 1 * * *").unwrap();
+        let mut at: DateTime<Utc> = "2026-10-31T12:00:00Z".parse().unwrap();
+        let mut fires = Vec::new();
+        for _ in 0..3 {
+            at = s.next_in(tz, at).unwrap();
+            fires.push(at.with_timezone(&tz).format("%m-%d %H:%M").to_string());
+        }
+        assert_eq!(fires, ["11-01 01:30", "11-02 01:30", "11-03 01:30"]);
     }
 
     #[test]
