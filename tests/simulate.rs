@@ -171,3 +171,27 @@ fn a_health_drop_over_30_days_is_a_trend_rules_can_read() {
     assert!(out.contains("does: task \"Falls dropped -30.0\""), "{out}");
     assert!(!out.contains("DIPS"), "a 5-point dip is no trend: {out}");
 }
+
+#[test]
+fn an_event_trigger_fires_once_per_matching_event_of_the_day() {
+    let ws = Workspace::new("timezone: UTC\n");
+    ws.write(
+        "playbooks/tickets.yaml",
+        "id: urgent-ticket\nname: Urgent ticket\ntrigger:\n  event: Support Ticket Opened\n  condition: event.properties.priority == \"high\"\nactions:\n  - task: { title: \"Urgent ticket at {{ account.name }}\", owner: o@x.example }\n",
+    );
+    ws.write("a.csv", "id,name\nA,Acme\n");
+    ws.write(
+        "e.ndjson",
+        concat!(
+            "{\"id\":\"t1\",\"account_id\":\"A\",\"name\":\"Support Ticket Opened\",\"timestamp\":\"2026-11-22T09:00:00Z\",\"properties\":{\"priority\":\"high\"}}\n",
+            "{\"id\":\"t2\",\"account_id\":\"A\",\"name\":\"Support Ticket Opened\",\"timestamp\":\"2026-11-22T10:00:00Z\",\"properties\":{\"priority\":\"normal\"}}\n",
+            "{\"id\":\"t3\",\"account_id\":\"A\",\"name\":\"Support Ticket Opened\",\"timestamp\":\"2026-11-21T23:59:00Z\",\"properties\":{\"priority\":\"high\"}}\n",
+            "{\"id\":\"t4\",\"account_id\":\"A\",\"name\":\"Logged In\",\"timestamp\":\"2026-11-22T11:00:00Z\"}\n",
+        ),
+    );
+    ws.keel(&["sync", "accounts", "a.csv"]).ok();
+    ws.keel(&["sync", "events", "e.ndjson"]).ok();
+    let out = ws.keel(&["simulate", "--at", "2026-11-22"]).ok();
+    assert!(out.contains("why:  event \"Support Ticket Opened\" at 2026-11-22 09:00 UTC (id t1)"), "{out}");
+    assert!(out.contains("Would fire 1 time(s): urgent-ticket 1"), "only the high-priority ticket of that day: {out}");
+}

@@ -372,6 +372,11 @@ impl AccountScope {
 }
 
 impl AccountScope {
+    /// Removes the variables [`AccountScope::set_var`] added, keeping the account.
+    pub fn clear_vars(&mut self) {
+        self.scope.rewind(self.base + 1);
+    }
+
     /// Adds another variable for the current account (e.g. `event` for event triggers);
     /// gone at the next [`AccountScope::set_account`].
     pub fn set_var<T: Serialize>(&mut self, name: &'static str, value: &T) -> Result<(), String> {

@@ -135,7 +135,10 @@ impl Simulator<'_> {
             };
             let now = AccountView { account: &account, health: health_today, contacts: contacts.clone() };
             let prev = AccountView { account: &account, health: prev_health, contacts };
-            let (Ok(()), Ok(())) = (scope.set_account(&now), scope_prev.set_account(&prev)) else { continue };
+            if let Err(error) = scope.set_account(&now).and_then(|()| scope_prev.set_account(&prev)) {
+                report.failures.push(Failure { playbook: "(account)".into(), account: account.id.clone(), error });
+                continue;
+            }
             let mut scopes = Scopes { now: &mut scope, prev: &mut scope_prev };
             for playbook in &playbooks {
                 match self.evaluate(playbook, &now, &prev, &mut scopes, date) {
@@ -263,6 +266,8 @@ impl Simulator<'_> {
                         ));
                     }
                 }
+                // `event` belongs to this trigger only: later playbooks must not see it.
+                scopes.now.clear_vars();
             }
             Trigger::Schedule { cron, timezone, condition } => {
                 let tz = timezone.unwrap_or(self.timezone);
