@@ -173,3 +173,17 @@ categories:
     assert_eq!(run.code(), 1);
     insta::assert_snapshot!(run.stderr());
 }
+
+#[test]
+fn a_category_calling_a_missing_rule_function_is_caught_at_load() {
+    let ws = Workspace::new("rules: rules\n");
+    ws.write(
+        "rules/health.yaml",
+        "bands: {green: 80, yellow: 60}\ncategories:\n  usage:\n    weight: 1\n    score: usage_scroe(account)\n",
+    );
+    ws.write("rules/usage.rhai", RULES);
+    let run = ws.keel(&["health"]);
+    assert_eq!(run.code(), 1);
+    let err = run.stderr();
+    assert!(err.contains("unknown function `usage_scroe`") && err.contains("./rules/health.yaml:5:12"), "{err}");
+}

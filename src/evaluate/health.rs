@@ -177,7 +177,10 @@ impl HealthModel {
                 return Err(errors);
             }
         };
-        let model = Self::validate(engine, &file, &text, raw, &mut errors);
+        // With a rule file broken, its functions are missing: checking for unknown
+        // functions would only repeat that error under other names.
+        let check_functions = errors.is_empty();
+        let model = Self::validate(engine, &file, &text, raw, check_functions, &mut errors);
         if errors.is_empty() {
             Ok(model)
         } else {
@@ -191,6 +194,7 @@ impl HealthModel {
         file: &Path,
         text: &str,
         raw: RawModel,
+        check_functions: bool,
         errors: &mut Vec<Diagnostic>,
     ) -> HealthModel {
         let at = |keys: &[&str]| yaml_key_position(text, keys).map(|(l, k, v)| (l, v.unwrap_or(k)));
@@ -241,7 +245,21 @@ impl HealthModel {
                 column += 1;
             }
             match engine.compile(&category.score, Origin::at(file, line, column)) {
-                Ok(score) => categories.push(Category { name, weight: category.weight, score }),
+                Ok(score) => {
+                    let unknown = if check_functions { engine.unknown_functions(&category.score) } else { Vec::new() };
+                    for (function, offset) in &unknown {
+                        let message = format!("unknown function `{function}`: not in rules/*.rhai nor Rhai's library");
+                        compile_errors.push(diagnostic(
+                            file,
+                            score.origin().position_of(&category.score, *offset),
+                            message,
+                            text,
+                        ));
+                    }
+                    if unknown.is_empty() {
+                        categories.push(Category { name, weight: category.weight, score });
+                    }
+                }
                 Err(e) => compile_errors.push(diagnostic(file, e.position, e.message, text)),
             }
         }
