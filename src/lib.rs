@@ -17,6 +17,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod diagnostic;
 pub mod evaluate;
 pub mod model;

@@ -7,7 +7,10 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = keel::cli::Cli::parse();
+    // The daemon reports each tick at info level; one-shot commands only warn.
+    let daemon = matches!(&cli.command, keel::cli::Command::Run(args) if !args.once);
     let default_level = match cli.verbose {
+        0 if daemon => "info",
         0 => "warn",
         1 => "info",
         _ => "debug",

@@ -168,6 +168,7 @@ fn show(session: &Session, args: ShowArgs) -> anyhow::Result<ExitCode> {
     let events =
         store.events_of(&account.id, since, session.now + Duration::seconds(1)).collect::<Result<Vec<_>, _>>()?;
 
+    let timeline = store.ledger_of(&account.id)?;
     let today = session.now.with_timezone(&account.timezone.unwrap_or(session.config.timezone)).date_naive();
     let health = store.health_on_or_before(&account.id, today)?;
     let month_ago = match &health {
@@ -178,7 +179,7 @@ fn show(session: &Session, args: ShowArgs) -> anyhow::Result<ExitCode> {
     let mut out = io::stdout().lock();
     if args.format.format == OutputFormat::Json {
         let doc = json!({ "account": account, "health": health, "health_30_days_before": month_ago,
-                          "contacts": contacts, "events": events });
+                          "contacts": contacts, "events": events, "timeline": timeline });
         serde_json::to_writer_pretty(&mut out, &doc)?;
         writeln!(out)?;
         return Ok(ExitCode::SUCCESS);
@@ -287,6 +288,33 @@ fn show(session: &Session, args: ShowArgs) -> anyhow::Result<ExitCode> {
         if events.len() > SHOWN {
             writeln!(out, "  … {} earlier (--format json lists all)", events.len() - SHOWN)?;
         }
+    }
+
+    writeln!(out, "\nTimeline: playbook decisions ({})", timeline.len())?;
+    if timeline.is_empty() {
+        writeln!(out, "  none yet (`keel run` evaluates the playbooks and records what fires)")?;
+    }
+    let tz = session.config.timezone;
+    for entry in timeline.iter().rev().take(SHOWN) {
+        writeln!(
+            out,
+            "  {}  {}  {} ({})",
+            entry.at.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z"),
+            entry.playbook,
+            entry.decision.as_str(),
+            entry.occurrence
+        )?;
+        writeln!(out, "    why: {}", entry.why)?;
+        if !entry.values.is_empty() {
+            let read: Vec<String> = entry.values.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+            writeln!(out, "    read: {}", read.join(", "))?;
+        }
+        for action in &entry.actions {
+            writeln!(out, "    → {action}")?;
+        }
+    }
+    if timeline.len() > SHOWN {
+        writeln!(out, "  … {} earlier (--format json lists all)", timeline.len() - SHOWN)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -7,6 +7,7 @@
 mod accounts;
 mod check;
 mod health;
+mod run;
 mod simulate;
 mod sync;
 mod table;
@@ -19,6 +20,7 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{Config, DEFAULT_CONFIG};
+use crate::evaluate::Loaded;
 use crate::store::Store;
 
 /// sysexits' EX_DATAERR: some input rows were rejected (the good ones were stored).
@@ -61,6 +63,8 @@ pub enum Command {
     Check,
     /// Score every account with the health model (rules/health.yaml) and record the day's point.
     Health(health::HealthArgs),
+    /// Run the daemon: evaluate each playbook on its schedule, record firings, reload on change.
+    Run(run::RunArgs),
 }
 
 /// Output format of commands that show data.
@@ -84,6 +88,8 @@ pub struct FormatArg {
 pub struct Session {
     pub config: Config,
     pub now: DateTime<Utc>,
+    /// `now` was pinned with `--now` / `KEEL_NOW` rather than read from the clock.
+    pub pinned: bool,
 }
 
 impl Session {
@@ -93,40 +99,24 @@ impl Session {
     }
 }
 
-/// Everything evaluation needs, loaded once: the engine with the rule library, the
-/// health model and the playbooks.
-pub(crate) struct Loaded {
-    pub engine: crate::evaluate::script::ScriptEngine,
-    pub model: crate::evaluate::health::HealthModel,
-    pub set: crate::evaluate::playbook::PlaybookSet,
-}
-
 /// Loads rules, health model and playbooks, or fails with every problem rendered and
 /// `consequence` ("nothing was simulated") saying what did not happen.
 pub(crate) fn load_playbooks(session: &Session, consequence: &str) -> anyhow::Result<Loaded> {
-    use crate::evaluate::{health::HealthModel, playbook::PlaybookSet, script};
     let config = &session.config;
-    let mut engine = script::ScriptEngine::new(&script::Limits::default());
-    let mut errors = Vec::new();
-    let model = HealthModel::load(&mut engine, &config.rules_dir).map_err(|e| errors.extend(e)).ok();
-    let set = PlaybookSet::load(&engine, &config.playbooks_dir).map_err(|e| errors.extend(e)).ok();
-    match (model, set) {
-        (Some(model), Some(set)) => Ok(Loaded { engine, model, set }),
-        _ => {
-            let rendered: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            Err(anyhow::anyhow!(
-                "{}\n{} error(s) in the rules or playbooks (`keel check` lists them); {consequence}",
-                rendered.join("\nerror: "),
-                errors.len()
-            ))
-        }
-    }
+    Loaded::load(&config.rules_dir, &config.playbooks_dir).map_err(|errors| {
+        let rendered: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!(
+            "{}\n{} error(s) in the rules or playbooks (`keel check` lists them); {consequence}",
+            rendered.join("\nerror: "),
+            errors.len()
+        )
+    })
 }
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = Config::load(&cli.config)?;
-    let session = Session { config, now: cli.now.unwrap_or_else(Utc::now) };
+    let session = Session { config, now: cli.now.unwrap_or_else(Utc::now), pinned: cli.now.is_some() };
     match cli.command {
         Command::Sync(args) => sync::run(&session, args),
         Command::Accounts(cmd) => accounts::run(&session, cmd),
@@ -134,5 +124,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check => check::run(&session),
         Command::Simulate(args) => simulate::run(&session, args),
         Command::Test(args) => test::run(&session, args),
+        Command::Run(args) => run::run(&session, args),
     }
 }

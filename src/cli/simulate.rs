@@ -42,7 +42,7 @@ fn parse_day(s: &str) -> Result<Day, String> {
 
 pub fn run(session: &Session, args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let config = &session.config;
-    let super::Loaded { engine, model, set } = super::load_playbooks(session, "nothing was simulated")?;
+    let crate::evaluate::Loaded { engine, model, set } = super::load_playbooks(session, "nothing was simulated")?;
     if let Some(id) = &args.playbook {
         if set.get(id).is_none() {
             let ids: Vec<&str> = set.playbooks.iter().map(|p| p.id.as_str()).collect();

@@ -18,7 +18,7 @@ pub struct TestArgs {
 
 pub fn run(session: &Session, args: TestArgs) -> anyhow::Result<ExitCode> {
     let config = &session.config;
-    let super::Loaded { engine, model, set } = super::load_playbooks(session, "no test was run")?;
+    let crate::evaluate::Loaded { engine, model, set } = super::load_playbooks(session, "no test was run")?;
     let files = if args.files.is_empty() {
         let dir = config.playbooks_dir.join("tests");
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)

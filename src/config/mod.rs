@@ -25,6 +25,7 @@ pub use env::expand;
 pub use raw::{Secret, TlsMode};
 
 use crate::diagnostic::{self, did_you_mean, Diagnostic, Seg};
+use crate::evaluate::schedule::CronSchedule;
 use crate::sync::mapping::{AccountField, ContactField, EventField, FieldSet};
 use crate::sync::SourceSpec;
 use raw::{RawConfig, RawSource};
@@ -48,7 +49,24 @@ pub struct Config {
     pub sync: SyncConfig,
     pub email: EmailConfig,
     pub api: ApiConfig,
+    pub evaluation: EvaluationConfig,
 }
+
+/// How the daemon evaluates playbooks.
+#[derive(Debug, Clone)]
+pub struct EvaluationConfig {
+    /// When playbooks without their own `schedule` are evaluated, in the config's zone.
+    pub schedule: CronSchedule,
+    /// Worker threads for Rhai evaluation.
+    pub workers: usize,
+    /// A pass taking longer than this is logged as slow.
+    pub tick_limit: std::time::Duration,
+}
+
+/// Evaluation schedule when the config does not set one: hourly, on the hour.
+pub const DEFAULT_SCHEDULE: &str = "0 * * * *";
+/// A pass slower than this is logged, when the config does not say.
+pub const DEFAULT_TICK_LIMIT_MINUTES: i64 = 5;
 
 impl Config {
     /// Where the sled store lives.
@@ -187,6 +205,20 @@ impl Config {
             api: ApiConfig {
                 listen: raw.api.listen.map_or(SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_API_PORT)), |l| l.0),
                 token: raw.api.token.filter(|t| !t.expose().is_empty()),
+            },
+            evaluation: EvaluationConfig {
+                schedule: raw.evaluation.schedule.map_or_else(
+                    || CronSchedule::parse(DEFAULT_SCHEDULE).expect("the default schedule is valid"),
+                    |c| c.0,
+                ),
+                workers: raw
+                    .evaluation
+                    .workers
+                    .filter(|&n| n > 0)
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+                tick_limit: std::time::Duration::from_secs(
+                    60 * raw.evaluation.tick_limit.map_or(DEFAULT_TICK_LIMIT_MINUTES, |s| s.0.minutes()) as u64,
+                ),
             },
             data_dir,
         }

@@ -12,6 +12,8 @@ use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
 use super::env;
+use crate::evaluate::duration::Span;
+use crate::evaluate::schedule::CronSchedule;
 use crate::sync::mapping::{AccountField, ColumnMap, ContactField, EventField, FieldSet};
 
 #[derive(Debug, Default, Deserialize)]
@@ -27,6 +29,45 @@ pub struct RawConfig {
     pub email: RawEmail,
     #[serde(default)]
     pub api: RawApi,
+    #[serde(default)]
+    pub evaluation: RawEvaluation,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEvaluation {
+    /// When playbooks without their own `schedule` are evaluated.
+    pub schedule: Option<Cron>,
+    /// Worker threads for Rhai evaluation; default: the machine's cores.
+    pub workers: Option<usize>,
+    /// A pass taking longer than this is logged as slow.
+    pub tick_limit: Option<SpanText>,
+}
+
+/// A crontab expression, checked while parsing so its error points at its line.
+#[derive(Debug, Clone)]
+pub struct Cron(pub CronSchedule);
+
+impl<'de> Deserialize<'de> for Cron {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let Expanded(raw) = Expanded::deserialize(d)?;
+        CronSchedule::parse(&raw).map(Cron).map_err(de::Error::custom)
+    }
+}
+
+/// A duration like `90s`, `5m`, `2h`, `7d`, checked while parsing.
+#[derive(Debug, Clone, Copy)]
+pub struct SpanText(pub Span);
+
+impl<'de> Deserialize<'de> for SpanText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let Expanded(raw) = Expanded::deserialize(d)?;
+        match Span::parse(&raw) {
+            Ok(s) if s.minutes() > 0 => Ok(SpanText(s)),
+            Ok(_) => Err(de::Error::custom(format!("{raw:?} must be a positive duration"))),
+            Err(e) => Err(de::Error::custom(e)),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

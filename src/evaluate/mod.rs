@@ -1,14 +1,59 @@
 //! Evaluate: what the playbooks decide about each account (DESIGN.md, "Playbooks").
 //!
-//! Built so far: [`script`], the sandboxed Rhai engine every expression and rule runs on,
-//! and [`health`], the health model and the daily scoring run. Playbook files, triggers
-//! and the `check` / `simulate` / `test` commands build on them (issue [2/5]).
+//! - [`script`]: the sandboxed Rhai engine every expression and rule runs on;
+//! - [`health`]: the health model; [`playbook`]: playbook files, validated;
+//! - [`pass`]: one evaluation pass that decides and records firings in the ledger;
+//! - [`simulate`] and [`playtest`]: the read-only authoring tools.
 
 pub mod duration;
 pub mod health;
+pub mod pass;
 pub mod playbook;
 pub mod playtest;
+pub mod render;
 pub mod schedule;
 pub mod script;
 pub mod simulate;
 pub mod view;
+
+use std::path::Path;
+
+use crate::diagnostic::Diagnostic;
+
+/// Everything evaluation needs, loaded and compiled once: the engine with the rule
+/// library, the health model and the playbooks. A reload builds a new one and swaps it in
+/// only when it loaded without errors.
+pub struct Loaded {
+    pub engine: script::ScriptEngine,
+    pub model: health::HealthModel,
+    pub set: playbook::PlaybookSet,
+}
+
+impl Loaded {
+    /// Loads the rules (`rules_dir`) and playbooks (`playbooks_dir`), returning every
+    /// problem found in either.
+    pub fn load(rules_dir: &Path, playbooks_dir: &Path) -> Result<Loaded, Vec<Diagnostic>> {
+        let mut engine = script::ScriptEngine::new(&script::Limits::default());
+        let mut errors = Vec::new();
+        let model = health::HealthModel::load(&mut engine, rules_dir).map_err(|e| errors.extend(e)).ok();
+        let set = playbook::PlaybookSet::load(&engine, playbooks_dir).map_err(|e| errors.extend(e)).ok();
+        match (model, set) {
+            (Some(model), Some(set)) => Ok(Loaded { engine, model, set }),
+            _ => Err(errors),
+        }
+    }
+}
+
+/// Diagnostics as `keel check` prints them: each `error: …`, then a count of errors and
+/// files.
+pub fn render_diagnostics(errors: &[Diagnostic]) -> String {
+    let mut files: Vec<_> = errors.iter().map(|d| &d.file).collect();
+    files.sort();
+    files.dedup();
+    let mut out = String::new();
+    for d in errors {
+        out.push_str(&format!("error: {d}\n"));
+    }
+    out.push_str(&format!("{} error(s) in {} file(s)", errors.len(), files.len()));
+    out
+}

@@ -395,6 +395,43 @@ impl Expression {
         &self.origin
     }
 
+    /// The account paths the expression reads (`health.band`, `metrics.nps`), in order of
+    /// first appearance: what a ledger entry records as "the values the trigger read".
+    /// A lexical scan for `account.a.b`, outside string literals; called when a trigger
+    /// fires, not per evaluation.
+    pub fn reads(&self) -> Vec<String> {
+        let bytes = self.source.as_bytes();
+        let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+        let mut paths: Vec<String> = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            let c = bytes[i];
+            if c == b'"' || c == b'\'' || c == b'`' {
+                i += 1;
+                while i < bytes.len() && bytes[i] != c {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+                continue;
+            }
+            if bytes[i..].starts_with(b"account.") && (i == 0 || !ident(bytes[i - 1])) {
+                let start = i + "account.".len();
+                let mut end = start;
+                while end < bytes.len() && (ident(bytes[end]) || (bytes[end] == b'.' && end > start)) {
+                    end += 1;
+                }
+                let path = self.source[start..end].trim_end_matches('.');
+                if !path.is_empty() && !paths.iter().any(|p| p == path) {
+                    paths.push(path.to_string());
+                }
+                i = end;
+                continue;
+            }
+            i += 1;
+        }
+        paths
+    }
+
     /// Runs the expression in `scope` and returns what it produced.
     pub fn eval(&self, engine: &ScriptEngine, scope: &mut AccountScope) -> Result<Dynamic, EvalError> {
         DEADLINE.set(Some(Instant::now() + engine.time_limit));

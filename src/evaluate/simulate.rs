@@ -18,11 +18,11 @@
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
-use minijinja::{context, Value};
 use serde::Serialize;
 
 use super::health::HealthModel;
-use super::playbook::{Action, DateField, Fire, Playbook, PlaybookSet, Recipients, Trigger};
+use super::playbook::{DateField, Fire, Playbook, PlaybookSet, Trigger};
+use super::render::{describe, one_line};
 use super::script::{AccountScope, ScriptEngine, Truth};
 use super::view::{AccountView, HealthView};
 use crate::model::{Account, Event};
@@ -287,7 +287,7 @@ impl Simulator<'_> {
         for (why, event) in whys {
             let first = &playbook.steps[0];
             let actions = if first.after.minutes() == 0 {
-                first.actions.iter().map(|a| self.describe(a, playbook, now, event, date)).collect()
+                first.actions.iter().map(|a| describe(self.set, a, playbook, now, event, date)).collect()
             } else {
                 Vec::new()
             };
@@ -303,59 +303,11 @@ impl Simulator<'_> {
         }
         Ok(firings)
     }
-
-    /// One action in words, its templates rendered for this account.
-    fn describe(
-        &self,
-        action: &Action,
-        playbook: &Playbook,
-        view: &AccountView,
-        event: Option<&Event>,
-        date: NaiveDate,
-    ) -> String {
-        let ctx = context! {
-            account => Value::from_serialize(view),
-            health => Value::from_serialize(&view.health),
-            contacts => Value::from_serialize(&view.contacts),
-            playbook => context! { id => playbook.id.clone(), name => playbook.name.clone() },
-            today => date.to_string(),
-            event => Value::from_serialize(event),
-            accounts => Value::from(Vec::<Value>::new()),
-            recipient => Value::from(()),
-            unsubscribe_url => "",
-        };
-        let render = |name: &str| match self.set.templates.get_template(name).and_then(|t| t.render(&ctx)) {
-            Ok(text) => one_line(&text),
-            Err(e) => format!("<cannot render: {e}>"),
-        };
-        match action {
-            Action::Task { title, owner, due_in, priority, .. } => {
-                let due = due_in.map(|d| format!(", due in {d}")).unwrap_or_default();
-                format!("task {:?} for {} ({}{due})", render(title), render(owner), priority.as_str())
-            }
-            Action::Email { to, template, digest } => {
-                let to = match to {
-                    Recipients::Contacts => {
-                        let n = view.contacts.iter().filter(|c| !c.unsubscribed && c.email.is_some()).count();
-                        format!("{n} subscribed contact(s)")
-                    }
-                    Recipients::Address(t) => render(t),
-                };
-                format!("email {template} to {to}{}", if *digest { " (in a digest)" } else { "" })
-            }
-            Action::Webhook { url, method, .. } => format!("webhook {} {}", method.as_str(), render(url)),
-            Action::Update { field, value } => format!("update {field} = {:?}", render(value)),
-        }
-    }
 }
 
 struct Scopes<'s> {
     now: &'s mut AccountScope,
     prev: &'s mut AccountScope,
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// ", health 54.2 red (the day before 63.0 yellow)" when there is health to show.

@@ -13,11 +13,13 @@ mod account;
 mod contact;
 mod event;
 mod health;
+mod ledger;
 
 pub use account::{Account, AccountPatch, Segment, SegmentError};
 pub use contact::{Contact, ContactPatch};
 pub use event::{Event, EventPatch};
 pub use health::{Band, HealthPoint};
+pub use ledger::{AccountState, Decision, LedgerEntry, PlaybookState, SequenceState};
 
 /// Longest id accepted, in bytes. CRM ids are 18 characters; Segment message ids are
 /// UUIDs; 256 leaves room for composite ids without letting a bad column in.

@@ -3,6 +3,8 @@
 //! - `contacts_by_account`: `account_id \0 contact_id` → an account's contacts are a prefix.
 //! - `events`: `account_id \0 time(8 bytes, big-endian, sign-flipped) event_id` → an
 //!   account's events between two instants are one range scan, oldest first.
+//! - `ledger`: `account_id \0 playbook_id \0 occurrence` → an account's timeline is a
+//!   prefix, and "has this occurrence fired?" is one point lookup.
 //!
 //! Ids never contain `\0` ([`crate::model::validate_id`] rejects control characters), so
 //! the separator cannot be confused with an id byte.
@@ -44,6 +46,14 @@ pub fn health_key(account_id: &str, date: chrono::NaiveDate) -> Vec<u8> {
     use chrono::Datelike;
     let mut key = account_prefix(account_id);
     key.extend_from_slice(&(date.num_days_from_ce() as u32).to_be_bytes());
+    key
+}
+
+pub fn ledger_key(account_id: &str, playbook_id: &str, occurrence: &str) -> Vec<u8> {
+    let mut key = account_prefix(account_id);
+    key.extend_from_slice(playbook_id.as_bytes());
+    key.push(SEP);
+    key.extend_from_slice(occurrence.as_bytes());
     key
 }
 

@@ -14,6 +14,7 @@
 
 mod codec;
 mod keys;
+mod ledger;
 
 use std::collections::HashMap;
 use std::io;
@@ -27,6 +28,7 @@ use sled::Transactional;
 use crate::model::{Account, AccountPatch, Contact, ContactPatch, Event, HealthPoint};
 
 pub use codec::RECORD_FORMAT;
+pub use ledger::{AccountCursor, Commit, EncodedAccount};
 
 /// Layout version of the store as a whole (trees and key formats), kept in the `meta`
 /// tree. Bumped when a key layout changes; [`Store::open`] refuses a newer layout.
@@ -71,6 +73,9 @@ pub struct Store {
     events: sled::Tree,
     event_ids: sled::Tree,
     health: sled::Tree,
+    ledger: sled::Tree,
+    state: sled::Tree,
+    ticks: sled::Tree,
 }
 
 impl Store {
@@ -101,6 +106,9 @@ impl Store {
             events: db.open_tree("events")?,
             event_ids: db.open_tree("event_ids")?,
             health: db.open_tree("health")?,
+            ledger: db.open_tree("ledger")?,
+            state: db.open_tree("state")?,
+            ticks: db.open_tree("ticks")?,
             db,
         })
     }

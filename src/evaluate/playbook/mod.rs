@@ -31,6 +31,8 @@ use crate::diagnostic::{did_you_mean, yaml_path_position, Diagnostic, Seg};
 /// Catch-up window of a date trigger when the playbook does not set one (DESIGN.md).
 pub const DEFAULT_CATCH_UP_DAYS: i64 = 7;
 
+const CRON_HELP: &str = "5 fields like crontab: \"0 8 * * 1-5\" is weekdays at 08:00";
+
 /// Variables a template may use. `event` only means something for event triggers and
 /// `accounts` for digests; both are allowed everywhere and empty where they do not apply.
 pub const TEMPLATE_VARIABLES: &[&str] =
@@ -44,6 +46,9 @@ pub struct Playbook {
     pub enabled: bool,
     pub file: PathBuf,
     pub audience: Option<Expression>,
+    /// When to evaluate it, if not on the config's default schedule. A schedule trigger
+    /// is evaluated on its own cron instead.
+    pub schedule: Option<CronSchedule>,
     pub trigger: Trigger,
     /// At least one; a plain `actions:` list is one step after 0d.
     pub steps: Vec<Step>,
@@ -444,6 +449,25 @@ impl Ctx<'_> {
         }
         let audience = raw.audience.as_deref().and_then(|a| self.expr(&[Seg::Key("audience")], a));
         let trigger = self.trigger(&raw.trigger);
+        let schedule = match raw.schedule.as_deref() {
+            None => None,
+            Some(_) if raw.trigger.schedule.is_some() => {
+                self.err(
+                    &[Seg::Key("schedule")],
+                    "a schedule trigger is evaluated on its own cron (`trigger.schedule`); remove this `schedule`"
+                        .into(),
+                    None,
+                );
+                None
+            }
+            Some(text) => match CronSchedule::parse(text) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    self.err(&[Seg::Key("schedule")], e, Some(CRON_HELP.into()));
+                    None
+                }
+            },
+        };
         let exit = raw.exit.as_deref().and_then(|e| self.expr(&[Seg::Key("exit")], e));
         let steps = match (raw.actions, raw.steps) {
             (Some(actions), None) => {
@@ -483,6 +507,7 @@ impl Ctx<'_> {
             enabled: raw.enabled,
             file: self.file.to_path_buf(),
             audience,
+            schedule,
             trigger: trigger?,
             steps,
             exit,
@@ -611,11 +636,7 @@ impl Ctx<'_> {
                 let cron = match CronSchedule::parse(t.schedule.as_deref().unwrap_or_default()) {
                     Ok(c) => Some(c),
                     Err(e) => {
-                        self.err(
-                            &at("schedule"),
-                            e,
-                            Some("5 fields like crontab: \"0 8 * * 1-5\" is weekdays at 08:00".into()),
-                        );
+                        self.err(&at("schedule"), e, Some(CRON_HELP.into()));
                         None
                     }
                 };

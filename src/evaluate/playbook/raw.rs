@@ -22,6 +22,8 @@ pub struct RawPlaybook {
     pub enabled: bool,
     /// Which accounts the playbook applies to (Rhai); all when absent.
     pub audience: Option<String>,
+    /// When Keel evaluates the playbook (cron); the config's `evaluation.schedule` when absent.
+    pub schedule: Option<String>,
     pub trigger: RawTrigger,
     /// A single step's actions (shorthand for one step after 0d).
     pub actions: Option<Vec<RawAction>>,

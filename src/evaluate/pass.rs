@@ -1,0 +1,594 @@
+//! One evaluation pass: the due playbooks over every account, deciding what fires and
+//! recording it in the ledger (DESIGN.md's trigger table).
+//!
+//! Per account, once per pass: health is scored for the day (and the day's point stored
+//! when it changed), the account view is put in a Rhai scope, and every due playbook reads
+//! that same scope. Per playbook, the trigger decides against the account's stored
+//! [`AccountState`] and the ledger:
+//!
+//! | trigger | fires when | occurrence |
+//! |---|---|---|
+//! | `on_enter` | audience and condition hold now and did not at the last evaluation (or never evaluated) | `episode:N` |
+//! | `while_true` | they hold, and the last firing is at least `every` ago | `window:<time>` |
+//! | date + offset | the due day has come, within the catch-up window | `<field>=<date>` |
+//! | event | a matching event of the last catch-up window not yet in the ledger | `event:<id>` |
+//! | schedule | the playbook's tick (each account in audience and condition) | `tick:<time>` |
+//!
+//! A fired occurrence starts its sequence: the first step runs now if its delay is 0, the
+//! rest on later passes when due (`after` counts from the firing), each step keyed
+//! `<occurrence>/step:N`, the sequence stopping when `exit` holds.
+//!
+//! Invariants:
+//! - **Nothing half-recorded.** Accounts are evaluated in chunks on worker threads; each
+//!   chunk's ledger entries, states and health points land in one transaction
+//!   ([`Store::commit`]). A cancelled pass stops between chunks.
+//! - **Once per occurrence.** A key found in the ledger is never decided again.
+//! - **Failures stay local.** A script error fails one playbook for one account; its state
+//!   is left as it was (so an `on_enter` edge is not lost) and the pass goes on.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration as StdDuration, Instant};
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+
+use super::health::HealthModel;
+use super::playbook::{DateField, Fire, Playbook, PlaybookSet, Step, Trigger, DEFAULT_CATCH_UP_DAYS};
+use super::render::{describe, one_line};
+use super::script::{AccountScope, EvalError, Expression, ScriptEngine, Truth};
+use super::view::{AccountView, HealthView};
+use crate::model::{Account, Decision, Event, LedgerEntry, PlaybookState, SequenceState};
+use crate::store::{Commit, EncodedAccount, Store, StoreError};
+
+/// Accounts a worker takes from the cursor at a time, and commits in one transaction.
+pub const CHUNK: usize = 256;
+
+/// How many failures a report keeps in full (the count is always exact).
+const KEEP_FAILURES: usize = 100;
+
+/// A playbook due in this pass, and the tick it is due for.
+#[derive(Debug, Clone, Copy)]
+pub struct Due<'a> {
+    pub playbook: &'a Playbook,
+    /// The scheduled instant this pass stands for (schedule triggers key firings by it).
+    pub tick: DateTime<Utc>,
+    /// The playbook's previous completed tick, if it ran before: a date trigger that fell
+    /// due since then but is older than its catch-up window is recorded as skipped.
+    pub previous: Option<DateTime<Utc>>,
+}
+
+/// Everything a pass reads; shared by the worker threads.
+pub struct Evaluator<'a> {
+    pub store: &'a Store,
+    pub engine: &'a ScriptEngine,
+    pub model: &'a HealthModel,
+    pub set: &'a PlaybookSet,
+    /// The configured zone: "today" is the pass's day there.
+    pub timezone: Tz,
+    /// Worker threads for Rhai evaluation (at least 1).
+    pub workers: usize,
+    /// Set to stop the pass between chunks (shutdown).
+    pub cancel: &'a AtomicBool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PlaybookStats {
+    /// Accounts the playbook was evaluated for.
+    pub evaluated: u64,
+    pub fired: u64,
+    pub skipped: u64,
+    pub exited: u64,
+    pub errors: u64,
+}
+
+/// A playbook that failed for one account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    pub playbook: String,
+    pub account: String,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PassReport {
+    pub accounts: u64,
+    pub playbooks: BTreeMap<String, PlaybookStats>,
+    /// The first failures (all are counted in `playbooks`).
+    pub failures: Vec<Failure>,
+    /// Stopped by shutdown before every account was evaluated.
+    pub cancelled: bool,
+    #[serde(skip)]
+    pub elapsed: StdDuration,
+}
+
+impl PassReport {
+    fn merge(&mut self, other: PassReport) {
+        self.accounts += other.accounts;
+        for (id, s) in other.playbooks {
+            let t = self.playbooks.entry(id).or_default();
+            t.evaluated += s.evaluated;
+            t.fired += s.fired;
+            t.skipped += s.skipped;
+            t.exited += s.exited;
+            t.errors += s.errors;
+        }
+        let room = KEEP_FAILURES.saturating_sub(self.failures.len());
+        self.failures.extend(other.failures.into_iter().take(room));
+        self.cancelled |= other.cancelled;
+    }
+
+    fn fail(&mut self, playbook: &str, account: &str, error: String) {
+        self.playbooks.entry(playbook.to_string()).or_default().errors += 1;
+        if self.failures.len() < KEEP_FAILURES {
+            self.failures.push(Failure { playbook: playbook.into(), account: account.into(), error });
+        }
+    }
+
+    pub fn fired(&self) -> u64 {
+        self.playbooks.values().map(|s| s.fired).sum()
+    }
+
+    pub fn errors(&self) -> u64 {
+        self.playbooks.values().map(|s| s.errors).sum()
+    }
+}
+
+impl Evaluator<'_> {
+    /// Evaluates `due` over every account as of `now`, recording decisions as it goes.
+    pub fn run(&self, due: &[Due], now: DateTime<Utc>) -> Result<PassReport, StoreError> {
+        let started = Instant::now();
+        let date = now.with_timezone(&self.timezone).date_naive();
+        self.engine.set_today(date);
+        let cursor = Mutex::new(self.store.account_cursor());
+        let mut report = PassReport::default();
+        for d in due {
+            report.playbooks.entry(d.playbook.id.clone()).or_default();
+        }
+        let results: Vec<Result<PassReport, StoreError>> = std::thread::scope(|s| {
+            let handles: Vec<_> =
+                (0..self.workers.max(1)).map(|_| s.spawn(|| Worker::new(self, due, now, date).run(&cursor))).collect();
+            handles.into_iter().map(|h| h.join().expect("an evaluation worker panicked")).collect()
+        });
+        for r in results {
+            report.merge(r?);
+        }
+        report.elapsed = started.elapsed();
+        Ok(report)
+    }
+}
+
+/// One worker thread's scope and buffers, reused across its accounts.
+struct Worker<'e, 'a> {
+    ev: &'e Evaluator<'a>,
+    due: &'e [Due<'e>],
+    now: DateTime<Utc>,
+    date: NaiveDate,
+    scope: AccountScope,
+    needs_events: bool,
+    report: PassReport,
+}
+
+/// What one playbook decided for one account.
+struct Decisions<'v> {
+    entries: Vec<LedgerEntry>,
+    view: &'v AccountView<'v>,
+}
+
+impl<'e, 'a> Worker<'e, 'a> {
+    fn new(ev: &'e Evaluator<'a>, due: &'e [Due<'e>], now: DateTime<Utc>, date: NaiveDate) -> Self {
+        let needs_events = due.iter().any(|d| matches!(d.playbook.trigger, Trigger::Event { .. }));
+        let mut report = PassReport::default();
+        for d in due {
+            report.playbooks.insert(d.playbook.id.clone(), PlaybookStats::default());
+        }
+        Worker { ev, due, now, date, scope: ev.engine.scope(), needs_events, report }
+    }
+
+    fn run(mut self, cursor: &Mutex<crate::store::AccountCursor>) -> Result<PassReport, StoreError> {
+        loop {
+            if self.ev.cancel.load(Ordering::Relaxed) {
+                self.report.cancelled = true;
+                break;
+            }
+            // Only taking the raw records holds the lock; decoding happens in parallel.
+            let chunk: Vec<EncodedAccount> = cursor.lock().expect("cursor lock").next_chunk(CHUNK)?;
+            if chunk.is_empty() {
+                break;
+            }
+            let mut commit = Commit::default();
+            for encoded in &chunk {
+                match encoded.decode() {
+                    Ok(account) => self.account(&account, &mut commit)?,
+                    Err(e) => self.report.fail("(account)", "?", e.to_string()),
+                }
+            }
+            self.ev.store.commit(&commit)?;
+        }
+        Ok(self.report)
+    }
+
+    fn account(&mut self, account: &Account, commit: &mut Commit) -> Result<(), StoreError> {
+        let store = self.ev.store;
+        self.report.accounts += 1;
+        let contacts = store.contacts_of(&account.id)?;
+        let health = self.health(account, &contacts, commit)?;
+        let view = AccountView { account, health, contacts };
+        if let Err(e) = self.scope.set_account(&view) {
+            self.report.fail("(account)", &account.id, e);
+            return Ok(());
+        }
+        let events: Vec<Event> = if self.needs_events {
+            let from = self.now - Duration::days(DEFAULT_CATCH_UP_DAYS);
+            store.events_of(&account.id, from, self.now + Duration::microseconds(1)).collect::<Result<_, _>>()?
+        } else {
+            Vec::new()
+        };
+        let mut state = store.account_state(&account.id)?;
+        let mut changed = false;
+        for due in self.due {
+            let id = &due.playbook.id;
+            let before = state.playbooks.get(id).cloned().unwrap_or_default();
+            let mut ps = before.clone();
+            let mut out = Decisions { entries: Vec::new(), view: &view };
+            let result = self.playbook(due, &mut ps, &events, &mut out);
+            let stats = self.report.playbooks.get_mut(id).expect("every due playbook has stats");
+            stats.evaluated += 1;
+            match result {
+                Ok(()) => {
+                    for e in &out.entries {
+                        match e.decision {
+                            Decision::Fired => stats.fired += 1,
+                            Decision::Skipped => stats.skipped += 1,
+                            Decision::Exited => stats.exited += 1,
+                        }
+                    }
+                    commit.entries.extend(out.entries);
+                    if ps != before {
+                        changed = true;
+                        if ps.is_empty() {
+                            state.playbooks.remove(id);
+                        } else {
+                            state.playbooks.insert(id.clone(), ps);
+                        }
+                    }
+                }
+                Err(e) => self.report.fail(id, &account.id, e),
+            }
+            // `event` belongs to one trigger evaluation only.
+            self.scope.clear_vars();
+        }
+        if changed {
+            commit.states.push((account.id.clone(), state));
+        }
+        Ok(())
+    }
+
+    /// Scores the account for the pass's day. The day's point is stored when it is new or
+    /// differs from the one stored (a quiet pass writes nothing); damping reads the band of
+    /// the latest point before the day.
+    fn health(
+        &mut self,
+        account: &Account,
+        contacts: &[crate::model::Contact],
+        commit: &mut Commit,
+    ) -> Result<Option<HealthView>, StoreError> {
+        let store = self.ev.store;
+        let latest = store.health_on_or_before(&account.id, self.date)?;
+        let (today, previous) = match latest {
+            Some(p) if p.date == self.date => {
+                let before = store.health_on_or_before(&account.id, self.date - Duration::days(1))?;
+                (Some(p), before)
+            }
+            other => (None, other),
+        };
+        let base = AccountView { account, health: None, contacts: contacts.to_vec() };
+        if let Err(e) = self.scope.set_account(&base) {
+            self.report.fail("(health)", &account.id, e);
+            return Ok(None);
+        }
+        let point = match self.ev.model.score(self.ev.engine, &mut self.scope, self.date, previous.map(|p| p.band)) {
+            Ok(Some(point)) => point,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                self.report.fail("(health)", &account.id, e.to_string());
+                // The stored point of the day, if any, still stands.
+                return today.map(|p| HealthView::with_trend(store, &account.id, p)).transpose();
+            }
+        };
+        if today.as_ref() != Some(&point) {
+            commit.health.push((account.id.clone(), point.clone()));
+        }
+        HealthView::with_trend(store, &account.id, point).map(Some)
+    }
+
+    fn truth(&mut self, expr: &Expression) -> Result<Truth, String> {
+        expr.truth(self.ev.engine, &mut self.scope).map_err(|e: EvalError| e.to_string())
+    }
+
+    /// Audience and an optional extra condition, as one yes/no (unknown is no).
+    fn holds(&mut self, audience: Option<&Expression>, condition: Option<&Expression>) -> Result<bool, String> {
+        for expr in [audience, condition].into_iter().flatten() {
+            if self.truth(expr)? != Truth::True {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn playbook(
+        &mut self,
+        due: &Due,
+        ps: &mut PlaybookState,
+        events: &[Event],
+        out: &mut Decisions,
+    ) -> Result<(), String> {
+        let pb = due.playbook;
+        let store = self.ev.store;
+        let account_id = &out.view.account.id;
+        let fired = |occurrence: &str| store.has_fired(account_id, &pb.id, occurrence).map_err(|e| e.to_string());
+        match &pb.trigger {
+            Trigger::Condition { condition, fire } => {
+                let holds = self.holds(pb.audience.as_ref(), Some(condition))?;
+                match fire {
+                    Fire::OnEnter => {
+                        if holds && !ps.inside {
+                            ps.episodes += 1;
+                            let occurrence = format!("episode:{}", ps.episodes);
+                            let was = if ps.episodes == 1 { "false or never evaluated" } else { "false" };
+                            let why = format!("`{}` became true (before: {was})", one_line(condition.source()));
+                            if !fired(&occurrence)? {
+                                self.fire(pb, ps, occurrence, why, None, out)?;
+                            }
+                        }
+                        ps.inside = holds;
+                    }
+                    Fire::WhileTrue { every } => {
+                        let window_open = ps.last_fired.is_none_or(|t| self.now >= t + every.to_chrono());
+                        if holds && window_open {
+                            let occurrence = format!("window:{}", self.now.to_rfc3339());
+                            let why =
+                                format!("`{}` is true; fires at most every {every}", one_line(condition.source()));
+                            ps.last_fired = Some(self.now);
+                            if !fired(&occurrence)? {
+                                self.fire(pb, ps, occurrence, why, None, out)?;
+                            }
+                        }
+                    }
+                }
+            }
+            Trigger::Date { field, offset, catch_up, condition } => {
+                let account = out.view.account;
+                let (name, value) = match field {
+                    DateField::RenewalDate => ("renewal_date".to_string(), account.renewal_date),
+                    DateField::StartDate => ("start_date".to_string(), account.start_date),
+                    DateField::Field(f) => (
+                        format!("fields.{f}"),
+                        account.fields.get(f).and_then(|v| v.as_str()).and_then(|s| s.parse().ok()),
+                    ),
+                };
+                let Some(value) = value else { return self.sequences(pb, ps, out) };
+                let due_day = value + Duration::minutes(offset.minutes());
+                if due_day <= self.date {
+                    let occurrence = format!("{name}={value}");
+                    if !fired(&occurrence)? && self.holds(pb.audience.as_ref(), condition.as_ref())? {
+                        let late = (self.date - due_day).num_days();
+                        let window = catch_up.to_chrono().max(Duration::days(1));
+                        if Duration::days(late) < window {
+                            let when = if late == 0 {
+                                "due today".to_string()
+                            } else {
+                                format!("due {late} days ago, within the {catch_up} catch-up")
+                            };
+                            let why = format!("{name} {value} {offset} = {due_day}, {when}");
+                            self.fire(pb, ps, occurrence, why, None, out)?;
+                        } else if due
+                            .previous
+                            .is_some_and(|p| due_day >= p.with_timezone(&self.ev.timezone).date_naive())
+                        {
+                            // It fell due while Keel was not running, too long ago to act on.
+                            let why = format!(
+                                "{name} {value} {offset} = {due_day}: fell due {late} days ago, older than the {catch_up} catch-up window"
+                            );
+                            tracing::info!(playbook = %pb.id, account = %account_id, %due_day, "skipped: older than the catch-up window");
+                            out.entries.push(self.entry(pb, out.view, occurrence, Decision::Skipped, why, Vec::new()));
+                        }
+                    }
+                }
+            }
+            Trigger::Event { name, condition } => {
+                if self.holds(pb.audience.as_ref(), None)? {
+                    for event in events.iter().filter(|e| e.name == *name) {
+                        let occurrence = format!("event:{}", event.id);
+                        if fired(&occurrence)? {
+                            continue;
+                        }
+                        if let Some(c) = condition {
+                            self.scope.clear_vars();
+                            self.scope.set_var("event", event)?;
+                            if self.truth(c)? != Truth::True {
+                                continue;
+                            }
+                        }
+                        let why = format!(
+                            "event {:?} at {} (id {})",
+                            event.name,
+                            event.timestamp.format("%Y-%m-%d %H:%M UTC"),
+                            event.id
+                        );
+                        self.fire(pb, ps, occurrence, why, Some(event), out)?;
+                    }
+                }
+            }
+            Trigger::Schedule { cron, timezone, condition } => {
+                let occurrence = format!("tick:{}", due.tick.to_rfc3339());
+                if !fired(&occurrence)? && self.holds(pb.audience.as_ref(), condition.as_ref())? {
+                    let tz = timezone.unwrap_or(self.ev.timezone);
+                    let why = format!(
+                        "schedule `{}` ticked at {}",
+                        cron.source,
+                        due.tick.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z")
+                    );
+                    self.fire(pb, ps, occurrence, why, None, out)?;
+                }
+            }
+        }
+        self.sequences(pb, ps, out)
+    }
+
+    /// Records a firing: the first step's actions when it is due now, and a sequence
+    /// state when more steps follow.
+    fn fire(
+        &mut self,
+        pb: &Playbook,
+        ps: &mut PlaybookState,
+        occurrence: String,
+        mut why: String,
+        event: Option<&Event>,
+        out: &mut Decisions,
+    ) -> Result<(), String> {
+        let first = &pb.steps[0];
+        let mut next_step = 0;
+        let mut actions = Vec::new();
+        if first.after.minutes() == 0 {
+            next_step = 1;
+            if self.step_holds(first)? {
+                actions = self.render(pb, first, out.view, event);
+            } else {
+                why.push_str("; the first step's `when` did not hold");
+            }
+        }
+        if next_step < pb.steps.len() {
+            ps.sequences.push(SequenceState { occurrence: occurrence.clone(), started: self.now, next_step });
+        }
+        let mut entry = self.entry(pb, out.view, occurrence, Decision::Fired, why, actions);
+        entry.values = self.values(pb, out.view);
+        out.entries.push(entry);
+        Ok(())
+    }
+
+    /// Advances the playbook's running sequences: exit when `exit` holds, otherwise every
+    /// step that has come due (within the catch-up window; older ones are skipped).
+    fn sequences(&mut self, pb: &Playbook, ps: &mut PlaybookState, out: &mut Decisions) -> Result<(), String> {
+        if ps.sequences.is_empty() {
+            return Ok(());
+        }
+        let catch_up = Duration::days(DEFAULT_CATCH_UP_DAYS);
+        let mut keep = Vec::with_capacity(ps.sequences.len());
+        for mut seq in std::mem::take(&mut ps.sequences) {
+            let started_now = seq.started == self.now;
+            let next_due = pb.steps.get(seq.next_step).map(|s| seq.started + s.after.to_chrono());
+            if !started_now && next_due.is_some_and(|d| d <= self.now) {
+                if let Some(exit) = &pb.exit {
+                    if self.truth(exit)? == Truth::True {
+                        let why = format!("`{}` holds: the sequence stops", one_line(exit.source()));
+                        let occurrence = format!("{}/exit", seq.occurrence);
+                        out.entries.push(self.entry(pb, out.view, occurrence, Decision::Exited, why, Vec::new()));
+                        continue;
+                    }
+                }
+            }
+            while let Some(step) = pb.steps.get(seq.next_step) {
+                let due_at = seq.started + step.after.to_chrono();
+                if due_at > self.now {
+                    break;
+                }
+                let occurrence = format!("{}/step:{}", seq.occurrence, seq.next_step + 1);
+                let late = self.now - due_at;
+                let entry = if late > catch_up {
+                    let why = format!(
+                        "step {} (after {}) fell due {}, older than the catch-up window",
+                        seq.next_step + 1,
+                        step.after,
+                        due_at.format("%Y-%m-%d")
+                    );
+                    self.entry(pb, out.view, occurrence, Decision::Skipped, why, Vec::new())
+                } else if !self.step_holds(step)? {
+                    let when = step.when.as_ref().map_or("", |w| w.source());
+                    let why =
+                        format!("step {} (after {}): `{}` did not hold", seq.next_step + 1, step.after, one_line(when));
+                    self.entry(pb, out.view, occurrence, Decision::Skipped, why, Vec::new())
+                } else {
+                    let why = format!(
+                        "step {} of the sequence started by {}, after {}",
+                        seq.next_step + 1,
+                        seq.occurrence,
+                        step.after
+                    );
+                    let actions = self.render(pb, step, out.view, None);
+                    self.entry(pb, out.view, occurrence, Decision::Fired, why, actions)
+                };
+                out.entries.push(entry);
+                seq.next_step += 1;
+            }
+            if seq.next_step < pb.steps.len() {
+                keep.push(seq);
+            }
+        }
+        ps.sequences = keep;
+        Ok(())
+    }
+
+    fn step_holds(&mut self, step: &Step) -> Result<bool, String> {
+        match &step.when {
+            Some(w) => Ok(self.truth(w)? == Truth::True),
+            None => Ok(true),
+        }
+    }
+
+    fn render(&self, pb: &Playbook, step: &Step, view: &AccountView, event: Option<&Event>) -> Vec<String> {
+        step.actions.iter().map(|a| describe(self.ev.set, a, pb, view, event, self.date)).collect()
+    }
+
+    fn entry(
+        &self,
+        pb: &Playbook,
+        view: &AccountView,
+        occurrence: String,
+        decision: Decision,
+        why: String,
+        actions: Vec<String>,
+    ) -> LedgerEntry {
+        LedgerEntry {
+            playbook: pb.id.clone(),
+            account: view.account.id.clone(),
+            occurrence,
+            at: self.now,
+            decision,
+            why,
+            values: BTreeMap::new(),
+            actions,
+        }
+    }
+
+    /// The values the playbook's audience and trigger read, from the account view.
+    fn values(&self, pb: &Playbook, view: &AccountView) -> BTreeMap<String, serde_json::Value> {
+        let trigger_exprs: Vec<&Expression> = match &pb.trigger {
+            Trigger::Condition { condition, .. } => vec![condition],
+            Trigger::Date { condition, .. }
+            | Trigger::Event { condition, .. }
+            | Trigger::Schedule { condition, .. } => condition.iter().collect(),
+        };
+        let mut paths: Vec<String> = pb.audience.iter().chain(trigger_exprs).flat_map(|e| e.reads()).collect();
+        if let Trigger::Date { field, .. } = &pb.trigger {
+            paths.push(match field {
+                DateField::RenewalDate => "renewal_date".into(),
+                DateField::StartDate => "start_date".into(),
+                DateField::Field(f) => format!("fields.{f}"),
+            });
+        }
+        if paths.is_empty() {
+            return BTreeMap::new();
+        }
+        let doc = serde_json::to_value(view).unwrap_or_default();
+        paths
+            .into_iter()
+            .map(|path| {
+                let value = path.split('.').try_fold(&doc, |v, k| v.get(k)).cloned().unwrap_or(serde_json::Value::Null);
+                (path, value)
+            })
+            .collect()
+    }
+}

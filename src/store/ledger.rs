@@ -1,0 +1,165 @@
+//! The evaluator's side of the store: the ledger of decisions, the per-account state the
+//! triggers need between passes, and the last completed tick of each playbook.
+//!
+//! Invariants:
+//! - [`Store::commit`] writes a chunk's ledger entries, account states and health points
+//!   in one sled transaction: after a crash either all of a chunk's decisions are there or
+//!   none are, so nothing is half-recorded and a re-run decides the missing ones again,
+//!   under the same occurrence keys.
+//! - A ledger key is written once: `commit` never replaces an entry already present.
+//! - Ticks are marked complete only after every chunk of the pass has committed.
+
+use chrono::{DateTime, Utc};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+
+use super::{codec, decode, keys, Store, StoreError};
+use crate::model::{Account, AccountState, HealthPoint, LedgerEntry};
+
+/// What one chunk of an evaluation pass decided, written atomically by [`Store::commit`].
+#[derive(Debug, Default)]
+pub struct Commit {
+    pub entries: Vec<LedgerEntry>,
+    /// Accounts whose state changed (the state as it is now; an empty state is removed).
+    pub states: Vec<(String, AccountState)>,
+    pub health: Vec<(String, HealthPoint)>,
+}
+
+impl Commit {
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.states.is_empty() && self.health.is_empty()
+    }
+}
+
+/// An account as stored, not yet decoded: workers take chunks of these from a shared
+/// [`AccountCursor`] and decode them in parallel, outside the cursor's lock.
+pub struct EncodedAccount {
+    key: sled::IVec,
+    value: sled::IVec,
+}
+
+impl EncodedAccount {
+    pub fn decode(&self) -> Result<Account, StoreError> {
+        decode("accounts", &self.key, &self.value)
+    }
+}
+
+/// Every account in id order, handed out in chunks.
+pub struct AccountCursor {
+    iter: sled::Iter,
+}
+
+impl AccountCursor {
+    /// Up to `n` accounts; empty at the end.
+    pub fn next_chunk(&mut self, n: usize) -> Result<Vec<EncodedAccount>, StoreError> {
+        let mut chunk = Vec::with_capacity(n);
+        for kv in self.iter.by_ref().take(n) {
+            let (key, value) = kv?;
+            chunk.push(EncodedAccount { key, value });
+        }
+        Ok(chunk)
+    }
+}
+
+impl Store {
+    pub fn account_cursor(&self) -> AccountCursor {
+        AccountCursor { iter: self.accounts.iter() }
+    }
+
+    /// The evaluator's state for an account (empty when it has none yet).
+    pub fn account_state(&self, account_id: &str) -> Result<AccountState, StoreError> {
+        match self.state.get(account_id)? {
+            Some(v) => decode("state", account_id.as_bytes(), &v),
+            None => Ok(AccountState::default()),
+        }
+    }
+
+    /// Whether this occurrence is already in the ledger.
+    pub fn has_fired(&self, account_id: &str, playbook_id: &str, occurrence: &str) -> Result<bool, StoreError> {
+        Ok(self.ledger.contains_key(keys::ledger_key(account_id, playbook_id, occurrence))?)
+    }
+
+    /// The account's ledger, oldest decision first (its timeline of firings).
+    pub fn ledger_of(&self, account_id: &str) -> Result<Vec<LedgerEntry>, StoreError> {
+        let mut entries = self
+            .ledger
+            .scan_prefix(keys::account_prefix(account_id))
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode("ledger", &k, &v)
+            })
+            .collect::<Result<Vec<LedgerEntry>, _>>()?;
+        entries.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.playbook.cmp(&b.playbook)));
+        Ok(entries)
+    }
+
+    /// Every ledger entry, in key order (account, playbook, occurrence).
+    pub fn ledger(&self) -> impl Iterator<Item = Result<LedgerEntry, StoreError>> + '_ {
+        self.ledger.iter().map(|kv| {
+            let (k, v) = kv?;
+            decode("ledger", &k, &v)
+        })
+    }
+
+    pub fn ledger_count(&self) -> usize {
+        self.ledger.len()
+    }
+
+    /// Writes a chunk's decisions, states and health points in one transaction. An entry
+    /// whose key is already in the ledger is left as it is (and not counted). Returns how
+    /// many entries were written.
+    pub fn commit(&self, commit: &Commit) -> Result<usize, StoreError> {
+        if commit.is_empty() {
+            return Ok(0);
+        }
+        let entries: Vec<(Vec<u8>, Vec<u8>)> = commit
+            .entries
+            .iter()
+            .map(|e| (keys::ledger_key(&e.account, &e.playbook, &e.occurrence), codec::encode(e)))
+            .collect();
+        let states: Vec<(&str, Option<Vec<u8>>)> = commit
+            .states
+            .iter()
+            .map(|(id, s)| (id.as_str(), (!s.playbooks.is_empty()).then(|| codec::encode(s))))
+            .collect();
+        let mut health = sled::Batch::default();
+        for (id, point) in &commit.health {
+            health.insert(keys::health_key(id, point.date), codec::encode(point));
+        }
+        (&self.ledger, &self.state, &self.health)
+            .transaction(|(ledger, state, health_tree)| {
+                let mut written = 0;
+                for (key, value) in &entries {
+                    if ledger.get(key)?.is_none() {
+                        ledger.insert(key.as_slice(), value.as_slice())?;
+                        written += 1;
+                    }
+                }
+                for (id, value) in &states {
+                    match value {
+                        Some(v) => state.insert(id.as_bytes(), v.as_slice())?,
+                        None => state.remove(id.as_bytes())?,
+                    };
+                }
+                health_tree.apply_batch(&health)?;
+                Ok::<_, ConflictableTransactionError<()>>(written)
+            })
+            .map_err(|e| match e {
+                TransactionError::Storage(e) => StoreError::Io(e),
+                TransactionError::Abort(()) => unreachable!("the closure never aborts"),
+            })
+    }
+
+    /// When the playbook's last pass completed (its tick), if it ever ran.
+    pub fn last_tick(&self, playbook_id: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        match self.ticks.get(playbook_id)? {
+            Some(v) => decode("ticks", playbook_id.as_bytes(), &v),
+            None => Ok(None),
+        }
+    }
+
+    pub fn set_last_tick(&self, playbook_id: &str, tick: DateTime<Utc>) -> Result<(), StoreError> {
+        self.ticks.insert(playbook_id, codec::encode(&tick))?;
+        Ok(())
+    }
+}
