@@ -140,6 +140,9 @@ fn accounts_show_gives_every_field_metrics_contacts_and_events() {
     Events in the last 30 days (1)
       TIME (UTC)        EVENT      CONTACT
       2026-11-30 10:00  Logged In  -
+
+    Timeline: playbook decisions (0)
+      none yet (`keel run` evaluates the playbooks and records what fires)
     ");
     let json: serde_json::Value =
         serde_json::from_str(&ws.keel(&["accounts", "show", "A-1", "--format", "json"]).ok()).unwrap();
