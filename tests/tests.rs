@@ -6,6 +6,7 @@ mod util;
 mod check;
 mod cli;
 mod config;
+mod daemon;
 mod examples;
 mod health;
 mod playtest;

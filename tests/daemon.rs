@@ -1,0 +1,234 @@
+//! The daemon's logic driven by an injected clock: 400 simulated days over a book whose
+//! health and renewal dates change, with a restart, downtime and a reload in the middle.
+//! The real sled store on disk; the expected firings come from a small oracle written
+//! straight from DESIGN.md's trigger table, not from the evaluator's code.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use chrono_tz::America::New_York;
+use keel::daemon::{Clock, Daemon, ManualClock, Reload};
+use keel::evaluate::Loaded;
+use keel::model::{AccountPatch, Decision, LedgerEntry};
+use keel::store::Store;
+
+use crate::util::Workspace;
+
+const CONFIG: &str = "timezone: America/New_York\nevaluation:\n  schedule: \"0 8 * * *\"\n  workers: 2\n";
+
+/// Health is the `score` metric, bands at DOMAIN.md's 80/60, no damping: the test
+/// steers bands directly.
+const HEALTH: &str = "bands: { green: 80, yellow: 60 }\ndamping: { margin: 0 }\ncategories:\n  all: { weight: 1, score: account.metrics.score }\n";
+
+fn renewal(days: i64) -> String {
+    format!(
+        "id: renewal-{days}\nname: Renewal -{days}\ntrigger:\n  date: renewal_date\n  offset: -{days}d\nactions:\n  - task: {{ title: \"Renewal in {days} days: {{{{ account.name }}}}\", owner: \"{{{{ account.owner }}}}\" }}\n"
+    )
+}
+
+const RED: &str = "id: red\nname: Red health\ntrigger:\n  condition: account.health.band == \"red\"\nactions:\n  - task: { title: \"Save plan: {{ account.name }}\", owner: \"{{ account.manager }}\" }\n";
+
+fn workspace() -> Workspace {
+    let ws = Workspace::new(CONFIG);
+    ws.write("rules/health.yaml", HEALTH);
+    for days in [90, 60, 30] {
+        ws.write(&format!("playbooks/renewal-{days}.yaml"), &renewal(days));
+    }
+    ws.write("playbooks/red.yaml", RED);
+    ws
+}
+
+fn daemon(ws: &Workspace, clock: &Arc<ManualClock>) -> Daemon {
+    let config = ws.config();
+    let store = Store::open(&config.store_dir()).unwrap();
+    let loaded = Loaded::load(&config.rules_dir, &config.playbooks_dir).unwrap_or_else(|e| panic!("{e:?}"));
+    Daemon::new(config, store, loaded, clock.clone())
+}
+
+/// 08:00 in New York on day `d` of the run.
+fn morning(start: NaiveDate, d: i64) -> DateTime<Utc> {
+    let day = start + Duration::days(d);
+    New_York.from_local_datetime(&day.and_hms_opt(8, 0, 0).unwrap()).unwrap().with_timezone(&Utc)
+}
+
+const ACCOUNTS: usize = 24;
+const DAYS: i64 = 400;
+/// The account with the scripted health episode yellow → red → green → red.
+const EPISODE: usize = 0;
+
+/// The health score of account `i` on day `d`: a scripted episode for [`EPISODE`], a
+/// deterministic walk between the three bands for the others.
+fn score(i: usize, d: i64) -> f64 {
+    if i == EPISODE {
+        return match d {
+            0..=49 => 85.0,
+            50..=99 => 70.0,
+            100..=149 => 50.0,
+            150..=199 => 90.0,
+            _ => 50.0,
+        };
+    }
+    let h = (i as i64 * 7919 + (d / 13) * 104_729) % 97;
+    match h % 3 {
+        0 => 90.0,
+        1 => 70.0,
+        _ => 45.0,
+    }
+}
+
+/// Account `i`'s renewal date on day `d`: a first date spread over the run; the day after
+/// a renewal passes, the CRM moves it a year on (a new occurrence for every offset).
+fn renewal_on(start: NaiveDate, i: usize, d: i64) -> NaiveDate {
+    let mut r = start + Duration::days(40 + 17 * i as i64);
+    while start + Duration::days(d) > r {
+        r = r + Duration::days(365);
+    }
+    r
+}
+
+fn patch(start: NaiveDate, i: usize, d: i64) -> AccountPatch {
+    AccountPatch {
+        id: format!("A{i:02}"),
+        name: Some(format!("Account {i}")),
+        owner: Some("csm@keel.example".into()),
+        manager: Some("mgr@keel.example".into()),
+        renewal_date: Some(renewal_on(start, i, d)),
+        metrics: vec![("score".into(), score(i, d))],
+        ..AccountPatch::default()
+    }
+}
+
+fn fired(store: &Store) -> Vec<LedgerEntry> {
+    store.ledger().map(Result::unwrap).filter(|e| e.decision == Decision::Fired).collect()
+}
+
+#[test]
+fn four_hundred_days_fire_each_renewal_offset_and_each_red_episode_once() {
+    let ws = workspace();
+    let start = NaiveDate::from_ymd_opt(2026, 1, 5).unwrap();
+    let clock = Arc::new(ManualClock::new(morning(start, 0)));
+    let mut keel = Some(daemon(&ws, &clock));
+    // Days Keel is down: a restart on day 200, four days of downtime from day 250 (inside
+    // the 7-day catch-up window) and ten from day 321 (longer than it).
+    let down: BTreeSet<i64> = (250..254).chain(321..331).collect();
+    let no_cancel = AtomicBool::new(false);
+    let mut decided: BTreeMap<String, u64> = BTreeMap::new();
+
+    for d in 0..DAYS {
+        clock.set(morning(start, d));
+        // The CRM sync happens whether or not Keel evaluates that day.
+        let patches: Vec<AccountPatch> = (0..ACCOUNTS).map(|i| patch(start, i, d)).collect();
+        if down.contains(&d) {
+            keel = None;
+            let store = Store::open(&ws.config().store_dir()).unwrap();
+            store.upsert_accounts(patches, clock.now()).unwrap();
+            store.flush().unwrap();
+            continue;
+        }
+        if d == 200 || d == 254 || d == 331 {
+            keel = None; // the store is closed ...
+        }
+        let k = keel.get_or_insert_with(|| daemon(&ws, &clock)); // ... and reopened
+        k.store().upsert_accounts(patches, clock.now()).unwrap();
+        if d == 300 {
+            // CS Ops edit the red playbook (a new title) while the daemon runs.
+            ws.write("playbooks/red.yaml", &RED.replace("Save plan:", "Save plan now:"));
+            assert!(matches!(k.reload_if_changed(), Reload::Applied));
+        }
+        let report = k.tick(&no_cancel).unwrap().report.expect("the daily 08:00 tick is due");
+        for (id, s) in &report.playbooks {
+            *decided.entry(id.clone()).or_default() += s.fired;
+        }
+        // Nothing is due again at the same moment.
+        assert!(k.tick(&no_cancel).unwrap().report.is_none(), "day {d}: a second pass at the same tick");
+    }
+    let keel = keel.unwrap();
+    let fired = fired(keel.store());
+    let fired_or_skipped: Vec<LedgerEntry> = keel.store().ledger().map(Result::unwrap).collect();
+    let keel_skips = |id: &str, all: &[LedgerEntry]| {
+        all.iter()
+            .filter(|e| e.playbook == id && e.decision == Decision::Skipped)
+            .map(|e| (e.account.clone(), e.occurrence.clone()))
+            .collect()
+    };
+
+    // Oracle: renewal offsets. A pass day t fires (account, renewal R, offset) when the
+    // account's renewal date is R on day t and R - offset ≤ t < R - offset + 7 days.
+    let pass_days: Vec<i64> = (0..DAYS).filter(|d| !down.contains(d)).collect();
+    let mut all_skips = 0;
+    for offset in [90, 60, 30] {
+        let mut expected = BTreeSet::new();
+        for i in 0..ACCOUNTS {
+            for &t in &pass_days {
+                let r = renewal_on(start, i, t);
+                let due = r - Duration::days(offset);
+                let today = start + Duration::days(t);
+                if due <= today && today - due < Duration::days(7) {
+                    expected.insert((format!("A{i:02}"), format!("renewal_date={r}")));
+                }
+            }
+        }
+        let id = format!("renewal-{offset}");
+        let got: Vec<(String, String)> =
+            fired.iter().filter(|e| e.playbook == id).map(|e| (e.account.clone(), e.occurrence.clone())).collect();
+        let got_set: BTreeSet<_> = got.iter().cloned().collect();
+        assert_eq!(got.len(), got_set.len(), "{id}: an occurrence recorded twice");
+        assert_eq!(got_set, expected, "{id}: fired vs. expected");
+        assert_eq!(decided[&id], expected.len() as u64, "{id}: decided more often than recorded (a double fire)");
+        // What fell due during the long downtime and is older than the window at the
+        // restart is recorded as skipped, not silently dropped.
+        let mut expected_skips = BTreeSet::new();
+        for i in 0..ACCOUNTS {
+            let r = renewal_on(start, i, 331);
+            let due = (r - Duration::days(offset) - start).num_days();
+            // Down from day 321; at the restart on day 331 a due day ≤ 324 is ≥ 7 days old.
+            if (321..=324).contains(&due) {
+                expected_skips.insert((format!("A{i:02}"), format!("renewal_date={r}")));
+            }
+        }
+        let skips: BTreeSet<(String, String)> = keel_skips(&id, &fired_or_skipped);
+        assert_eq!(skips, expected_skips, "{id}: skipped after the long downtime");
+        all_skips += skips.len();
+        // Every account renews at least once inside the 400 days: each offset fires for
+        // more than one renewal date of the same account somewhere in the book.
+        assert!(expected.len() > ACCOUNTS, "{id}: the run covers second renewals ({} firings)", expected.len());
+    }
+
+    assert!(all_skips >= 1, "the long downtime covers a due day exactly at the window's edge (7 days)");
+
+    // Oracle: red on_enter. On each pass day, an account whose band is red and was not
+    // red at its previous evaluation (or was never evaluated) enters a new episode.
+    let band = |s: f64| if s >= 80.0 { "green" } else if s >= 60.0 { "yellow" } else { "red" };
+    for i in 0..ACCOUNTS {
+        let mut episodes = 0;
+        let mut previous: Option<&str> = None;
+        for &t in &pass_days {
+            let now = band(score(i, t));
+            if now == "red" && previous != Some("red") {
+                episodes += 1;
+            }
+            previous = Some(now);
+        }
+        let id = format!("A{i:02}");
+        let mut got: Vec<&str> =
+            fired.iter().filter(|e| e.playbook == "red" && e.account == id).map(|e| e.occurrence.as_str()).collect();
+        got.sort_by_key(|o| o.trim_start_matches("episode:").parse::<u32>().unwrap());
+        let want: Vec<String> = (1..=episodes).map(|n| format!("episode:{n}")).collect();
+        assert_eq!(got, want, "red episodes of {id}");
+    }
+    assert_eq!(decided["red"], fired.iter().filter(|e| e.playbook == "red").count() as u64);
+
+    // The scripted episode: yellow → red (day 100) → green → red (day 200, the restart day).
+    let episode: Vec<&LedgerEntry> = fired.iter().filter(|e| e.playbook == "red" && e.account == "A00").collect();
+    assert_eq!(episode.len(), 2, "yellow → red → green → red fires red twice: {episode:#?}");
+    let days: Vec<i64> = episode.iter().map(|e| (e.at.with_timezone(&New_York).date_naive() - start).num_days()).collect();
+    assert_eq!(days, [100, 200]);
+    assert_eq!(episode[0].values["health.band"], "red", "the entry records the value the trigger read");
+    assert!(episode[1].actions[0].contains("Save plan: Account 0"), "{:?}", episode[1].actions);
+    // The reload on day 300 took effect for later episodes (and re-fired nothing).
+    let reloaded = morning(start, 300);
+    let later: Vec<&LedgerEntry> = fired.iter().filter(|e| e.playbook == "red" && e.at > reloaded).collect();
+    assert!(!later.is_empty() && later.iter().all(|e| e.actions[0].contains("Save plan now:")), "{later:#?}");
+}
