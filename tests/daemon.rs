@@ -200,7 +200,15 @@ fn four_hundred_days_fire_each_renewal_offset_and_each_red_episode_once() {
 
     // Oracle: red on_enter. On each pass day, an account whose band is red and was not
     // red at its previous evaluation (or was never evaluated) enters a new episode.
-    let band = |s: f64| if s >= 80.0 { "green" } else if s >= 60.0 { "yellow" } else { "red" };
+    let band = |s: f64| {
+        if s >= 80.0 {
+            "green"
+        } else if s >= 60.0 {
+            "yellow"
+        } else {
+            "red"
+        }
+    };
     for i in 0..ACCOUNTS {
         let mut episodes = 0;
         let mut previous: Option<&str> = None;
@@ -223,7 +231,8 @@ fn four_hundred_days_fire_each_renewal_offset_and_each_red_episode_once() {
     // The scripted episode: yellow → red (day 100) → green → red (day 200, the restart day).
     let episode: Vec<&LedgerEntry> = fired.iter().filter(|e| e.playbook == "red" && e.account == "A00").collect();
     assert_eq!(episode.len(), 2, "yellow → red → green → red fires red twice: {episode:#?}");
-    let days: Vec<i64> = episode.iter().map(|e| (e.at.with_timezone(&New_York).date_naive() - start).num_days()).collect();
+    let days: Vec<i64> =
+        episode.iter().map(|e| (e.at.with_timezone(&New_York).date_naive() - start).num_days()).collect();
     assert_eq!(days, [100, 200]);
     assert_eq!(episode[0].values["health.band"], "red", "the entry records the value the trigger read");
     assert!(episode[1].actions[0].contains("Save plan: Account 0"), "{:?}", episode[1].actions);
@@ -231,4 +240,201 @@ fn four_hundred_days_fire_each_renewal_offset_and_each_red_episode_once() {
     let reloaded = morning(start, 300);
     let later: Vec<&LedgerEntry> = fired.iter().filter(|e| e.playbook == "red" && e.at > reloaded).collect();
     assert!(!later.is_empty() && later.iter().all(|e| e.actions[0].contains("Save plan now:")), "{later:#?}");
+}
+
+/// A daemon over a small workspace, stepped day by day at 08:00 New York.
+struct Sim {
+    ws: Workspace,
+    clock: Arc<ManualClock>,
+    keel: Option<Daemon>,
+    start: NaiveDate,
+}
+
+impl Sim {
+    fn new(playbooks: &[(&str, &str)]) -> Sim {
+        let ws = Workspace::new(CONFIG);
+        ws.write("rules/health.yaml", HEALTH);
+        for (name, text) in playbooks {
+            ws.write(&format!("playbooks/{name}.yaml"), text);
+        }
+        let start = NaiveDate::from_ymd_opt(2026, 3, 2).unwrap(); // a Monday
+        let clock = Arc::new(ManualClock::new(morning(start, 0)));
+        Sim { ws, clock, keel: None, start }
+    }
+
+    fn keel(&mut self) -> &Daemon {
+        let (ws, clock) = (&self.ws, &self.clock);
+        self.keel.get_or_insert_with(|| daemon(ws, clock))
+    }
+
+    fn at(&mut self, d: i64) -> &mut Sim {
+        self.clock.set(morning(self.start, d));
+        self
+    }
+
+    fn accounts(&mut self, patches: Vec<AccountPatch>) -> &mut Sim {
+        let now = self.clock.now();
+        self.keel().store().upsert_accounts(patches, now).unwrap();
+        self
+    }
+
+    /// Runs what is due; returns the playbook firings this pass decided.
+    fn tick(&mut self) -> u64 {
+        let report = self.keel().tick(&AtomicBool::new(false)).unwrap().report;
+        report.map_or(0, |r| r.fired())
+    }
+
+    /// Closes the store, as a stopped daemon does; the next call reopens it.
+    fn restart(&mut self) -> &mut Sim {
+        self.keel = None;
+        self
+    }
+
+    fn ledger(&mut self) -> Vec<(String, String, Decision)> {
+        self.keel().store().ledger().map(Result::unwrap).map(|e| (e.account, e.occurrence, e.decision)).collect()
+    }
+}
+
+fn account(id: &str, metrics: &[(&str, f64)]) -> AccountPatch {
+    AccountPatch {
+        id: id.into(),
+        owner: Some("csm@keel.example".into()),
+        metrics: metrics.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        ..AccountPatch::default()
+    }
+}
+
+#[test]
+fn while_true_refires_at_most_once_per_every() {
+    let pb = "id: low\nname: Low logins\ntrigger:\n  condition: account.metrics.logins < 5\n  fire: while_true\n  every: 7d\nactions:\n  - task: { title: Low, owner: \"{{ account.owner }}\" }\n";
+    let mut sim = Sim::new(&[("low", pb)]);
+    let mut fired_on = Vec::new();
+    for d in 0..30 {
+        let logins = if (21..25).contains(&d) { 50.0 } else { 1.0 };
+        if sim.at(d).accounts(vec![account("A", &[("score", 90.0), ("logins", logins)])]).tick() > 0 {
+            fired_on.push(d);
+        }
+        if d == 10 {
+            sim.restart();
+        }
+    }
+    // True days 0–20 and 25–29: fires on day 0, then every 7 days while true; after the
+    // false spell, again on day 25 (more than 7 days after day 14).
+    assert_eq!(fired_on, [0, 7, 14, 25]);
+}
+
+#[test]
+fn an_event_fires_once_per_event_id_even_late_or_twice() {
+    let pb = "id: signup\nname: Welcome\ntrigger:\n  event: Signed Up\n  condition: event.properties.plan == \"pro\"\nactions:\n  - task: { title: Welcome, owner: \"{{ account.owner }}\" }\n";
+    let mut sim = Sim::new(&[("signup", pb)]);
+    sim.at(0).accounts(vec![account("A", &[("score", 90.0)])]);
+    assert_eq!(sim.tick(), 0);
+    let event = |id: &str, days_ago: i64, plan: &str, sim: &Sim| keel::model::Event {
+        id: id.into(),
+        account_id: "A".into(),
+        contact_id: None,
+        name: "Signed Up".into(),
+        timestamp: sim.clock.now() - Duration::days(days_ago),
+        properties: serde_json::json!({ "plan": plan }).as_object().unwrap().clone(),
+    };
+    // Day 3: an event from day 1 arrives late, with a duplicate of another id, a
+    // non-matching plan, and one from before the 7-day window.
+    sim.at(3);
+    let events =
+        vec![event("e-late", 2, "pro", &sim), event("e-free", 1, "free", &sim), event("e-old", 9, "pro", &sim)];
+    sim.keel().store().upsert_events(events).unwrap();
+    assert_eq!(sim.tick(), 1, "the late event fires; the free plan and the 9-day-old one do not");
+    // Day 4: the same event arrives twice more (a Segment retry, a re-imported file).
+    sim.at(4);
+    let again = vec![event("e-late", 3, "pro", &sim), event("e-late", 3, "pro", &sim)];
+    sim.keel().store().upsert_events(again).unwrap();
+    assert_eq!(sim.restart().tick(), 0, "an event id fires once, across restarts");
+    let ledger = sim.ledger();
+    assert_eq!(ledger, [("A".to_string(), "event:e-late".to_string(), Decision::Fired)]);
+}
+
+#[test]
+fn a_schedule_trigger_fires_once_per_tick_and_catches_up_only_its_latest_missed_tick() {
+    let pb = "id: weekly\nname: Weekly check-in\ntrigger:\n  schedule: \"0 9 * * 1\"\nactions:\n  - task: { title: Check in, owner: \"{{ account.owner }}\" }\n";
+    let mut sim = Sim::new(&[("weekly", pb)]);
+    sim.at(0).accounts(vec![account("A", &[("score", 90.0)]), account("B", &[("score", 90.0)])]);
+    // Monday 08:00: a first start is not downtime; the 09:00 tick comes later.
+    assert_eq!(sim.tick(), 0);
+    sim.clock.set(morning(sim.start, 0) + Duration::hours(1));
+    assert_eq!(sim.tick(), 2, "each account at the tick");
+    // The same tick again, after restarts and reloads: nothing.
+    for _ in 0..3 {
+        sim.restart();
+        assert_eq!(sim.tick(), 0);
+    }
+    // Down from Tuesday to Wednesday two weeks later: two Mondays missed; only the latest
+    // (two days ago, inside the catch-up window) runs.
+    assert_eq!(sim.restart().at(16).tick(), 2);
+    let ticks: BTreeSet<String> = sim.ledger().into_iter().map(|(_, o, _)| o).collect();
+    let start = sim.start;
+    let monday = |d: i64| format!("tick:{}", (morning(start, d) + Duration::hours(1)).to_rfc3339());
+    assert_eq!(ticks, BTreeSet::from([monday(0), monday(14)]));
+    // Down again until Thursday of the third week: Monday 21 is skipped, Monday 28 runs.
+    assert_eq!(sim.restart().at(31).tick(), 2);
+    let ticks: BTreeSet<String> = sim.ledger().into_iter().map(|(_, o, _)| o).collect();
+    assert_eq!(ticks, BTreeSet::from([monday(0), monday(14), monday(28)]));
+}
+
+#[test]
+fn a_sequence_advances_step_by_step_across_restarts_and_stops_on_exit() {
+    let pb = r#"id: onboarding
+name: Tech-touch onboarding
+trigger:
+  date: start_date
+exit: account.metrics.logins >= 10
+steps:
+  - after: 0d
+    actions: [ { task: { title: Welcome, owner: "{{ account.owner }}" } } ]
+  - after: 3d
+    when: account.metrics.logins < 1
+    actions: [ { task: { title: Nudge, owner: "{{ account.owner }}" } } ]
+  - after: 14d
+    actions: [ { task: { title: Webinar, owner: "{{ account.owner }}" } } ]
+"#;
+    let mut sim = Sim::new(&[("onboarding", pb)]);
+    let start = sim.start;
+    let new_customer = |id: &str, logins: f64| AccountPatch {
+        start_date: Some(start),
+        ..account(id, &[("score", 90.0), ("logins", logins)])
+    };
+    // Q never logs in; R logs in a little by day 2 and a lot by day 10.
+    for d in 0..20 {
+        let r_logins = match d {
+            0..=1 => 0.0,
+            2..=9 => 3.0,
+            _ => 12.0,
+        };
+        sim.at(d).accounts(vec![new_customer("Q", 0.0), new_customer("R", r_logins)]).tick();
+        if d == 5 || d == 12 {
+            sim.restart();
+        }
+    }
+    let ledger: Vec<(String, String, Decision)> = sim.ledger();
+    let occ = format!("start_date={start}");
+    let row = |a: &str, o: String, d: Decision| (a.to_string(), o, d);
+    assert_eq!(
+        ledger,
+        [
+            row("Q", occ.clone(), Decision::Fired),
+            row("Q", format!("{occ}/step:2"), Decision::Fired),
+            row("Q", format!("{occ}/step:3"), Decision::Fired),
+            row("R", occ.clone(), Decision::Fired),
+            row("R", format!("{occ}/exit"), Decision::Exited),
+            row("R", format!("{occ}/step:2"), Decision::Skipped),
+        ]
+    );
+    // Q's steps came on their days: the nudge on day 3, the webinar on day 14 (calendar
+    // days: across the DST change of 8 March, 08:00 is an hour earlier in UTC).
+    let q: Vec<LedgerEntry> = sim.keel().store().ledger_of("Q").unwrap();
+    let days: Vec<i64> = q.iter().map(|e| (e.at.with_timezone(&New_York).date_naive() - start).num_days()).collect();
+    assert_eq!(days, [0, 3, 14]);
+    assert!(q[1].actions[0].contains("Nudge"), "{:?}", q[1].actions);
+    // Finished and exited sequences leave no state behind.
+    let state = sim.keel().store().account_state("Q").unwrap();
+    assert!(state.playbooks.get("onboarding").is_none_or(|p| p.sequences.is_empty()), "{state:?}");
 }

@@ -132,7 +132,11 @@ impl Daemon {
         let (cron, tz) = self.schedule_of(pb);
         let is_schedule_trigger = matches!(pb.trigger, Trigger::Schedule { .. });
         let Some(last) = last else {
-            return if is_schedule_trigger { Plan::Baseline } else { Plan::Run { tick: now, previous: None, missed: 0 } };
+            return if is_schedule_trigger {
+                Plan::Baseline
+            } else {
+                Plan::Run { tick: now, previous: None, missed: 0 }
+            };
         };
         // The latest tick at or before `now`, and how many came before it since `last`.
         let Some(mut latest) = cron.next_in(tz, last).filter(|t| *t <= now) else { return Plan::Wait };
@@ -198,7 +202,10 @@ impl Daemon {
                     let next = cron.next_in(tz, now).map(|t| t.with_timezone(&tz));
                     tracing::info!(playbook = %pb.id, next = ?next, "first run of a schedule trigger: fires from its next tick");
                     let when = next.map_or("never".into(), |t| t.format("%Y-%m-%d %H:%M %Z").to_string());
-                    notes.push(format!("{}: a schedule trigger's first run; it fires from its next tick, {when}", pb.id));
+                    notes.push(format!(
+                        "{}: a schedule trigger's first run; it fires from its next tick, {when}",
+                        pb.id
+                    ));
                     self.store.set_last_tick(&pb.id, now)?;
                 }
                 Plan::TooLate { latest, missed } => {
@@ -266,7 +273,10 @@ impl Daemon {
             tracing::warn!(playbook = %f.playbook, account = %f.account, error = %f.error, "evaluation failed");
         }
         if report.cancelled {
-            tracing::warn!(accounts = report.accounts, "pass stopped by shutdown; its ticks run again at the next start");
+            tracing::warn!(
+                accounts = report.accounts,
+                "pass stopped by shutdown; its ticks run again at the next start"
+            );
         }
         if report.elapsed > self.config.evaluation.tick_limit {
             self.counters.slow_passes.fetch_add(1, Ordering::Relaxed);

@@ -35,6 +35,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
+use super::duration::Span;
 use super::health::HealthModel;
 use super::playbook::{DateField, Fire, Playbook, PlaybookSet, Step, Trigger, DEFAULT_CATCH_UP_DAYS};
 use super::render::{describe, one_line};
@@ -346,7 +347,7 @@ impl<'e, 'a> Worker<'e, 'a> {
                         ps.inside = holds;
                     }
                     Fire::WhileTrue { every } => {
-                        let window_open = ps.last_fired.is_none_or(|t| self.now >= t + every.to_chrono());
+                        let window_open = ps.last_fired.is_none_or(|last| self.elapsed(last, *every));
                         if holds && window_open {
                             let occurrence = format!("window:{}", self.now.to_rfc3339());
                             let why =
@@ -479,8 +480,8 @@ impl<'e, 'a> Worker<'e, 'a> {
         let mut keep = Vec::with_capacity(ps.sequences.len());
         for mut seq in std::mem::take(&mut ps.sequences) {
             let started_now = seq.started == self.now;
-            let next_due = pb.steps.get(seq.next_step).map(|s| seq.started + s.after.to_chrono());
-            if !started_now && next_due.is_some_and(|d| d <= self.now) {
+            let next_due = pb.steps.get(seq.next_step).is_some_and(|s| self.elapsed(seq.started, s.after));
+            if !started_now && next_due {
                 if let Some(exit) = &pb.exit {
                     if self.truth(exit)? == Truth::True {
                         let why = format!("`{}` holds: the sequence stops", one_line(exit.source()));
@@ -491,10 +492,10 @@ impl<'e, 'a> Worker<'e, 'a> {
                 }
             }
             while let Some(step) = pb.steps.get(seq.next_step) {
-                let due_at = seq.started + step.after.to_chrono();
-                if due_at > self.now {
+                if !self.elapsed(seq.started, step.after) {
                     break;
                 }
+                let due_at = seq.started + step.after.to_chrono();
                 let occurrence = format!("{}/step:{}", seq.occurrence, seq.next_step + 1);
                 let late = self.now - due_at;
                 let entry = if late > catch_up {
@@ -529,6 +530,20 @@ impl<'e, 'a> Worker<'e, 'a> {
         }
         ps.sequences = keep;
         Ok(())
+    }
+
+    /// Whether `span` has passed since `since` (`every` since the last firing, a step's
+    /// `after` since its sequence started). Whole days count on the calendar of the
+    /// configured zone, so a daily 08:00 pass acts on the seventh day of `7d` even across
+    /// a DST change, or when last week's tick ran a few seconds late.
+    fn elapsed(&self, since: DateTime<Utc>, span: Span) -> bool {
+        const DAY: i64 = 24 * 60;
+        if span.minutes() % DAY == 0 {
+            let since_day = since.with_timezone(&self.ev.timezone).date_naive();
+            (self.date - since_day).num_days() >= span.minutes() / DAY
+        } else {
+            self.now >= since + span.to_chrono()
+        }
     }
 
     fn step_holds(&mut self, step: &Step) -> Result<bool, String> {
