@@ -10,6 +10,7 @@ mod daemon;
 mod examples;
 mod health;
 mod playtest;
+mod run;
 mod simulate;
 mod store;
 mod sync;

@@ -158,9 +158,9 @@ impl Daemon {
         Plan::Run { tick: latest, previous: Some(last), missed }
     }
 
-    /// The next instant a playbook comes due (None: no enabled playbook has a next tick).
-    pub fn next_wakeup(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let now = self.now();
+    /// The next instant a playbook comes due, `now` for one that never ran (None: no
+    /// enabled playbook has a next tick).
+    pub fn next_wakeup(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError> {
         let mut next: Option<DateTime<Utc>> = None;
         for pb in self.loaded.set.playbooks.iter().filter(|p| p.enabled) {
             let (cron, tz) = self.schedule_of(pb);
@@ -260,7 +260,7 @@ impl Daemon {
             let s = report.playbooks.get(&d.playbook.id).cloned().unwrap_or_default();
             tracing::info!(
                 playbook = %d.playbook.id,
-                tick = %d.tick,
+                tick = %d.tick.format("%Y-%m-%dT%H:%M:%SZ"),
                 accounts = s.evaluated,
                 fired = s.fired,
                 skipped = s.skipped,

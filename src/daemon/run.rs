@@ -24,7 +24,7 @@ pub async fn serve(mut daemon: Daemon, shutdown: CancellationToken) -> anyhow::R
     let cancel = Arc::new(AtomicBool::new(false));
     loop {
         let now = daemon.now();
-        let next = daemon.next_wakeup()?;
+        let next = daemon.next_wakeup(now)?;
         if next.is_some_and(|t| t <= now) {
             let flag = cancel.clone();
             let mut pass = tokio::task::spawn_blocking(move || {

@@ -1,0 +1,139 @@
+//! The real `keel run` binary on the example data: it evaluates the shipped playbooks on
+//! schedule, rejects a broken playbook saved while it runs (keeping the running set),
+//! stops cleanly on SIGTERM, and a restart fires nothing already fired.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+use crate::util::Workspace;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The example config with its own copy of the shipped playbooks (so the test can break
+/// one), the repo's rules and data, and a schedule of every 2 seconds.
+fn example_workspace() -> Workspace {
+    let config = std::fs::read_to_string(repo().join("examples/keel.yaml")).unwrap();
+    let config = config
+        .replace("playbooks: ../playbooks", "playbooks: playbooks")
+        .replace("rules: ../rules", &format!("rules: {}", repo().join("rules").display()))
+        .replace("file: data/", &format!("file: {}/", repo().join("examples/data").display()));
+    let ws = Workspace::new(&format!("{config}\nevaluation:\n  schedule: \"*/2 * * * * *\"\n"));
+    for entry in walk(&repo().join("playbooks")) {
+        let rel = entry.strip_prefix(repo()).unwrap();
+        ws.write(rel.to_str().unwrap(), &std::fs::read_to_string(&entry).unwrap());
+    }
+    ws.keel(&["sync"]).ok();
+    ws
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// `keel run` in the workspace, its stderr lines arriving on a channel.
+fn spawn(ws: &Workspace, now: &str) -> (Child, Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(["--config", "keel.yaml", "run"])
+        .current_dir(ws.dir.path())
+        .env("KEEL_NOW", now)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Reads lines until one satisfies `want`; everything read is appended to `log`.
+fn wait_for(rx: &Receiver<String>, log: &mut Vec<String>, what: &str, want: impl Fn(&str) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            let hit = want(&line);
+            log.push(line);
+            if hit {
+                return;
+            }
+        }
+    }
+    panic!("waited 60 s for {what}; the daemon said:\n{}", log.join("\n"));
+}
+
+fn terminate(child: &mut Child) -> (std::process::ExitStatus, Duration) {
+    let sent = Instant::now();
+    let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success();
+    assert!(ok, "kill -TERM");
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status, sent.elapsed());
+        }
+        assert!(sent.elapsed() < Duration::from_secs(20), "keel run did not stop within 20 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn keel_run_evaluates_on_schedule_rejects_a_broken_playbook_and_stops_on_sigterm() {
+    let ws = example_workspace();
+    let (mut child, rx) = spawn(&ws, "2026-11-23T13:00:00Z");
+    let mut log = Vec::new();
+    let tick = |l: &str| l.contains("tick evaluated") && l.contains("playbook=red-save-plan");
+    wait_for(&rx, &mut log, "the first pass", tick);
+    let first = log.last().unwrap().clone();
+    assert!(first.contains("accounts=400") && !first.contains("fired=0 "), "{first}");
+
+    // A broken playbook saved while the daemon runs: rejected with file:line:column, and
+    // the running set keeps being evaluated on its schedule.
+    ws.write(
+        "playbooks/broken.yaml",
+        "id: broken\nname: Broken\ntrigger:\n  condition: true\n  fire: sometimes\nactions: []\n",
+    );
+    wait_for(&rx, &mut log, "the rejected reload", |l| l.contains("fails `keel check`"));
+    wait_for(&rx, &mut log, "the diagnostic", |l| l.contains("--> ./playbooks/broken.yaml:5:9"));
+    let seen = log.len();
+    wait_for(&rx, &mut log, "a tick after the rejected change", tick);
+    let later = log[seen..].join("\n");
+    assert!(later.contains("playbook=red-save-plan") && later.contains("fired=0 "), "{later}");
+    assert!(!log.iter().any(|l| l.contains("playbook=broken")), "the broken playbook never ran");
+
+    let (status, took) = terminate(&mut child);
+    assert_eq!(status.code(), Some(0), "a clean stop exits 0");
+    let rest: Vec<String> = rx.try_iter().collect();
+    assert!(rest.iter().any(|l| l.contains("stopped cleanly")), "{rest:?}");
+    eprintln!("keel run stopped {took:?} after SIGTERM");
+
+    // A restart fires nothing already fired: the same book, a minute later.
+    std::fs::remove_file(ws.path("playbooks/broken.yaml")).unwrap();
+    let before = ws.store().ledger_count();
+    assert!(before > 300, "the first pass recorded the sample book's firings ({before})");
+    let (mut child, rx) = spawn(&ws, "2026-11-23T13:01:00Z");
+    let mut log = Vec::new();
+    wait_for(&rx, &mut log, "the pass after the restart", tick);
+    assert!(log.last().unwrap().contains("fired=0 "), "{}", log.join("\n"));
+    let (status, _) = terminate(&mut child);
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(ws.store().ledger_count(), before, "a restart recorded nothing new");
+}
