@@ -83,7 +83,7 @@ fn score(i: usize, d: i64) -> f64 {
 fn renewal_on(start: NaiveDate, i: usize, d: i64) -> NaiveDate {
     let mut r = start + Duration::days(40 + 17 * i as i64);
     while start + Duration::days(d) > r {
-        r = r + Duration::days(365);
+        r += Duration::days(365);
     }
     r
 }
@@ -437,4 +437,19 @@ steps:
     // Finished and exited sequences leave no state behind.
     let state = sim.keel().store().account_state("Q").unwrap();
     assert!(state.playbooks.get("onboarding").is_none_or(|p| p.sequences.is_empty()), "{state:?}");
+}
+
+#[test]
+fn a_cancelled_pass_records_nothing_half_and_runs_again_at_the_next_start() {
+    let mut sim = Sim::new(&[("red", RED)]);
+    let book: Vec<AccountPatch> = (0..600).map(|i| account(&format!("R{i:03}"), &[("score", 40.0)])).collect();
+    sim.at(0).accounts(book);
+    // Shutdown arrived before the first chunk: nothing is decided, the tick stays due.
+    let cancelled = sim.keel().tick(&AtomicBool::new(true)).unwrap().report.unwrap();
+    assert!(cancelled.cancelled);
+    assert_eq!((cancelled.fired(), sim.keel().store().ledger_count()), (0, 0));
+    assert_eq!(sim.keel().store().last_tick("red").unwrap(), None, "an interrupted tick is not marked complete");
+    // The next start runs it, every account once.
+    assert_eq!(sim.restart().tick(), 600);
+    assert_eq!(sim.keel().store().ledger_count(), 600);
 }

@@ -336,6 +336,17 @@ mod tests {
     }
 
     #[test]
+    fn evaluation_settings_are_checked_where_they_are_written() {
+        let c = load_str("evaluation:\n  schedule: \"0 8 * * Mon-Fri\"\n  workers: 3\n  tick_limit: 2m\n").unwrap();
+        assert_eq!(c.evaluation.schedule.source, "0 8 * * Mon-Fri");
+        assert_eq!((c.evaluation.workers, c.evaluation.tick_limit.as_secs()), (3, 120));
+        let err = load_str("evaluation:\n  schedule: \"0 25 * * *\"\n").unwrap_err().to_string();
+        assert!(err.contains("conf/keel.yaml:2:13") && err.contains("cron schedule"), "{err}");
+        let err = load_str("evaluation:\n  tick_limit: soon\n").unwrap_err().to_string();
+        assert!(err.contains("conf/keel.yaml:2:15") && err.contains("invalid duration"), "{err}");
+    }
+
+    #[test]
     fn a_literal_secret_is_refused() {
         let err = load_str("api:\n  token: hunter2\n").unwrap_err().to_string();
         assert!(err.contains("secrets must come from environment variables"), "{err}");
