@@ -22,7 +22,9 @@ fn example_workspace() -> Workspace {
         .replace("playbooks: ../playbooks", "playbooks: playbooks")
         .replace("rules: ../rules", &format!("rules: {}", repo().join("rules").display()))
         .replace("file: data/", &format!("file: {}/", repo().join("examples/data").display()));
-    let ws = Workspace::new(&format!("{config}\nevaluation:\n  schedule: \"*/2 * * * * *\"\n"));
+    assert!(config.contains("schedule: \"0 * * * *\""), "the example config sets the evaluation schedule");
+    let config = config.replace("schedule: \"0 * * * *\"", "schedule: \"*/2 * * * * *\"");
+    let ws = Workspace::new(&config);
     for entry in walk(&repo().join("playbooks")) {
         let rel = entry.strip_prefix(repo()).unwrap();
         ws.write(rel.to_str().unwrap(), &std::fs::read_to_string(&entry).unwrap());
