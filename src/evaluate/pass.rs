@@ -37,7 +37,7 @@ use serde::Serialize;
 
 use super::duration::Span;
 use super::health::HealthModel;
-use super::playbook::{DateField, Fire, Playbook, PlaybookSet, Step, Trigger, DEFAULT_CATCH_UP_DAYS};
+use super::playbook::{Fire, Playbook, PlaybookSet, Step, Trigger, DEFAULT_CATCH_UP_DAYS};
 use super::render::{describe, one_line};
 use super::script::{AccountScope, EvalError, Expression, ScriptEngine, Truth};
 use super::view::{AccountView, HealthView};
@@ -216,7 +216,7 @@ impl<'e, 'a> Worker<'e, 'a> {
         self.report.accounts += 1;
         let contacts = store.contacts_of(&account.id)?;
         let health = self.health(account, &contacts, commit)?;
-        let view = AccountView { account, health, contacts };
+        let view = AccountView { account, health, contacts: &contacts };
         if let Err(e) = self.scope.set_account(&view) {
             self.report.fail("(account)", &account.id, e);
             return Ok(());
@@ -285,7 +285,7 @@ impl<'e, 'a> Worker<'e, 'a> {
             }
             other => (None, other),
         };
-        let base = AccountView { account, health: None, contacts: contacts.to_vec() };
+        let base = AccountView { account, health: None, contacts };
         if let Err(e) = self.scope.set_account(&base) {
             self.report.fail("(health)", &account.id, e);
             return Ok(None);
@@ -362,14 +362,7 @@ impl<'e, 'a> Worker<'e, 'a> {
             }
             Trigger::Date { field, offset, catch_up, condition } => {
                 let account = out.view.account;
-                let (name, value) = match field {
-                    DateField::RenewalDate => ("renewal_date".to_string(), account.renewal_date),
-                    DateField::StartDate => ("start_date".to_string(), account.start_date),
-                    DateField::Field(f) => (
-                        format!("fields.{f}"),
-                        account.fields.get(f).and_then(|v| v.as_str()).and_then(|s| s.parse().ok()),
-                    ),
-                };
+                let (name, value) = (field.name(), field.value(account));
                 let Some(value) = value else { return self.sequences(pb, ps, out) };
                 let due_day = value + Duration::minutes(offset.minutes());
                 if due_day <= self.date {
@@ -588,11 +581,7 @@ impl<'e, 'a> Worker<'e, 'a> {
         };
         let mut paths: Vec<String> = pb.audience.iter().chain(trigger_exprs).flat_map(|e| e.reads()).collect();
         if let Trigger::Date { field, .. } = &pb.trigger {
-            paths.push(match field {
-                DateField::RenewalDate => "renewal_date".into(),
-                DateField::StartDate => "start_date".into(),
-                DateField::Field(f) => format!("fields.{f}"),
-            });
+            paths.push(field.name());
         }
         if paths.is_empty() {
             return BTreeMap::new();

@@ -287,13 +287,8 @@ impl ScriptEngine {
         let mut i = 0;
         while i < bytes.len() {
             let c = bytes[i];
-            if c == b'"' || c == b'\'' || c == b'`' {
-                // Skip a string literal, honouring backslash escapes.
-                i += 1;
-                while i < bytes.len() && bytes[i] != c {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
-                }
-                i += 1;
+            if let Some(after) = skip_literal(bytes, i) {
+                i = after;
                 continue;
             }
             if c == b'/' && bytes.get(i + 1) == Some(&b'/') {
@@ -405,13 +400,8 @@ impl Expression {
         let mut paths: Vec<String> = Vec::new();
         let mut i = 0;
         while i < bytes.len() {
-            let c = bytes[i];
-            if c == b'"' || c == b'\'' || c == b'`' {
-                i += 1;
-                while i < bytes.len() && bytes[i] != c {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
-                }
-                i += 1;
+            if let Some(after) = skip_literal(bytes, i) {
+                i = after;
                 continue;
             }
             if bytes[i..].starts_with(b"account.") && (i == 0 || !ident(bytes[i - 1])) {
@@ -493,6 +483,20 @@ fn register_unknown_arithmetic(engine: &mut Engine) {
     }
 }
 
+/// When a string literal starts at `i`, the index just after it (backslash escapes
+/// honoured): the lexical scans skip what is inside quotes.
+fn skip_literal(bytes: &[u8], i: usize) -> Option<usize> {
+    let quote = bytes[i];
+    if quote != b'"' && quote != b'\'' && quote != b'`' {
+        return None;
+    }
+    let mut j = i + 1;
+    while j < bytes.len() && bytes[j] != quote {
+        j += if bytes[j] == b'\\' { 2 } else { 1 };
+    }
+    Some(j + 1)
+}
+
 fn from_days(days: i32) -> Option<NaiveDate> {
     NaiveDate::from_num_days_from_ce_opt(days)
 }
@@ -525,6 +529,16 @@ fn register_date_helpers(engine: &mut Engine, today: &Arc<AtomicI32>) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn reads_lists_the_account_paths_an_expression_reads() {
+        let engine = ScriptEngine::new(&Limits::default());
+        let source = "account.health.band == \"red\" && days_until(account.renewal_date) <= 90 \
+                      || account.metrics.nps <= 6 || \"account.fields.x\" == myaccount.y || account.health.band == 1";
+        let e = engine.compile(source, Origin::at("p.yaml", 1, 1)).unwrap();
+        assert_eq!(e.reads(), ["health.band", "renewal_date", "metrics.nps"]);
+    }
+
     use super::*;
     use crate::model::{Account, Segment};
     use chrono::DateTime;

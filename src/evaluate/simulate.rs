@@ -21,7 +21,7 @@ use chrono_tz::Tz;
 use serde::Serialize;
 
 use super::health::HealthModel;
-use super::playbook::{DateField, Fire, Playbook, PlaybookSet, Trigger};
+use super::playbook::{Fire, Playbook, PlaybookSet, Trigger};
 use super::render::{describe, one_line};
 use super::script::{AccountScope, ScriptEngine, Truth};
 use super::view::{AccountView, HealthView};
@@ -108,7 +108,7 @@ impl Simulator<'_> {
             let contacts = self.store.contacts_of(&account.id)?;
             // Health as the pass would score it today (in memory), and as stored yesterday.
             let stored_yesterday = self.store.health_on_or_before(&account.id, yesterday)?;
-            let base = AccountView { account: &account, health: None, contacts: contacts.clone() };
+            let base = AccountView { account: &account, health: None, contacts: &contacts };
             if let Err(error) = scope.set_account(&base) {
                 report.failures.push(Failure { playbook: "(health)".into(), account: account.id.clone(), error });
                 continue;
@@ -133,8 +133,8 @@ impl Simulator<'_> {
                 Some(p) => Some(HealthView::with_trend(self.store, &account.id, p)?),
                 None => None,
             };
-            let now = AccountView { account: &account, health: health_today, contacts: contacts.clone() };
-            let prev = AccountView { account: &account, health: prev_health, contacts };
+            let now = AccountView { account: &account, health: health_today, contacts: &contacts };
+            let prev = AccountView { account: &account, health: prev_health, contacts: &contacts };
             if let Err(error) = scope.set_account(&now).and_then(|()| scope_prev.set_account(&prev)) {
                 report.failures.push(Failure { playbook: "(account)".into(), account: account.id.clone(), error });
                 continue;
@@ -215,14 +215,7 @@ impl Simulator<'_> {
                 }
             }
             Trigger::Date { field, offset, catch_up, condition } => {
-                let (name, value) = match field {
-                    DateField::RenewalDate => ("renewal_date".to_string(), now.account.renewal_date),
-                    DateField::StartDate => ("start_date".to_string(), now.account.start_date),
-                    DateField::Field(f) => (
-                        format!("fields.{f}"),
-                        now.account.fields.get(f).and_then(|v| v.as_str()).and_then(|s| s.parse().ok()),
-                    ),
-                };
+                let (name, value) = (field.name(), field.value(now.account));
                 if let Some(value) = value {
                     let due = value + Duration::minutes(offset.minutes());
                     let late = (date - due).num_days();

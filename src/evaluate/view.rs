@@ -19,7 +19,7 @@ pub struct AccountView<'a> {
     /// error about reading a property of `()`.
     #[serde(serialize_with = "health_or_unknown")]
     pub health: Option<HealthView>,
-    pub contacts: Vec<Contact>,
+    pub contacts: &'a [Contact],
 }
 
 fn health_or_unknown<S: serde::Serializer>(health: &Option<HealthView>, s: S) -> Result<S::Ok, S::Error> {

@@ -93,6 +93,28 @@ pub enum DateField {
     Field(String),
 }
 
+impl DateField {
+    /// The field as playbooks write it (`renewal_date`, `fields.go_live`); it names the
+    /// occurrence in the ledger.
+    pub fn name(&self) -> String {
+        match self {
+            DateField::RenewalDate => "renewal_date".into(),
+            DateField::StartDate => "start_date".into(),
+            DateField::Field(f) => format!("fields.{f}"),
+        }
+    }
+
+    /// The account's date in this field; a CRM column that is not a `YYYY-MM-DD` date
+    /// has none.
+    pub fn value(&self, account: &crate::model::Account) -> Option<chrono::NaiveDate> {
+        match self {
+            DateField::RenewalDate => account.renewal_date,
+            DateField::StartDate => account.start_date,
+            DateField::Field(f) => account.fields.get(f).and_then(|v| v.as_str()).and_then(|s| s.parse().ok()),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Step {
     pub after: Span,
