@@ -22,7 +22,7 @@ pub fn describe(
     let ctx = context! {
         account => Value::from_serialize(view),
         health => Value::from_serialize(&view.health),
-        contacts => Value::from_serialize(&view.contacts),
+        contacts => Value::from_serialize(view.contacts),
         playbook => context! { id => playbook.id.clone(), name => playbook.name.clone() },
         today => date.to_string(),
         event => Value::from_serialize(event),
