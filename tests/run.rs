@@ -138,4 +138,11 @@ fn keel_run_evaluates_on_schedule_rejects_a_broken_playbook_and_stops_on_sigterm
     let (status, _) = terminate(&mut child);
     assert_eq!(status.code(), Some(0));
     assert_eq!(ws.store().ledger_count(), before, "a restart recorded nothing new");
+
+    // The account view lists what fired for the account, when and why.
+    let show = ws.keel(&["accounts", "show", "ACC-0000003"]).ok();
+    let timeline = &show[show.find("Timeline: playbook decisions").expect("a timeline section")..];
+    assert!(timeline.contains("red-save-plan  fired (episode:1)"), "{timeline}");
+    assert!(timeline.contains("read: health.band = \"red\""), "{timeline}");
+    assert!(timeline.contains("→ task \"Save plan: Nimbus Health entered red\""), "{timeline}");
 }
