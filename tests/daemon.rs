@@ -453,3 +453,19 @@ fn a_cancelled_pass_records_nothing_half_and_runs_again_at_the_next_start() {
     assert_eq!(sim.restart().tick(), 600);
     assert_eq!(sim.keel().store().ledger_count(), 600);
 }
+
+#[test]
+fn a_schedule_tick_older_than_the_catch_up_window_is_skipped_and_said() {
+    let pb = "id: monthly\nname: Monthly review\ntrigger:\n  schedule: \"0 9 1 * *\"\nactions:\n  - task: { title: Review, owner: \"{{ account.owner }}\" }\n";
+    let mut sim = Sim::new(&[("monthly", pb)]);
+    sim.at(0).accounts(vec![account("A", &[("score", 90.0)])]);
+    assert_eq!(sim.tick(), 0, "a first start sets the baseline");
+    // Down from 2 March until 20 April: the 1 April tick is 19 days old.
+    let tick = sim.restart().at(49).keel().tick(&AtomicBool::new(false)).unwrap();
+    assert!(tick.report.is_none(), "nothing runs late");
+    assert!(tick.notes.iter().any(|n| n.contains("older than the 7-day catch-up window")), "{:?}", tick.notes);
+    assert!(sim.ledger().is_empty());
+    // The next tick (1 May, 09:00) fires as usual.
+    sim.clock.set(morning(sim.start, 60) + Duration::hours(1));
+    assert_eq!(sim.tick(), 1);
+}

@@ -101,7 +101,7 @@ fn report(daemon: &Daemon, tick: &Tick, format: OutputFormat) -> anyhow::Result<
                     ("ERRORS", Align::Right),
                 ]);
                 for (id, s) in &report.playbooks {
-                    let row = [s.evaluated, s.fired + s.exited, s.skipped, s.errors].map(|n| n.to_string());
+                    let row = [s.evaluated, s.fired, s.skipped, s.errors].map(|n| n.to_string());
                     table.row([vec![id.clone()], row.to_vec()].concat());
                 }
                 write!(out, "{}", table.render())?;

@@ -214,8 +214,8 @@ impl Config {
                 workers: raw
                     .evaluation
                     .workers
-                    .filter(|&n| n > 0)
-                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+                    .or_else(|| std::thread::available_parallelism().ok())
+                    .map_or(2, |n| n.get()),
                 tick_limit: std::time::Duration::from_secs(
                     60 * raw.evaluation.tick_limit.map_or(DEFAULT_TICK_LIMIT_MINUTES, |s| s.0.minutes()) as u64,
                 ),
@@ -342,6 +342,8 @@ mod tests {
         assert_eq!((c.evaluation.workers, c.evaluation.tick_limit.as_secs()), (3, 120));
         let err = load_str("evaluation:\n  schedule: \"0 25 * * *\"\n").unwrap_err().to_string();
         assert!(err.contains("conf/keel.yaml:2:13") && err.contains("cron schedule"), "{err}");
+        let err = load_str("evaluation:\n  workers: 0\n").unwrap_err().to_string();
+        assert!(err.contains("conf/keel.yaml:2:12") && err.contains("nonzero"), "{err}");
         let err = load_str("evaluation:\n  tick_limit: soon\n").unwrap_err().to_string();
         assert!(err.contains("conf/keel.yaml:2:15") && err.contains("invalid duration"), "{err}");
     }

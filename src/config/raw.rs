@@ -38,8 +38,8 @@ pub struct RawConfig {
 pub struct RawEvaluation {
     /// When playbooks without their own `schedule` are evaluated.
     pub schedule: Option<Cron>,
-    /// Worker threads for Rhai evaluation; default: the machine's cores.
-    pub workers: Option<usize>,
+    /// Worker threads for Rhai evaluation (at least 1); default: the machine's cores.
+    pub workers: Option<std::num::NonZeroUsize>,
     /// A pass taking longer than this is logged as slow.
     pub tick_limit: Option<SpanText>,
 }

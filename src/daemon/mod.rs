@@ -139,18 +139,20 @@ impl Daemon {
             };
         };
         // The latest tick at or before `now`, and how many came before it since `last`.
-        let Some(mut latest) = cron.next_in(tz, last).filter(|t| *t <= now) else { return Plan::Wait };
-        let mut missed = 0u64;
-        // Bounded: a per-second schedule after a year of downtime is 31M ticks; past the
-        // bound, jump close to `now` and keep walking from there.
+        // Only ticks inside the catch-up window can run, so after a long downtime the walk
+        // starts at the window's edge: a per-second schedule down for a year costs a
+        // week of ticks, not 31 million (and `missed` is then a lower bound).
+        let Some(first) = cron.next_in(tz, last).filter(|t| *t <= now) else { return Plan::Wait };
+        let edge = now - Duration::days(DEFAULT_CATCH_UP_DAYS);
+        let (mut latest, mut missed) = (first, 0u64);
+        if first < edge {
+            if let Some(t) = cron.next_in(tz, edge).filter(|t| *t <= now) {
+                (latest, missed) = (t, 1);
+            }
+        }
         while let Some(next) = cron.next_in(tz, latest).filter(|t| *t <= now) {
             missed += 1;
             latest = next;
-            if missed % 100_000 == 0 {
-                if let Some(near) = cron.next_in(tz, now - Duration::days(1)).filter(|t| *t <= now && *t > latest) {
-                    latest = near;
-                }
-            }
         }
         if is_schedule_trigger && now - latest > Duration::days(DEFAULT_CATCH_UP_DAYS) {
             return Plan::TooLate { latest, missed: missed + 1 };

@@ -203,7 +203,7 @@ impl<'e, 'a> Worker<'e, 'a> {
             for encoded in &chunk {
                 match encoded.decode() {
                     Ok(account) => self.account(&account, &mut commit)?,
-                    Err(e) => self.report.fail("(account)", "?", e.to_string()),
+                    Err(e) => self.report.fail("(account)", &encoded.id(), e.to_string()),
                 }
             }
             self.ev.store.commit(&commit)?;

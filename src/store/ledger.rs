@@ -39,6 +39,11 @@ pub struct EncodedAccount {
 }
 
 impl EncodedAccount {
+    /// The account's id (its key), for reporting a record that does not decode.
+    pub fn id(&self) -> String {
+        String::from_utf8_lossy(&self.key).into_owned()
+    }
+
     pub fn decode(&self) -> Result<Account, StoreError> {
         decode("accounts", &self.key, &self.value)
     }

@@ -81,10 +81,23 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the store in `path`, a directory.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = sled::Config::new().path(path).open().map_err(|source| match &source {
-            sled::Error::Io(e) if is_lock_conflict(e) => StoreError::Locked { path: path.to_path_buf() },
-            _ => StoreError::Open { path: path.to_path_buf(), source },
-        })?;
+        // sled's background flusher holds the database (and its file lock) for a moment
+        // after the last handle is dropped, so a store closed and reopened in one process
+        // (a restart in tests, a reload) can find it still locked: retry briefly before
+        // saying another process has it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        let db = loop {
+            match sled::Config::new().path(path).open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e)) if is_lock_conflict(&e) => {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(StoreError::Locked { path: path.to_path_buf() });
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(source) => return Err(StoreError::Open { path: path.to_path_buf(), source }),
+            }
+        };
         let meta = db.open_tree("meta")?;
         match meta.get("layout")?.as_deref() {
             None => {
