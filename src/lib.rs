@@ -10,14 +10,16 @@
 //! - [`model`]: accounts, contacts, events;
 //! - [`sync`]: source files into the store, as upserts;
 //! - [`store`]: the embedded sled store behind Keel's own interface;
+//! - [`evaluate`]: the health model and playbooks, deciding what fires;
+//! - [`daemon`]: the schedule, reloads, and the loop around evaluation and delivery;
+//! - [`deliver`]: the outbox worked off — email, webhooks, task escalations — with
+//!   retries and the protections customers' inboxes are owed;
 //! - [`cli`]: the `keel` command line; `main.rs` only parses arguments and calls it.
-//!
-//! `evaluate` (health model, playbooks, scheduler) and `deliver` (outbox, email, webhooks,
-//! tasks) join the flow in later releases.
 
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod deliver;
 pub mod diagnostic;
 pub mod evaluate;
 pub mod model;

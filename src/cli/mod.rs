@@ -6,11 +6,15 @@
 
 mod accounts;
 mod check;
+mod contacts;
 mod health;
+mod outbox;
+mod preview;
 mod run;
 mod simulate;
 mod sync;
 mod table;
+mod tasks;
 mod test;
 
 use std::path::PathBuf;
@@ -63,8 +67,19 @@ pub enum Command {
     Check,
     /// Score every account with the health model (rules/health.yaml) and record the day's point.
     Health(health::HealthArgs),
-    /// Run the daemon: evaluate each playbook on its schedule, record firings, reload on change.
+    /// Run the daemon: evaluate each playbook on its schedule, deliver what fires, reload on change.
     Run(run::RunArgs),
+    /// The outbox: emails and webhooks waiting, delivered or dead; retry dead ones.
+    #[command(subcommand)]
+    Outbox(outbox::OutboxCommand),
+    /// Tasks (CTAs) playbooks opened: list, done, snooze, cancel.
+    #[command(subcommand)]
+    Tasks(tasks::TasksCommand),
+    /// Contacts' email preferences: unsubscribe, the suppression list.
+    #[command(subcommand)]
+    Contacts(contacts::ContactsCommand),
+    /// Render an email template for an account, as Keel would send it.
+    Preview(preview::PreviewArgs),
 }
 
 /// Output format of commands that show data.
@@ -125,5 +140,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Simulate(args) => simulate::run(&session, args),
         Command::Test(args) => test::run(&session, args),
         Command::Run(args) => run::run(&session, args),
+        Command::Outbox(cmd) => outbox::run(&session, cmd),
+        Command::Tasks(cmd) => tasks::run(&session, cmd),
+        Command::Contacts(cmd) => contacts::run(&session, cmd),
+        Command::Preview(args) => preview::run(&session, args),
     }
 }

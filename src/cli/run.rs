@@ -1,4 +1,5 @@
-//! `keel run`: the daemon, or with `--once` a single evaluation pass for what is due.
+//! `keel run`: the daemon, or with `--once` one evaluation pass for what is due and one
+//! delivery round for what it (or an earlier run) queued.
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -11,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::table::{Align, Table};
 use super::{FormatArg, OutputFormat, Session};
 use crate::daemon::{self, Clock, Daemon, OffsetClock, SystemClock, Tick};
+use crate::deliver::{Deliverer, DeliveryReport};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -26,10 +28,14 @@ pub fn run(session: &Session, args: RunArgs) -> anyhow::Result<ExitCode> {
     let store = session.open_store()?;
     let clock: Arc<dyn Clock> =
         if session.pinned { Arc::new(OffsetClock::new(session.now)) } else { Arc::new(SystemClock) };
-    let daemon = Daemon::new(session.config.clone(), store, loaded, clock);
+    let daemon = Daemon::new(session.config.clone(), store.clone(), loaded, clock.clone());
+    let deliverer = Arc::new(Deliverer::new(&session.config, store, daemon.loaded_arc(), clock)?);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     if args.once {
         let tick = daemon.tick(&AtomicBool::new(false))?;
-        return report(&daemon, &tick, args.format.format);
+        let delivery = runtime.block_on(deliverer.deliver_due(&CancellationToken::new()))?;
+        daemon.store().flush()?;
+        return report(&daemon, &deliverer, &tick, &delivery, args.format.format);
     }
 
     let enabled = daemon.loaded().set.playbooks.iter().filter(|p| p.enabled).count();
@@ -37,9 +43,9 @@ pub fn run(session: &Session, args: RunArgs) -> anyhow::Result<ExitCode> {
         playbooks = enabled,
         store = %daemon.store().path().display(),
         timezone = %daemon.config().timezone,
+        mail = %deliverer.mail_destination(),
         "keel is running; Ctrl-C or SIGTERM stops it"
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let daemon = runtime.block_on(async {
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
@@ -51,7 +57,7 @@ pub fn run(session: &Session, args: RunArgs) -> anyhow::Result<ExitCode> {
             eprintln!("error: second signal: exiting at once; the store keeps what was committed");
             std::process::exit(130);
         });
-        daemon::run::serve(daemon, shutdown).await
+        daemon::run::serve(daemon, deliverer, shutdown).await
     })?;
     tracing::info!(ledger = daemon.store().ledger_count(), "stopped cleanly");
     Ok(ExitCode::SUCCESS)
@@ -74,11 +80,27 @@ async fn signal() {
     }
 }
 
-fn report(daemon: &Daemon, tick: &Tick, format: OutputFormat) -> anyhow::Result<ExitCode> {
+fn report(
+    daemon: &Daemon,
+    deliverer: &Deliverer,
+    tick: &Tick,
+    delivery: &DeliveryReport,
+    format: OutputFormat,
+) -> anyhow::Result<ExitCode> {
     let mut out = io::stdout().lock();
     let tz = daemon.config().timezone;
+    let store = daemon.store();
+    let pending = store.pending_count();
+    let next = store.next_outbox_due()?;
     if format == OutputFormat::Json {
-        let doc = serde_json::json!({ "at": tick.at, "pass": tick.report, "notes": tick.notes });
+        let doc = serde_json::json!({
+            "at": tick.at,
+            "pass": tick.report,
+            "notes": tick.notes,
+            "delivery": delivery,
+            "pending": pending,
+            "next_delivery": next,
+        });
         serde_json::to_writer_pretty(&mut out, &doc)?;
         writeln!(out)?;
     } else {
@@ -113,10 +135,40 @@ fn report(daemon: &Daemon, tick: &Tick, format: OutputFormat) -> anyhow::Result<
         if let Some(report) = &tick.report {
             writeln!(
                 out,
-                "{} firing(s) recorded in the ledger; `keel accounts show ID` lists an account's. \
-                 They are recorded as decided: sending emails and webhooks and creating tasks is not built yet.",
+                "{} firing(s) recorded in the ledger; `keel accounts show ID` lists an account's.",
                 report.fired()
             )?;
+        }
+        let d = delivery;
+        writeln!(
+            out,
+            "Delivery ({}): {} delivered, {} deferred, {} suppressed, {} dropped, {} retrying, {} dead{}.",
+            deliverer.mail_destination(),
+            d.delivered,
+            d.deferred,
+            d.suppressed,
+            d.dropped,
+            d.retrying,
+            d.dead,
+            if d.escalated > 0 { format!("; {} overdue task(s) escalated", d.escalated) } else { String::new() }
+        )?;
+        if let Some(next) = next.filter(|_| pending > 0) {
+            writeln!(
+                out,
+                "{pending} outbox entr{} pending, the next due {} (`keel outbox list` shows them; `keel run` delivers them when due).",
+                if pending == 1 { "y" } else { "ies" },
+                next.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z")
+            )?;
+        }
+        if d.dead > 0 {
+            writeln!(
+                out,
+                "`keel outbox list --dead` shows what could not be delivered; `keel outbox retry` puts it back."
+            )?;
+        }
+        let open = store.tasks().filter(|t| t.as_ref().is_ok_and(|t| t.is_open())).count();
+        if open > 0 {
+            writeln!(out, "{open} open task(s): `keel tasks list`.")?;
         }
     }
     let Some(report) = tick.report.as_ref().filter(|r| r.errors() > 0) else { return Ok(ExitCode::SUCCESS) };

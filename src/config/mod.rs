@@ -50,6 +50,67 @@ pub struct Config {
     pub email: EmailConfig,
     pub api: ApiConfig,
     pub evaluation: EvaluationConfig,
+    pub delivery: DeliveryConfig,
+}
+
+/// How the outbox is worked off (DESIGN.md, "Delivery").
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// Attempts before an entry is dead.
+    pub max_attempts: u32,
+    /// The first retry's delay; each next one doubles (with jitter) up to `max_backoff`.
+    pub backoff: std::time::Duration,
+    pub max_backoff: std::time::Duration,
+    /// Delivered, suppressed and dropped entries are kept this long for the timeline.
+    pub retention: chrono::Duration,
+    pub email_concurrency: usize,
+    pub webhook_concurrency: usize,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            max_attempts: 8,
+            backoff: std::time::Duration::from_secs(30),
+            max_backoff: std::time::Duration::from_secs(3600),
+            retention: chrono::Duration::days(90),
+            email_concurrency: 4,
+            webhook_concurrency: 16,
+        }
+    }
+}
+
+/// What protects customers' inboxes (customer-facing mail only; internal mail to CSMs
+/// and managers is exempt).
+#[derive(Debug, Clone)]
+pub struct Protections {
+    /// At most `max` emails per contact per `per`, across all playbooks.
+    pub cap: Option<FrequencyCap>,
+    /// No sends from `start` to `end` (wrapping midnight when `start > end`), in the
+    /// recipient's zone. `None` (or equal times) means any hour.
+    pub quiet_hours: Option<(chrono::NaiveTime, chrono::NaiveTime)>,
+    /// The days sends go out on, in the recipient's zone.
+    pub business_days: Vec<chrono::Weekday>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct FrequencyCap {
+    pub max: u32,
+    pub per: chrono::Duration,
+}
+
+impl Default for Protections {
+    fn default() -> Self {
+        use chrono::Weekday::*;
+        Protections {
+            cap: Some(FrequencyCap { max: 2, per: chrono::Duration::days(7) }),
+            quiet_hours: Some((
+                chrono::NaiveTime::from_hms_opt(20, 0, 0).expect("valid"),
+                chrono::NaiveTime::from_hms_opt(8, 0, 0).expect("valid"),
+            )),
+            business_days: vec![Mon, Tue, Wed, Thu, Fri],
+        }
+    }
 }
 
 /// How the daemon evaluates playbooks.
@@ -100,6 +161,11 @@ pub struct EmailConfig {
     /// The From: of every email Keel sends.
     pub from: String,
     pub transport: EmailTransport,
+    /// Where unsubscribe links point: the API's `/unsubscribe` unless configured.
+    pub unsubscribe_url: String,
+    /// Signs unsubscribe tokens; `None`: a key Keel keeps in the store.
+    pub unsubscribe_secret: Option<Secret>,
+    pub protections: Protections,
 }
 
 #[derive(Debug, Clone)]
@@ -188,6 +254,7 @@ impl Config {
                 dir: raw.email.eml_dir.map(|d| resolve(&d.0)).unwrap_or_else(|| data_dir.join("mail")),
             },
         };
+        let listen = raw.api.listen.map_or(SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_API_PORT)), |l| l.0);
         Config {
             file: path.to_path_buf(),
             timezone: raw.timezone.map_or(Tz::UTC, |t| t.0),
@@ -201,10 +268,43 @@ impl Config {
             email: EmailConfig {
                 from: raw.email.from.map_or_else(|| "Keel <keel@localhost>".to_string(), |f| f.0),
                 transport: email_transport,
+                unsubscribe_url: raw
+                    .email
+                    .unsubscribe_url
+                    .map(|u| u.0)
+                    .filter(|u| !u.trim().is_empty())
+                    .unwrap_or_else(|| format!("http://{listen}/unsubscribe")),
+                unsubscribe_secret: raw.email.unsubscribe_secret.filter(|s| !s.expose().is_empty()),
+                protections: {
+                    let default = Protections::default();
+                    Protections {
+                        cap: raw
+                            .email
+                            .frequency_cap
+                            .map_or(default.cap, |c| Some(FrequencyCap { max: c.max.get(), per: c.per.0.to_chrono() })),
+                        quiet_hours: raw
+                            .email
+                            .quiet_hours
+                            .map_or(default.quiet_hours, |q| (q.start.0 != q.end.0).then_some((q.start.0, q.end.0))),
+                        business_days: raw
+                            .email
+                            .business_days
+                            .map_or(default.business_days, |d| d.into_iter().map(|d| d.0).collect()),
+                    }
+                },
             },
-            api: ApiConfig {
-                listen: raw.api.listen.map_or(SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_API_PORT)), |l| l.0),
-                token: raw.api.token.filter(|t| !t.expose().is_empty()),
+            api: ApiConfig { listen, token: raw.api.token.filter(|t| !t.expose().is_empty()) },
+            delivery: {
+                let d = DeliveryConfig::default();
+                let r = raw.delivery;
+                DeliveryConfig {
+                    max_attempts: r.max_attempts.map_or(d.max_attempts, |n| n.get()),
+                    backoff: r.backoff.map_or(d.backoff, |b| b.0),
+                    max_backoff: r.max_backoff.map_or(d.max_backoff, |b| b.0),
+                    retention: r.retention.map_or(d.retention, |s| s.0.to_chrono()),
+                    email_concurrency: r.email_concurrency.map_or(d.email_concurrency, |n| n.get()),
+                    webhook_concurrency: r.webhook_concurrency.map_or(d.webhook_concurrency, |n| n.get()),
+                }
             },
             evaluation: EvaluationConfig {
                 schedule: raw.evaluation.schedule.map_or_else(

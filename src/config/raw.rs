@@ -31,6 +31,77 @@ pub struct RawConfig {
     pub api: RawApi,
     #[serde(default)]
     pub evaluation: RawEvaluation,
+    #[serde(default)]
+    pub delivery: RawDelivery,
+}
+
+/// How the outbox is worked off.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDelivery {
+    /// Attempts before an entry is dead (at least 1).
+    pub max_attempts: Option<std::num::NonZeroU32>,
+    /// The first retry's delay; each next one doubles, with jitter.
+    pub backoff: Option<DelayText>,
+    pub max_backoff: Option<DelayText>,
+    /// How long delivered, suppressed and dropped entries stay for the timeline.
+    pub retention: Option<SpanText>,
+    /// Emails sent at once (the SMTP connection pool's size).
+    pub email_concurrency: Option<std::num::NonZeroUsize>,
+    /// Webhook requests in flight at once.
+    pub webhook_concurrency: Option<std::num::NonZeroUsize>,
+}
+
+/// A delay like `500ms`, `30s`, `5m`, `1h`, checked while parsing.
+#[derive(Debug, Clone, Copy)]
+pub struct DelayText(pub std::time::Duration);
+
+impl<'de> Deserialize<'de> for DelayText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let Expanded(raw) = Expanded::deserialize(d)?;
+        crate::evaluate::duration::parse_delay(&raw).map(DelayText).map_err(de::Error::custom)
+    }
+}
+
+/// A time of day `HH:MM`, checked while parsing.
+#[derive(Debug, Clone, Copy)]
+pub struct TimeOfDay(pub chrono::NaiveTime);
+
+impl<'de> Deserialize<'de> for TimeOfDay {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let Expanded(raw) = Expanded::deserialize(d)?;
+        chrono::NaiveTime::parse_from_str(raw.trim(), "%H:%M")
+            .map(TimeOfDay)
+            .map_err(|_| de::Error::custom(format!("invalid time {raw:?}: expected HH:MM, like \"20:00\"")))
+    }
+}
+
+/// A weekday as `mon` … `sun`.
+#[derive(Debug, Clone, Copy)]
+pub struct Day(pub chrono::Weekday);
+
+impl<'de> Deserialize<'de> for Day {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let Expanded(raw) = Expanded::deserialize(d)?;
+        raw.trim().parse::<chrono::Weekday>().map(Day).map_err(|_| {
+            de::Error::custom(format!("invalid day {raw:?}: expected mon, tue, wed, thu, fri, sat or sun"))
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCap {
+    /// At least 1 (to send no customer mail at all, disable the playbooks).
+    pub max: std::num::NonZeroU32,
+    pub per: SpanText,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuietHours {
+    pub start: TimeOfDay,
+    pub end: TimeOfDay,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -95,6 +166,16 @@ pub struct RawEmail {
     /// Where `.eml` files go when no SMTP server is configured.
     pub eml_dir: Option<Expanded>,
     pub smtp: Option<RawSmtp>,
+    /// Where unsubscribe links point (the API's `/unsubscribe`).
+    pub unsubscribe_url: Option<Expanded>,
+    /// Signs unsubscribe tokens; without it Keel makes a key and keeps it in the store.
+    pub unsubscribe_secret: Option<Secret>,
+    /// Customer-facing emails per contact, across all playbooks.
+    pub frequency_cap: Option<RawCap>,
+    /// No customer-facing mail between `start` and `end`, in the recipient's zone.
+    pub quiet_hours: Option<RawQuietHours>,
+    /// Days customer-facing mail goes out on, in the recipient's zone.
+    pub business_days: Option<Vec<Day>>,
 }
 
 #[derive(Debug, Deserialize)]

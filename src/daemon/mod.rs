@@ -115,6 +115,11 @@ impl Daemon {
         &self.loaded
     }
 
+    /// The playbooks in force, shared (the deliverer renders digests with them).
+    pub fn loaded_arc(&self) -> Arc<Loaded> {
+        self.loaded.clone()
+    }
+
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }
@@ -226,7 +231,9 @@ impl Daemon {
             return Ok(Tick { at: now, report: None, notes });
         }
         let loaded = &self.loaded;
+        let unsubscribe = crate::deliver::unsubscribe::Unsubscribe::for_store(&self.config, &self.store)?;
         let evaluator = Evaluator {
+            unsubscribe: &unsubscribe,
             store: &self.store,
             engine: &loaded.engine,
             model: &loaded.model,

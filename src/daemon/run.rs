@@ -5,23 +5,37 @@
 //! compiling are CPU-bound, and the runtime must keep serving (the outbox workers and the
 //! HTTP API join it). Shutdown during a pass sets the pass's cancel flag: it stops after
 //! the chunk in progress, whose decisions land in one transaction, so nothing is
-//! half-recorded; the store is flushed before `serve` returns.
+//! half-recorded. The outbox workers ([`Deliverer::serve`]) run beside the loop; a pass
+//! wakes them when it queued work. On shutdown they take no new entries and finish the
+//! ones being sent (bounded by [`FINISH_SENDING`]); the store is flushed before `serve`
+//! returns.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{Daemon, Reload};
+use crate::deliver::Deliverer;
 use crate::evaluate::render_diagnostics;
 
 /// How often files are checked for changes, and the longest the loop sleeps.
 pub const POLL: Duration = Duration::from_secs(1);
+/// How long shutdown waits for deliveries in flight (an SMTP timeout is 30 s).
+pub const FINISH_SENDING: Duration = Duration::from_secs(40);
 
-/// Runs the daemon until `shutdown` is cancelled; returns it with the store flushed.
-pub async fn serve(mut daemon: Daemon, shutdown: CancellationToken) -> anyhow::Result<Daemon> {
+/// Runs the daemon and its outbox workers until `shutdown` is cancelled; returns it with
+/// the store flushed.
+pub async fn serve(
+    mut daemon: Daemon,
+    deliverer: Arc<Deliverer>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Daemon> {
     let cancel = Arc::new(AtomicBool::new(false));
+    let wake = Arc::new(Notify::new());
+    let mut delivery = tokio::spawn(deliverer.clone().serve(shutdown.clone(), wake.clone()));
     loop {
         let now = daemon.now();
         let next = daemon.next_wakeup(now)?;
@@ -41,6 +55,7 @@ pub async fn serve(mut daemon: Daemon, shutdown: CancellationToken) -> anyhow::R
             };
             daemon = back;
             result?;
+            wake.notify_one();
             if shutdown.is_cancelled() {
                 break;
             }
@@ -60,6 +75,7 @@ pub async fn serve(mut daemon: Daemon, shutdown: CancellationToken) -> anyhow::R
         match outcome {
             Reload::Unchanged => {}
             Reload::Applied => {
+                deliverer.set_loaded(daemon.loaded_arc());
                 let set = &daemon.loaded().set;
                 let enabled = set.playbooks.iter().filter(|p| p.enabled).count();
                 tracing::info!(playbooks = set.playbooks.len(), enabled, "reloaded the config, rules and playbooks");
@@ -71,6 +87,10 @@ pub async fn serve(mut daemon: Daemon, shutdown: CancellationToken) -> anyhow::R
                 );
             }
         }
+    }
+    if tokio::time::timeout(FINISH_SENDING, &mut delivery).await.is_err() {
+        tracing::warn!("deliveries still in flight after {FINISH_SENDING:?}; they are retried at the next start");
+        delivery.abort();
     }
     daemon.store().flush()?;
     Ok(daemon)

@@ -58,9 +58,40 @@ impl fmt::Display for Span {
     }
 }
 
+/// A delay for delivery settings (retries, timeouts): `500ms`, `30s`, `5m`, `2h`, `1d`.
+pub fn parse_delay(text: &str) -> Result<std::time::Duration, String> {
+    let s = text.trim();
+    let bad = || format!("invalid delay {text:?}: expected a number and a unit, like 500ms, 30s, 5m or 1h");
+    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    let ms = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(bad()),
+    };
+    if n == 0 {
+        return Err(format!("{text:?} must be a positive delay"));
+    }
+    n.checked_mul(ms).map(std::time::Duration::from_millis).ok_or_else(bad)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delays_read_as_written() {
+        assert_eq!(parse_delay("500ms").unwrap().as_millis(), 500);
+        assert_eq!(parse_delay("30s").unwrap().as_secs(), 30);
+        assert_eq!(parse_delay("2h").unwrap().as_secs(), 7200);
+        for bad in ["", "s", "30", "0s", "1.5s", "3y", "-1s"] {
+            assert!(parse_delay(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
 
     #[test]
     fn durations_read_as_written() {

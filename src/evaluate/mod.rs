@@ -3,11 +3,13 @@
 //! - [`script`]: the sandboxed Rhai engine every expression and rule runs on;
 //! - [`health`]: the health model; [`playbook`]: playbook files, validated;
 //! - [`pass`]: one evaluation pass that decides and records firings in the ledger;
+//! - [`plan`]: a firing's actions rendered into outbox entries and tasks;
 //! - [`simulate`] and [`playtest`]: the read-only authoring tools.
 
 pub mod duration;
 pub mod health;
 pub mod pass;
+pub mod plan;
 pub mod playbook;
 pub mod playtest;
 pub mod render;

@@ -37,11 +37,12 @@ use serde::Serialize;
 
 use super::duration::Span;
 use super::health::HealthModel;
+use super::plan::{Firing, Planner};
 use super::playbook::{Fire, Playbook, PlaybookSet, Step, Trigger, DEFAULT_CATCH_UP_DAYS};
 use super::render::{describe, one_line};
 use super::script::{AccountScope, EvalError, Expression, ScriptEngine, Truth};
 use super::view::{AccountView, HealthView};
-use crate::model::{Account, Decision, Event, LedgerEntry, PlaybookState, SequenceState};
+use crate::model::{Account, Decision, Event, LedgerEntry, OutboxEntry, PlaybookState, SequenceState, TaskRequest};
 use crate::store::{Commit, EncodedAccount, Store, StoreError};
 
 /// Accounts a worker takes from the cursor at a time, and commits in one transaction.
@@ -73,6 +74,8 @@ pub struct Evaluator<'a> {
     pub workers: usize,
     /// Set to stop the pass between chunks (shutdown).
     pub cancel: &'a AtomicBool,
+    /// Signs the unsubscribe links of customer-facing mail.
+    pub unsubscribe: &'a crate::deliver::unsubscribe::Unsubscribe,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -172,10 +175,27 @@ struct Worker<'e, 'a> {
     report: PassReport,
 }
 
-/// What one playbook decided for one account.
+/// What one playbook decided for one account: ledger entries, and the outbox entries and
+/// tasks of its firings (each with the index of its firing in `entries`).
 struct Decisions<'v> {
     entries: Vec<LedgerEntry>,
+    outbox: Vec<(usize, OutboxEntry)>,
+    tasks: Vec<(usize, TaskRequest)>,
     view: &'v AccountView<'v>,
+}
+
+impl<'v> Decisions<'v> {
+    fn new(view: &'v AccountView<'v>) -> Self {
+        Decisions { entries: Vec::new(), outbox: Vec::new(), tasks: Vec::new(), view }
+    }
+
+    /// Records a firing with its work.
+    fn push_fired(&mut self, entry: LedgerEntry, work: crate::evaluate::plan::Work) {
+        let i = self.entries.len();
+        self.entries.push(entry);
+        self.outbox.extend(work.outbox.into_iter().map(|e| (i, e)));
+        self.tasks.extend(work.tasks.into_iter().map(|t| (i, t)));
+    }
 }
 
 impl<'e, 'a> Worker<'e, 'a> {
@@ -233,7 +253,7 @@ impl<'e, 'a> Worker<'e, 'a> {
             let id = &due.playbook.id;
             let before = state.playbooks.get(id).cloned().unwrap_or_default();
             let mut ps = before.clone();
-            let mut out = Decisions { entries: Vec::new(), view: &view };
+            let mut out = Decisions::new(&view);
             let result = self.playbook(due, &mut ps, &events, &mut out);
             let stats = self.report.playbooks.get_mut(id).expect("every due playbook has stats");
             stats.evaluated += 1;
@@ -246,7 +266,10 @@ impl<'e, 'a> Worker<'e, 'a> {
                             Decision::Exited => stats.exited += 1,
                         }
                     }
+                    let base = commit.entries.len();
                     commit.entries.extend(out.entries);
+                    commit.outbox.extend(out.outbox.into_iter().map(|(i, e)| (base + i, e)));
+                    commit.tasks.extend(out.tasks.into_iter().map(|(i, t)| (base + i, t)));
                     if ps != before {
                         changed = true;
                         if ps.is_empty() {
@@ -446,10 +469,11 @@ impl<'e, 'a> Worker<'e, 'a> {
         let first = &pb.steps[0];
         let mut next_step = 0;
         let mut actions = Vec::new();
+        let mut work = Default::default();
         if first.after.minutes() == 0 {
             next_step = 1;
             if self.step_holds(first)? {
-                actions = self.render(pb, first, out.view, event);
+                (actions, work) = self.render(pb, first, out.view, event, &occurrence);
             } else {
                 why.push_str("; the first step's `when` did not hold");
             }
@@ -459,7 +483,7 @@ impl<'e, 'a> Worker<'e, 'a> {
         }
         let mut entry = self.entry(pb, out.view, occurrence, Decision::Fired, why, actions);
         entry.values = self.values(pb, out.view);
-        out.entries.push(entry);
+        out.push_fired(entry, work);
         Ok(())
     }
 
@@ -491,6 +515,7 @@ impl<'e, 'a> Worker<'e, 'a> {
                 let due_at = seq.started + step.after.to_chrono();
                 let occurrence = format!("{}/step:{}", seq.occurrence, seq.next_step + 1);
                 let late = self.now - due_at;
+                let mut work = Default::default();
                 let entry = if late > catch_up {
                     let why = format!(
                         "step {} (after {}) fell due {}, older than the catch-up window",
@@ -511,10 +536,11 @@ impl<'e, 'a> Worker<'e, 'a> {
                         seq.occurrence,
                         step.after
                     );
-                    let actions = self.render(pb, step, out.view, None);
+                    let actions;
+                    (actions, work) = self.render(pb, step, out.view, None, &occurrence);
                     self.entry(pb, out.view, occurrence, Decision::Fired, why, actions)
                 };
-                out.entries.push(entry);
+                out.push_fired(entry, work);
                 seq.next_step += 1;
             }
             if seq.next_step < pb.steps.len() {
@@ -546,8 +572,25 @@ impl<'e, 'a> Worker<'e, 'a> {
         }
     }
 
-    fn render(&self, pb: &Playbook, step: &Step, view: &AccountView, event: Option<&Event>) -> Vec<String> {
-        step.actions.iter().map(|a| describe(self.ev.set, a, pb, view, event, self.date)).collect()
+    /// A step's actions in words (for the ledger) and as work (outbox entries, tasks).
+    fn render(
+        &self,
+        pb: &Playbook,
+        step: &Step,
+        view: &AccountView,
+        event: Option<&Event>,
+        occurrence: &str,
+    ) -> (Vec<String>, crate::evaluate::plan::Work) {
+        let words = step.actions.iter().map(|a| describe(self.ev.set, a, pb, view, event, self.date)).collect();
+        let planner = Planner { set: self.ev.set, unsubscribe: self.ev.unsubscribe, timezone: self.ev.timezone };
+        let firing =
+            Firing { playbook: pb, view, event, occurrence, now: self.now, date: self.date, tick: self.tick_of(pb) };
+        (words, planner.plan(&step.actions, &firing))
+    }
+
+    /// The tick this pass stands for, for a playbook (digests group by it).
+    fn tick_of(&self, pb: &Playbook) -> DateTime<Utc> {
+        self.due.iter().find(|d| std::ptr::eq(d.playbook, pb)).map_or(self.now, |d| d.tick)
     }
 
     fn entry(

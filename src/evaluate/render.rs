@@ -9,6 +9,54 @@ use super::playbook::{Action, Playbook, PlaybookSet, Recipients};
 use super::view::AccountView;
 use crate::model::Event;
 
+/// What every template sees for one account (`recipient`, `unsubscribe_url` and
+/// `accounts` are empty here; [`for_recipient`] and digests fill them in).
+pub fn context(view: &AccountView, playbook: &Playbook, event: Option<&Event>, date: NaiveDate) -> Value {
+    context! {
+        account => Value::from_serialize(view),
+        health => Value::from_serialize(&view.health),
+        contacts => Value::from_serialize(view.contacts),
+        playbook => context! { id => playbook.id.clone(), name => playbook.name.clone() },
+        today => date.to_string(),
+        event => Value::from_serialize(event),
+        accounts => Value::from(Vec::<Value>::new()),
+        recipient => Value::from(()),
+        unsubscribe_url => "",
+    }
+}
+
+/// The context for one recipient of an email.
+pub fn for_recipient(base: &Value, recipient: Value, unsubscribe_url: Option<&str>) -> Value {
+    context! { recipient => recipient, unsubscribe_url => unsubscribe_url.unwrap_or(""), ..base.clone() }
+}
+
+/// An email's parts, rendered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedEmail {
+    /// On one line: a value with a line break can never start a new header.
+    pub subject: String,
+    pub text: String,
+    pub html: Option<String>,
+}
+
+/// Renders the email template `name` (subject, text, optional HTML) with `ctx`.
+pub fn render_email(set: &PlaybookSet, name: &str, ctx: &Value) -> Result<RenderedEmail, String> {
+    let t = set.emails.get(name).ok_or_else(|| format!("no email template {name:?} in the loaded playbooks"))?;
+    let render = |tname: &str| {
+        set.templates.get_template(tname).and_then(|t| t.render(ctx)).map_err(|e| format!("template {tname}: {e}"))
+    };
+    Ok(RenderedEmail {
+        subject: one_line(&render(&t.subject)?),
+        text: render(&t.text)?,
+        html: t.html.as_deref().map(render).transpose()?,
+    })
+}
+
+/// Renders one inline template of a playbook.
+pub fn render_one(set: &PlaybookSet, name: &str, ctx: &Value) -> Result<String, String> {
+    set.templates.get_template(name).and_then(|t| t.render(ctx)).map_err(|e| e.to_string())
+}
+
 /// One action in words, its templates rendered for this account. A template that fails
 /// to render says so in place (the firing is still recorded).
 pub fn describe(
@@ -19,17 +67,7 @@ pub fn describe(
     event: Option<&Event>,
     date: NaiveDate,
 ) -> String {
-    let ctx = context! {
-        account => Value::from_serialize(view),
-        health => Value::from_serialize(&view.health),
-        contacts => Value::from_serialize(view.contacts),
-        playbook => context! { id => playbook.id.clone(), name => playbook.name.clone() },
-        today => date.to_string(),
-        event => Value::from_serialize(event),
-        accounts => Value::from(Vec::<Value>::new()),
-        recipient => Value::from(()),
-        unsubscribe_url => "",
-    };
+    let ctx = context(view, playbook, event, date);
     let render = |name: &str| match set.templates.get_template(name).and_then(|t| t.render(&ctx)) {
         Ok(text) => one_line(&text),
         Err(e) => format!("<cannot render: {e}>"),
@@ -39,7 +77,7 @@ pub fn describe(
             let due = due_in.map(|d| format!(", due in {d}")).unwrap_or_default();
             format!("task {:?} for {} ({}{due})", render(title), render(owner), priority.as_str())
         }
-        Action::Email { to, template, digest } => {
+        Action::Email { to, template, digest, .. } => {
             let to = match to {
                 Recipients::Contacts => {
                     let n = view.contacts.iter().filter(|c| !c.unsubscribed && c.email.is_some()).count();

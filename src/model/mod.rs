@@ -14,12 +14,18 @@ mod contact;
 mod event;
 mod health;
 mod ledger;
+mod outbox;
+mod task;
 
 pub use account::{Account, AccountPatch, Segment, SegmentError};
 pub use contact::{Contact, ContactPatch};
 pub use event::{Event, EventPatch};
 pub use health::{Band, HealthPoint};
 pub use ledger::{AccountState, Decision, LedgerEntry, PlaybookState, SequenceState};
+pub use outbox::{
+    delivery_key, Audience, CapPolicy, Channel, DigestItem, Email, Note, OutboxEntry, Payload, Status, Webhook,
+};
+pub use task::{Escalation, Task, TaskRequest, TaskStatus};
 
 /// Longest id accepted, in bytes. CRM ids are 18 characters; Segment message ids are
 /// UUIDs; 256 leaves room for composite ids without letting a bad column in.

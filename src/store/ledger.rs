@@ -7,14 +7,17 @@
 //!   none are, so nothing is half-recorded and a re-run decides the missing ones again,
 //!   under the same occurrence keys.
 //! - A ledger key is written once: `commit` never replaces an entry already present.
+//! - A firing's outbox entries and tasks are written in that same transaction, and only
+//!   when its ledger entry is new: a decided action is never lost and never doubled.
 //! - Ticks are marked complete only after every chunk of the pass has committed.
 
 use chrono::{DateTime, Utc};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
+use super::outbox::{insert_outbox, upsert_task};
 use super::{codec, decode, keys, Store, StoreError};
-use crate::model::{Account, AccountState, HealthPoint, LedgerEntry};
+use crate::model::{Account, AccountState, HealthPoint, LedgerEntry, OutboxEntry, TaskRequest};
 
 /// What one chunk of an evaluation pass decided, written atomically by [`Store::commit`].
 #[derive(Debug, Default)]
@@ -23,6 +26,10 @@ pub struct Commit {
     /// Accounts whose state changed (the state as it is now; an empty state is removed).
     pub states: Vec<(String, AccountState)>,
     pub health: Vec<(String, HealthPoint)>,
+    /// Outbox entries, each with the index in `entries` of the firing that decided it.
+    pub outbox: Vec<(usize, OutboxEntry)>,
+    /// Tasks, each with the index in `entries` of the firing that asked for it.
+    pub tasks: Vec<(usize, TaskRequest)>,
 }
 
 impl Commit {
@@ -131,13 +138,33 @@ impl Store {
         for (id, point) in &commit.health {
             health.insert(keys::health_key(id, point.date), codec::encode(point));
         }
-        (&self.ledger, &self.state, &self.health)
-            .transaction(|(ledger, state, health_tree)| {
-                let mut written = 0;
-                for (key, value) in &entries {
+        let trees = (
+            &self.meta,
+            &self.ledger,
+            &self.state,
+            &self.health,
+            &self.outbox,
+            &self.outbox_index,
+            &self.tasks,
+            &self.task_index,
+        );
+        trees
+            .transaction(|(meta, ledger, state, health_tree, outbox, outbox_index, tasks, task_index)| {
+                let mut new = vec![false; entries.len()];
+                for (i, (key, value)) in entries.iter().enumerate() {
                     if ledger.get(key)?.is_none() {
                         ledger.insert(key.as_slice(), value.as_slice())?;
-                        written += 1;
+                        new[i] = true;
+                    }
+                }
+                for (i, entry) in &commit.outbox {
+                    if new[*i] {
+                        insert_outbox(meta, outbox, outbox_index, entry)?;
+                    }
+                }
+                for (i, task) in &commit.tasks {
+                    if new[*i] {
+                        upsert_task(meta, tasks, task_index, task, commit.entries[*i].at)?;
                     }
                 }
                 for (id, value) in &states {
@@ -147,11 +174,11 @@ impl Store {
                     };
                 }
                 health_tree.apply_batch(&health)?;
-                Ok::<_, ConflictableTransactionError<()>>(written)
+                Ok::<_, ConflictableTransactionError<StoreError>>(new.iter().filter(|n| **n).count())
             })
             .map_err(|e| match e {
                 TransactionError::Storage(e) => StoreError::Io(e),
-                TransactionError::Abort(()) => unreachable!("the closure never aborts"),
+                TransactionError::Abort(e) => e,
             })
     }
 

@@ -15,6 +15,7 @@
 mod codec;
 mod keys;
 mod ledger;
+mod outbox;
 
 use std::collections::HashMap;
 use std::io;
@@ -29,6 +30,7 @@ use crate::model::{Account, AccountPatch, Contact, ContactPatch, Event, HealthPo
 
 pub use codec::RECORD_FORMAT;
 pub use ledger::{AccountCursor, Commit, EncodedAccount};
+pub use outbox::{CapCheck, Suppression};
 
 /// Layout version of the store as a whole (trees and key formats), kept in the `meta`
 /// tree. Bumped when a key layout changes; [`Store::open`] refuses a newer layout.
@@ -64,6 +66,8 @@ pub enum Outcome {
     Rejected(String),
 }
 
+/// Cheap to clone: every clone is a handle on the same open database.
+#[derive(Clone)]
 pub struct Store {
     path: PathBuf,
     db: sled::Db,
@@ -76,6 +80,13 @@ pub struct Store {
     ledger: sled::Tree,
     state: sled::Tree,
     ticks: sled::Tree,
+    meta: sled::Tree,
+    outbox: sled::Tree,
+    outbox_index: sled::Tree,
+    tasks: sled::Tree,
+    task_index: sled::Tree,
+    suppression: sled::Tree,
+    sends: sled::Tree,
 }
 
 impl Store {
@@ -122,6 +133,13 @@ impl Store {
             ledger: db.open_tree("ledger")?,
             state: db.open_tree("state")?,
             ticks: db.open_tree("ticks")?,
+            outbox: db.open_tree("outbox")?,
+            meta,
+            outbox_index: db.open_tree("outbox_index")?,
+            tasks: db.open_tree("tasks")?,
+            task_index: db.open_tree("task_index")?,
+            suppression: db.open_tree("suppression")?,
+            sends: db.open_tree("sends")?,
             db,
         })
     }

@@ -131,11 +131,13 @@ pub enum Action {
         owner: String,
         due_in: Option<Span>,
         priority: Priority,
+        escalate: Option<Escalate>,
     },
     Email {
         to: Recipients,
         template: String,
         digest: bool,
+        on_cap: crate::model::CapPolicy,
     },
     Webhook {
         url: String,
@@ -143,13 +145,23 @@ pub enum Action {
         headers: BTreeMap<String, String>,
         body: Option<String>,
         secret_env: Option<String>,
-        timeout: Span,
+        timeout: std::time::Duration,
     },
     Update {
         field: String,
         value: String,
     },
 }
+
+/// A task's escalation: overdue by `after`, email `to` (an address template), once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Escalate {
+    pub after: Span,
+    pub to: String,
+}
+
+/// Webhook timeout when the playbook does not set one.
+pub const DEFAULT_WEBHOOK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recipients {
@@ -191,6 +203,17 @@ impl PlaybookSet {
         let mut errors = Vec::new();
         let mut set = PlaybookSet { playbooks: Vec::new(), templates: Environment::new(), emails: BTreeMap::new() };
         set.templates.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        // Account data is data: HTML-escaped in `.html` email parts, JSON-encoded in
+        // webhook bodies; plain-text parts and subjects print it as it is.
+        set.templates.set_auto_escape_callback(|name| {
+            if name.ends_with(".html") {
+                minijinja::AutoEscape::Html
+            } else if name.ends_with(".json") {
+                minijinja::AutoEscape::Json
+            } else {
+                minijinja::AutoEscape::None
+            }
+        });
         let files = match fs::read_dir(dir) {
             Ok(entries) => {
                 let mut files: Vec<PathBuf> = entries
@@ -360,8 +383,13 @@ impl Ctx<'_> {
 
     /// Compiles an inline template string; returns its name in the environment.
     fn template(&mut self, path: &[Seg], source: &str) -> Option<String> {
+        self.template_as(path, source, "")
+    }
+
+    /// A template whose name ends in `suffix`: `.json` escapes printed values as JSON.
+    fn template_as(&mut self, path: &[Seg], source: &str, suffix: &str) -> Option<String> {
         // Named by file and key path: unique, where a position may not be (flow maps).
-        let name = format!("{}#{}", self.file.display(), key_path(path));
+        let name = format!("{}#{}{suffix}", self.file.display(), key_path(path));
         let help = self.check_template(&name, source.to_string());
         match help {
             Ok(()) => Some(name),
@@ -716,12 +744,36 @@ impl Ctx<'_> {
                 Some(d) => Some(self.span(&sub("task", "due_in"), d)?),
                 None => None,
             };
+            let escalate = match (&task.escalate_after, &task.escalate_to) {
+                (Some(after), to) => {
+                    let after = self.span(&sub("task", "escalate_after"), after);
+                    let to = self.template(
+                        &sub("task", if to.is_some() { "escalate_to" } else { "escalate_after" }),
+                        to.as_deref().unwrap_or("{{ account.manager }}"),
+                    );
+                    if due_in.is_none() {
+                        self.err(
+                            &sub("task", "escalate_after"),
+                            "a task escalates when overdue, so it needs a `due_in`".into(),
+                            None,
+                        );
+                        return None;
+                    }
+                    Some(Escalate { after: after?, to: to? })
+                }
+                (None, Some(_)) => {
+                    self.err(&sub("task", "escalate_to"), "`escalate_to` needs `escalate_after`".into(), None);
+                    return None;
+                }
+                (None, None) => None,
+            };
             return Some(Action::Task {
                 title: title?,
                 description,
                 owner: owner?,
                 due_in,
                 priority: task.priority.unwrap_or(Priority::Normal),
+                escalate,
             });
         }
         if let Some(email) = raw.email {
@@ -732,12 +784,19 @@ impl Ctx<'_> {
             };
             let template = self.email_template(&sub("email", "template"), &email.template);
             template?;
-            return Some(Action::Email { to: to?, template: email.template, digest: email.digest });
+            return Some(Action::Email {
+                to: to?,
+                template: email.template,
+                digest: email.digest,
+                on_cap: email.on_cap.unwrap_or_default(),
+            });
         }
         if let Some(hook) = raw.webhook {
             let url = self.template(&sub("webhook", "url"), &hook.url);
             let body = match &hook.body {
-                Some(b) => Some(self.template(&sub("webhook", "body"), b)?),
+                // `.json`: values print as JSON (quoted, escaped), so account data cannot
+                // break the body's structure.
+                Some(b) => Some(self.template_as(&sub("webhook", "body"), b, ".json")?),
                 None => None,
             };
             let mut headers = BTreeMap::new();
@@ -746,8 +805,14 @@ impl Ctx<'_> {
                 headers.insert(name.clone(), self.template(&at, value)?);
             }
             let timeout = match &hook.timeout {
-                Some(t) => self.span(&sub("webhook", "timeout"), t)?,
-                None => Span::parse("1m").expect("valid"),
+                Some(t) => match super::duration::parse_delay(t) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        self.err(&sub("webhook", "timeout"), e, None);
+                        return None;
+                    }
+                },
+                None => DEFAULT_WEBHOOK_TIMEOUT,
             };
             if let Some(var) = &hook.secret_env {
                 if var.is_empty() || !var.chars().all(|c| c == '_' || c.is_ascii_alphanumeric()) {

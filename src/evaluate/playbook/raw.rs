@@ -103,6 +103,10 @@ pub struct RawTask {
     pub owner: String,
     pub due_in: Option<String>,
     pub priority: Option<Priority>,
+    /// Overdue by this long, the task escalates (once) by email to `escalate_to`.
+    pub escalate_after: Option<String>,
+    /// An address template; default the account's manager.
+    pub escalate_to: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -116,6 +120,8 @@ pub struct RawEmail {
     /// Group this action's emails by recipient: one email listing every account.
     #[serde(default)]
     pub digest: bool,
+    /// Over the frequency cap: `defer` (default) or `drop`.
+    pub on_cap: Option<crate::model::CapPolicy>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

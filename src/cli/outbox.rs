@@ -1,0 +1,161 @@
+//! `keel outbox list` and `keel outbox retry`: what is waiting to be delivered, what could
+//! not be, and putting dead entries back.
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+use super::table::{truncate, Align, Table};
+use super::{FormatArg, OutputFormat, Session};
+use crate::model::{OutboxEntry, Status};
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// List outbox entries: pending ones by default.
+    List(ListArgs),
+    /// Put dead entries back in the queue, to be tried again now.
+    Retry(RetryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only dead entries (the last attempt failed, or the receiver refused for good).
+    #[arg(long, conflicts_with = "all")]
+    dead: bool,
+    /// Every entry: pending, delivered, deferred, suppressed, dropped, dead.
+    #[arg(long)]
+    all: bool,
+    /// Only this account's.
+    #[arg(long)]
+    account: Option<String>,
+    #[command(flatten)]
+    format: FormatArg,
+}
+
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// The entry's id (first column of `keel outbox list --dead`).
+    #[arg(required_unless_present = "all_dead", conflicts_with = "all_dead")]
+    id: Option<u64>,
+    /// Every dead entry.
+    #[arg(long)]
+    all_dead: bool,
+}
+
+pub fn run(session: &Session, cmd: OutboxCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        OutboxCommand::List(args) => list(session, args),
+        OutboxCommand::Retry(args) => retry(session, args),
+    }
+}
+
+fn list(session: &Session, args: ListArgs) -> anyhow::Result<ExitCode> {
+    let store = session.open_store()?;
+    let keep = |e: &OutboxEntry| {
+        let status_ok = if args.all {
+            true
+        } else if args.dead {
+            matches!(e.status, Status::Dead { .. })
+        } else {
+            e.status == Status::Pending
+        };
+        status_ok && args.account.as_ref().is_none_or(|a| *a == e.account)
+    };
+    let entries: Vec<OutboxEntry> = match &args.account {
+        Some(a) => store.outbox_of(a)?.into_iter().filter(keep).collect(),
+        None => store.outbox().filter(|e| e.as_ref().map_or(true, keep)).collect::<Result<_, _>>()?,
+    };
+    let mut out = io::stdout().lock();
+    if args.format.format == OutputFormat::Json {
+        serde_json::to_writer_pretty(&mut out, &entries)?;
+        writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let what = if args.all {
+        ""
+    } else if args.dead {
+        "dead "
+    } else {
+        "pending "
+    };
+    if entries.is_empty() {
+        writeln!(out, "No {what}outbox entries.")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let tz = session.config.timezone;
+    let mut table = Table::new(&[
+        ("ID", Align::Right),
+        ("STATUS", Align::Left),
+        ("CHANNEL", Align::Left),
+        ("ACCOUNT", Align::Left),
+        ("PLAYBOOK", Align::Left),
+        ("TO", Align::Left),
+        ("TRIES", Align::Right),
+        ("NEXT / LAST", Align::Left),
+    ]);
+    for e in &entries {
+        let when = match &e.status {
+            Status::Pending => format!("next {}", e.next_at.with_timezone(&tz).format("%Y-%m-%d %H:%M")),
+            Status::Dead { error, .. } => truncate(error, 70),
+            _ => truncate(e.last_note(), 70),
+        };
+        table.row(vec![
+            e.id.to_string(),
+            e.status.name().to_string(),
+            e.channel().as_str().to_string(),
+            e.account.clone(),
+            e.playbook.clone(),
+            truncate(&e.target(), 40),
+            e.attempts.to_string(),
+            when,
+        ]);
+    }
+    write!(out, "{}", table.render())?;
+    writeln!(out, "{} {what}entr{}", entries.len(), if entries.len() == 1 { "y" } else { "ies" })?;
+    if args.dead {
+        writeln!(
+            out,
+            "`keel outbox retry ID` (or `--all-dead`) puts them back; `--format json` shows each one's history."
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn retry(session: &Session, args: RetryArgs) -> anyhow::Result<ExitCode> {
+    let store = session.open_store()?;
+    let now = session.now;
+    let targets: Vec<OutboxEntry> = match args.id {
+        Some(id) => {
+            let e = store.outbox_entry(id)?.ok_or_else(|| {
+                anyhow::anyhow!("no outbox entry {id}; `keel outbox list --dead` lists the dead ones")
+            })?;
+            if !matches!(e.status, Status::Dead { .. }) {
+                anyhow::bail!("outbox entry {id} is {}, not dead: only dead entries are retried", e.status.name());
+            }
+            vec![e]
+        }
+        None => store
+            .outbox()
+            .filter(|e| e.as_ref().map_or(true, |e| matches!(e.status, Status::Dead { .. })))
+            .collect::<Result<_, _>>()?,
+    };
+    let mut back = Vec::with_capacity(targets.len());
+    for mut e in targets {
+        e.status = Status::Pending;
+        e.attempts = 0;
+        e.next_at = now;
+        e.note(now, "put back by `keel outbox retry`");
+        back.push(e);
+    }
+    store.update_outbox(&back)?;
+    store.flush()?;
+    let mut out = io::stdout().lock();
+    writeln!(
+        out,
+        "{} entr{} back in the queue; `keel run` (or `keel run --once`) delivers them.",
+        back.len(),
+        if back.len() == 1 { "y is" } else { "ies are" }
+    )?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,578 @@
+//! Deliver: the outbox worked off — emails ([`email`]), webhooks ([`webhook`]) — with
+//! the inbox protections customers are owed ([`protect`], [`unsubscribe`]) and retries
+//! ([`retry`]). Tasks need no delivery: a firing writes them straight into the store;
+//! their overdue escalations are emails queued here.
+//!
+//! [`Deliverer::deliver_due`] takes the pending entries whose time has come (earliest
+//! first), and works them concurrently, at most `email_concurrency` emails and
+//! `webhook_concurrency` webhooks at a time. Each entry ends its turn in one of:
+//! delivered; retrying (`next_at` moved by backoff or `Retry-After`); deferred (quiet
+//! hours, a frequency cap: `next_at` moved, not an attempt); suppressed; dropped; dead.
+//!
+//! Customer-facing email, in this order: the suppression list (unsubscribed, bounced,
+//! do-not-contact: recorded as suppressed, never sent) → quiet hours and business days in
+//! the recipient's zone (deferred to the next window, never dropped) → the frequency cap
+//! (deferred or dropped, as the playbook says) → send.
+//!
+//! Invariants:
+//! - At-least-once: an entry leaves `pending` only after the receiver accepted it (or
+//!   refused it for good). A crash between sending and recording repeats the send, with
+//!   the same `Message-ID` / `Idempotency-Key`.
+//! - A digest is sent only after the pass that decided it completed (its tick is marked),
+//!   so it lists every account of that pass, once.
+//! - `next_at` of an entry left pending is always later than now: one call never loops.
+
+pub mod email;
+pub mod protect;
+pub mod retry;
+pub mod unsubscribe;
+pub mod webhook;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+use lettre::message::Mailbox;
+use minijinja::{context, Value};
+use serde::Serialize;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, DeliveryConfig, Protections};
+use crate::daemon::Clock;
+use crate::evaluate::render::{render_email, RenderedEmail};
+use crate::evaluate::Loaded;
+use crate::model::{delivery_key, Audience, CapPolicy, Email, OutboxEntry, Payload, Status, Task};
+use crate::store::{CapCheck, Store, StoreError};
+use retry::Failure;
+
+/// Entries taken from the outbox at a time.
+const BATCH: usize = 256;
+/// How long a digest waits before looking again whether its pass has completed.
+const DIGEST_WAIT: StdDuration = StdDuration::from_secs(5);
+/// How often finished entries past the retention limit are removed.
+const PURGE_EVERY: StdDuration = StdDuration::from_secs(3600);
+
+/// What one delivery round did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DeliveryReport {
+    pub delivered: u64,
+    /// Failed this time, to be tried again.
+    pub retrying: u64,
+    /// Moved to a later window (quiet hours, business days, a frequency cap).
+    pub deferred: u64,
+    pub suppressed: u64,
+    pub dropped: u64,
+    pub dead: u64,
+    /// Overdue tasks whose escalation email was queued.
+    pub escalated: u64,
+}
+
+impl DeliveryReport {
+    fn add(&mut self, o: Outcome, n: u64) {
+        let slot = match o {
+            Outcome::Delivered => &mut self.delivered,
+            Outcome::Retrying => &mut self.retrying,
+            Outcome::Deferred => &mut self.deferred,
+            Outcome::Suppressed => &mut self.suppressed,
+            Outcome::Dropped => &mut self.dropped,
+            Outcome::Dead => &mut self.dead,
+            Outcome::Waiting => return,
+        };
+        *slot += n;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == DeliveryReport::default()
+    }
+}
+
+/// Totals since start, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct DeliveryCounters {
+    pub delivered: AtomicU64,
+    pub retrying: AtomicU64,
+    pub deferred: AtomicU64,
+    pub suppressed: AtomicU64,
+    pub dropped: AtomicU64,
+    pub dead: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Delivered,
+    Retrying,
+    Deferred,
+    Suppressed,
+    Dropped,
+    Dead,
+    /// A digest whose pass has not completed yet.
+    Waiting,
+}
+
+pub struct Deliverer {
+    store: Store,
+    config: DeliveryConfig,
+    protections: Protections,
+    timezone: Tz,
+    from: Mailbox,
+    mailer: email::Mailer,
+    http: reqwest::Client,
+    clock: Arc<dyn Clock>,
+    /// The playbooks in force: digests are rendered when sent. Swapped on reload.
+    loaded: RwLock<Arc<Loaded>>,
+    email_slots: Semaphore,
+    webhook_slots: Semaphore,
+    pub counters: DeliveryCounters,
+}
+
+impl Deliverer {
+    pub fn new(config: &Config, store: Store, loaded: Arc<Loaded>, clock: Arc<dyn Clock>) -> anyhow::Result<Deliverer> {
+        let d = &config.delivery;
+        Ok(Deliverer {
+            store,
+            config: d.clone(),
+            protections: config.email.protections.clone(),
+            timezone: config.timezone,
+            from: email::from_mailbox(&config.email)?,
+            mailer: email::Mailer::new(&config.email, d.email_concurrency)?,
+            http: webhook::client()?,
+            clock,
+            loaded: RwLock::new(loaded),
+            email_slots: Semaphore::new(d.email_concurrency),
+            webhook_slots: Semaphore::new(d.webhook_concurrency),
+            counters: DeliveryCounters::default(),
+        })
+    }
+
+    /// Puts a reloaded set of playbooks in force for digests sent from now on.
+    pub fn set_loaded(&self, loaded: Arc<Loaded>) {
+        *self.loaded.write().expect("loaded lock") = loaded;
+    }
+
+    /// Where email goes (SMTP server or folder), for logs and reports.
+    pub fn mail_destination(&self) -> String {
+        self.mailer.describe()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Delivers everything due now: overdue tasks' escalations first, then pending outbox
+    /// entries, batch after batch until none is due. Stops taking new entries when `stop`
+    /// is cancelled; entries already being sent finish.
+    pub async fn deliver_due(self: &Arc<Self>, stop: &CancellationToken) -> Result<DeliveryReport, StoreError> {
+        let mut report = DeliveryReport::default();
+        let now = self.clock.now();
+        for task in self.store.due_escalations(now)? {
+            self.escalate(task, now)?;
+            report.escalated += 1;
+        }
+        loop {
+            if stop.is_cancelled() {
+                break;
+            }
+            let now = self.clock.now();
+            let batch = self.store.outbox_due(now, BATCH)?;
+            let full = batch.len() == BATCH;
+            let mut groups = BTreeSet::new();
+            let mut work = tokio::task::JoinSet::new();
+            for entry in batch {
+                // A digest's items go out as one email: the first item due takes the group.
+                if let Payload::Email(Email { digest: Some(d), .. }) = &entry.payload {
+                    if !groups.insert(d.group.clone()) {
+                        continue;
+                    }
+                }
+                let me = self.clone();
+                work.spawn(async move { me.process(entry).await });
+            }
+            while let Some(done) = work.join_next().await {
+                let (outcome, n) = done.expect("a delivery task panicked")?;
+                report.add(outcome, n);
+                self.count(outcome, n);
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(report)
+    }
+
+    fn count(&self, o: Outcome, n: u64) {
+        let c = &self.counters;
+        let slot = match o {
+            Outcome::Delivered => &c.delivered,
+            Outcome::Retrying => &c.retrying,
+            Outcome::Deferred => &c.deferred,
+            Outcome::Suppressed => &c.suppressed,
+            Outcome::Dropped => &c.dropped,
+            Outcome::Dead => &c.dead,
+            Outcome::Waiting => return,
+        };
+        slot.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Works off the outbox until `stop`: after each round it sleeps until the next entry
+    /// is due (at most a second) or `wake` says a pass queued new work.
+    pub async fn serve(self: Arc<Self>, stop: CancellationToken, wake: Arc<Notify>) {
+        let mut last_purge: Option<std::time::Instant> = None;
+        loop {
+            if stop.is_cancelled() {
+                break;
+            }
+            match self.deliver_due(&stop).await {
+                Ok(r) if !r.is_empty() => tracing::info!(
+                    delivered = r.delivered,
+                    retrying = r.retrying,
+                    deferred = r.deferred,
+                    suppressed = r.suppressed,
+                    dropped = r.dropped,
+                    dead = r.dead,
+                    escalated = r.escalated,
+                    "delivery round"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "delivery round failed; trying again shortly"),
+            }
+            if last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
+                last_purge = Some(std::time::Instant::now());
+                match self.store.purge_outbox(self.clock.now() - self.config.retention) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(removed = n, "finished outbox entries past the retention limit removed"),
+                    Err(e) => tracing::warn!(error = %e, "outbox retention sweep failed"),
+                }
+            }
+            let now = self.clock.now();
+            let wait = match self.store.next_outbox_due() {
+                Ok(Some(t)) => (t - now).to_std().unwrap_or_default().min(crate::daemon::run::POLL),
+                _ => crate::daemon::run::POLL,
+            };
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = wake.notified() => {}
+                () = tokio::time::sleep(wait.max(StdDuration::from_millis(20))) => {}
+            }
+        }
+    }
+
+    /// One entry's turn (a digest: its whole group). Returns what happened and to how
+    /// many entries.
+    async fn process(&self, mut entry: OutboxEntry) -> Result<(Outcome, u64), StoreError> {
+        let now = self.clock.now();
+        match entry.payload.clone() {
+            Payload::Webhook(hook) => {
+                let result = {
+                    let _slot = self.webhook_slots.acquire().await.expect("semaphore open");
+                    webhook::send(&self.http, &hook, &entry.key, now).await
+                };
+                let mut entries = vec![entry];
+                let outcome = self.settle(&mut entries, result, now, None)?;
+                Ok((outcome, 1))
+            }
+            Payload::Email(m) => {
+                let mut entries = vec![];
+                let (rendered, key) = match &m.digest {
+                    None => {
+                        let r =
+                            RenderedEmail { subject: m.subject.clone(), text: m.text.clone(), html: m.html.clone() };
+                        (Ok(r), entry.key.clone())
+                    }
+                    Some(d) => {
+                        if self.store.last_tick(&entry.playbook)?.is_none_or(|t| t < d.tick) {
+                            entry.next_at = now + Duration::from_std(DIGEST_WAIT).expect("small");
+                            self.store.update_outbox(&[entry])?;
+                            return Ok((Outcome::Waiting, 1));
+                        }
+                        let mut items = self.store.digest_items(&d.group)?;
+                        if !items.iter().any(|i| i.id == entry.id) {
+                            items.push(entry.clone());
+                        }
+                        let r = self.render_digest(&entry, &m, &items, now);
+                        entries = items;
+                        (r, delivery_key(&["digest", &d.group]))
+                    }
+                };
+                if entries.is_empty() {
+                    entries.push(entry);
+                }
+                let n = entries.len() as u64;
+                let rendered = match rendered {
+                    Ok(r) => r,
+                    Err(error) => {
+                        let outcome = self.settle(&mut entries, Err(Failure::permanent(error)), now, None)?;
+                        return Ok((outcome, n));
+                    }
+                };
+                let mut reserved = false;
+                if let Audience::Customer { contact, timezone } = &m.audience {
+                    if let Some(reason) = self.suppressed(&m.to, contact, &entries[0].account)? {
+                        for e in &mut entries {
+                            e.status = Status::Suppressed { at: now, reason: reason.clone() };
+                            e.note(now, format!("suppressed: {reason}"));
+                        }
+                        self.store.update_outbox(&entries)?;
+                        return Ok((Outcome::Suppressed, n));
+                    }
+                    let tz: Tz = timezone.parse().unwrap_or(self.timezone);
+                    if let Some(at) = protect::next_window(&self.protections, tz, now) {
+                        let local = at.with_timezone(&tz).format("%a %Y-%m-%d %H:%M %Z");
+                        let here = now.with_timezone(&tz).format("%a %H:%M");
+                        return self.defer(
+                            entries,
+                            at,
+                            now,
+                            format!(
+                                "deferred: {here} in {tz} is outside quiet hours/business days; next window {local}"
+                            ),
+                        );
+                    }
+                    if let Some(cap) = self.protections.cap {
+                        match self.store.reserve_send(&m.to, now, cap.max, cap.per)? {
+                            CapCheck::Reserved => reserved = true,
+                            CapCheck::Full { until } => {
+                                let days = cap.per.num_days();
+                                let why = format!("frequency cap: {} emails per {days}d to {} reached", cap.max, m.to);
+                                if m.on_cap == CapPolicy::Drop {
+                                    for e in &mut entries {
+                                        e.status = Status::Dropped { at: now, reason: why.clone() };
+                                        e.note(now, format!("dropped: {why}"));
+                                    }
+                                    self.store.update_outbox(&entries)?;
+                                    return Ok((Outcome::Dropped, n));
+                                }
+                                return self.defer(
+                                    entries,
+                                    until,
+                                    now,
+                                    format!("deferred: {why}; next send fits at {until}"),
+                                );
+                            }
+                        }
+                    }
+                }
+                let outgoing = email::Outgoing {
+                    to: &m.to,
+                    subject: &rendered.subject,
+                    text: &rendered.text,
+                    html: rendered.html.as_deref(),
+                    key: &key,
+                    unsubscribe_url: m.unsubscribe_url.as_deref(),
+                    account: &entries[0].account,
+                    playbook: &entries[0].playbook,
+                };
+                let result = {
+                    let _slot = self.email_slots.acquire().await.expect("semaphore open");
+                    self.mailer.send(&self.from, &outgoing).await
+                };
+                if result.is_err() && reserved {
+                    self.store.release_send(&m.to, now)?;
+                }
+                let customer = matches!(m.audience, Audience::Customer { .. }).then_some(m.to.as_str());
+                let outcome = self.settle(&mut entries, result, now, customer)?;
+                Ok((outcome, n))
+            }
+        }
+    }
+
+    fn defer(
+        &self,
+        mut entries: Vec<OutboxEntry>,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        why: String,
+    ) -> Result<(Outcome, u64), StoreError> {
+        let at = at.max(now + Duration::seconds(1));
+        for e in &mut entries {
+            e.next_at = at;
+            // One note per reason: a contact over the cap for days gets one line, not one per round.
+            if e.last_note() != why {
+                e.note(now, why.clone());
+            }
+        }
+        self.store.update_outbox(&entries)?;
+        Ok((Outcome::Deferred, entries.len() as u64))
+    }
+
+    /// Records an attempt's result on the entries it was for.
+    fn settle(
+        &self,
+        entries: &mut [OutboxEntry],
+        result: Result<String, Failure>,
+        now: DateTime<Utc>,
+        customer: Option<&str>,
+    ) -> Result<Outcome, StoreError> {
+        let outcome = match &result {
+            Ok(_) => Outcome::Delivered,
+            Err(Failure::Permanent { .. }) => Outcome::Dead,
+            Err(Failure::Transient { .. }) if entries[0].attempts + 1 >= self.config.max_attempts => Outcome::Dead,
+            Err(Failure::Transient { .. }) => Outcome::Retrying,
+        };
+        for e in entries.iter_mut() {
+            e.attempts += 1;
+            match &result {
+                Ok(said) => {
+                    e.status = Status::Delivered { at: now };
+                    e.note(now, format!("delivered (attempt {}): {said}", e.attempts));
+                }
+                Err(f) if outcome == Outcome::Dead => {
+                    let error = match f {
+                        Failure::Transient { error, .. } => format!("gave up after {} attempts: {error}", e.attempts),
+                        Failure::Permanent { error, .. } => error.clone(),
+                    };
+                    e.status = Status::Dead { at: now, error: error.clone() };
+                    e.note(now, format!("dead: {error}"));
+                }
+                Err(f) => {
+                    let after = match f {
+                        Failure::Transient { after: Some(a), .. } => *a,
+                        _ => retry::backoff(self.config.backoff, self.config.max_backoff, e.attempts, &e.key),
+                    };
+                    e.next_at =
+                        now + Duration::from_std(after.max(StdDuration::from_secs(1))).unwrap_or(Duration::hours(1));
+                    e.note(
+                        now,
+                        format!(
+                            "attempt {} failed: {}; next at {}",
+                            e.attempts,
+                            f.error(),
+                            e.next_at.format("%Y-%m-%d %H:%M:%S UTC")
+                        ),
+                    );
+                }
+            }
+        }
+        self.store.update_outbox(entries)?;
+        match (&result, customer) {
+            (Err(Failure::Permanent { bounce: true, error }), Some(to)) => {
+                if self.store.suppress(to, "bounced", error, now)? {
+                    tracing::warn!(email = %to, error = %error, "hard bounce: address suppressed for customer mail");
+                }
+            }
+            (Err(f), _) => {
+                let e = &entries[0];
+                tracing::warn!(id = e.id, playbook = %e.playbook, account = %e.account, target = %e.target(), attempts = e.attempts, error = %f.error(), "delivery failed");
+            }
+            _ => {}
+        }
+        Ok(outcome)
+    }
+
+    /// Why customer mail to this address must not go out, if it must not.
+    fn suppressed(&self, to: &str, contact: &str, account: &str) -> Result<Option<String>, StoreError> {
+        if let Some(s) = self.store.suppression(to)? {
+            return Ok(Some(format!("{} ({}, since {})", s.reason, s.source, s.at.format("%Y-%m-%d"))));
+        }
+        if self.store.contact(contact)?.is_some_and(|c| c.unsubscribed) {
+            return Ok(Some("unsubscribed (the contact record says so)".into()));
+        }
+        if self.store.account(account)?.is_some_and(|a| do_not_contact(&a)) {
+            return Ok(Some("do-not-contact (the account's fields.do_not_contact)".into()));
+        }
+        Ok(None)
+    }
+
+    /// The one email of a digest group, from its items (accounts by name).
+    fn render_digest(
+        &self,
+        leader: &OutboxEntry,
+        m: &Email,
+        items: &[OutboxEntry],
+        now: DateTime<Utc>,
+    ) -> Result<RenderedEmail, String> {
+        let mut parts: Vec<serde_json::Value> = items
+            .iter()
+            .filter_map(|i| match &i.payload {
+                Payload::Email(Email { digest: Some(d), .. }) => Some(d.item.clone()),
+                _ => None,
+            })
+            .collect();
+        parts.sort_by(|a, b| {
+            let name =
+                |v: &serde_json::Value| v.pointer("/account/name").and_then(|n| n.as_str()).unwrap_or("").to_string();
+            name(a).cmp(&name(b))
+        });
+        let loaded = self.loaded.read().expect("loaded lock").clone();
+        let name = loaded
+            .set
+            .playbooks
+            .iter()
+            .find(|p| p.id == leader.playbook)
+            .map_or(leader.playbook.clone(), |p| p.name.clone());
+        let first = parts.first().cloned().unwrap_or_default();
+        let ctx = context! {
+            accounts => Value::from_serialize(&parts),
+            account => Value::from_serialize(first.get("account")),
+            health => Value::from_serialize(first.get("health")),
+            contacts => Value::from(Vec::<Value>::new()),
+            playbook => context! { id => leader.playbook.clone(), name => name },
+            today => now.with_timezone(&self.timezone).date_naive().to_string(),
+            event => Value::from(()),
+            recipient => context! { email => m.to.clone() },
+            unsubscribe_url => m.unsubscribe_url.clone().unwrap_or_default(),
+        };
+        render_email(&loaded.set, &m.template, &ctx)
+    }
+
+    /// Queues an overdue task's escalation email and marks the task escalated, together.
+    fn escalate(&self, mut task: Task, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let Some(esc) = task.escalation.as_mut() else { return Ok(()) };
+        esc.sent = Some(now);
+        let to = esc.to.clone();
+        let tz = self.timezone;
+        let due =
+            task.due.map_or("no due date".into(), |d| d.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string());
+        let text = format!(
+            "The task \"{}\" for account {} is overdue.\n\nOwner:    {}\nDue:      {due}\nPriority: {}\nPlaybook: {}\nTask:     {} (`keel tasks done {}` when it is done)\n{}\n— Keel\n",
+            task.title,
+            task.account,
+            task.owner,
+            task.priority,
+            task.playbook,
+            task.id,
+            task.id,
+            task.description.as_deref().map(|d| format!("\n{d}\n")).unwrap_or_default(),
+        );
+        let occurrence = format!("task:{}/escalation", task.id);
+        let entry = OutboxEntry {
+            id: 0,
+            account: task.account.clone(),
+            playbook: task.playbook.clone(),
+            key: delivery_key(&["task", &task.id.to_string(), "escalation"]),
+            occurrence,
+            created: now,
+            payload: Payload::Email(Email {
+                to,
+                audience: Audience::Internal,
+                template: "(task escalation)".into(),
+                subject: crate::evaluate::render::one_line(&format!("Overdue task: {}", task.title)),
+                text,
+                html: None,
+                unsubscribe_url: None,
+                digest: None,
+                on_cap: CapPolicy::Defer,
+            }),
+            status: Status::Pending,
+            next_at: now,
+            attempts: 0,
+            history: Vec::new(),
+        };
+        tracing::info!(task = task.id, account = %task.account, owner = %task.owner, "task overdue: escalation queued");
+        self.store.escalate(&task, entry)
+    }
+}
+
+/// An account marked do-not-contact in the CRM (`fields.do_not_contact`: true, "true",
+/// "yes", 1).
+pub fn do_not_contact(a: &crate::model::Account) -> bool {
+    match a.fields.get("do_not_contact") {
+        Some(serde_json::Value::Bool(b)) => *b,
+        Some(serde_json::Value::Number(n)) => n.as_f64().is_some_and(|n| n != 0.0),
+        Some(serde_json::Value::String(s)) => matches!(s.trim().to_lowercase().as_str(), "true" | "yes" | "1" | "y"),
+        _ => false,
+    }
+}

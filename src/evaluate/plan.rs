@@ -1,0 +1,237 @@
+//! From decided actions to work: a firing's actions rendered for its account into outbox
+//! entries (emails, webhooks) and task requests, which [`crate::store::Store::commit`]
+//! writes in the same transaction as the firing's ledger entry.
+//!
+//! Everything is rendered *now*, at decision time, so what is delivered is what was
+//! decided — a later playbook edit does not change mail already in the outbox. Digests
+//! are the exception: each account's part is kept, and the one email is rendered when it
+//! is sent, from all of them.
+//!
+//! A template that fails, a missing address, a body that is not JSON: the entry is still
+//! written, as dead, with the reason — the decision is never silently lost, and
+//! `keel outbox list --dead` shows what to fix.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+use minijinja::Value;
+
+use super::playbook::{Action, Playbook, PlaybookSet, Recipients};
+use super::render::{context, for_recipient, one_line, render_email, render_one};
+use super::view::AccountView;
+use crate::deliver::unsubscribe::Unsubscribe;
+use crate::model::{
+    delivery_key, Audience, DigestItem, Email, Escalation, Event, OutboxEntry, Payload, Status, TaskRequest, Webhook,
+};
+
+/// What planning needs besides the playbooks.
+pub struct Planner<'a> {
+    pub set: &'a PlaybookSet,
+    pub unsubscribe: &'a Unsubscribe,
+    /// The zone of recipients whose contact and account name none.
+    pub timezone: Tz,
+}
+
+/// One firing's work.
+#[derive(Debug, Default)]
+pub struct Work {
+    pub outbox: Vec<OutboxEntry>,
+    pub tasks: Vec<TaskRequest>,
+}
+
+/// The firing an action belongs to.
+pub struct Firing<'a> {
+    pub playbook: &'a Playbook,
+    pub view: &'a AccountView<'a>,
+    pub event: Option<&'a Event>,
+    pub occurrence: &'a str,
+    pub now: DateTime<Utc>,
+    pub date: NaiveDate,
+    /// The pass's tick: a digest groups the accounts of one tick.
+    pub tick: DateTime<Utc>,
+}
+
+impl Planner<'_> {
+    /// The work of a step's actions for one firing.
+    pub fn plan(&self, actions: &[Action], f: &Firing) -> Work {
+        let mut work = Work::default();
+        let ctx = context(f.view, f.playbook, f.event, f.date);
+        for (i, action) in actions.iter().enumerate() {
+            self.action(i, action, f, &ctx, &mut work);
+        }
+        work
+    }
+
+    fn action(&self, index: usize, action: &Action, f: &Firing, ctx: &Value, work: &mut Work) {
+        let account = &f.view.account.id;
+        let index_s = index.to_string();
+        let entry = |recipient: &str, payload: Payload, status: Status| OutboxEntry {
+            id: 0,
+            account: account.clone(),
+            playbook: f.playbook.id.clone(),
+            occurrence: f.occurrence.to_string(),
+            key: delivery_key(&[account, &f.playbook.id, f.occurrence, &index_s, recipient]),
+            created: f.now,
+            payload,
+            status,
+            next_at: f.now,
+            attempts: 0,
+            history: Vec::new(),
+        };
+        let dead = |error: String| Status::Dead { at: f.now, error };
+        match action {
+            Action::Task { title, description, owner, due_in, priority, escalate } => {
+                let text =
+                    |name: &str| render_one(self.set, name, ctx).unwrap_or_else(|e| format!("<cannot render: {e}>"));
+                work.tasks.push(TaskRequest {
+                    account: account.clone(),
+                    playbook: f.playbook.id.clone(),
+                    occurrence: f.occurrence.to_string(),
+                    title: one_line(&text(title)),
+                    description: description.as_deref().map(text),
+                    owner: one_line(&text(owner)),
+                    due: due_in.map(|d| f.now + d.to_chrono()),
+                    priority: priority.as_str().to_string(),
+                    escalation: escalate.as_ref().map(|e| Escalation {
+                        after_minutes: e.after.minutes(),
+                        to: one_line(&text(&e.to)),
+                        sent: None,
+                    }),
+                });
+            }
+            Action::Email { to, template, digest, on_cap } => {
+                let recipients: Vec<(String, Audience, Value, Option<String>)> = match to {
+                    Recipients::Contacts => f
+                        .view
+                        .contacts
+                        .iter()
+                        .filter_map(|c| {
+                            let email = c.email.as_deref()?.trim();
+                            let tz = c.timezone.or(f.view.account.timezone).unwrap_or(self.timezone).name().to_string();
+                            let audience = Audience::Customer { contact: c.id.clone(), timezone: tz };
+                            Some((
+                                email.to_string(),
+                                audience,
+                                Value::from_serialize(c),
+                                Some(self.unsubscribe.url(email)),
+                            ))
+                        })
+                        .collect(),
+                    Recipients::Address(t) => match render_one(self.set, t, ctx) {
+                        Ok(to) => {
+                            let to = one_line(&to);
+                            let who = Value::from_serialize(serde_json::json!({ "email": to }));
+                            vec![(to, Audience::Internal, who, None)]
+                        }
+                        Err(e) => {
+                            let payload = Payload::Email(empty_email(String::new(), template, *on_cap));
+                            work.outbox.push(entry("", payload, dead(format!("the `to` template failed: {e}"))));
+                            return;
+                        }
+                    },
+                };
+                for (to, audience, who, unsubscribe_url) in recipients {
+                    if to.is_empty() {
+                        let payload = Payload::Email(empty_email(to, template, *on_cap));
+                        work.outbox.push(entry(
+                            "",
+                            payload,
+                            dead("no recipient address (the `to` template rendered empty)".into()),
+                        ));
+                        continue;
+                    }
+                    if *digest {
+                        let group = format!("{}|{}|{}", f.playbook.id, f.tick.to_rfc3339(), to.to_lowercase());
+                        let item = serde_json::json!({ "account": f.view, "health": f.view.health });
+                        let mut email = empty_email(to.clone(), template, *on_cap);
+                        email.audience = audience;
+                        email.unsubscribe_url = unsubscribe_url;
+                        email.digest = Some(DigestItem { group, tick: f.tick, item });
+                        work.outbox.push(entry(&to, Payload::Email(email), Status::Pending));
+                        continue;
+                    }
+                    let rctx = for_recipient(ctx, who, unsubscribe_url.as_deref());
+                    let mut email = empty_email(to.clone(), template, *on_cap);
+                    email.audience = audience;
+                    let status = match render_email(self.set, template, &rctx) {
+                        Ok(r) => {
+                            email.subject = r.subject;
+                            email.text = r.text;
+                            email.html = r.html;
+                            Status::Pending
+                        }
+                        Err(e) => dead(e),
+                    };
+                    if let Some(url) = unsubscribe_url {
+                        with_unsubscribe_link(&mut email, &url);
+                        email.unsubscribe_url = Some(url);
+                    }
+                    work.outbox.push(entry(&to, Payload::Email(email), status));
+                }
+            }
+            Action::Webhook { url, method, headers, body, secret_env, timeout } => {
+                let mut problems = Vec::new();
+                let mut text = |name: &str, what: &str| {
+                    render_one(self.set, name, ctx).unwrap_or_else(|e| {
+                        problems.push(format!("the {what} template failed: {e}"));
+                        String::new()
+                    })
+                };
+                let url = one_line(&text(url, "url"));
+                let headers = headers.iter().map(|(k, v)| (k.clone(), one_line(&text(v, k)))).collect();
+                let body = body.as_deref().map(|b| text(b, "body"));
+                if let Some(b) = &body {
+                    if problems.is_empty() {
+                        if let Err(e) = serde_json::from_str::<serde_json::Value>(b) {
+                            problems.push(format!("the body is not valid JSON ({e}): {}", one_line(b)));
+                        }
+                    }
+                }
+                let hook = Webhook {
+                    method: method.as_str().to_string(),
+                    url,
+                    headers,
+                    body,
+                    secret_env: secret_env.clone(),
+                    timeout_ms: timeout.as_millis() as u64,
+                };
+                let status = if problems.is_empty() { Status::Pending } else { dead(problems.join("; ")) };
+                work.outbox.push(entry("", Payload::Webhook(hook), status));
+            }
+            // Recorded in the ledger's actions; applying updates to the account is not
+            // built yet.
+            Action::Update { .. } => {}
+        }
+    }
+}
+
+fn empty_email(to: String, template: &str, on_cap: crate::model::CapPolicy) -> Email {
+    Email {
+        to,
+        audience: Audience::Internal,
+        template: template.to_string(),
+        subject: String::new(),
+        text: String::new(),
+        html: None,
+        unsubscribe_url: None,
+        digest: None,
+        on_cap,
+    }
+}
+
+/// Customer-facing mail always carries its unsubscribe link: a template that does not
+/// print `unsubscribe_url` gets it added at the end of each part.
+pub fn with_unsubscribe_link(email: &mut Email, url: &str) {
+    if !email.text.contains(url) {
+        email.text.push_str(&format!("\n\n--\nUnsubscribe: {url}\n"));
+    }
+    if let Some(html) = &mut email.html {
+        let escaped = url.replace('&', "&amp;");
+        if !html.contains(&escaped) && !html.contains(url) {
+            let link = format!("<p style=\"font-size:12px;color:#666\"><a href=\"{escaped}\">Unsubscribe</a></p>");
+            match html.rfind("</body>") {
+                Some(at) => html.insert_str(at, &link),
+                None => html.push_str(&link),
+            }
+        }
+    }
+}
