@@ -1,5 +1,6 @@
 //! Keel's integration tests: one binary (fast to link), modules by feature, helpers in
-//! `util`. They use the real sled store in temp dirs and run the real `keel` binary.
+//! `util`. They use the real sled store in temp dirs, run the real `keel` binary, and talk
+//! to real SMTP (mailcrab, in-process) and HTTP (axum) servers over TCP.
 
 mod util;
 
@@ -7,6 +8,7 @@ mod check;
 mod cli;
 mod config;
 mod daemon;
+mod deliver;
 mod examples;
 mod health;
 mod playtest;

@@ -169,6 +169,8 @@ fn show(session: &Session, args: ShowArgs) -> anyhow::Result<ExitCode> {
         store.events_of(&account.id, since, session.now + Duration::seconds(1)).collect::<Result<Vec<_>, _>>()?;
 
     let timeline = store.ledger_of(&account.id)?;
+    let deliveries = store.outbox_of(&account.id)?;
+    let tasks = store.tasks_of(&account.id)?;
     let today = session.now.with_timezone(&account.timezone.unwrap_or(session.config.timezone)).date_naive();
     let health = store.health_on_or_before(&account.id, today)?;
     let month_ago = match &health {
@@ -179,7 +181,8 @@ fn show(session: &Session, args: ShowArgs) -> anyhow::Result<ExitCode> {
     let mut out = io::stdout().lock();
     if args.format.format == OutputFormat::Json {
         let doc = json!({ "account": account, "health": health, "health_30_days_before": month_ago,
-                          "contacts": contacts, "events": events, "timeline": timeline });
+                          "contacts": contacts, "events": events, "timeline": timeline,
+                          "deliveries": deliveries, "tasks": tasks });
         serde_json::to_writer_pretty(&mut out, &doc)?;
         writeln!(out)?;
         return Ok(ExitCode::SUCCESS);
@@ -312,11 +315,58 @@ fn show(session: &Session, args: ShowArgs) -> anyhow::Result<ExitCode> {
         for action in &entry.actions {
             writeln!(out, "    → {action}")?;
         }
+        for d in deliveries.iter().filter(|d| d.playbook == entry.playbook && d.occurrence == entry.occurrence) {
+            writeln!(out, "    {}", delivery_line(d, tz))?;
+        }
     }
     if timeline.len() > SHOWN {
         writeln!(out, "  … {} earlier (--format json lists all)", timeline.len() - SHOWN)?;
     }
+    let escalations: Vec<_> = deliveries.iter().filter(|d| d.occurrence.starts_with("task:")).collect();
+    if !escalations.is_empty() {
+        writeln!(out, "\nTask escalations")?;
+        for d in escalations {
+            writeln!(out, "  {}", delivery_line(d, tz))?;
+        }
+    }
+    writeln!(out, "\nTasks ({})", tasks.len())?;
+    if tasks.is_empty() {
+        writeln!(out, "  none")?;
+    }
+    for t in tasks.iter().rev().take(SHOWN) {
+        let due = t.due.map_or("no due date".into(), |d| format!("due {}", d.with_timezone(&tz).format("%Y-%m-%d")));
+        writeln!(
+            out,
+            "  #{} [{}] {} — {}, {due}, {} ({})",
+            t.id,
+            t.status.as_str(),
+            t.title,
+            t.owner,
+            t.priority,
+            t.playbook
+        )?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One outbox entry on the timeline: channel, target, and where it stands.
+fn delivery_line(d: &crate::model::OutboxEntry, tz: chrono_tz::Tz) -> String {
+    use crate::model::Status;
+    let at = |t: &chrono::DateTime<chrono::Utc>| t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string();
+    let state = match &d.status {
+        Status::Pending if d.attempts > 0 => format!("retrying ({} failed), next {}", d.attempts, at(&d.next_at)),
+        Status::Pending if d.history.is_empty() => format!("pending, due {}", at(&d.next_at)),
+        Status::Pending => format!("deferred to {}: {}", at(&d.next_at), d.last_note()),
+        Status::Delivered { at: t } => format!("sent {}", at(t)),
+        Status::Suppressed { reason, .. } => format!("suppressed: {reason}"),
+        Status::Dropped { reason, .. } => format!("dropped: {reason}"),
+        Status::Dead { error, .. } => format!("dead: {error} (`keel outbox retry {}`)", d.id),
+    };
+    let what = match &d.payload {
+        crate::model::Payload::Email(e) => format!("email {:?} to {}", d.summary(), e.to),
+        crate::model::Payload::Webhook(w) => format!("webhook {} {}", w.method, w.url),
+    };
+    format!("{} {what}: {state}", if matches!(d.payload, crate::model::Payload::Email(_)) { "✉" } else { "↗" })
 }
 
 /// A key/value table without its (empty) header line.
