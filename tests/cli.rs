@@ -143,6 +143,9 @@ fn accounts_show_gives_every_field_metrics_contacts_and_events() {
 
     Timeline: playbook decisions (0)
       none yet (`keel run` evaluates the playbooks and records what fires)
+
+    Tasks (0)
+      none
     ");
     let json: serde_json::Value =
         serde_json::from_str(&ws.keel(&["accounts", "show", "A-1", "--format", "json"]).ok()).unwrap();

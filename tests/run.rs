@@ -16,7 +16,7 @@ fn repo() -> &'static Path {
 
 /// The example config with its own copy of the shipped playbooks (so the test can break
 /// one), the repo's rules and data, and a schedule of every 2 seconds.
-fn example_workspace() -> Workspace {
+pub(crate) fn example_workspace() -> Workspace {
     let config = std::fs::read_to_string(repo().join("examples/keel.yaml")).unwrap();
     let config = config
         .replace("playbooks: ../playbooks", "playbooks: playbooks")
@@ -47,7 +47,7 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 }
 
 /// `keel run` in the workspace, its stderr lines arriving on a channel.
-fn spawn(ws: &Workspace, now: &str) -> (Child, Receiver<String>) {
+pub(crate) fn spawn(ws: &Workspace, now: &str) -> (Child, Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
         .args(["--config", "keel.yaml", "run"])
         .current_dir(ws.dir.path())
@@ -70,7 +70,7 @@ fn spawn(ws: &Workspace, now: &str) -> (Child, Receiver<String>) {
 }
 
 /// Reads lines until one satisfies `want`; everything read is appended to `log`.
-fn wait_for(rx: &Receiver<String>, log: &mut Vec<String>, what: &str, want: impl Fn(&str) -> bool) {
+pub(crate) fn wait_for(rx: &Receiver<String>, log: &mut Vec<String>, what: &str, want: impl Fn(&str) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
@@ -84,7 +84,7 @@ fn wait_for(rx: &Receiver<String>, log: &mut Vec<String>, what: &str, want: impl
     panic!("waited 60 s for {what}; the daemon said:\n{}", log.join("\n"));
 }
 
-fn terminate(child: &mut Child) -> (std::process::ExitStatus, Duration) {
+pub(crate) fn terminate(child: &mut Child) -> (std::process::ExitStatus, Duration) {
     let sent = Instant::now();
     let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success();
     assert!(ok, "kill -TERM");

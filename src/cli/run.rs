@@ -28,13 +28,35 @@ pub fn run(session: &Session, args: RunArgs) -> anyhow::Result<ExitCode> {
     let store = session.open_store()?;
     let clock: Arc<dyn Clock> =
         if session.pinned { Arc::new(OffsetClock::new(session.now)) } else { Arc::new(SystemClock) };
-    let daemon = Daemon::new(session.config.clone(), store.clone(), loaded, clock.clone());
-    let deliverer = Arc::new(Deliverer::new(&session.config, store, daemon.loaded_arc(), clock)?);
+    let mut daemon = Daemon::new(session.config.clone(), store.clone(), loaded, clock.clone());
+    // The files the config names are imported first (and, by the daemon, again when
+    // they change), so the pass sees the book as the CRM export has it now.
+    let mut synced = Vec::new();
+    for result in daemon.sync_sources() {
+        match result {
+            Ok(report) => {
+                tracing::info!(file = %report.file.display(), inserted = report.inserted, updated = report.updated, rejected = report.rejected, "synced file");
+                synced.push(report.to_string());
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "a configured source file could not be imported; evaluating the store as it is");
+                synced.push(format!("warning: {e}"));
+            }
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // lettre's SMTP pool starts its housekeeping task when built: inside the runtime.
+    let _entered = runtime.enter();
+    let deliverer = Arc::new(Deliverer::new(&session.config, store, daemon.loaded_arc(), clock)?);
     if args.once {
         let tick = daemon.tick(&AtomicBool::new(false))?;
         let delivery = runtime.block_on(deliverer.deliver_due(&CancellationToken::new()))?;
         daemon.store().flush()?;
+        if args.format.format == OutputFormat::Text {
+            for line in &synced {
+                println!("{line}");
+            }
+        }
         return report(&daemon, &deliverer, &tick, &delivery, args.format.format);
     }
 

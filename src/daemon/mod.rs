@@ -87,12 +87,16 @@ pub enum Plan {
     Wait,
 }
 
+type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
+
 pub struct Daemon {
     config: Config,
     store: Store,
     loaded: Arc<Loaded>,
     clock: Arc<dyn Clock>,
-    fingerprint: Vec<(PathBuf, u64, Option<SystemTime>)>,
+    fingerprint: Fingerprint,
+    /// The configured source files as last imported (empty: not yet).
+    sources: Fingerprint,
     pub counters: Arc<Counters>,
 }
 
@@ -100,7 +104,47 @@ impl Daemon {
     /// Builds a daemon over an open store with loaded playbooks.
     pub fn new(config: Config, store: Store, loaded: Loaded, clock: Arc<dyn Clock>) -> Daemon {
         let fingerprint = fingerprint(&config);
-        Daemon { config, store, loaded: Arc::new(loaded), clock, fingerprint, counters: Arc::default() }
+        Daemon {
+            config,
+            store,
+            loaded: Arc::new(loaded),
+            clock,
+            fingerprint,
+            sources: Vec::new(),
+            counters: Arc::default(),
+        }
+    }
+
+    /// Imports the files the config names under `sync.*.file` (accounts, contacts, events,
+    /// in that order) when they are new or changed since the last import: the daemon
+    /// keeps the store current with the files a CRM export drops. A file that cannot be
+    /// read is reported and the others still import.
+    pub fn sync_sources(&mut self) -> Vec<Result<crate::sync::SyncReport, crate::sync::SyncError>> {
+        use crate::sync::sync_file;
+        let sync = &self.config.sync;
+        let files: Vec<PathBuf> =
+            [&sync.accounts.file, &sync.contacts.file, &sync.events.file].into_iter().flatten().cloned().collect();
+        let now_print = stat(files.clone());
+        if now_print == self.sources {
+            return Vec::new();
+        }
+        let now = self.clock.now();
+        let mut out = Vec::new();
+        for (i, (path, _, _)) in now_print.iter().enumerate() {
+            if self.sources.get(i) == now_print.get(i) {
+                continue;
+            }
+            let report = if Some(path) == sync.accounts.file.as_ref() {
+                sync_file(&self.store, path, &sync.accounts.spec, now, &())
+            } else if Some(path) == sync.contacts.file.as_ref() {
+                sync_file(&self.store, path, &sync.contacts.spec, now, &())
+            } else {
+                sync_file(&self.store, path, &sync.events.spec, now, &())
+            };
+            out.push(report);
+        }
+        self.sources = now_print;
+        out
     }
 
     pub fn store(&self) -> &Store {
@@ -361,6 +405,11 @@ fn fingerprint(config: &Config) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
         }
     }
     files.sort();
+    stat(files)
+}
+
+/// Size and modification time of each file (a missing file: 0 and none).
+fn stat(files: Vec<PathBuf>) -> Fingerprint {
     files
         .into_iter()
         .map(|p| {

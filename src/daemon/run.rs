@@ -66,12 +66,21 @@ pub async fn serve(
             () = shutdown.cancelled() => break,
             () = tokio::time::sleep(wait) => {}
         }
-        let (back, outcome) = tokio::task::spawn_blocking(move || {
+        let (back, outcome, synced) = tokio::task::spawn_blocking(move || {
             let outcome = daemon.reload_if_changed();
-            (daemon, outcome)
+            let synced = daemon.sync_sources();
+            (daemon, outcome, synced)
         })
         .await?;
         daemon = back;
+        for result in synced {
+            match result {
+                Ok(r) => {
+                    tracing::info!(file = %r.file.display(), inserted = r.inserted, updated = r.updated, unchanged = r.unchanged, rejected = r.rejected, "source file changed: imported")
+                }
+                Err(e) => tracing::warn!(error = %e, "a changed source file could not be imported"),
+            }
+        }
         match outcome {
             Reload::Unchanged => {}
             Reload::Applied => {

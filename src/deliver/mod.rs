@@ -266,12 +266,13 @@ impl Deliverer {
         let now = self.clock.now();
         match entry.payload.clone() {
             Payload::Webhook(hook) => {
-                let result = {
-                    let _slot = self.webhook_slots.acquire().await.expect("semaphore open");
-                    webhook::send(&self.http, &hook, &entry.key, now).await
-                };
+                // The slot is held until the result is durable: at most `webhook_concurrency`
+                // requests are ever sent but unrecorded.
+                let _slot = self.webhook_slots.acquire().await.expect("semaphore open");
+                let result = webhook::send(&self.http, &hook, &entry.key, now).await;
                 let mut entries = vec![entry];
                 let outcome = self.settle(&mut entries, result, now, None)?;
+                self.store.flush_async().await?;
                 Ok((outcome, 1))
             }
             Payload::Email(m) => {
@@ -365,15 +366,18 @@ impl Deliverer {
                     account: &entries[0].account,
                     playbook: &entries[0].playbook,
                 };
-                let result = {
-                    let _slot = self.email_slots.acquire().await.expect("semaphore open");
-                    self.mailer.send(&self.from, &outgoing).await
-                };
+                // Held until the result is durable (below): a crash repeats at most
+                // `email_concurrency` messages, each with its Message-ID.
+                let _slot = self.email_slots.acquire().await.expect("semaphore open");
+                let result = self.mailer.send(&self.from, &outgoing).await;
                 if result.is_err() && reserved {
                     self.store.release_send(&m.to, now)?;
                 }
                 let customer = matches!(m.audience, Audience::Customer { .. }).then_some(m.to.as_str());
                 let outcome = self.settle(&mut entries, result, now, customer)?;
+                // Durable before the slot is free: not everything since sled's last
+                // periodic flush is repeated after a crash, only the messages in flight.
+                self.store.flush_async().await?;
                 Ok((outcome, n))
             }
         }

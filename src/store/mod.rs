@@ -154,6 +154,12 @@ impl Store {
         Ok(())
     }
 
+    /// [`Store::flush`] for async callers; concurrent callers share one write to disk.
+    pub async fn flush_async(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
     // ---- accounts -------------------------------------------------------------------
 
     pub fn account(&self, id: &str) -> Result<Option<Account>, StoreError> {
