@@ -705,3 +705,67 @@ actions:
     assert_eq!(tasks.len(), 2);
     assert_eq!(tasks.iter().filter(|t| t.is_open()).count(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_slack_and_crm_examples_post_what_their_receivers_expect() {
+    let receiver = Receiver::start(BTreeMap::from([("/slack", vec![(200, None)]), ("/crm", vec![(201, None)])])).await;
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let slack = std::fs::read_to_string(repo.join("examples/playbooks/slack-red-alert.yaml")).unwrap();
+    let crm = std::fs::read_to_string(repo.join("examples/playbooks/crm-expansion-opportunity.yaml"))
+        .unwrap()
+        .replace("https://crm.example.com/api/opportunities", &format!("http://127.0.0.1:{}/crm", receiver.port));
+    // SAFETY of set_var: only this test reads these variables.
+    std::env::set_var("KEEL_SLACK_WEBHOOK_URL", format!("http://127.0.0.1:{}/slack", receiver.port));
+    std::env::set_var("KEEL_CRM_API_TOKEN", "crm-token");
+    std::env::set_var("KEEL_CRM_WEBHOOK_SECRET", "crm-secret");
+    let desk = Desk::new("", &[("slack", &slack), ("crm", &crm)], &[]);
+    let mut red = account("E1", "Big \"Enterprise\" AG", 30.0, "m@cs.example");
+    red.segment = Some(keel::model::Segment::Enterprise);
+    red.arr = Some(250000.0);
+    let mut green = account("E2", "Happy Co", 95.0, "m@cs.example");
+    green.metrics.extend([("active_users".into(), 100.0), ("licensed_users".into(), 100.0), ("nps".into(), 10.0)]);
+    desk.accounts(vec![red, green]);
+    assert_eq!(desk.evaluate(), 2);
+    let r = desk.deliver().await;
+    assert_eq!((r.delivered, r.dead), (2, 0), "{r:?} {:?}", desk.outbox());
+
+    let post = &receiver.requests("/slack")[0];
+    let body: serde_json::Value = serde_json::from_str(&post.body).unwrap();
+    assert_eq!(body["text"], ":red_circle: Big \"Enterprise\" AG turned red (health 30.0)");
+    assert_eq!(body["blocks"][0]["type"], "section");
+    assert!(body["blocks"][0]["text"]["text"].as_str().unwrap().contains("ARR $250000"), "{body}");
+    // The secret URL was read from the environment when sending, never stored.
+    let stored = serde_json::to_string(&desk.outbox()).unwrap();
+    assert!(stored.contains("${KEEL_SLACK_WEBHOOK_URL}") && !stored.contains("/slack"), "{stored}");
+
+    let post = &receiver.requests("/crm")[0];
+    assert_eq!(post.headers["authorization"], "Bearer crm-token");
+    assert_eq!(
+        post.headers["x-keel-signature"],
+        keel::deliver::webhook::signature(b"crm-secret", post.body.as_bytes())
+    );
+    let body: serde_json::Value = serde_json::from_str(&post.body).unwrap();
+    assert_eq!((body["account_id"].as_str(), body["type"].as_str()), (Some("E2"), Some("expansion")));
+    assert!(!stored.contains("crm-token"), "the token stays out of the store");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_entries_stay_for_the_timeline_until_the_retention_limit_and_dead_ones_stay_until_retried() {
+    let bad_hook = "id: hook\nname: Hook\ntrigger:\n  condition: account.health.band == \"red\"\nactions:\n  - webhook: { url: \"not a url\" }\n  - email: { to: \"{{ account.manager }}\", template: red_note }\n";
+    let desk = Desk::new("delivery:\n  retention: 30d\n", &[("hook", bad_hook)], &[("red_note.txt", RED_NOTE_TXT)]);
+    desk.accounts(vec![account("A1", "Acme", 30.0, "m@cs.example")]);
+    desk.evaluate();
+    let r = desk.deliver().await;
+    assert_eq!((r.delivered, r.dead), (1, 1), "{r:?}");
+    let store = desk.store();
+    assert_eq!(store.outbox_of("A1").unwrap().len(), 2, "both on the account's timeline");
+    assert_eq!(store.purge_outbox(at(TUESDAY) - Duration::days(30)).unwrap(), 0, "nothing is 30 days old yet");
+    assert_eq!(store.purge_outbox(at(TUESDAY) + Duration::days(1)).unwrap(), 1);
+    let left = store.outbox_of("A1").unwrap();
+    assert_eq!(left.len(), 1);
+    assert!(
+        matches!(&left[0].status, Status::Dead { error, .. } if error.starts_with("invalid URL")),
+        "{:?}",
+        left[0].status
+    );
+}

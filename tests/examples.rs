@@ -1,5 +1,6 @@
 //! The example a newcomer runs first: the committed sample book is exactly what the
-//! generator makes, and the README's run command imports it cleanly, twice.
+//! generator makes, `keel sync` imports it cleanly, twice, and the README's first command
+//! — `run --once` — imports, evaluates, writes emails a person can open and opens tasks.
 
 use std::fs;
 use std::path::Path;
@@ -52,22 +53,39 @@ fn the_generator_is_deterministic_and_seed_dependent() {
     assert_ne!(write(1), write(2));
 }
 
-/// Copies the example config and data into a temp dir, as a fresh clone would have them.
+/// A fresh clone's layout in a temp dir: `examples/keel.yaml` and its data, the shipped
+/// `playbooks/` and `rules/`. Commands run from `examples/`, where the config is.
 fn example_workspace() -> tempfile::TempDir {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
-    fs::copy(root.join("keel.yaml"), dir.path().join("keel.yaml")).unwrap();
-    fs::create_dir(dir.path().join("data")).unwrap();
+    let examples = dir.path().join("examples");
+    fs::create_dir_all(examples.join("data")).unwrap();
+    fs::copy(repo.join("examples/keel.yaml"), examples.join("keel.yaml")).unwrap();
     for name in ["accounts.csv", "contacts.csv", "events.ndjson"] {
-        fs::copy(root.join("data").join(name), dir.path().join("data").join(name)).unwrap();
+        fs::copy(repo.join("examples/data").join(name), examples.join("data").join(name)).unwrap();
     }
+    copy_tree(&repo.join("playbooks"), &dir.path().join("playbooks"));
+    copy_tree(&repo.join("rules"), &dir.path().join("rules"));
     dir
 }
 
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let target = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_tree(&p, &target);
+        } else {
+            fs::copy(&p, &target).unwrap();
+        }
+    }
+}
+
 #[test]
-fn the_readme_run_command_imports_the_sample_book_and_shows_it() {
+fn keel_sync_imports_the_sample_book_and_shows_it_and_again_changes_nothing() {
     let dir = example_workspace();
-    let first = run_keel(Path::new("keel.yaml"), dir.path(), &["sync"]);
+    let first = run_keel(Path::new("keel.yaml"), &dir.path().join("examples"), &["sync"]);
     let out = first.ok();
     assert!(out.contains("400 inserted, 0 updated, 0 unchanged, 0 rejected"), "{out}");
     assert!(out.contains("1253 inserted, 0 updated, 0 unchanged, 0 rejected"), "{out}");
@@ -79,15 +97,134 @@ fn the_readme_run_command_imports_the_sample_book_and_shows_it() {
     assert_eq!(total.split_whitespace().nth(1), Some("400"), "{total}");
     assert!(first.stderr().is_empty(), "a clean import prints nothing on stderr: {}", first.stderr());
 
-    let again = run_keel(Path::new("keel.yaml"), dir.path(), &["sync"]).ok();
+    let again = run_keel(Path::new("keel.yaml"), &dir.path().join("examples"), &["sync"]).ok();
     assert!(again.contains("0 inserted, 0 updated, 400 unchanged, 0 rejected"), "{again}");
     assert!(again.contains("0 inserted, 0 updated, 2188 unchanged, 0 rejected"), "{again}");
 
-    let list =
-        run_keel(Path::new("keel.yaml"), dir.path(), &["accounts", "list", "--sort", "renewal", "--limit", "5"]).ok();
+    let list = run_keel(
+        Path::new("keel.yaml"),
+        &dir.path().join("examples"),
+        &["accounts", "list", "--sort", "renewal", "--limit", "5"],
+    )
+    .ok();
     assert_eq!(list.lines().count(), 1 + 5 + 1, "header, five accounts, total:\n{list}");
-    let show = run_keel(Path::new("keel.yaml"), dir.path(), &["accounts", "show", "ACC-0000001"]).ok();
+    let show =
+        run_keel(Path::new("keel.yaml"), &dir.path().join("examples"), &["accounts", "show", "ACC-0000001"]).ok();
     for part in ["Acme Logistics", "licensed_users", "industry", "Contacts (", "Events in the last 30 days"] {
         assert!(show.contains(part), "accounts show has {part}:\n{show}");
     }
+}
+
+#[test]
+fn the_readme_first_command_runs_the_main_job_emails_as_eml_files_and_tasks() {
+    let dir = example_workspace();
+    let keel = |args: &[&str]| run_keel(Path::new("keel.yaml"), &dir.path().join("examples"), args);
+    let out = keel(&["run", "--once"]).ok();
+    assert!(out.contains("400 inserted, 0 updated, 0 unchanged, 0 rejected"), "imports the sample book:\n{out}");
+    assert!(out.contains("Evaluated 11 playbook(s) over 400 accounts"), "{out}");
+    let delivery = out.lines().find(|l| l.starts_with("Delivery (.eml files in ")).expect("a delivery line");
+    let delivered: usize = delivery.split(": ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert!(delivered > 100, "{delivery}");
+    assert!(delivery.contains(" 0 dead"), "{delivery}");
+
+    // Each email is an .eml file a mail program opens: headers, then a readable body.
+    let mail_dir = dir.path().join("examples/.keel/mail");
+    let files: Vec<_> = fs::read_dir(&mail_dir).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), delivered, "one file per email delivered");
+    let red = files
+        .iter()
+        .map(|f| fs::read_to_string(f).unwrap())
+        .find(|m| m.contains("X-Keel-Playbook: red-save-plan"))
+        .expect("a red save plan email");
+    for header in [
+        "From: \"Keel CS Ops\" <cs-ops@keel-demo.example>",
+        "\r\nTo: ",
+        "\r\nSubject: ",
+        "\r\nMessage-ID: <",
+        "\r\nDate: ",
+    ] {
+        assert!(red.contains(header), "{header:?} in\n{red}");
+    }
+    assert!(red.contains("Content-Type: text/plain; charset=utf-8"), "{red}");
+
+    // Tasks show in `keel tasks list`.
+    let tasks = keel(&["tasks", "list"]).ok();
+    assert!(tasks.trim_start().starts_with("ID") && tasks.contains("Save plan:"), "{tasks}");
+    let summary = tasks.lines().last().unwrap();
+    assert!(summary.ends_with("`keel tasks done ID` closes one."), "{summary}");
+    let open: usize = summary.split(' ').next().unwrap().parse().unwrap();
+    assert!(open > 100, "{summary}");
+    let owner = "noah.fischer@keel-demo.example";
+    let mine = keel(&["tasks", "list", "--owner", owner]).ok();
+    assert!(mine.lines().skip(1).take_while(|l| !l.contains("task(s)")).all(|l| l.contains(owner)), "{mine}");
+    let first_id = tasks.lines().nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    assert!(keel(&["tasks", "done", &first_id]).ok().contains("is done"));
+    let snooze = keel(&[
+        "tasks",
+        "snooze",
+        tasks.lines().nth(2).unwrap().split_whitespace().next().unwrap(),
+        "--until",
+        "2026-12-10",
+    ])
+    .ok();
+    assert!(snooze.contains("is snoozed until 2026-12-10"), "{snooze}");
+    let after = keel(&["tasks", "list"]).ok();
+    assert!(after.lines().last().unwrap().starts_with(&format!("{} task(s)", open - 2)), "{after}");
+
+    // A second run at the same time decides nothing again and sends nothing again.
+    let again = keel(&["run", "--once"]).ok();
+    assert!(again.contains("Nothing is due at 2026-12-01 04:00 EST."), "{again}");
+    assert!(again.contains("Delivery (.eml files in ./.keel/mail): 0 delivered"), "{again}");
+    assert_eq!(fs::read_dir(&mail_dir).unwrap().count(), delivered);
+}
+
+#[test]
+fn preview_renders_a_template_for_an_account_and_its_unsubscribe_token_works_from_the_cli() {
+    let dir = example_workspace();
+    let keel = |args: &[&str]| run_keel(Path::new("keel.yaml"), &dir.path().join("examples"), args);
+    keel(&["sync"]).ok();
+    let smb: serde_json::Value =
+        serde_json::from_str(&keel(&["accounts", "list", "--segment", "smb", "--format", "json"]).ok()).unwrap();
+    let id = smb[0]["id"].as_str().unwrap().to_string();
+    let shown: serde_json::Value =
+        serde_json::from_str(&keel(&["accounts", "show", &id, "--format", "json"]).ok()).unwrap();
+    let contact = shown["contacts"].as_array().unwrap().iter().find_map(|c| c["email"].as_str()).unwrap().to_string();
+    let name = shown["account"]["name"].as_str().unwrap().to_string();
+
+    // Customer mail: the recipient, the account's data, the unsubscribe link and header.
+    let out = keel(&["preview", "smb_welcome", "--account", &id, "--contact", &contact]).ok();
+    assert!(out.contains(&format!("To: {contact}")), "{out}");
+    assert!(out.contains(&format!("Subject: Welcome aboard, {name}!")), "{out}");
+    let header = out.lines().find_map(|l| l.strip_prefix("List-Unsubscribe: <")).expect("a List-Unsubscribe header");
+    let url = header.trim_end_matches('>');
+    assert!(url.starts_with("http://127.0.0.1:7400/unsubscribe?token="), "{url}");
+    assert!(out.contains(&format!("Unsubscribe: {url}")), "the template prints the link: {out}");
+
+    // As a file a mail program opens.
+    let written =
+        keel(&["preview", "smb_welcome", "--account", &id, "--contact", &contact, "--out", "welcome.eml"]).ok();
+    assert!(written.contains("wrote welcome.eml"), "{written}");
+    let eml = fs::read_to_string(dir.path().join("examples/welcome.eml")).unwrap();
+    assert!(eml.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"), "{eml}");
+
+    // The link's token unsubscribes that address; a forged one is refused.
+    let token = url.split("token=").nth(1).unwrap();
+    let done = keel(&["contacts", "unsubscribe", "--token", token]).ok();
+    assert!(done.starts_with(&format!("{} unsubscribed", contact.to_lowercase())), "{done}");
+    let listed = keel(&["contacts", "suppressed"]).ok();
+    assert!(listed.contains(&contact.to_lowercase()) && listed.contains("unsubscribe link"), "{listed}");
+    // The right address with someone else's signature (16 zero bytes).
+    let forged = format!("{}.AAAAAAAAAAAAAAAAAAAAAA", token.split('.').next().unwrap());
+    let refused = keel(&["contacts", "unsubscribe", "--token", &forged]);
+    assert_eq!(refused.code(), 1);
+    assert!(refused.stderr().contains("not issued by this Keel"), "{}", refused.stderr());
+    // And by hand.
+    assert!(keel(&["contacts", "unsubscribe", "Someone@Example.com"])
+        .ok()
+        .starts_with("someone@example.com unsubscribed"));
+
+    // Unknown template or account: a clear error.
+    let bad = keel(&["preview", "smb_welcom", "--account", &id]);
+    assert_eq!(bad.code(), 1);
+    assert!(bad.stderr().contains("no email template \"smb_welcom\""), "{}", bad.stderr());
 }

@@ -451,17 +451,15 @@ impl Deliverer {
             }
         }
         self.store.update_outbox(entries)?;
-        match (&result, customer) {
-            (Err(Failure::Permanent { bounce: true, error }), Some(to)) => {
-                if self.store.suppress(to, "bounced", error, now)? {
-                    tracing::warn!(email = %to, error = %error, "hard bounce: address suppressed for customer mail");
+        if let Err(f) = &result {
+            let e = &entries[0];
+            tracing::warn!(id = e.id, playbook = %e.playbook, account = %e.account, target = %e.target(), attempts = e.attempts, error = %f.error(), "delivery failed");
+            if let (Failure::Permanent { bounce: true, error }, Some(to)) = (f, customer) {
+                let new = self.store.suppress(to, "bounced", error, now)?;
+                if new {
+                    tracing::warn!(email = %to, "hard bounce: address suppressed for customer mail");
                 }
             }
-            (Err(f), _) => {
-                let e = &entries[0];
-                tracing::warn!(id = e.id, playbook = %e.playbook, account = %e.account, target = %e.target(), attempts = e.attempts, error = %f.error(), "delivery failed");
-            }
-            _ => {}
         }
         Ok(outcome)
     }
