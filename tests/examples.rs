@@ -147,6 +147,18 @@ fn the_readme_first_command_runs_the_main_job_emails_as_eml_files_and_tasks() {
     }
     assert!(red.contains("Content-Type: text/plain; charset=utf-8"), "{red}");
 
+    // The account's timeline shows what was sent for each firing, and its tasks.
+    let account =
+        red.lines().find_map(|l| l.strip_prefix("X-Keel-Account: ")).expect("the account header").trim().to_string();
+    let show = keel(&["accounts", "show", &account]).ok();
+    let timeline = &show[show.find("Timeline: playbook decisions").unwrap()..];
+    assert!(timeline.contains("red-save-plan  fired (episode:1)"), "{timeline}");
+    assert!(
+        timeline.lines().any(|l| l.trim_start().starts_with("✉ email \"") && l.contains(": sent 2026-12-01")),
+        "{timeline}"
+    );
+    assert!(timeline.contains("\nTasks (") && timeline.contains("[open] Save plan:"), "{timeline}");
+
     // Tasks show in `keel tasks list`.
     let tasks = keel(&["tasks", "list"]).ok();
     assert!(tasks.trim_start().starts_with("ID") && tasks.contains("Save plan:"), "{tasks}");
