@@ -122,3 +122,30 @@ fn trigger_mistakes_are_named() {
         assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
     }
 }
+
+#[test]
+fn delivery_mistakes_in_actions_are_named_at_their_line() {
+    let errors = load(&[
+        ("a.yaml", "id: a\nname: a\ntrigger:\n  condition: x\nactions:\n  - webhook: { url: \"http://x\", timeout: soon }\n"),
+        ("b.yaml", "id: b\nname: b\ntrigger:\n  condition: x\nactions:\n  - task: { title: t, owner: o, escalate_to: boss }\n"),
+        ("c.yaml", "id: c\nname: c\ntrigger:\n  condition: x\nactions:\n  - task: { title: t, owner: o, escalate_after: 2d }\n"),
+        ("d.yaml", "id: d\nname: d\ntrigger:\n  condition: x\nactions:\n  - webhook: { url: \"http://x\", body: \"{{ account.nam }\" }\n"),
+        ("e.yaml", "id: e\nname: e\ntrigger:\n  condition: x\nactions:\n  - email: { to: contacts, template: t, on_cap: maybe }\n"),
+    ])
+    .unwrap_err();
+    let all = errors.join("\n");
+    for expected in [
+        "a.yaml:6:",
+        "invalid delay \"soon\": expected a number and a unit, like 500ms, 30s, 5m or 1h",
+        "b.yaml:6:",
+        "`escalate_to` needs `escalate_after`",
+        "c.yaml:6:",
+        "a task escalates when overdue, so it needs a `due_in`",
+        "d.yaml:6:",
+        "template syntax error",
+        "e.yaml:6:",
+        "unknown variant `maybe`, expected `defer` or `drop`",
+    ] {
+        assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+    }
+}

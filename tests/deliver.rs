@@ -769,3 +769,21 @@ async fn finished_entries_stay_for_the_timeline_until_the_retention_limit_and_de
         left[0].status
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_starttls_configured_keel_never_falls_back_to_plaintext() {
+    // mailcrab here offers no STARTTLS: a relay stripping it (or a misconfigured one)
+    // must not receive the mail in the clear.
+    let port = free_port();
+    let mut smtp = Smtp::start(port).await;
+    let config = smtp_config(port).replace("tls: none", "tls: starttls");
+    let desk = Desk::new(&config, &[("red", RED)], &[("red_note.txt", RED_NOTE_TXT), ("hello.txt", HELLO_TXT)]);
+    desk.accounts(vec![account("A1", "Acme", 30.0, "mgr@cs.example")]);
+    desk.evaluate();
+    let r = desk.deliver().await;
+    assert_eq!((r.delivered, r.retrying), (0, 1), "{r:?}");
+    assert!(smtp.received().is_empty(), "nothing was sent in the clear");
+    let e = &desk.outbox()[0];
+    assert!(e.last_note().contains("attempt 1 failed: SMTP 127.0.0.1"), "{}", e.last_note());
+    smtp.stop();
+}

@@ -449,6 +449,34 @@ mod tests {
     }
 
     #[test]
+    fn delivery_and_inbox_settings_are_read_and_checked_where_written() {
+        let c = load_str("email:\n  frequency_cap: { max: 3, per: 14d }\n  quiet_hours: { start: \"21:30\", end: \"07:00\" }\n  business_days: [mon, wed]\ndelivery:\n  backoff: 500ms\n  max_attempts: 3\n").unwrap();
+        let p = &c.email.protections;
+        assert_eq!((p.cap.unwrap().max, p.cap.unwrap().per.num_days()), (3, 14));
+        assert_eq!(p.quiet_hours.unwrap().0.to_string(), "21:30:00");
+        assert_eq!(p.business_days, vec![chrono::Weekday::Mon, chrono::Weekday::Wed]);
+        assert_eq!((c.delivery.backoff.as_millis(), c.delivery.max_attempts), (500, 3));
+        assert_eq!(c.email.unsubscribe_url, "http://127.0.0.1:7400/unsubscribe");
+        // Equal start and end: no quiet hours.
+        let c = load_str("email:\n  quiet_hours: { start: \"00:00\", end: \"00:00\" }\n").unwrap();
+        assert!(c.email.protections.quiet_hours.is_none());
+        for (text, at, says) in [
+            ("email:\n  quiet_hours: { start: \"9pm\", end: \"07:00\" }\n", "conf/keel.yaml:2:", "expected HH:MM"),
+            ("email:\n  business_days: [someday]\n", "conf/keel.yaml:2:", "expected mon, tue"),
+            ("email:\n  frequency_cap: { max: 0, per: 7d }\n", "conf/keel.yaml:2:", "nonzero"),
+            ("delivery:\n  backoff: 0s\n", "conf/keel.yaml:2:12", "must be a positive delay"),
+            (
+                "email:\n  unsubscribe_secret: hunter2\n",
+                "conf/keel.yaml:2:",
+                "secrets must come from environment variables",
+            ),
+        ] {
+            let err = load_str(text).unwrap_err().to_string();
+            assert!(err.contains(at) && err.contains(says), "{text}: {err}");
+        }
+    }
+
+    #[test]
     fn a_literal_secret_is_refused() {
         let err = load_str("api:\n  token: hunter2\n").unwrap_err().to_string();
         assert!(err.contains("secrets must come from environment variables"), "{err}");
