@@ -322,15 +322,8 @@ impl Deliverer {
                     let tz: Tz = timezone.parse().unwrap_or(self.timezone);
                     if let Some(at) = protect::next_window(&self.protections, tz, now) {
                         let local = at.with_timezone(&tz).format("%a %Y-%m-%d %H:%M %Z");
-                        let here = now.with_timezone(&tz).format("%a %H:%M");
-                        return self.defer(
-                            entries,
-                            at,
-                            now,
-                            format!(
-                                "deferred: {here} in {tz} is outside quiet hours/business days; next window {local}"
-                            ),
-                        );
+                        let why = protect::why_not(&self.protections, tz, now);
+                        return self.defer(entries, at, now, format!("deferred: {why}; next window {local}"));
                     }
                     if let Some(cap) = self.protections.cap {
                         match self.store.reserve_send(&m.to, now, cap.max, cap.per)? {

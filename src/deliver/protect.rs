@@ -27,6 +27,22 @@ pub fn next_window(p: &Protections, tz: Tz, now: DateTime<Utc>) -> Option<DateTi
         .map(|c| resolve(tz, c))
 }
 
+/// Why `now` is outside the window in `tz`, in words for the outbox history.
+pub fn why_not(p: &Protections, tz: Tz, now: DateTime<Utc>) -> String {
+    let local = now.with_timezone(&tz).naive_local();
+    if !business_day(p, local.weekday()) {
+        format!("{} is not a business day in {tz}", local.format("%A"))
+    } else {
+        let (start, end) = p.quiet_hours.unwrap_or_default();
+        format!(
+            "{} in {tz} is in quiet hours ({}–{})",
+            local.format("%H:%M"),
+            start.format("%H:%M"),
+            end.format("%H:%M")
+        )
+    }
+}
+
 fn allowed(p: &Protections, local: NaiveDateTime) -> bool {
     business_day(p, local.weekday()) && !quiet(p, local.time())
 }
@@ -73,6 +89,11 @@ mod tests {
         assert_eq!(next_window(&p, berlin, at("2026-11-27T20:00:00Z")), Some(at("2026-11-30T07:00:00Z")));
         // Saturday noon: Monday 08:00.
         assert_eq!(next_window(&p, berlin, at("2026-11-28T11:00:00Z")), Some(at("2026-11-30T07:00:00Z")));
+        assert_eq!(
+            why_not(&p, berlin, at("2026-11-24T21:30:00Z")),
+            "22:30 in Europe/Berlin is in quiet hours (20:00–08:00)"
+        );
+        assert_eq!(why_not(&p, berlin, at("2026-11-28T11:00:00Z")), "Saturday is not a business day in Europe/Berlin");
         // The same instant is a Tuesday afternoon in New York: send now.
         let ny: Tz = "America/New_York".parse().unwrap();
         assert_eq!(next_window(&p, ny, at("2026-11-24T21:30:00Z")), None);
