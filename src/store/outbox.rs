@@ -279,26 +279,20 @@ impl Store {
 
     /// An account's outbox entries, oldest first.
     pub fn outbox_of(&self, account: &str) -> Result<Vec<OutboxEntry>, StoreError> {
-        let prefix = tagged(b'a', account, &[]);
-        let mut out = Vec::new();
-        for kv in self.outbox_index.scan_prefix(prefix) {
-            let (k, _) = kv?;
-            if let Some(e) = self.outbox_entry(id_of(&k))? {
-                out.push(e);
-            }
-        }
-        Ok(out)
+        self.entries_under(&tagged(b'a', account, &[]))
     }
 
     /// The pending items of a digest group.
     pub fn digest_items(&self, group: &str) -> Result<Vec<OutboxEntry>, StoreError> {
-        let prefix = tagged(b'g', group, &[]);
+        self.entries_under(&tagged(b'g', group, &[]))
+    }
+
+    /// The outbox entries an `outbox_index` prefix points at.
+    fn entries_under(&self, prefix: &[u8]) -> Result<Vec<OutboxEntry>, StoreError> {
         let mut out = Vec::new();
         for kv in self.outbox_index.scan_prefix(prefix) {
             let (k, _) = kv?;
-            if let Some(e) = self.outbox_entry(id_of(&k))? {
-                out.push(e);
-            }
+            out.extend(self.outbox_entry(id_of(&k))?);
         }
         Ok(out)
     }
