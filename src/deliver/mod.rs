@@ -272,7 +272,7 @@ impl Deliverer {
                 let result = webhook::send(&self.http, &hook, &entry.key, now).await;
                 let mut entries = vec![entry];
                 let outcome = self.settle(&mut entries, result, now, None)?;
-                self.store.flush_async().await?;
+                self.store.flush_after(self.store.writes_done()).await?;
                 Ok((outcome, 1))
             }
             Payload::Email(m) => {
@@ -370,7 +370,7 @@ impl Deliverer {
                 let outcome = self.settle(&mut entries, result, now, customer)?;
                 // Durable before the slot is free: not everything since sled's last
                 // periodic flush is repeated after a crash, only the messages in flight.
-                self.store.flush_async().await?;
+                self.store.flush_after(self.store.writes_done()).await?;
                 Ok((outcome, n))
             }
         }

@@ -148,7 +148,7 @@ impl Store {
             &self.tasks,
             &self.task_index,
         );
-        trees
+        self.atomic(|| trees
             .transaction(|(meta, ledger, state, health_tree, outbox, outbox_index, tasks, task_index)| {
                 let mut new = vec![false; entries.len()];
                 for (i, (key, value)) in entries.iter().enumerate() {
@@ -179,7 +179,7 @@ impl Store {
             .map_err(|e| match e {
                 TransactionError::Storage(e) => StoreError::Io(e),
                 TransactionError::Abort(e) => e,
-            })
+            }))
     }
 
     /// When the playbook's last pass completed (its tick), if it ever ran.

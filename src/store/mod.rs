@@ -71,6 +71,18 @@ pub enum Outcome {
 pub struct Store {
     path: PathBuf,
     db: sled::Db,
+    /// Keeps explicit flushes apart from sled's atomic writes. sled 0.34 deadlocks when a
+    /// flush (which holds its concurrency-control lock shared while it waits for the log
+    /// to be stable) meets a transaction or batch waiting for that lock exclusively: the
+    /// lock is writer-preferring, so sled's own log flusher can no longer take it shared
+    /// and the flush never finishes (seen in the delivery benchmark: both runtime threads
+    /// in `transaction`, every flush waiting). Atomic writes hold this gate shared,
+    /// [`Store::flush`] exclusively, so the two never wait on each other inside sled.
+    gate: std::sync::Arc<std::sync::RwLock<()>>,
+    /// Group commit for [`Store::flush_after`]: atomic writes done, and the count the last
+    /// flush covered.
+    writes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    flushed: std::sync::Arc<std::sync::Mutex<u64>>,
     accounts: sled::Tree,
     contacts: sled::Tree,
     contacts_by_account: sled::Tree,
@@ -124,6 +136,9 @@ impl Store {
         }
         Ok(Store {
             path: path.to_path_buf(),
+            gate: Default::default(),
+            writes: Default::default(),
+            flushed: Default::default(),
             accounts: db.open_tree("accounts")?,
             contacts: db.open_tree("contacts")?,
             contacts_by_account: db.open_tree("contacts_by_account")?,
@@ -150,14 +165,40 @@ impl Store {
 
     /// Makes every write so far durable. sled writes are only in memory until flushed.
     pub fn flush(&self) -> Result<(), StoreError> {
+        let mut flushed = self.flushed.lock().unwrap_or_else(|e| e.into_inner());
+        let _exclusive = self.gate.write().unwrap_or_else(|e| e.into_inner());
+        let covers = self.writes.load(std::sync::atomic::Ordering::SeqCst);
         self.db.flush()?;
+        *flushed = covers;
         Ok(())
     }
 
-    /// [`Store::flush`] for async callers; concurrent callers share one write to disk.
-    pub async fn flush_async(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
-        Ok(())
+    /// Makes durable the atomic writes done so far by this caller (counted by
+    /// [`Store::writes_done`]), sharing one flush with every caller waiting at the same
+    /// time: a flush that started after `done` writes covers them (group commit).
+    pub async fn flush_after(&self, done: u64) -> Result<(), StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            if *store.flushed.lock().unwrap_or_else(|e| e.into_inner()) >= done {
+                return Ok(());
+            }
+            store.flush()
+        })
+        .await
+        .map_err(|e| StoreError::Corrupt { tree: "-", key: "-".into(), reason: format!("flush task failed: {e}") })?
+    }
+
+    /// How many atomic writes have completed: pass it to [`Store::flush_after`].
+    pub fn writes_done(&self) -> u64 {
+        self.writes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Runs one atomic write (a transaction or batch) inside the gate and counts it.
+    pub(crate) fn atomic<T>(&self, write: impl FnOnce() -> T) -> T {
+        let _shared = self.gate.read().unwrap_or_else(|e| e.into_inner());
+        let out = write();
+        self.writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        out
     }
 
     // ---- accounts -------------------------------------------------------------------
@@ -210,7 +251,7 @@ impl Store {
         for (id, account) in &pending {
             batch.insert(id.as_bytes(), codec::encode(account));
         }
-        self.accounts.apply_batch(batch)?;
+        self.atomic(|| self.accounts.apply_batch(batch))?;
         Ok(outcomes)
     }
 
@@ -275,7 +316,7 @@ impl Store {
         for (id, contact) in &pending {
             batch.insert(id.as_bytes(), codec::encode(contact));
         }
-        transact(&self.contacts, &self.contacts_by_account, &batch, &index)?;
+        self.atomic(|| transact(&self.contacts, &self.contacts_by_account, &batch, &index))?;
         Ok(outcomes)
     }
 
@@ -340,7 +381,7 @@ impl Store {
             }
             outcomes.push(outcome);
         }
-        transact(&self.events, &self.event_ids, &batch, &ids)?;
+        self.atomic(|| transact(&self.events, &self.event_ids, &batch, &ids))?;
         Ok(outcomes)
     }
 }
@@ -355,7 +396,7 @@ impl Store {
         for (account_id, point) in points {
             batch.insert(keys::health_key(account_id, point.date), codec::encode(point));
         }
-        self.health.apply_batch(batch)?;
+        self.atomic(|| self.health.apply_batch(batch))?;
         Ok(())
     }
 

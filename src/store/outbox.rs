@@ -300,14 +300,16 @@ impl Store {
     /// Writes entries as they are now (state, `next_at`, history) with their index keys, in
     /// one transaction: a digest's items change together.
     pub fn update_outbox(&self, entries: &[OutboxEntry]) -> Result<(), StoreError> {
-        (&self.outbox, &self.outbox_index)
-            .transaction(|(outbox, index)| {
-                for e in entries {
-                    put_outbox(outbox, index, e)?;
-                }
-                Ok(())
-            })
-            .map_err(flatten)
+        self.atomic(|| {
+            (&self.outbox, &self.outbox_index)
+                .transaction(|(outbox, index)| {
+                    for e in entries {
+                        put_outbox(outbox, index, e)?;
+                    }
+                    Ok(())
+                })
+                .map_err(flatten)
+        })
     }
 
     /// Removes finished entries (delivered, suppressed, dropped) that finished before
@@ -318,15 +320,17 @@ impl Store {
             let (k, v) = kv?;
             let e: OutboxEntry = decode("outbox", &k, &v)?;
             if e.status.finished_at().is_some_and(|at| at < before) {
-                (&self.outbox, &self.outbox_index)
-                    .transaction(|(outbox, index)| {
-                        for key in outbox_index_keys(&e) {
-                            index.remove(key)?;
-                        }
-                        outbox.remove(&k)?;
-                        Ok::<_, Abort>(())
-                    })
-                    .map_err(flatten)?;
+                self.atomic(|| {
+                    (&self.outbox, &self.outbox_index)
+                        .transaction(|(outbox, index)| {
+                            for key in outbox_index_keys(&e) {
+                                index.remove(key)?;
+                            }
+                            outbox.remove(&k)?;
+                            Ok::<_, Abort>(())
+                        })
+                        .map_err(flatten)
+                })?;
                 purged += 1;
             }
         }
@@ -361,7 +365,9 @@ impl Store {
 
     /// Writes a task as it is now (status, snooze) with its index keys.
     pub fn update_task(&self, task: &Task) -> Result<(), StoreError> {
-        (&self.tasks, &self.task_index).transaction(|(tasks, index)| put_task(tasks, index, task)).map_err(flatten)
+        self.atomic(|| {
+            (&self.tasks, &self.task_index).transaction(|(tasks, index)| put_task(tasks, index, task)).map_err(flatten)
+        })
     }
 
     /// Open tasks whose escalation is due by `now`.
@@ -381,13 +387,15 @@ impl Store {
     /// Marks a task escalated and queues its escalation email, in one transaction: an
     /// overdue task escalates once.
     pub fn escalate(&self, task: &Task, email: OutboxEntry) -> Result<(), StoreError> {
-        (&self.meta, &self.tasks, &self.task_index, &self.outbox, &self.outbox_index)
-            .transaction(|(meta, tasks, tindex, outbox, oindex)| {
-                insert_outbox(meta, outbox, oindex, &email)?;
-                put_task(tasks, tindex, task)?;
-                Ok(())
-            })
-            .map_err(flatten)
+        self.atomic(|| {
+            (&self.meta, &self.tasks, &self.task_index, &self.outbox, &self.outbox_index)
+                .transaction(|(meta, tasks, tindex, outbox, oindex)| {
+                    insert_outbox(meta, outbox, oindex, &email)?;
+                    put_task(tasks, tindex, task)?;
+                    Ok(())
+                })
+                .map_err(flatten)
+        })
     }
 
     // ---- suppression and caps -------------------------------------------------------

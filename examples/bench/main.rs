@@ -1,0 +1,291 @@
+//! Keel's benchmark: one command, a fresh data dir, the deterministic generator, and one
+//! table (also written to `docs/benchmarks.md` with the machine, date and command).
+//!
+//! ```sh
+//! cargo run --release --example bench -- --accounts 1000000
+//! ```
+//!
+//! Each book size runs in its own child process (so its peak RSS is its own): generate
+//! the book, sync it (accounts/s, contacts/s, events/s), a full evaluation pass of the
+//! shipped playbooks and health model from an empty ledger, a quiet pass an hour later
+//! (nothing changed, no day boundary), and the native baseline (the same health model and
+//! conditions in plain Rust). Then delivery: emails to a loopback SMTP server and webhooks
+//! to a loopback HTTP server, through the outbox.
+//!
+//! Not run by `.ci/run`; the test suite makes no timing assertions.
+
+#[allow(dead_code)]
+#[path = "../gen_accounts/book.rs"]
+mod book;
+mod delivery;
+mod native;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use clap::Parser;
+use keel::config::Config;
+use keel::daemon::{Daemon, ManualClock};
+use keel::evaluate::Loaded;
+use keel::store::Store;
+use keel::sync::sync_file;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// The largest book, in accounts.
+    #[arg(long, default_value_t = 1_000_000)]
+    accounts: u64,
+    /// Smaller books measured first (comma-separated), for linearity.
+    #[arg(long, value_delimiter = ',', default_values_t = [10_000u64, 100_000])]
+    sizes: Vec<u64>,
+    /// Books above this size are synced without events (the shipped playbooks have no
+    /// event trigger, so the pass does not read them; the ingest rate is measured below it).
+    #[arg(long, default_value_t = 100_000)]
+    events_up_to: u64,
+    /// Emails and webhooks sent in the delivery measurement.
+    #[arg(long, default_value_t = 5_000)]
+    deliveries: u64,
+    /// `delivery.email_concurrency` (SMTP connections) for the email measurement.
+    #[arg(long, default_value_t = 4)]
+    email_concurrency: usize,
+    /// Where to work (a fresh folder is made inside); default: the system's temp dir.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Where to write the table.
+    #[arg(long, default_value = "docs/benchmarks.md")]
+    out: PathBuf,
+    /// Internal: measure one book size and print its row as JSON.
+    #[arg(long, hide = true)]
+    one: Option<u64>,
+}
+
+/// The pass clock: a Tuesday, 10:00 in New York (the sample config's zone).
+const NOW: &str = "2026-11-24T15:00:00Z";
+const TODAY: (i32, u32, u32) = (2026, 11, 24);
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Row {
+    accounts: u64,
+    contacts: u64,
+    events: u64,
+    sync_accounts_per_s: f64,
+    sync_contacts_per_s: f64,
+    sync_events_per_s: Option<f64>,
+    playbooks: usize,
+    full_pass_s: f64,
+    evaluations: u64,
+    fired: u64,
+    quiet_pass_s: f64,
+    native_pass_s: f64,
+    peak_rss_mb: f64,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
+    let args = Args::parse();
+    let base = match &args.dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir(),
+    };
+    let work = base.join(format!("keel-bench-{}", std::process::id()));
+    if let Some(n) = args.one {
+        let row = one(n, &work.join(n.to_string()), n <= args.events_up_to)?;
+        println!("{}", serde_json::to_string(&row)?);
+        return Ok(());
+    }
+    let mut sizes = args.sizes.clone();
+    sizes.push(args.accounts);
+    sizes.sort_unstable();
+    sizes.dedup();
+    let started = Instant::now();
+    let mut rows = Vec::new();
+    for &n in &sizes {
+        eprintln!("bench: {n} accounts …");
+        let out = Command::new(std::env::current_exe()?)
+            .args(["--one", &n.to_string(), "--events-up-to", &args.events_up_to.to_string()])
+            .args(args.dir.as_ref().map(|d| ["--dir".to_string(), d.display().to_string()]).into_iter().flatten())
+            .output()?;
+        anyhow::ensure!(out.status.success(), "the {n}-account run failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        let row: Row = serde_json::from_slice(&out.stdout).context("the child's row")?;
+        eprintln!("bench: {n} accounts: full pass {:.2} s, quiet {:.2} s", row.full_pass_s, row.quiet_pass_s);
+        rows.push(row);
+    }
+    eprintln!("bench: delivery …");
+    let (emails, webhooks) = deliveries(&work.join("delivery"), args.deliveries, args.email_concurrency)?;
+    let _ = std::fs::remove_dir_all(&work);
+    let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
+    let doc = render(&rows, emails, webhooks, args.deliveries, args.email_concurrency, &command, started.elapsed().as_secs_f64());
+    print!("{doc}");
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.out, &doc)?;
+    eprintln!("bench: written to {}", args.out.display());
+    Ok(())
+}
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The example config, pointed at this book and the shipped playbooks and rules.
+fn config(dir: &Path) -> anyhow::Result<Config> {
+    let text = std::fs::read_to_string(repo().join("examples/keel.yaml"))?
+        .replace("playbooks: ../playbooks", &format!("playbooks: {}", repo().join("playbooks").display()))
+        .replace("rules: ../rules", &format!("rules: {}", repo().join("rules").display()));
+    let path = dir.join("keel.yaml");
+    std::fs::write(&path, text)?;
+    Ok(Config::load(&path)?)
+}
+
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// One book size, measured in this process.
+fn one(n: u64, dir: &Path, with_events: bool) -> anyhow::Result<Row> {
+    let today = NaiveDate::from_ymd_opt(TODAY.0, TODAY.1, TODAY.2).unwrap();
+    let spec = book::BookSpec { accounts: n, seed: 7, today, events_per_account: 6.0 };
+    let data = dir.join("data");
+    let counts = book::write_book(&spec, &data)?;
+    let config = config(dir)?;
+    let store = Store::open(&config.store_dir())?;
+    let now: DateTime<Utc> = NOW.parse()?;
+    let sync = &config.sync;
+    let rate = |r: keel::sync::SyncReport| r.rows() as f64 / r.elapsed.as_secs_f64();
+    let accounts = rate(sync_file(&store, &data.join("accounts.csv"), &sync.accounts.spec, now, &())?);
+    let contacts = rate(sync_file(&store, &data.join("contacts.csv"), &sync.contacts.spec, now, &())?);
+    let events = if with_events {
+        Some(rate(sync_file(&store, &data.join("events.ndjson"), &sync.events.spec, now, &())?))
+    } else {
+        None
+    };
+    store.flush()?;
+    let loaded = Loaded::load(&config.rules_dir, &config.playbooks_dir).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let clock = Arc::new(ManualClock::new(now));
+    let daemon = Daemon::new(config.clone(), store.clone(), loaded, clock.clone());
+    let full = daemon.tick(&AtomicBool::new(false))?.report.context("the first pass runs everything")?;
+    clock.set(now + Duration::hours(1));
+    let quiet = daemon.tick(&AtomicBool::new(false))?.report.context("the hourly pass")?;
+    let started = Instant::now();
+    let (_, holds) = native::pass(&store, today, config.evaluation.workers);
+    let native_s = started.elapsed().as_secs_f64();
+    std::hint::black_box(holds);
+    Ok(Row {
+        accounts: counts.accounts,
+        contacts: counts.contacts,
+        events: if with_events { counts.events } else { 0 },
+        sync_accounts_per_s: accounts,
+        sync_contacts_per_s: contacts,
+        sync_events_per_s: events,
+        playbooks: full.playbooks.len(),
+        full_pass_s: full.elapsed.as_secs_f64(),
+        evaluations: full.playbooks.values().map(|s| s.evaluated).sum(),
+        fired: full.fired(),
+        quiet_pass_s: quiet.elapsed.as_secs_f64(),
+        native_pass_s: native_s,
+        peak_rss_mb: peak_rss_mb(),
+    })
+}
+
+fn deliveries(dir: &Path, n: u64, email_concurrency: usize) -> anyhow::Result<(f64, f64)> {
+    std::fs::create_dir_all(dir)?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let text = std::fs::read_to_string(repo().join("examples/keel.yaml"))?
+        .replace("playbooks: ../playbooks", &format!("playbooks: {}", repo().join("playbooks").display()))
+        .replace("rules: ../rules", &format!("rules: {}", repo().join("rules").display()))
+        .replace("host: ${KEEL_SMTP_HOST:-}", "host: 127.0.0.1")
+        .replace("port: 587", &format!("port: {port}"))
+        .replace("tls: starttls ", "tls: none ")
+        .replace("# email_concurrency: 4 ", &format!("email_concurrency: {email_concurrency} "));
+    std::fs::write(dir.join("keel.yaml"), text)?;
+    let config = Config::load(&dir.join("keel.yaml"))?;
+    let loaded = Arc::new(Loaded::load(&config.rules_dir, &config.playbooks_dir).map_err(|e| anyhow::anyhow!("{e:?}"))?);
+    let now: DateTime<Utc> = NOW.parse()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let (emails, webhooks) = runtime.block_on(async {
+        let store = Store::open(&config.store_dir()).unwrap();
+        let emails = delivery::emails(&config, store.clone(), loaded.clone(), port, n, now).await;
+        let hooks_dir = dir.join("hooks");
+        std::fs::create_dir_all(&hooks_dir).unwrap();
+        let store2 = Store::open(&hooks_dir).unwrap();
+        let webhooks = delivery::webhooks(&config, store2, loaded, n, now).await;
+        (emails, webhooks)
+    });
+    Ok((emails, webhooks))
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or("unknown".into(), |kb| format!("{:.1} GiB", kb / 1024.0 / 1024.0));
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cores} cores ({cpu}), {mem} memory")
+}
+
+fn g(n: f64) -> String {
+    let s = format!("{:.0}", n);
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn render(rows: &[Row], emails: f64, webhooks: f64, n: u64, email_concurrency: usize, command: &str, total_s: f64) -> String {
+    let mut d = String::new();
+    let _ = writeln!(d, "# Benchmarks\n");
+    let _ = writeln!(d, "Written by `cargo run --release --example bench -- {command}` on {} UTC.", Utc::now().format("%Y-%m-%d %H:%M"));
+    let _ = writeln!(d, "Machine: {}. Whole run: {:.0} s.\n", machine(), total_s);
+    let _ = writeln!(d, "Each size runs in its own process on a fresh store: the generator's book (seed 7), the shipped");
+    let _ = writeln!(d, "playbooks and health model, the pass clock at {NOW}. Evaluations = accounts × due playbooks.\n");
+    let _ = writeln!(d, "| accounts | sync accounts/s | contacts/s | events/s | full pass | evaluations/s | µs/account | quiet pass | quiet/full | native | quiet/native | peak RSS |");
+    let _ = writeln!(d, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in rows {
+        let _ = writeln!(
+            d,
+            "| {} | {} | {} | {} | {:.2} s | {} | {:.1} | {:.2} s | {:.0}% | {:.2} s | {:.1}× | {:.0} MB |",
+            g(r.accounts as f64),
+            g(r.sync_accounts_per_s),
+            g(r.sync_contacts_per_s),
+            r.sync_events_per_s.map_or("–".into(), g),
+            r.full_pass_s,
+            g(r.evaluations as f64 / r.full_pass_s),
+            r.full_pass_s * 1e6 / r.accounts as f64,
+            r.quiet_pass_s,
+            100.0 * r.quiet_pass_s / r.full_pass_s,
+            r.native_pass_s,
+            r.quiet_pass_s / r.native_pass_s,
+            r.peak_rss_mb,
+        );
+    }
+    let _ = writeln!(d, "\nDelivery through the outbox ({n} each, store updates and flushes included): **{} emails/s** to a loopback SMTP server (mailcrab, {email_concurrency} pooled connections), **{} webhooks/s** to a loopback HTTP server (axum).", g(emails), g(webhooks));
+    if let (Some(small), Some(big)) = (rows.first(), rows.last()) {
+        let per = |r: &Row| r.full_pass_s / r.accounts as f64;
+        let _ = writeln!(d, "\nLinearity: time per account at {} is {:.2}× that at {}.", g(big.accounts as f64), per(big) / per(small), g(small.accounts as f64));
+    }
+    d
+}
