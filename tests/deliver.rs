@@ -787,3 +787,31 @@ async fn with_starttls_configured_keel_never_falls_back_to_plaintext() {
     assert!(e.last_note().contains("attempt 1 failed: SMTP 127.0.0.1"), "{}", e.last_note());
     smtp.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_deliveries_at_once_finish_while_a_pass_flushes_the_store() {
+    // sled 0.34 deadlocks an explicit flush against a waiting transaction; the store keeps
+    // them apart. Before that, a delivery round of a few hundred entries could hang here
+    // with both runtime threads inside sled.
+    let receiver = Receiver::start(BTreeMap::from([("/hook", vec![(200, None)])])).await;
+    let hook = format!(
+        "id: hook\nname: Hook\ntrigger:\n  condition: account.health.band == \"red\"\nactions:\n  - webhook: {{ url: \"http://127.0.0.1:{}/hook\", body: \"{{\\\"a\\\": {{{{ account.id }}}}}}\" }}\n",
+        receiver.port
+    );
+    let desk = Desk::new("delivery:\n  webhook_concurrency: 32\n", &[("hook", &hook)], &[]);
+    desk.accounts((0..1000).map(|i| account(&format!("A{i:04}"), "Acme", 30.0, "m@cs.example")).collect());
+    assert_eq!(desk.evaluate(), 1000);
+    let deliverer = desk.deliverer.clone().unwrap();
+    let (done, finished) = std::sync::mpsc::channel();
+    tokio::spawn(async move {
+        let _ = done.send(deliverer.deliver_due(&CancellationToken::new()).await.unwrap());
+    });
+    // A pass's flush (and its next pass) at the same time as the round.
+    desk.later(Duration::hours(1));
+    desk.evaluate();
+    // Waited for on a plain channel: in a deadlock the runtime's timers stop too.
+    let report = tokio::task::block_in_place(|| finished.recv_timeout(std::time::Duration::from_secs(60)))
+        .expect("the delivery round finished (no deadlock inside sled)");
+    assert_eq!(report.delivered, 1000, "{report:?}");
+    assert_eq!(receiver.requests("/hook").len(), 1000);
+}

@@ -88,7 +88,10 @@ struct Row {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let args = Args::parse();
     let base = match &args.dir {
         Some(d) => d.clone(),
@@ -121,12 +124,27 @@ fn main() -> anyhow::Result<()> {
     let (emails, webhooks) = deliveries(&work.join("delivery"), args.deliveries, args.email_concurrency)?;
     let _ = std::fs::remove_dir_all(&work);
     let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
-    let doc = render(&rows, emails, webhooks, args.deliveries, args.email_concurrency, &command, started.elapsed().as_secs_f64());
+    let doc = render(
+        &rows,
+        emails,
+        webhooks,
+        args.deliveries,
+        args.email_concurrency,
+        &command,
+        started.elapsed().as_secs_f64(),
+    );
     print!("{doc}");
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(&args.out, &doc)?;
+    // The measured table goes between the markers; the analysis around it is kept.
+    let old = std::fs::read_to_string(&args.out).unwrap_or_default();
+    let (start, end) = ("<!-- bench:start -->", "<!-- bench:end -->");
+    let merged = match (old.find(start), old.find(end)) {
+        (Some(a), Some(b)) if a < b => format!("{}{start}\n{doc}{}", &old[..a], &old[b..]),
+        _ => format!("{start}\n{doc}{end}\n{old}"),
+    };
+    std::fs::write(&args.out, merged)?;
     eprintln!("bench: written to {}", args.out.display());
     Ok(())
 }
@@ -212,7 +230,8 @@ fn deliveries(dir: &Path, n: u64, email_concurrency: usize) -> anyhow::Result<(f
         .replace("# email_concurrency: 4 ", &format!("email_concurrency: {email_concurrency} "));
     std::fs::write(dir.join("keel.yaml"), text)?;
     let config = Config::load(&dir.join("keel.yaml"))?;
-    let loaded = Arc::new(Loaded::load(&config.rules_dir, &config.playbooks_dir).map_err(|e| anyhow::anyhow!("{e:?}"))?);
+    let loaded =
+        Arc::new(Loaded::load(&config.rules_dir, &config.playbooks_dir).map_err(|e| anyhow::anyhow!("{e:?}"))?);
     let now: DateTime<Utc> = NOW.parse()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let (emails, webhooks) = runtime.block_on(async {
@@ -255,13 +274,26 @@ fn g(n: f64) -> String {
     out
 }
 
-fn render(rows: &[Row], emails: f64, webhooks: f64, n: u64, email_concurrency: usize, command: &str, total_s: f64) -> String {
+fn render(
+    rows: &[Row],
+    emails: f64,
+    webhooks: f64,
+    n: u64,
+    email_concurrency: usize,
+    command: &str,
+    total_s: f64,
+) -> String {
     let mut d = String::new();
-    let _ = writeln!(d, "# Benchmarks\n");
-    let _ = writeln!(d, "Written by `cargo run --release --example bench -- {command}` on {} UTC.", Utc::now().format("%Y-%m-%d %H:%M"));
+    let _ = writeln!(
+        d,
+        "Written by `cargo run --release --example bench -- {command}` on {} UTC.",
+        Utc::now().format("%Y-%m-%d %H:%M")
+    );
     let _ = writeln!(d, "Machine: {}. Whole run: {:.0} s.\n", machine(), total_s);
-    let _ = writeln!(d, "Each size runs in its own process on a fresh store: the generator's book (seed 7), the shipped");
-    let _ = writeln!(d, "playbooks and health model, the pass clock at {NOW}. Evaluations = accounts × due playbooks.\n");
+    let _ =
+        writeln!(d, "Each size runs in its own process on a fresh store: the generator's book (seed 7), the shipped");
+    let _ =
+        writeln!(d, "playbooks and health model, the pass clock at {NOW}. Evaluations = accounts × due playbooks.\n");
     let _ = writeln!(d, "| accounts | sync accounts/s | contacts/s | events/s | full pass | evaluations/s | µs/account | quiet pass | quiet/full | native | quiet/native | peak RSS |");
     let _ = writeln!(d, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
@@ -285,7 +317,13 @@ fn render(rows: &[Row], emails: f64, webhooks: f64, n: u64, email_concurrency: u
     let _ = writeln!(d, "\nDelivery through the outbox ({n} each, store updates and flushes included): **{} emails/s** to a loopback SMTP server (mailcrab, {email_concurrency} pooled connections), **{} webhooks/s** to a loopback HTTP server (axum).", g(emails), g(webhooks));
     if let (Some(small), Some(big)) = (rows.first(), rows.last()) {
         let per = |r: &Row| r.full_pass_s / r.accounts as f64;
-        let _ = writeln!(d, "\nLinearity: time per account at {} is {:.2}× that at {}.", g(big.accounts as f64), per(big) / per(small), g(small.accounts as f64));
+        let _ = writeln!(
+            d,
+            "\nLinearity: time per account at {} is {:.2}× that at {}.",
+            g(big.accounts as f64),
+            per(big) / per(small),
+            g(small.accounts as f64)
+        );
     }
     d
 }

@@ -148,38 +148,40 @@ impl Store {
             &self.tasks,
             &self.task_index,
         );
-        self.atomic(|| trees
-            .transaction(|(meta, ledger, state, health_tree, outbox, outbox_index, tasks, task_index)| {
-                let mut new = vec![false; entries.len()];
-                for (i, (key, value)) in entries.iter().enumerate() {
-                    if ledger.get(key)?.is_none() {
-                        ledger.insert(key.as_slice(), value.as_slice())?;
-                        new[i] = true;
+        self.atomic(|| {
+            trees
+                .transaction(|(meta, ledger, state, health_tree, outbox, outbox_index, tasks, task_index)| {
+                    let mut new = vec![false; entries.len()];
+                    for (i, (key, value)) in entries.iter().enumerate() {
+                        if ledger.get(key)?.is_none() {
+                            ledger.insert(key.as_slice(), value.as_slice())?;
+                            new[i] = true;
+                        }
                     }
-                }
-                for (i, entry) in &commit.outbox {
-                    if new[*i] {
-                        insert_outbox(meta, outbox, outbox_index, entry)?;
+                    for (i, entry) in &commit.outbox {
+                        if new[*i] {
+                            insert_outbox(meta, outbox, outbox_index, entry)?;
+                        }
                     }
-                }
-                for (i, task) in &commit.tasks {
-                    if new[*i] {
-                        upsert_task(meta, tasks, task_index, task, commit.entries[*i].at)?;
+                    for (i, task) in &commit.tasks {
+                        if new[*i] {
+                            upsert_task(meta, tasks, task_index, task, commit.entries[*i].at)?;
+                        }
                     }
-                }
-                for (id, value) in &states {
-                    match value {
-                        Some(v) => state.insert(id.as_bytes(), v.as_slice())?,
-                        None => state.remove(id.as_bytes())?,
-                    };
-                }
-                health_tree.apply_batch(&health)?;
-                Ok::<_, ConflictableTransactionError<StoreError>>(new.iter().filter(|n| **n).count())
-            })
-            .map_err(|e| match e {
-                TransactionError::Storage(e) => StoreError::Io(e),
-                TransactionError::Abort(e) => e,
-            }))
+                    for (id, value) in &states {
+                        match value {
+                            Some(v) => state.insert(id.as_bytes(), v.as_slice())?,
+                            None => state.remove(id.as_bytes())?,
+                        };
+                    }
+                    health_tree.apply_batch(&health)?;
+                    Ok::<_, ConflictableTransactionError<StoreError>>(new.iter().filter(|n| **n).count())
+                })
+                .map_err(|e| match e {
+                    TransactionError::Storage(e) => StoreError::Io(e),
+                    TransactionError::Abort(e) => e,
+                })
+        })
     }
 
     /// When the playbook's last pass completed (its tick), if it ever ran.

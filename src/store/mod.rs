@@ -185,7 +185,11 @@ impl Store {
             store.flush()
         })
         .await
-        .map_err(|e| StoreError::Corrupt { tree: "-", key: "-".into(), reason: format!("flush task failed: {e}") })?
+        .map_err(|e| StoreError::Corrupt {
+            tree: "-",
+            key: "-".into(),
+            reason: format!("flush task failed: {e}"),
+        })?
     }
 
     /// How many atomic writes have completed: pass it to [`Store::flush_after`].
