@@ -96,6 +96,19 @@ fn wait_until_received(server: &Server, n: usize, log: &str) {
     }
 }
 
+/// Waits until the server has received nothing new for 1.5 s (every due email sent).
+fn wait_until_quiet(server: &Server) {
+    let mut last = usize::MAX;
+    loop {
+        std::thread::sleep(Duration::from_millis(1500));
+        let n = server.count();
+        if n == last {
+            return;
+        }
+        last = n;
+    }
+}
+
 /// What the store says after the run: emails delivered (by stable key), decisions.
 fn settled(ws: &Workspace) -> (BTreeMap<String, u32>, usize, usize) {
     let store = ws.store();
@@ -140,15 +153,7 @@ fn sigkill_between_deciding_and_delivering_loses_nothing_and_sends_nothing_twice
     let mut log = Vec::new();
     wait_for(&rx, &mut log, "a delivery round", |l| l.contains("delivery round") && !l.contains("delivered=0 "));
     // Let it finish: everything due is sent within a few rounds.
-    let mut last = 0;
-    loop {
-        std::thread::sleep(Duration::from_millis(1500));
-        let n = server.count();
-        if n == last {
-            break;
-        }
-        last = n;
-    }
+    wait_until_quiet(&server);
     let (status, _) = terminate(&mut child);
     assert_eq!(status.code(), Some(0));
     let (delivered, due_now, fired_after) = settled(&ws);
@@ -178,15 +183,7 @@ fn sigkill_in_the_middle_of_sending_repeats_at_most_the_messages_in_flight_with_
         drop(rx);
     }
     let (mut child, rx) = spawn(&ws, NOW);
-    let mut last = usize::MAX;
-    loop {
-        std::thread::sleep(Duration::from_millis(1500));
-        let n = server.count();
-        if n == last {
-            break;
-        }
-        last = n;
-    }
+    wait_until_quiet(&server);
     let (status, _) = terminate(&mut child);
     assert_eq!(status.code(), Some(0));
     drop(rx);

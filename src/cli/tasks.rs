@@ -101,16 +101,11 @@ fn list(session: &Session, args: ListArgs) -> anyhow::Result<ExitCode> {
     let tz = session.config.timezone;
     let now = session.now;
     let today = now.with_timezone(&tz).date_naive();
-    let awake = |t: &Task| match t.status {
-        TaskStatus::Open => true,
-        TaskStatus::Snoozed => t.snoozed_until.is_none_or(|d| d <= today),
-        _ => false,
-    };
     let mut tasks: Vec<Task> = store
         .tasks()
         .filter(|t| {
             t.as_ref().map_or(true, |t| {
-                (args.all || awake(t))
+                (args.all || t.is_awake(today))
                     && (!args.overdue || t.is_overdue(now, today))
                     && args.owner.as_ref().is_none_or(|o| o.eq_ignore_ascii_case(&t.owner))
             })

@@ -40,14 +40,18 @@ impl Task {
         matches!(self.status, TaskStatus::Open | TaskStatus::Snoozed)
     }
 
-    /// Open (not snoozed, or its snooze has ended) and past its due time.
-    pub fn is_overdue(&self, now: DateTime<Utc>, today: NaiveDate) -> bool {
-        let awake = match self.status {
+    /// Open, or snoozed until a day that has come: on a CSM's list today.
+    pub fn is_awake(&self, today: NaiveDate) -> bool {
+        match self.status {
             TaskStatus::Open => true,
             TaskStatus::Snoozed => self.snoozed_until.is_none_or(|d| d <= today),
             _ => false,
-        };
-        awake && self.due.is_some_and(|d| d < now)
+        }
+    }
+
+    /// Awake and past its due time.
+    pub fn is_overdue(&self, now: DateTime<Utc>, today: NaiveDate) -> bool {
+        self.is_awake(today) && self.due.is_some_and(|d| d < now)
     }
 
     /// When the escalation is due, if it has one not yet sent.
