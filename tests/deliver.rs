@@ -509,7 +509,14 @@ actions:
 "#;
 
 fn eml_files(desk: &Desk) -> usize {
-    std::fs::read_dir(desk.ws.path("data/mail")).map_or(0, |d| d.count())
+    mail(desk).len()
+}
+
+/// The `.eml` files written so far, as text.
+fn mail(desk: &Desk) -> Vec<String> {
+    std::fs::read_dir(desk.ws.path("data/mail"))
+        .map(|d| d.map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap()).collect())
+        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -641,10 +648,7 @@ actions:
     assert_eq!(desk.evaluate(), 9);
     let r = desk.deliver().await;
     assert_eq!(r.delivered, 9, "nine items, in two emails: {r:?}");
-    let mut files: Vec<String> = std::fs::read_dir(desk.ws.path("data/mail"))
-        .unwrap()
-        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
-        .collect();
+    let mut files = mail(&desk);
     files.sort_by_key(|f| f.len());
     assert_eq!(files.len(), 2, "one email per manager");
     let pat = &files[1];
@@ -692,8 +696,9 @@ actions:
     assert_eq!((r.escalated, r.delivered), (1, 1), "{r:?}");
     desk.later(Duration::days(2));
     assert_eq!(desk.deliver().await.escalated, 0, "once");
-    let mail = std::fs::read_dir(desk.ws.path("data/mail")).unwrap().next().unwrap().unwrap().path();
-    let mail = std::fs::read_to_string(mail).unwrap();
+    let sent = mail(&desk);
+    assert_eq!(sent.len(), 1);
+    let mail = &sent[0];
     assert!(mail.contains("To: boss@cs.example") && mail.contains("Subject: Overdue task: Save plan: Acme"), "{mail}");
 
     // Done: the next firing opens a new task.

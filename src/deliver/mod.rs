@@ -99,6 +99,23 @@ pub struct DeliveryCounters {
     pub suppressed: AtomicU64,
     pub dropped: AtomicU64,
     pub dead: AtomicU64,
+    pub escalated: AtomicU64,
+}
+
+impl DeliveryCounters {
+    fn add(&self, r: &DeliveryReport) {
+        for (slot, n) in [
+            (&self.delivered, r.delivered),
+            (&self.retrying, r.retrying),
+            (&self.deferred, r.deferred),
+            (&self.suppressed, r.suppressed),
+            (&self.dropped, r.dropped),
+            (&self.dead, r.dead),
+            (&self.escalated, r.escalated),
+        ] {
+            slot.fetch_add(n, Ordering::Relaxed);
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,27 +211,13 @@ impl Deliverer {
             while let Some(done) = work.join_next().await {
                 let (outcome, n) = done.expect("a delivery task panicked")?;
                 report.add(outcome, n);
-                self.count(outcome, n);
             }
             if !full {
                 break;
             }
         }
+        self.counters.add(&report);
         Ok(report)
-    }
-
-    fn count(&self, o: Outcome, n: u64) {
-        let c = &self.counters;
-        let slot = match o {
-            Outcome::Delivered => &c.delivered,
-            Outcome::Retrying => &c.retrying,
-            Outcome::Deferred => &c.deferred,
-            Outcome::Suppressed => &c.suppressed,
-            Outcome::Dropped => &c.dropped,
-            Outcome::Dead => &c.dead,
-            Outcome::Waiting => return,
-        };
-        slot.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Works off the outbox until `stop`: after each round it sleeps until the next entry
