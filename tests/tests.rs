@@ -12,6 +12,7 @@ mod daemon;
 mod deliver;
 mod examples;
 mod health;
+mod incremental;
 mod playtest;
 pub(crate) mod run;
 mod simulate;

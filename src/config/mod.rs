@@ -122,6 +122,10 @@ pub struct EvaluationConfig {
     pub workers: usize,
     /// A pass taking longer than this is logged as slow.
     pub tick_limit: std::time::Duration,
+    /// Evaluate only accounts whose data changed, whose dates or timers came due, or
+    /// whose time-dependent expressions crossed a day (see `Daemon::tick`); `false`
+    /// evaluates every account at every pass.
+    pub incremental: bool,
 }
 
 /// Evaluation schedule when the config does not set one: hourly, on the hour.
@@ -319,6 +323,7 @@ impl Config {
                 tick_limit: std::time::Duration::from_secs(
                     60 * raw.evaluation.tick_limit.map_or(DEFAULT_TICK_LIMIT_MINUTES, |s| s.0.minutes()) as u64,
                 ),
+                incremental: raw.evaluation.incremental.unwrap_or(true),
             },
             data_dir,
         }

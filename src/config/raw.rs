@@ -113,6 +113,9 @@ pub struct RawEvaluation {
     pub workers: Option<std::num::NonZeroUsize>,
     /// A pass taking longer than this is logged as slow.
     pub tick_limit: Option<SpanText>,
+    /// Evaluate only the accounts that changed or came due (default); `false`
+    /// evaluates every account at every pass.
+    pub incremental: Option<bool>,
 }
 
 /// A crontab expression, checked while parsing so its error points at its line.

@@ -18,6 +18,7 @@
 //! - A reload that fails `check` changes nothing: the running set stays in force.
 
 pub mod clock;
+pub mod incremental;
 pub mod run;
 
 use std::path::PathBuf;
@@ -275,8 +276,13 @@ impl Daemon {
             return Ok(Tick { at: now, report: None, notes });
         }
         let loaded = &self.loaded;
+        let tz = self.config.timezone;
+        let date = now.with_timezone(&tz).date_naive();
+        let selected =
+            incremental::select(&self.store, &due, &loaded.model, tz, now, date, self.config.evaluation.incremental)?;
         let unsubscribe = crate::deliver::unsubscribe::Unsubscribe::for_store(&self.config, &self.store)?;
         let evaluator = Evaluator {
+            selection: &selected.selection,
             unsubscribe: &unsubscribe,
             store: &self.store,
             engine: &loaded.engine,
@@ -286,11 +292,13 @@ impl Daemon {
             workers: self.config.evaluation.workers,
             cancel,
         };
-        let report = evaluator.run(&due, now)?;
+        let mut report = evaluator.run(&due, now)?;
+        report.selection = selected.why.clone();
         if !report.cancelled {
             for d in &due {
                 self.store.set_last_tick(&d.playbook.id, d.tick)?;
             }
+            incremental::complete(&self.store, loaded, &due, tz, &selected)?;
         }
         self.store.flush()?;
         self.count(&report);
@@ -309,6 +317,7 @@ impl Daemon {
 
     fn log(&self, report: &PassReport, due: &[Due]) {
         let ms = report.elapsed.as_millis() as u64;
+        tracing::info!(accounts = report.accounts, duration_ms = ms, selection = %report.selection, "pass done");
         for d in due {
             let s = report.playbooks.get(&d.playbook.id).cloned().unwrap_or_default();
             tracing::info!(

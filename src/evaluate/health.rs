@@ -120,6 +120,9 @@ pub struct HealthModel {
     pub file: PathBuf,
     pub bands: Bands,
     categories: Vec<Category>,
+    /// Every text the model was loaded from (rule library, then `health.yaml`): what
+    /// "the rules changed" and "the rules read the date" are judged on.
+    pub sources: Vec<String>,
 }
 
 impl std::fmt::Debug for HealthModel {
@@ -142,15 +145,18 @@ impl HealthModel {
     /// every problem found, not just the first.
     pub fn load(engine: &mut ScriptEngine, rules_dir: &Path) -> Result<HealthModel, Vec<Diagnostic>> {
         let mut errors = Vec::new();
+        let mut sources = Vec::new();
         let model_path = rules_dir.join("health.yaml");
         let builtin = !model_path.is_file();
         if builtin {
             let origin = Origin::at(Path::new(BUILTIN_DIR).join("health.rhai"), 1, 1);
             engine.add_library(BUILTIN_RULES, origin).expect("the built-in health rules compile");
+            sources.push(BUILTIN_RULES.to_string());
         }
         for file in rule_files(rules_dir, &mut errors) {
             match fs::read_to_string(&file) {
                 Ok(text) => {
+                    sources.push(text.clone());
                     let origin = Origin::at(file.clone(), 1, 1);
                     if let Err(e) = engine.add_library(&text, origin) {
                         errors.push(diagnostic(&file, e.position, e.message, &text));
@@ -180,7 +186,9 @@ impl HealthModel {
         // With a rule file broken, its functions are missing: checking for unknown
         // functions would only repeat that error under other names.
         let check_functions = errors.is_empty();
-        let model = Self::validate(engine, &file, &text, raw, check_functions, &mut errors);
+        let mut model = Self::validate(engine, &file, &text, raw, check_functions, &mut errors);
+        sources.push(text);
+        model.sources = sources;
         if errors.is_empty() {
             Ok(model)
         } else {
@@ -264,7 +272,12 @@ impl HealthModel {
             }
         }
         errors.extend(compile_errors);
-        HealthModel { file: file.to_path_buf(), bands: Bands { green, yellow, margin }, categories }
+        HealthModel {
+            file: file.to_path_buf(),
+            bands: Bands { green, yellow, margin },
+            categories,
+            sources: Vec::new(),
+        }
     }
 
     /// Category names, in order.

@@ -46,6 +46,18 @@ impl Loaded {
     }
 }
 
+/// A short hex digest (SHA-256, first 16 bytes) of some texts, each length-prefixed so
+/// that moving text from one part to the next changes it.
+pub fn digest(parts: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p.as_bytes());
+    }
+    h.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Diagnostics as `keel check` prints them: each `error: …`, then a count of errors and
 /// files.
 pub fn render_diagnostics(errors: &[Diagnostic]) -> String {

@@ -62,6 +62,15 @@ pub struct Due<'a> {
     pub previous: Option<DateTime<Utc>>,
 }
 
+/// Which accounts a pass evaluates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// Every account (a full pass).
+    All,
+    /// Only these (an incremental pass: the accounts that changed or came due), in id order.
+    Only(Vec<String>),
+}
+
 /// Everything a pass reads; shared by the worker threads.
 pub struct Evaluator<'a> {
     pub store: &'a Store,
@@ -76,6 +85,7 @@ pub struct Evaluator<'a> {
     pub cancel: &'a AtomicBool,
     /// Signs the unsubscribe links of customer-facing mail.
     pub unsubscribe: &'a crate::deliver::unsubscribe::Unsubscribe,
+    pub selection: &'a Selection,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -104,6 +114,9 @@ pub struct PassReport {
     pub failures: Vec<Failure>,
     /// Stopped by shutdown before every account was evaluated.
     pub cancelled: bool,
+    /// Which accounts the pass took, and why (a full pass's reason, or what an
+    /// incremental pass found).
+    pub selection: String,
     #[serde(skip)]
     pub elapsed: StdDuration,
 }
@@ -146,7 +159,10 @@ impl Evaluator<'_> {
         let started = Instant::now();
         let date = now.with_timezone(&self.timezone).date_naive();
         self.engine.set_today(date);
-        let cursor = Mutex::new(self.store.account_cursor());
+        let cursor = Mutex::new(match self.selection {
+            Selection::All => self.store.account_cursor(),
+            Selection::Only(ids) => self.store.account_cursor_for(ids.clone()),
+        });
         let mut report = PassReport::default();
         for d in due {
             report.playbooks.entry(d.playbook.id.clone()).or_default();
@@ -243,7 +259,13 @@ impl<'e, 'a> Worker<'e, 'a> {
         }
         let events: Vec<Event> = if self.needs_events {
             let from = self.now - Duration::days(DEFAULT_CATCH_UP_DAYS);
-            store.events_of(&account.id, from, self.now + Duration::microseconds(1)).collect::<Result<_, _>>()?
+            let to = self.now + Duration::days(DEFAULT_CATCH_UP_DAYS);
+            let mut events: Vec<Event> = store.events_of(&account.id, from, to).collect::<Result<_, _>>()?;
+            // An event stamped ahead of the pass clock (a client's clock runs fast) counts
+            // from its time on: a wake then, as no sync will mark the account again.
+            let ahead = events.iter().position(|e| e.timestamp > self.now).unwrap_or(events.len());
+            commit.wakes.extend(events.drain(ahead..).map(|e| (e.timestamp, account.id.clone())));
+            events
         } else {
             Vec::new()
         };
@@ -284,10 +306,38 @@ impl<'e, 'a> Worker<'e, 'a> {
             // `event` belongs to one trigger evaluation only.
             self.scope.clear_vars();
         }
+        // A full pass also rewrites the wakes of unchanged states: it is how timers set
+        // before the wake log existed, or under a playbook since edited, get one.
+        if changed || *self.ev.selection == Selection::All {
+            self.wakes(&account.id, &state, commit);
+        }
         if changed {
             commit.states.push((account.id.clone(), state));
         }
         Ok(())
+    }
+
+    /// When each of the account's timers comes due: the next step of each running
+    /// sequence, and the next `while_true` window. Past or present instants are left out
+    /// (this pass has just handled them).
+    fn wakes(&self, account_id: &str, state: &crate::model::AccountState, commit: &mut Commit) {
+        let mut times: Vec<DateTime<Utc>> = Vec::new();
+        for (id, ps) in &state.playbooks {
+            let Some(pb) = self.ev.set.playbooks.iter().find(|p| p.id == *id && p.enabled) else { continue };
+            if let (Trigger::Condition { fire: Fire::WhileTrue { every }, .. }, Some(last)) =
+                (&pb.trigger, ps.last_fired)
+            {
+                times.push(self.due_at(last, *every));
+            }
+            for seq in &ps.sequences {
+                if let Some(step) = pb.steps.get(seq.next_step) {
+                    times.push(self.due_at(seq.started, step.after));
+                }
+            }
+        }
+        times.sort();
+        times.dedup();
+        commit.wakes.extend(times.into_iter().filter(|t| *t > self.now).map(|t| (t, account_id.to_string())));
     }
 
     /// Scores the account for the pass's day. The day's point is stored when it is new or
@@ -565,6 +615,13 @@ impl<'e, 'a> Worker<'e, 'a> {
         }
     }
 
+    /// The first instant at which [`Self::elapsed`]`(since, span)` holds: for whole days,
+    /// the start of the day in the configured zone (the first instant of that local date,
+    /// also when a DST change skips its midnight).
+    fn due_at(&self, since: DateTime<Utc>, span: Span) -> DateTime<Utc> {
+        due_at(self.ev.timezone, since, span)
+    }
+
     fn step_holds(&mut self, step: &Step) -> Result<bool, String> {
         match &step.when {
             Some(w) => Ok(self.truth(w)? == Truth::True),
@@ -637,5 +694,42 @@ impl<'e, 'a> Worker<'e, 'a> {
                 (path, value)
             })
             .collect()
+    }
+}
+
+/// The first instant at which `span` has passed since `since`, as the pass counts it:
+/// whole days on the calendar of `tz` (the start of the day `since`'s local date + the
+/// days), shorter spans as instants.
+pub fn due_at(tz: Tz, since: DateTime<Utc>, span: Span) -> DateTime<Utc> {
+    use chrono::TimeZone;
+    const DAY: i64 = 24 * 60;
+    if span.minutes() % DAY != 0 {
+        return since + span.to_chrono();
+    }
+    let day = since.with_timezone(&tz).date_naive() + Duration::days(span.minutes() / DAY);
+    // A zone whose clocks skip midnight starts the day at the end of the gap: the first
+    // minute that exists.
+    (0..24 * 60)
+        .find_map(|m| tz.from_local_datetime(&(day.and_time(chrono::NaiveTime::MIN) + Duration::minutes(m))).earliest())
+        .map_or(since + span.to_chrono(), |t| t.with_timezone(&Utc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timer_is_due_exactly_when_the_pass_counts_its_span_elapsed() {
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        // New York: 7 days after a Saturday evening across the November DST change is
+        // the next Saturday's local midnight (05:00 UTC, not 04:00).
+        let ny: Tz = "America/New_York".parse().unwrap();
+        let span = |text: &str| Span::parse(text).unwrap();
+        assert_eq!(due_at(ny, at("2026-10-31T22:00:00Z"), span("7d")), at("2026-11-07T05:00:00Z"));
+        // Short spans are plain instants.
+        assert_eq!(due_at(ny, at("2026-10-31T22:00:00Z"), span("90m")), at("2026-10-31T23:30:00Z"));
+        // Santiago skips 00:00–01:00 on its spring change (2026-09-06): the day starts at 01:00.
+        let scl: Tz = "America/Santiago".parse().unwrap();
+        assert_eq!(due_at(scl, at("2026-09-05T12:00:00Z"), span("1d")), at("2026-09-06T04:00:00Z"));
     }
 }

@@ -226,6 +226,23 @@ impl From<Segment> for String {
     }
 }
 
+impl Account {
+    /// The account's dates a date trigger can name, as `(field, date)`: `renewal_date`,
+    /// `start_date` and every `fields.<name>` holding a `YYYY-MM-DD` string. The store
+    /// indexes them by day, so a pass finds the accounts whose date falls due without a scan.
+    pub fn trigger_dates(&self) -> impl Iterator<Item = (std::borrow::Cow<'_, str>, NaiveDate)> + '_ {
+        use std::borrow::Cow;
+        let fixed = [("renewal_date", self.renewal_date), ("start_date", self.start_date)]
+            .into_iter()
+            .filter_map(|(name, d)| d.map(|d| (Cow::Borrowed(name), d)));
+        let fields = self.fields.iter().filter_map(|(k, v)| {
+            let d: NaiveDate = v.as_str()?.parse().ok()?;
+            Some((Cow::Owned(format!("fields.{k}")), d))
+        });
+        fixed.chain(fields)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

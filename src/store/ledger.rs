@@ -30,11 +30,14 @@ pub struct Commit {
     pub outbox: Vec<(usize, OutboxEntry)>,
     /// Tasks, each with the index in `entries` of the firing that asked for it.
     pub tasks: Vec<(usize, TaskRequest)>,
+    /// When accounts' running sequences or `while_true` windows next come due: written
+    /// with their state, so an incremental pass cannot lose a timer to a crash.
+    pub wakes: Vec<(DateTime<Utc>, String)>,
 }
 
 impl Commit {
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty() && self.states.is_empty() && self.health.is_empty()
+        self.entries.is_empty() && self.states.is_empty() && self.health.is_empty() && self.wakes.is_empty()
     }
 }
 
@@ -56,18 +59,35 @@ impl EncodedAccount {
     }
 }
 
-/// Every account in id order, handed out in chunks.
-pub struct AccountCursor {
-    iter: sled::Iter,
+/// Accounts handed out in chunks: every account in id order, or the given ids.
+pub enum AccountCursor {
+    /// Boxed: a sled iterator is ten times the size of the other variant.
+    All(Box<sled::Iter>),
+    Only {
+        tree: sled::Tree,
+        ids: std::vec::IntoIter<String>,
+    },
 }
 
 impl AccountCursor {
-    /// Up to `n` accounts; empty at the end.
+    /// Up to `n` accounts; empty at the end. A given id with no account is passed over.
     pub fn next_chunk(&mut self, n: usize) -> Result<Vec<EncodedAccount>, StoreError> {
         let mut chunk = Vec::with_capacity(n);
-        for kv in self.iter.by_ref().take(n) {
-            let (key, value) = kv?;
-            chunk.push(EncodedAccount { key, value });
+        match self {
+            AccountCursor::All(iter) => {
+                for kv in iter.by_ref().take(n) {
+                    let (key, value) = kv?;
+                    chunk.push(EncodedAccount { key, value });
+                }
+            }
+            AccountCursor::Only { tree, ids } => {
+                while chunk.len() < n {
+                    let Some(id) = ids.next() else { break };
+                    if let Some(value) = tree.get(id.as_bytes())? {
+                        chunk.push(EncodedAccount { key: id.as_bytes().into(), value });
+                    }
+                }
+            }
         }
         Ok(chunk)
     }
@@ -75,7 +95,12 @@ impl AccountCursor {
 
 impl Store {
     pub fn account_cursor(&self) -> AccountCursor {
-        AccountCursor { iter: self.accounts.iter() }
+        AccountCursor::All(Box::new(self.accounts.iter()))
+    }
+
+    /// A cursor over these accounts only, in the order given.
+    pub fn account_cursor_for(&self, ids: Vec<String>) -> AccountCursor {
+        AccountCursor::Only { tree: self.accounts.clone(), ids: ids.into_iter() }
     }
 
     /// The evaluator's state for an account (empty when it has none yet).
@@ -138,7 +163,12 @@ impl Store {
         for (id, point) in &commit.health {
             health.insert(keys::health_key(id, point.date), codec::encode(point));
         }
+        let mut wakes = sled::Batch::default();
+        for (at, id) in &commit.wakes {
+            wakes.insert(super::incremental::wake_key(*at, id), &[]);
+        }
         let trees = (
+            &self.wakes,
             &self.meta,
             &self.ledger,
             &self.state,
@@ -150,33 +180,36 @@ impl Store {
         );
         self.atomic(|| {
             trees
-                .transaction(|(meta, ledger, state, health_tree, outbox, outbox_index, tasks, task_index)| {
-                    let mut new = vec![false; entries.len()];
-                    for (i, (key, value)) in entries.iter().enumerate() {
-                        if ledger.get(key)?.is_none() {
-                            ledger.insert(key.as_slice(), value.as_slice())?;
-                            new[i] = true;
+                .transaction(
+                    |(wake_tree, meta, ledger, state, health_tree, outbox, outbox_index, tasks, task_index)| {
+                        let mut new = vec![false; entries.len()];
+                        for (i, (key, value)) in entries.iter().enumerate() {
+                            if ledger.get(key)?.is_none() {
+                                ledger.insert(key.as_slice(), value.as_slice())?;
+                                new[i] = true;
+                            }
                         }
-                    }
-                    for (i, entry) in &commit.outbox {
-                        if new[*i] {
-                            insert_outbox(meta, outbox, outbox_index, entry)?;
+                        for (i, entry) in &commit.outbox {
+                            if new[*i] {
+                                insert_outbox(meta, outbox, outbox_index, entry)?;
+                            }
                         }
-                    }
-                    for (i, task) in &commit.tasks {
-                        if new[*i] {
-                            upsert_task(meta, tasks, task_index, task, commit.entries[*i].at)?;
+                        for (i, task) in &commit.tasks {
+                            if new[*i] {
+                                upsert_task(meta, tasks, task_index, task, commit.entries[*i].at)?;
+                            }
                         }
-                    }
-                    for (id, value) in &states {
-                        match value {
-                            Some(v) => state.insert(id.as_bytes(), v.as_slice())?,
-                            None => state.remove(id.as_bytes())?,
-                        };
-                    }
-                    health_tree.apply_batch(&health)?;
-                    Ok::<_, ConflictableTransactionError<StoreError>>(new.iter().filter(|n| **n).count())
-                })
+                        for (id, value) in &states {
+                            match value {
+                                Some(v) => state.insert(id.as_bytes(), v.as_slice())?,
+                                None => state.remove(id.as_bytes())?,
+                            };
+                        }
+                        health_tree.apply_batch(&health)?;
+                        wake_tree.apply_batch(&wakes)?;
+                        Ok::<_, ConflictableTransactionError<StoreError>>(new.iter().filter(|n| **n).count())
+                    },
+                )
                 .map_err(|e| match e {
                     TransactionError::Storage(e) => StoreError::Io(e),
                     TransactionError::Abort(e) => e,

@@ -13,6 +13,7 @@
 //!   [`StoreError::Locked`], never a shared, corrupting view.
 
 mod codec;
+mod incremental;
 mod keys;
 mod ledger;
 mod outbox;
@@ -29,12 +30,13 @@ use sled::Transactional;
 use crate::model::{Account, AccountPatch, Contact, ContactPatch, Event, HealthPoint};
 
 pub use codec::RECORD_FORMAT;
+pub use incremental::Evaluated;
 pub use ledger::{AccountCursor, Commit, EncodedAccount};
 pub use outbox::{CapCheck, Suppression};
 
 /// Layout version of the store as a whole (trees and key formats), kept in the `meta`
 /// tree. Bumped when a key layout changes; [`Store::open`] refuses a newer layout.
-pub const STORE_LAYOUT: u8 = 1;
+pub const STORE_LAYOUT: u8 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -99,6 +101,10 @@ pub struct Store {
     task_index: sled::Tree,
     suppression: sled::Tree,
     sends: sled::Tree,
+    changes: sled::Tree,
+    dates: sled::Tree,
+    wakes: sled::Tree,
+    evaluated: sled::Tree,
 }
 
 impl Store {
@@ -122,19 +128,17 @@ impl Store {
             }
         };
         let meta = db.open_tree("meta")?;
-        match meta.get("layout")?.as_deref() {
-            None => {
-                meta.insert("layout", &[STORE_LAYOUT])?;
-            }
-            Some([found]) if *found <= STORE_LAYOUT => {}
+        let layout = match meta.get("layout")?.as_deref() {
+            None => None,
+            Some([found]) if *found <= STORE_LAYOUT => Some(*found),
             Some(other) => {
                 return Err(StoreError::NewerLayout {
                     path: path.to_path_buf(),
                     found: other.first().copied().unwrap_or(u8::MAX),
                 })
             }
-        }
-        Ok(Store {
+        };
+        let store = Store {
             path: path.to_path_buf(),
             gate: Default::default(),
             writes: Default::default(),
@@ -155,8 +159,21 @@ impl Store {
             task_index: db.open_tree("task_index")?,
             suppression: db.open_tree("suppression")?,
             sends: db.open_tree("sends")?,
+            changes: db.open_tree("changes")?,
+            dates: db.open_tree("dates")?,
+            wakes: db.open_tree("wakes")?,
+            evaluated: db.open_tree("evaluated")?,
             db,
-        })
+        };
+        if layout != Some(STORE_LAYOUT) {
+            // Layout 2 added the date index (and the change and wake logs, which start
+            // empty: with no `evaluated` watermark the first pass is a full one).
+            if layout.is_some() {
+                store.rebuild_date_index()?;
+            }
+            store.meta.insert("layout", &[STORE_LAYOUT])?;
+        }
+        Ok(store)
     }
 
     pub fn path(&self) -> &Path {
@@ -229,6 +246,8 @@ impl Store {
         let mut outcomes = Vec::with_capacity(patches.len());
         // Rows for the same account in one batch see each other's effect.
         let mut pending: HashMap<String, Account> = HashMap::new();
+        // The date index keys of each account as stored before this batch.
+        let mut stored_dates: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
         for patch in patches {
             // A record already dirty in this batch must be written whatever this row does.
             let (existing, dirty) = match pending.remove(&patch.id) {
@@ -237,6 +256,9 @@ impl Store {
             };
             let (account, outcome) = match existing {
                 Some(mut account) => {
+                    if !dirty {
+                        stored_dates.insert(account.id.clone(), incremental::date_keys(&account));
+                    }
                     let changed = patch.apply(&mut account, now);
                     (account, if changed { Outcome::Updated } else { Outcome::Unchanged })
                 }
@@ -251,11 +273,30 @@ impl Store {
             }
             outcomes.push(outcome);
         }
+        if pending.is_empty() {
+            return Ok(outcomes);
+        }
         let mut batch = sled::Batch::default();
+        let mut dates = sled::Batch::default();
         for (id, account) in &pending {
             batch.insert(id.as_bytes(), codec::encode(account));
+            let new = incremental::date_keys(account);
+            let old = stored_dates.remove(id).unwrap_or_default();
+            for key in old.iter().filter(|k| !new.contains(k)) {
+                dates.remove(key.as_slice());
+            }
+            for key in new.into_iter().filter(|k| !old.contains(k)) {
+                dates.insert(key, &[]);
+            }
         }
-        self.atomic(|| self.accounts.apply_batch(batch))?;
+        self.atomic(|| {
+            let seq = self.next_change()?;
+            let mut changes = sled::Batch::default();
+            for id in pending.keys() {
+                changes.insert(incremental::change_key(seq, id), &[]);
+            }
+            transact(&[&self.accounts, &self.dates, &self.changes], &[&batch, &dates, &changes])
+        })?;
         Ok(outcomes)
     }
 
@@ -288,6 +329,8 @@ impl Store {
         let mut outcomes = Vec::with_capacity(patches.len());
         let mut pending: HashMap<String, Contact> = HashMap::new();
         let mut index = sled::Batch::default();
+        // Accounts a contact left: their view changed too.
+        let mut moved_from: Vec<String> = Vec::new();
         for patch in patches {
             let (existing, dirty) = match pending.remove(&patch.id) {
                 Some(c) => (Some(c), true),
@@ -298,6 +341,7 @@ impl Store {
                     let old_account = contact.account_id.clone();
                     let changed = patch.apply(&mut contact, now);
                     if contact.account_id != old_account {
+                        moved_from.push(old_account.clone());
                         index.remove(keys::contact_index_key(&old_account, &contact.id));
                         index.insert(keys::contact_index_key(&contact.account_id, &contact.id), &[]);
                     }
@@ -317,10 +361,16 @@ impl Store {
             }
         }
         let mut batch = sled::Batch::default();
+        let mut accounts = std::collections::BTreeSet::new();
         for (id, contact) in &pending {
             batch.insert(id.as_bytes(), codec::encode(contact));
+            accounts.insert(contact.account_id.as_str());
         }
-        self.atomic(|| transact(&self.contacts, &self.contacts_by_account, &batch, &index))?;
+        accounts.extend(moved_from.iter().map(String::as_str));
+        self.atomic(|| {
+            let changes = self.change_marks(accounts.iter().copied())?;
+            transact(&[&self.contacts, &self.contacts_by_account, &self.changes], &[&batch, &index, &changes])
+        })?;
         Ok(outcomes)
     }
 
@@ -385,7 +435,11 @@ impl Store {
             }
             outcomes.push(outcome);
         }
-        self.atomic(|| transact(&self.events, &self.event_ids, &batch, &ids))?;
+        let accounts: std::collections::BTreeSet<&str> = seen.values().map(|(_, e)| e.account_id.as_str()).collect();
+        self.atomic(|| {
+            let changes = self.change_marks(accounts.iter().copied())?;
+            transact(&[&self.events, &self.event_ids, &self.changes], &[&batch, &ids, &changes])
+        })?;
         Ok(outcomes)
     }
 }
@@ -440,18 +494,32 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// Applies two batches to two trees in one transaction: both land or neither does.
-fn transact(a: &sled::Tree, b: &sled::Tree, batch_a: &sled::Batch, batch_b: &sled::Batch) -> Result<(), StoreError> {
-    (a, b)
-        .transaction(|(ta, tb)| {
-            ta.apply_batch(batch_a)?;
-            tb.apply_batch(batch_b)?;
+/// Applies each batch to its tree in one transaction: all land or none does.
+fn transact(trees: &[&sled::Tree], batches: &[&sled::Batch]) -> Result<(), StoreError> {
+    trees
+        .transaction(|ts| {
+            for (t, b) in ts.iter().zip(batches) {
+                t.apply_batch(b)?;
+            }
             Ok::<_, ConflictableTransactionError<()>>(())
         })
         .map_err(|e| match e {
             TransactionError::Storage(e) => StoreError::Io(e),
             TransactionError::Abort(()) => unreachable!("the closure never aborts"),
         })
+}
+
+impl Store {
+    /// Change marks for these accounts under one new sequence number (call inside
+    /// [`Store::atomic`]).
+    fn change_marks<'a>(&self, accounts: impl Iterator<Item = &'a str>) -> Result<sled::Batch, StoreError> {
+        let seq = self.next_change()?;
+        let mut changes = sled::Batch::default();
+        for id in accounts {
+            changes.insert(incremental::change_key(seq, id), &[]);
+        }
+        Ok(changes)
+    }
 }
 
 fn decode<T: DeserializeOwned>(tree: &'static str, key: &[u8], value: &[u8]) -> Result<T, StoreError> {
@@ -482,6 +550,47 @@ mod tests {
         let err = store.account("A").unwrap_err();
         assert!(matches!(err, StoreError::NewerRecord { found, .. } if found == RECORD_FORMAT + 1), "{err:?}");
         assert!(err.to_string().contains("upgrade keel"), "{err}");
+    }
+
+    #[test]
+    fn a_layout_1_store_gets_its_date_index_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let day = NaiveDate::from_ymd_opt(2027, 3, 1).unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let patch = AccountPatch { id: "A".into(), renewal_date: Some(day), ..AccountPatch::default() };
+            store.upsert_accounts(vec![patch], Utc::now()).unwrap();
+            // As a layout-1 store was: no date index.
+            store.dates.clear().unwrap();
+            store.meta.insert("layout", &[1]).unwrap();
+            store.flush().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let found: Vec<String> = store.dated_between("renewal_date", day, day).map(Result::unwrap).collect();
+        assert_eq!(found, ["A"]);
+        assert_eq!(store.meta.get("layout").unwrap().as_deref(), Some(&[STORE_LAYOUT][..]));
+    }
+
+    #[test]
+    fn the_date_index_follows_an_account_s_dates() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let d = |s: &str| s.parse::<NaiveDate>().unwrap();
+        let at = |date: &str, field: &str| -> Vec<String> {
+            store.dated_between(field, d(date), d(date)).map(Result::unwrap).collect()
+        };
+        let mut patch = AccountPatch { id: "A".into(), renewal_date: Some(d("2027-03-01")), ..AccountPatch::default() };
+        patch.fields.push(("go_live".into(), serde_json::json!("2027-01-15")));
+        store.upsert_accounts(vec![patch], Utc::now()).unwrap();
+        assert_eq!(
+            (at("2027-03-01", "renewal_date"), at("2027-01-15", "fields.go_live")),
+            (vec!["A".into()], vec!["A".into()])
+        );
+        let moved = AccountPatch { id: "A".into(), renewal_date: Some(d("2028-03-01")), ..AccountPatch::default() };
+        store.upsert_accounts(vec![moved], Utc::now()).unwrap();
+        assert!(at("2027-03-01", "renewal_date").is_empty());
+        assert_eq!(at("2028-03-01", "renewal_date"), ["A"]);
+        assert_eq!(at("2027-01-15", "fields.go_live"), ["A"]);
     }
 
     #[test]

@@ -53,6 +53,9 @@ pub struct Playbook {
     /// At least one; a plain `actions:` list is one step after 0d.
     pub steps: Vec<Step>,
     pub exit: Option<Expression>,
+    /// A digest of the file as loaded: a pass decided under another digest cannot vouch
+    /// for this definition, so the next pass is a full one.
+    pub digest: String,
 }
 
 #[derive(Debug)]
@@ -66,6 +69,20 @@ pub enum Trigger {
     Event { name: String, condition: Option<Expression> },
     /// Fires for each account in the audience at each tick.
     Schedule { cron: CronSchedule, timezone: Option<Tz>, condition: Option<Expression> },
+}
+
+impl Playbook {
+    /// Every expression the playbook decides with: audience, trigger condition, the
+    /// steps' `when`, `exit`.
+    pub fn expressions(&self) -> impl Iterator<Item = &Expression> + '_ {
+        let trigger = match &self.trigger {
+            Trigger::Condition { condition, .. } => Some(condition),
+            Trigger::Date { condition, .. }
+            | Trigger::Event { condition, .. }
+            | Trigger::Schedule { condition, .. } => condition.as_ref(),
+        };
+        self.audience.iter().chain(trigger).chain(self.steps.iter().filter_map(|s| s.when.as_ref())).chain(&self.exit)
+    }
 }
 
 impl Trigger {
@@ -561,6 +578,7 @@ impl Ctx<'_> {
             trigger: trigger?,
             steps,
             exit,
+            digest: crate::evaluate::digest(&[self.text]),
         })
     }
 
