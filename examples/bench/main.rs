@@ -37,6 +37,10 @@ use keel::store::Store;
 use keel::sync::sync_file;
 use serde::{Deserialize, Serialize};
 
+/// The allocator the `keel` binary uses (src/main.rs), so the benchmark measures what runs.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 struct Args {
     /// The largest book, in accounts.

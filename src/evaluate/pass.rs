@@ -39,9 +39,9 @@ use super::duration::Span;
 use super::health::HealthModel;
 use super::plan::{Firing, Planner};
 use super::playbook::{Fire, Playbook, PlaybookSet, Step, Trigger, DEFAULT_CATCH_UP_DAYS};
-use super::render::{describe, one_line};
+use super::render::{context, describe_in, one_line};
 use super::script::{AccountScope, EvalError, Expression, ScriptEngine, Truth};
-use super::view::{AccountView, HealthView};
+use super::view::{AccountView, HealthField, HealthView};
 use crate::model::{Account, Decision, Event, LedgerEntry, OutboxEntry, PlaybookState, SequenceState, TaskRequest};
 use crate::store::{Commit, EncodedAccount, Store, StoreError};
 
@@ -251,12 +251,19 @@ impl<'e, 'a> Worker<'e, 'a> {
         let store = self.ev.store;
         self.report.accounts += 1;
         let contacts = store.contacts_of(&account.id)?;
-        let health = self.health(account, &contacts, commit)?;
-        let view = AccountView { account, health, contacts: &contacts };
-        if let Err(e) = self.scope.set_account(&view) {
+        // The account goes into the Rhai scope once: health is scored with it there, and
+        // the health it scored is then added to it.
+        let base = AccountView { account, health: None, contacts: &contacts };
+        if let Err(e) = self.scope.set_account(&base) {
             self.report.fail("(account)", &account.id, e);
             return Ok(());
         }
+        let health = self.health(account, commit)?;
+        if let Err(e) = self.scope.set_account_property("health", &HealthField(&health)) {
+            self.report.fail("(account)", &account.id, e);
+            return Ok(());
+        }
+        let view = AccountView { account, health, contacts: &contacts };
         let events: Vec<Event> = if self.needs_events {
             let from = self.now - Duration::days(DEFAULT_CATCH_UP_DAYS);
             let to = self.now + Duration::days(DEFAULT_CATCH_UP_DAYS);
@@ -343,12 +350,8 @@ impl<'e, 'a> Worker<'e, 'a> {
     /// Scores the account for the pass's day. The day's point is stored when it is new or
     /// differs from the one stored (a quiet pass writes nothing); damping reads the band of
     /// the latest point before the day.
-    fn health(
-        &mut self,
-        account: &Account,
-        contacts: &[crate::model::Contact],
-        commit: &mut Commit,
-    ) -> Result<Option<HealthView>, StoreError> {
+    /// The account (without health) is in scope.
+    fn health(&mut self, account: &Account, commit: &mut Commit) -> Result<Option<HealthView>, StoreError> {
         let store = self.ev.store;
         let latest = store.health_on_or_before(&account.id, self.date)?;
         let (today, previous) = match latest {
@@ -358,11 +361,6 @@ impl<'e, 'a> Worker<'e, 'a> {
             }
             other => (None, other),
         };
-        let base = AccountView { account, health: None, contacts };
-        if let Err(e) = self.scope.set_account(&base) {
-            self.report.fail("(health)", &account.id, e);
-            return Ok(None);
-        }
         let point = match self.ev.model.score(self.ev.engine, &mut self.scope, self.date, previous.map(|p| p.band)) {
             Ok(Some(point)) => point,
             Ok(None) => return Ok(None),
@@ -638,11 +636,14 @@ impl<'e, 'a> Worker<'e, 'a> {
         event: Option<&Event>,
         occurrence: &str,
     ) -> (Vec<String>, crate::evaluate::plan::Work) {
-        let words = step.actions.iter().map(|a| describe(self.ev.set, a, pb, view, event, self.date)).collect();
+        // One template context for the ledger's words and the outbox's work: building it
+        // serialises the whole view, the larger part of rendering.
+        let ctx = context(view, pb, event, self.date);
+        let words = step.actions.iter().map(|a| describe_in(self.ev.set, a, view, &ctx)).collect();
         let planner = Planner { set: self.ev.set, unsubscribe: self.ev.unsubscribe, timezone: self.ev.timezone };
         let firing =
             Firing { playbook: pb, view, event, occurrence, now: self.now, date: self.date, tick: self.tick_of(pb) };
-        (words, planner.plan(&step.actions, &firing))
+        (words, planner.plan(&step.actions, &firing, &ctx))
     }
 
     /// The tick this pass stands for, for a playbook (digests group by it).

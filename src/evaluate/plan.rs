@@ -16,7 +16,7 @@ use chrono_tz::Tz;
 use minijinja::Value;
 
 use super::playbook::{Action, Playbook, PlaybookSet, Recipients};
-use super::render::{context, for_recipient, one_line, render_email, render_one};
+use super::render::{for_recipient, one_line, render_email, render_one};
 use super::view::AccountView;
 use crate::deliver::unsubscribe::Unsubscribe;
 use crate::model::{
@@ -52,11 +52,11 @@ pub struct Firing<'a> {
 
 impl Planner<'_> {
     /// The work of a step's actions for one firing.
-    pub fn plan(&self, actions: &[Action], f: &Firing) -> Work {
+    /// `ctx` is the firing's template context ([`super::render::context`]), built once per firing.
+    pub fn plan(&self, actions: &[Action], f: &Firing, ctx: &Value) -> Work {
         let mut work = Work::default();
-        let ctx = context(f.view, f.playbook, f.event, f.date);
         for (i, action) in actions.iter().enumerate() {
-            self.action(i, action, f, &ctx, &mut work);
+            self.action(i, action, f, ctx, &mut work);
         }
         work
     }

@@ -67,8 +67,12 @@ pub fn describe(
     event: Option<&Event>,
     date: NaiveDate,
 ) -> String {
-    let ctx = context(view, playbook, event, date);
-    let render = |name: &str| match set.templates.get_template(name).and_then(|t| t.render(&ctx)) {
+    describe_in(set, action, view, &context(view, playbook, event, date))
+}
+
+/// [`describe`] with the template context already built ([`context`]).
+pub fn describe_in(set: &PlaybookSet, action: &Action, view: &AccountView, ctx: &Value) -> String {
+    let render = |name: &str| match set.templates.get_template(name).and_then(|t| t.render(ctx)) {
         Ok(text) => one_line(&text),
         Err(e) => format!("<cannot render: {e}>"),
     };

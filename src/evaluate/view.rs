@@ -22,6 +22,15 @@ pub struct AccountView<'a> {
     pub contacts: &'a [Contact],
 }
 
+/// An account's health as scripts see it (`account.health`): the view, or unknowns.
+pub struct HealthField<'a>(pub &'a Option<HealthView>);
+
+impl Serialize for HealthField<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        health_or_unknown(self.0, s)
+    }
+}
+
 fn health_or_unknown<S: serde::Serializer>(health: &Option<HealthView>, s: S) -> Result<S::Ok, S::Error> {
     #[derive(Serialize)]
     struct Unknown {
