@@ -794,6 +794,25 @@ async fn with_starttls_configured_keel_never_falls_back_to_plaintext() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_implicit_tls_configured_a_plaintext_server_gets_nothing() {
+    // Keel opens the SMTP socket itself; with `tls: implicit` the TLS handshake comes
+    // before any SMTP, so a server speaking plain SMTP sees no message.
+    let port = free_port();
+    let mut smtp = Smtp::start(port).await;
+    let config = smtp_config(port).replace("tls: none", "tls: implicit");
+    let desk = Desk::new(&config, &[("red", RED)], &[("red_note.txt", RED_NOTE_TXT), ("hello.txt", HELLO_TXT)]);
+    desk.accounts(vec![account("A1", "Acme", 30.0, "mgr@cs.example")]);
+    desk.evaluate();
+    let r = desk.deliver().await;
+    assert_eq!((r.delivered, r.retrying), (0, 1), "{r:?}");
+    assert!(smtp.received().is_empty(), "nothing was sent in the clear");
+    let outbox = desk.outbox();
+    let note = outbox[0].last_note();
+    assert!(note.contains("attempt 1 failed: SMTP 127.0.0.1") && note.contains("TLS"), "{note}");
+    smtp.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_deliveries_at_once_finish_while_a_pass_flushes_the_store() {
     // sled 0.34 deadlocks an explicit flush against a waiting transaction; the store keeps
     // them apart. Before that, a delivery round of a few hundred entries could hang here

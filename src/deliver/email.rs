@@ -15,13 +15,11 @@ use std::time::{Duration, SystemTime};
 
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::transport::smtp::PoolConfig;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::Message;
 
 use super::retry::Failure;
-use crate::config::{EmailConfig, EmailTransport, TlsMode};
+use super::smtp::{SmtpError, SmtpPool};
+use crate::config::{EmailConfig, EmailTransport};
 
 /// How long one SMTP command may take before the attempt counts as timed out.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -41,7 +39,7 @@ pub struct Outgoing<'a> {
 
 pub enum Mailer {
     Files { dir: PathBuf },
-    Smtp { transport: AsyncSmtpTransport<Tokio1Executor>, server: String },
+    Smtp { pool: SmtpPool, server: String },
 }
 
 impl Mailer {
@@ -50,24 +48,10 @@ impl Mailer {
     pub fn new(config: &EmailConfig, pool_size: usize) -> anyhow::Result<Mailer> {
         match &config.transport {
             EmailTransport::Files { dir } => Ok(Mailer::Files { dir: dir.clone() }),
-            EmailTransport::Smtp(smtp) => {
-                let tls = |host: &str| TlsParameters::new(host.to_string());
-                let mut b = match smtp.tls {
-                    TlsMode::Implicit => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
-                        .tls(Tls::Wrapper(tls(&smtp.host)?)),
-                    TlsMode::Starttls => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
-                        .tls(Tls::Required(tls(&smtp.host)?)),
-                    TlsMode::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host),
-                };
-                b = b
-                    .port(smtp.port)
-                    .timeout(Some(SMTP_TIMEOUT))
-                    .pool_config(PoolConfig::new().max_size(pool_size.max(1) as u32));
-                if let (Some(user), Some(pass)) = (&smtp.username, &smtp.password) {
-                    b = b.credentials(Credentials::new(user.clone(), pass.expose().to_string()));
-                }
-                Ok(Mailer::Smtp { transport: b.build(), server: format!("{}:{}", smtp.host, smtp.port) })
-            }
+            EmailTransport::Smtp(smtp) => Ok(Mailer::Smtp {
+                pool: SmtpPool::new(smtp, pool_size, SMTP_TIMEOUT)?,
+                server: format!("{}:{}", smtp.host, smtp.port),
+            }),
         }
     }
 
@@ -91,19 +75,11 @@ impl Mailer {
                     .await
                     .map_err(|e| Failure::transient(format!("writing the .eml file: {e}")))?
             }
-            Mailer::Smtp { transport, server } => {
-                // A pooled connection the server closed while idle fails the first
-                // command: that is retried once, at once, on a fresh connection.
-                let mut tried_again = false;
-                loop {
-                    match transport.send(message.clone()).await {
-                        Ok(r) => return Ok(format!("{server} answered {}", r.code())),
-                        Err(e) if !tried_again && !e.is_response() && !e.is_timeout() && !e.is_tls() => {
-                            tried_again = true;
-                            tracing::debug!(error = %e, "SMTP connection failed; trying once more on a fresh one");
-                        }
-                        Err(e) => return Err(classify(&e, server)),
-                    }
+            Mailer::Smtp { pool, server } => {
+                let bytes = message.formatted();
+                match pool.send(message.envelope(), &bytes).await {
+                    Ok(r) => Ok(format!("{server} answered {}", r.code())),
+                    Err(e) => Err(classify(&e, server)),
                 }
             }
         }
@@ -112,8 +88,9 @@ impl Mailer {
 
 /// SMTP 4xx: try again later; 5xx: refused for good (550/551/553 on an address: a bounce);
 /// no reply at all (connection refused, timeout, TLS): try again later.
-fn classify(e: &lettre::transport::smtp::Error, server: &str) -> Failure {
+fn classify(e: &SmtpError, server: &str) -> Failure {
     let text = format!("SMTP {server}: {e}");
+    let SmtpError::Smtp(e) = e else { return Failure::transient(text) };
     match e.status() {
         Some(code) if e.is_permanent() => {
             let c = code.to_string();

@@ -25,6 +25,7 @@
 pub mod email;
 pub mod protect;
 pub mod retry;
+mod smtp;
 pub mod unsubscribe;
 pub mod webhook;
 
