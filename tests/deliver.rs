@@ -776,40 +776,25 @@ async fn finished_entries_stay_for_the_timeline_until_the_retention_limit_and_de
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_starttls_configured_keel_never_falls_back_to_plaintext() {
-    // mailcrab here offers no STARTTLS: a relay stripping it (or a misconfigured one)
-    // must not receive the mail in the clear.
-    let port = free_port();
-    let mut smtp = Smtp::start(port).await;
-    let config = smtp_config(port).replace("tls: none", "tls: starttls");
-    let desk = Desk::new(&config, &[("red", RED)], &[("red_note.txt", RED_NOTE_TXT), ("hello.txt", HELLO_TXT)]);
-    desk.accounts(vec![account("A1", "Acme", 30.0, "mgr@cs.example")]);
-    desk.evaluate();
-    let r = desk.deliver().await;
-    assert_eq!((r.delivered, r.retrying), (0, 1), "{r:?}");
-    assert!(smtp.received().is_empty(), "nothing was sent in the clear");
-    let e = &desk.outbox()[0];
-    assert!(e.last_note().contains("attempt 1 failed: SMTP 127.0.0.1"), "{}", e.last_note());
-    smtp.stop();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_implicit_tls_configured_a_plaintext_server_gets_nothing() {
-    // Keel opens the SMTP socket itself; with `tls: implicit` the TLS handshake comes
-    // before any SMTP, so a server speaking plain SMTP sees no message.
-    let port = free_port();
-    let mut smtp = Smtp::start(port).await;
-    let config = smtp_config(port).replace("tls: none", "tls: implicit");
-    let desk = Desk::new(&config, &[("red", RED)], &[("red_note.txt", RED_NOTE_TXT), ("hello.txt", HELLO_TXT)]);
-    desk.accounts(vec![account("A1", "Acme", 30.0, "mgr@cs.example")]);
-    desk.evaluate();
-    let r = desk.deliver().await;
-    assert_eq!((r.delivered, r.retrying), (0, 1), "{r:?}");
-    assert!(smtp.received().is_empty(), "nothing was sent in the clear");
-    let outbox = desk.outbox();
-    let note = outbox[0].last_note();
-    assert!(note.contains("attempt 1 failed: SMTP 127.0.0.1") && note.contains("TLS"), "{note}");
-    smtp.stop();
+async fn with_tls_configured_keel_never_falls_back_to_plaintext() {
+    // mailcrab speaks plain SMTP and offers no STARTTLS: a relay stripping it (or a
+    // misconfigured one) must not receive the mail in the clear. With `implicit` the TLS
+    // handshake comes before any SMTP on the socket Keel opens.
+    for (mode, says) in [("starttls", "STARTTLS"), ("implicit", "TLS handshake")] {
+        let port = free_port();
+        let mut smtp = Smtp::start(port).await;
+        let config = smtp_config(port).replace("tls: none", &format!("tls: {mode}"));
+        let desk = Desk::new(&config, &[("red", RED)], &[("red_note.txt", RED_NOTE_TXT), ("hello.txt", HELLO_TXT)]);
+        desk.accounts(vec![account("A1", "Acme", 30.0, "mgr@cs.example")]);
+        desk.evaluate();
+        let r = desk.deliver().await;
+        assert_eq!((r.delivered, r.retrying), (0, 1), "{mode}: {r:?}");
+        assert!(smtp.received().is_empty(), "{mode}: nothing was sent in the clear");
+        let outbox = desk.outbox();
+        let note = outbox[0].last_note();
+        assert!(note.contains("attempt 1 failed: SMTP 127.0.0.1") && note.contains(says), "{mode}: {note}");
+        smtp.stop();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
