@@ -21,7 +21,8 @@ use super::retry::Failure;
 use super::smtp::{SmtpError, SmtpPool};
 use crate::config::{EmailConfig, EmailTransport};
 
-/// How long one SMTP command may take before the attempt counts as timed out.
+/// How long opening a connection (TCP, TLS, EHLO, AUTH), and then sending one message on
+/// it, may each take before the attempt counts as timed out (and is retried later).
 const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// An email ready to go.
