@@ -105,6 +105,9 @@ fn main() -> anyhow::Result<()> {
         None => std::env::temp_dir(),
     };
     let work = base.join(format!("keel-bench-{}", std::process::id()));
+    // A size's book and store take gigabytes at 1M (8.6 GB): each process removes its own
+    // work directory when it ends, failed or not.
+    let _cleanup = RemoveOnDrop(work.clone());
     if let Some(n) = args.one {
         let row = one(n, &work.join(n.to_string()), n <= args.events_up_to)?;
         println!("{}", serde_json::to_string(&row)?);
@@ -132,7 +135,6 @@ fn main() -> anyhow::Result<()> {
     }
     eprintln!("bench: delivery …");
     let (emails, webhooks) = deliveries(&work.join("delivery"), args.deliveries, args.email_concurrency)?;
-    let _ = std::fs::remove_dir_all(&work);
     let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
     let doc = render(
         &rows,
@@ -157,6 +159,14 @@ fn main() -> anyhow::Result<()> {
     std::fs::write(&args.out, merged)?;
     eprintln!("bench: written to {}", args.out.display());
     Ok(())
+}
+
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn repo() -> &'static Path {
