@@ -15,18 +15,18 @@ use crate::run::{example_workspace, spawn, terminate, wait_for};
 use crate::util::Workspace;
 
 /// A Tuesday, 10:00 in New York: customer mail in American zones may go out.
-const NOW: &str = "2026-11-24T15:00:00Z";
+pub(crate) const NOW: &str = "2026-11-24T15:00:00Z";
 
 /// mailcrab on `port`, its messages' Message-IDs collected as they arrive (its channel
 /// holds only 128, so a task drains it).
-struct Server {
+pub(crate) struct Server {
     runtime: tokio::runtime::Runtime,
     token: tokio_util::sync::CancellationToken,
     ids: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
-    fn start(port: u16, ids: Arc<Mutex<Vec<String>>>) -> Server {
+    pub(crate) fn start(port: u16, ids: Arc<Mutex<Vec<String>>>) -> Server {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         let sink = ids.clone();
         let token = runtime.block_on(async move {
@@ -53,7 +53,7 @@ impl Server {
         Server { runtime, token, ids }
     }
 
-    fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.ids.lock().unwrap().len()
     }
 }
@@ -65,7 +65,7 @@ impl Drop for Server {
     }
 }
 
-fn workspace_with_smtp(port: u16) -> Workspace {
+pub(crate) fn workspace_with_smtp(port: u16) -> Workspace {
     let ws = example_workspace();
     let config = std::fs::read_to_string(ws.path("keel.yaml")).unwrap();
     let start = config.find("  smtp:").expect("the example config has an smtp section");
@@ -82,7 +82,7 @@ fn workspace_with_smtp(port: u16) -> Workspace {
     ws
 }
 
-fn kill9(child: &mut Child) {
+pub(crate) fn kill9(child: &mut Child) {
     assert!(Command::new("kill").args(["-KILL", &child.id().to_string()]).status().unwrap().success());
     child.wait().unwrap();
 }
@@ -97,7 +97,7 @@ fn wait_until_received(server: &Server, n: usize, log: &str) {
 }
 
 /// Waits until the server has received nothing new for 1.5 s (every due email sent).
-fn wait_until_quiet(server: &Server) {
+pub(crate) fn wait_until_quiet(server: &Server) {
     let mut last = usize::MAX;
     loop {
         std::thread::sleep(Duration::from_millis(1500));
@@ -129,7 +129,7 @@ fn settled(ws: &Workspace) -> (BTreeMap<String, u32>, usize, usize) {
     (delivered, due_now, fired)
 }
 
-fn key_of(message_id: &str) -> String {
+pub(crate) fn key_of(message_id: &str) -> String {
     message_id.trim_matches(['<', '>']).split('@').next().unwrap().to_string()
 }
 

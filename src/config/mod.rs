@@ -65,6 +65,9 @@ pub struct DeliveryConfig {
     pub retention: chrono::Duration,
     pub email_concurrency: usize,
     pub webhook_concurrency: usize,
+    /// How long `keel run` waits on SIGTERM for the sends in flight before it exits; an
+    /// attempt cut off is tried again at the next start (its cap place is reclaimed).
+    pub shutdown_grace: std::time::Duration,
 }
 
 impl Default for DeliveryConfig {
@@ -76,6 +79,8 @@ impl Default for DeliveryConfig {
             retention: chrono::Duration::days(90),
             email_concurrency: 4,
             webhook_concurrency: 16,
+            // An SMTP timeout is 30 s: a send that started is normally let finish.
+            shutdown_grace: std::time::Duration::from_secs(40),
         }
     }
 }
@@ -308,6 +313,7 @@ impl Config {
                     retention: r.retention.map_or(d.retention, |s| s.0.to_chrono()),
                     email_concurrency: r.email_concurrency.map_or(d.email_concurrency, |n| n.get()),
                     webhook_concurrency: r.webhook_concurrency.map_or(d.webhook_concurrency, |n| n.get()),
+                    shutdown_grace: r.shutdown_grace.map_or(d.shutdown_grace, |g| g.0),
                 }
             },
             evaluation: EvaluationConfig {

@@ -50,6 +50,8 @@ pub struct RawDelivery {
     pub email_concurrency: Option<std::num::NonZeroUsize>,
     /// Webhook requests in flight at once.
     pub webhook_concurrency: Option<std::num::NonZeroUsize>,
+    /// How long a stopping daemon waits for the sends in flight.
+    pub shutdown_grace: Option<DelayText>,
 }
 
 /// A delay like `500ms`, `30s`, `5m`, `1h`, checked while parsing.

@@ -7,8 +7,8 @@
 //! the chunk in progress, whose decisions land in one transaction, so nothing is
 //! half-recorded. The outbox workers ([`Deliverer::serve`]) run beside the loop; a pass
 //! wakes them when it queued work. On shutdown they take no new entries and finish the
-//! ones being sent (bounded by [`FINISH_SENDING`]); the store is flushed before `serve`
-//! returns.
+//! ones being sent (bounded by `delivery.shutdown_grace`); the store is flushed before
+//! `serve` returns.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -23,8 +23,6 @@ use crate::evaluate::render_diagnostics;
 
 /// How often files are checked for changes, and the longest the loop sleeps.
 pub const POLL: Duration = Duration::from_secs(1);
-/// How long shutdown waits for deliveries in flight (an SMTP timeout is 30 s).
-pub const FINISH_SENDING: Duration = Duration::from_secs(40);
 
 /// Runs the daemon and its outbox workers until `shutdown` is cancelled; returns it with
 /// the store flushed.
@@ -97,8 +95,9 @@ pub async fn serve(
             }
         }
     }
-    if tokio::time::timeout(FINISH_SENDING, &mut delivery).await.is_err() {
-        tracing::warn!("deliveries still in flight after {FINISH_SENDING:?}; they are retried at the next start");
+    let grace = daemon.config().delivery.shutdown_grace;
+    if tokio::time::timeout(grace, &mut delivery).await.is_err() {
+        tracing::warn!("deliveries still in flight after {grace:?}; they are retried at the next start");
         delivery.abort();
     }
     daemon.store().flush()?;

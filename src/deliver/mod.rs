@@ -148,8 +148,18 @@ pub struct Deliverer {
 }
 
 impl Deliverer {
+    /// A deliverer over `store`. Call it once per process, before any delivery: it
+    /// reclaims the frequency-cap marks held by attempts a crash or a stop interrupted.
     pub fn new(config: &Config, store: Store, loaded: Arc<Loaded>, clock: Arc<dyn Clock>) -> anyhow::Result<Deliverer> {
         let d = &config.delivery;
+        let (released, confirmed) = store.reclaim_sends()?;
+        if released + confirmed > 0 {
+            tracing::info!(
+                released,
+                confirmed,
+                "frequency-cap places held by sends a stop or crash interrupted: settled from their recorded outcome"
+            );
+        }
         Ok(Deliverer {
             store,
             config: d.clone(),
@@ -313,7 +323,6 @@ impl Deliverer {
                         return Ok((outcome, n));
                     }
                 };
-                let mut reserved = false;
                 if let Audience::Customer { contact, timezone } = &m.audience {
                     if let Some(reason) = self.suppressed(&m.to, contact, &entries[0].account)? {
                         for e in &mut entries {
@@ -329,27 +338,35 @@ impl Deliverer {
                         let why = protect::why_not(&self.protections, tz, now);
                         return self.defer(entries, at, now, format!("deferred: {why}; next window {local}"));
                     }
-                    if let Some(cap) = self.protections.cap {
-                        match self.store.reserve_send(&m.to, now, cap.max, cap.per)? {
-                            CapCheck::Reserved => reserved = true,
-                            CapCheck::Full { until } => {
-                                let days = cap.per.num_days();
-                                let why = format!("frequency cap: {} emails per {days}d to {} reached", cap.max, m.to);
-                                if m.on_cap == CapPolicy::Drop {
-                                    for e in &mut entries {
-                                        e.status = Status::Dropped { at: now, reason: why.clone() };
-                                        e.note(now, format!("dropped: {why}"));
-                                    }
-                                    self.store.update_outbox(&entries)?;
-                                    return Ok((Outcome::Dropped, n));
+                }
+                // Held until the result is durable (below): a crash repeats at most
+                // `email_concurrency` messages, each with its Message-ID.
+                let _slot = self.email_slots.acquire().await.expect("semaphore open");
+                // The cap mark is taken only now, by this attempt, once it has its
+                // connection slot: an email waiting for a slot holds no place under the
+                // cap, and at most `email_concurrency` marks are ever held at once.
+                let now = self.clock.now();
+                let mut reserved = false;
+                if let (Audience::Customer { .. }, Some(cap)) = (&m.audience, self.protections.cap) {
+                    match self.store.reserve_send(&m.to, entries[0].id, now, cap.max, cap.per)? {
+                        CapCheck::Reserved => reserved = true,
+                        CapCheck::Full { until } => {
+                            let days = cap.per.num_days();
+                            let why = format!("frequency cap: {} emails per {days}d to {} reached", cap.max, m.to);
+                            if m.on_cap == CapPolicy::Drop {
+                                for e in &mut entries {
+                                    e.status = Status::Dropped { at: now, reason: why.clone() };
+                                    e.note(now, format!("dropped: {why}"));
                                 }
-                                return self.defer(
-                                    entries,
-                                    until,
-                                    now,
-                                    format!("deferred: {why}; next send fits at {until}"),
-                                );
+                                self.store.update_outbox(&entries)?;
+                                return Ok((Outcome::Dropped, n));
                             }
+                            return self.defer(
+                                entries,
+                                until,
+                                now,
+                                format!("deferred: {why}; next send fits at {until}"),
+                            );
                         }
                     }
                 }
@@ -363,15 +380,15 @@ impl Deliverer {
                     account: &entries[0].account,
                     playbook: &entries[0].playbook,
                 };
-                // Held until the result is durable (below): a crash repeats at most
-                // `email_concurrency` messages, each with its Message-ID.
-                let _slot = self.email_slots.acquire().await.expect("semaphore open");
                 let result = self.mailer.send(&self.from, &outgoing).await;
-                if result.is_err() && reserved {
-                    self.store.release_send(&m.to, now)?;
-                }
+                let delivered = result.is_ok();
                 let customer = matches!(m.audience, Audience::Customer { .. }).then_some(m.to.as_str());
                 let outcome = self.settle(&mut entries, result, now, customer)?;
+                // After the outcome is recorded: a crash between the two leaves the mark
+                // held, and the next start settles it from the recorded outcome.
+                if reserved {
+                    self.store.settle_send(&m.to, entries[0].id, delivered)?;
+                }
                 // Durable before the slot is free: not everything since sled's last
                 // periodic flush is repeated after a crash, only the messages in flight.
                 self.store.flush_after(self.store.writes_done()).await?;

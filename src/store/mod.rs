@@ -32,7 +32,7 @@ use crate::model::{Account, AccountPatch, Contact, ContactPatch, Event, HealthPo
 pub use codec::RECORD_FORMAT;
 pub use incremental::Evaluated;
 pub use ledger::{AccountCursor, Commit, EncodedAccount};
-pub use outbox::{CapCheck, Suppression};
+pub use outbox::{CapCheck, SendMark, Suppression};
 
 /// Layout version of the store as a whole (trees and key formats), kept in the `meta`
 /// tree. Bumped when a key layout changes; [`Store::open`] refuses a newer layout.

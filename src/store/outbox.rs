@@ -9,10 +9,14 @@
 //! - `tasks`: `id` → [`Task`]; `task_index`: `o account \0 playbook` → id (the open task of
 //!   a playbook for an account), `a account \0 id`, `e time id` (escalations by due time).
 //! - `suppression`: lower-cased email → [`Suppression`]; `sends`: lower-cased email → the
-//!   customer-facing sends inside the longest cap period.
+//!   customer-facing sends inside the longest cap period ([`SendMark`]s), with `meta`'s
+//!   `hold/<entry id>` → email for each mark an attempt in flight holds.
 //!
 //! Invariants:
 //! - An entry and its index keys change together, in one transaction.
+//! - A cap mark is taken by one send attempt, and is either held by it (the hold key in
+//!   `meta`, written in the same transaction), confirmed (delivered) or gone: a crash
+//!   leaves only holds, which the next start reclaims.
 //! - Outbox entries and tasks a firing decided are written by [`Store::commit`] in the
 //!   same transaction as its ledger entry, and only when that ledger entry is new.
 
@@ -33,6 +37,58 @@ pub struct Suppression {
     pub at: DateTime<Utc>,
     /// Where it came from: `keel contacts unsubscribe`, `unsubscribe link`, `SMTP 550 …`.
     pub source: String,
+}
+
+/// One customer-facing send counted against an address's frequency cap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendMark {
+    pub at: DateTime<Utc>,
+    /// The outbox entry whose attempt took it (0 in records written before marks named
+    /// their entry).
+    #[serde(default)]
+    pub entry: u64,
+    /// Taken by an attempt whose outcome is not recorded yet. A delivered email confirms
+    /// it; a failed attempt, or the start after a crash, releases it.
+    #[serde(default)]
+    pub held: bool,
+}
+
+/// A `sends` record element as stored: a mark, or a bare time (the format before marks
+/// named their entry: a confirmed send).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum MarkRecord {
+    Mark(SendMark),
+    Legacy(DateTime<Utc>),
+}
+
+impl From<MarkRecord> for SendMark {
+    fn from(r: MarkRecord) -> SendMark {
+        match r {
+            MarkRecord::Mark(m) => m,
+            MarkRecord::Legacy(at) => SendMark { at, entry: 0, held: false },
+        }
+    }
+}
+
+/// `meta` keys of the marks held by attempts in flight: `hold/` ++ entry id → address.
+const HOLD_PREFIX: &[u8] = b"hold/";
+
+fn hold_key(entry: u64) -> Vec<u8> {
+    let mut k = HOLD_PREFIX.to_vec();
+    k.extend_from_slice(&id_bytes(entry));
+    k
+}
+
+fn read_marks(sends: &TransactionalTree, key: &str) -> Result<Vec<SendMark>, Abort> {
+    Ok(match sends.get(key.as_bytes())? {
+        Some(v) => decode::<Vec<MarkRecord>>("sends", key.as_bytes(), &v)
+            .map_err(abort)?
+            .into_iter()
+            .map(SendMark::from)
+            .collect(),
+        None => Vec::new(),
+    })
 }
 
 /// A frequency cap's answer for one send.
@@ -423,46 +479,101 @@ impl Store {
     }
 
     /// Checks the frequency cap (`max` customer-facing sends per `per`) for an address and,
-    /// when there is room, records this send against it — atomically, so two workers
-    /// cannot both take the last place.
+    /// when there is room, records a mark *held* by the attempt of outbox entry `entry` —
+    /// atomically, so two workers cannot both take the last place. The caller takes it
+    /// just before sending and settles it ([`Store::settle_send`]) when the attempt's
+    /// outcome is recorded; a mark still held at the next start is reclaimed
+    /// ([`Store::reclaim_sends`]). A mark the same entry held before (an attempt that
+    /// failed) is replaced, never counted twice.
     pub fn reserve_send(
         &self,
         email: &str,
+        entry: u64,
         now: DateTime<Utc>,
         max: u32,
         per: Duration,
     ) -> Result<CapCheck, StoreError> {
         let key = email.trim().to_lowercase();
-        loop {
-            let old = self.sends.get(&key)?;
-            let mut times: Vec<DateTime<Utc>> = match &old {
-                Some(v) => decode("sends", key.as_bytes(), v)?,
-                None => Vec::new(),
-            };
-            times.retain(|t| *t > now - per);
-            times.sort();
-            if times.len() as u32 >= max {
-                let idx = times.len() - max as usize;
-                return Ok(CapCheck::Full { until: times[idx] + per });
-            }
-            times.push(now);
-            if self.sends.compare_and_swap(&key, old, Some(codec::encode(&times)))?.is_ok() {
-                return Ok(CapCheck::Reserved);
-            }
-        }
+        self.atomic(|| {
+            (&self.sends, &self.meta)
+                .transaction(|(sends, meta)| {
+                    let mut marks = read_marks(sends, &key)?;
+                    marks.retain(|m| m.at > now - per && !(m.entry == entry && entry != 0));
+                    marks.sort_by_key(|m| m.at);
+                    if marks.len() as u32 >= max {
+                        let idx = marks.len() - max as usize;
+                        return Ok(CapCheck::Full { until: marks[idx].at + per });
+                    }
+                    marks.push(SendMark { at: now, entry, held: true });
+                    sends.insert(key.as_bytes(), codec::encode(&marks))?;
+                    meta.insert(hold_key(entry), key.as_bytes())?;
+                    Ok(CapCheck::Reserved)
+                })
+                .map_err(flatten)
+        })
     }
 
-    /// Takes back a reservation whose send did not happen (it will be retried).
-    pub fn release_send(&self, email: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+    /// Settles the mark entry `entry`'s attempt holds on an address: confirmed when the
+    /// email was delivered (it counts against the cap from then on), released otherwise
+    /// (the entry will be tried again, or will not be sent at all).
+    pub fn settle_send(&self, email: &str, entry: u64, delivered: bool) -> Result<(), StoreError> {
         let key = email.trim().to_lowercase();
-        loop {
-            let Some(old) = self.sends.get(&key)? else { return Ok(()) };
-            let mut times: Vec<DateTime<Utc>> = decode("sends", key.as_bytes(), &old)?;
-            let Some(pos) = times.iter().position(|t| *t == at) else { return Ok(()) };
-            times.remove(pos);
-            if self.sends.compare_and_swap(&key, Some(old), Some(codec::encode(&times)))?.is_ok() {
-                return Ok(());
+        self.atomic(|| {
+            (&self.sends, &self.meta)
+                .transaction(|(sends, meta)| {
+                    let mut marks = read_marks(sends, &key)?;
+                    if delivered {
+                        for m in marks.iter_mut().filter(|m| m.entry == entry) {
+                            m.held = false;
+                        }
+                    } else {
+                        marks.retain(|m| !(m.held && m.entry == entry));
+                    }
+                    if marks.is_empty() {
+                        sends.remove(key.as_bytes())?;
+                    } else {
+                        sends.insert(key.as_bytes(), codec::encode(&marks))?;
+                    }
+                    meta.remove(hold_key(entry))?;
+                    Ok(())
+                })
+                .map_err(flatten)
+        })
+    }
+
+    /// At start, before any attempt runs: every cap mark still held belongs to an attempt
+    /// that never finished (the process was killed or stopped while it waited or sent).
+    /// A mark whose entry is recorded delivered is confirmed; any other is released, so a
+    /// crash never leaves a customer capped by sends that did not happen. Returns
+    /// (released, confirmed).
+    pub fn reclaim_sends(&self) -> Result<(usize, usize), StoreError> {
+        let mut holds = Vec::new();
+        for kv in self.meta.scan_prefix(HOLD_PREFIX) {
+            let (k, email) = kv?;
+            let id = id_of(&k);
+            holds.push((id, String::from_utf8_lossy(&email).into_owned()));
+        }
+        let (mut released, mut confirmed) = (0, 0);
+        for (id, email) in holds {
+            let delivered = self.outbox_entry(id)?.is_some_and(|e| matches!(e.status, Status::Delivered { .. }));
+            self.settle_send(&email, id, delivered)?;
+            if delivered {
+                confirmed += 1;
+            } else {
+                released += 1;
             }
+        }
+        Ok((released, confirmed))
+    }
+
+    /// The cap marks recorded for an address (tests and `keel store verify`).
+    pub fn send_marks(&self, email: &str) -> Result<Vec<SendMark>, StoreError> {
+        let key = email.trim().to_lowercase();
+        match self.sends.get(&key)? {
+            Some(v) => {
+                Ok(decode::<Vec<MarkRecord>>("sends", key.as_bytes(), &v)?.into_iter().map(SendMark::from).collect())
+            }
+            None => Ok(Vec::new()),
         }
     }
 

@@ -1,0 +1,163 @@
+//! The fault suite: what an operator's worst week does to Keel, with real `keel run`
+//! processes, real SMTP servers (mailcrab, and one that accepts connections and never
+//! answers), and real store files. Each test is a promise the README makes:
+//! - a crash or a stop while emails wait for a hanging SMTP server loses no customer
+//!   email to the frequency cap (the cap places those attempts held are reclaimed);
+//! - a pass killed again and again still finishes, resuming after its committed chunks;
+//! - a damaged store is refused, never silently re-decided from, and never panics;
+//! - a disk that filled up does not leave the store unopenable;
+//! - sandbox limits decide deterministically, and a stopped evaluation is an error.
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use keel::model::{Payload, Status};
+
+use crate::crash::{key_of, kill9, wait_until_quiet, workspace_with_smtp, Server, NOW};
+use crate::run::{spawn, terminate, wait_for};
+
+/// An SMTP server that accepts every connection and never says a word: a send waits
+/// for its timeout (30 s), as with a relay that hangs.
+struct Hanging {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Hanging {
+    fn start(port: u16) -> Hanging {
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((conn, _)) => held.push(conn),
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Hanging { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for Hanging {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+/// A playbook that emails every SMB account's contacts once, dropping (not deferring)
+/// an email the frequency cap refuses: a phantom cap place shows as a lost email.
+const OUTREACH: &str = r#"id: smb-outreach
+name: SMB outreach
+audience: account.segment == "smb"
+trigger:
+  condition: "true"
+  fire: on_enter
+actions:
+  - email: { to: contacts, template: smb_welcome, on_cap: drop }
+"#;
+
+#[test]
+fn sigkill_and_sigterm_while_smtp_hangs_lose_no_customer_email_to_the_frequency_cap() {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let ws = workspace_with_smtp(port);
+    let config = std::fs::read_to_string(ws.path("keel.yaml")).unwrap();
+    ws.write("keel.yaml", &config.replacen("delivery:\n", "delivery:\n  shutdown_grace: 1s\n", 1));
+    // Only customer mail, so every connection slot is taken by an attempt that holds a
+    // cap place.
+    for e in std::fs::read_dir(ws.path("playbooks")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "yaml") {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    std::fs::remove_dir_all(ws.path("playbooks/tests")).ok();
+    ws.write("playbooks/smb-outreach.yaml", OUTREACH);
+
+    // The relay hangs: every attempt waits on its connection. Two SIGKILLs and a SIGTERM
+    // (whose grace runs out with the sends still waiting) interrupt the attempts.
+    let hanging = Hanging::start(port);
+    let mut log = Vec::new();
+    for stop in ["kill", "kill", "term"] {
+        let (mut child, rx) = spawn(&ws, NOW);
+        wait_for(&rx, &mut log, "the outreach pass", |l| {
+            l.contains("tick evaluated") && l.contains("playbook=smb-outreach")
+        });
+        std::thread::sleep(Duration::from_millis(1500));
+        if stop == "kill" {
+            kill9(&mut child);
+        } else {
+            let (status, _) = terminate(&mut child);
+            assert_eq!(status.code(), Some(0), "a stop whose sends are cut off still exits cleanly");
+            let rest: Vec<String> = rx.try_iter().collect();
+            assert!(rest.iter().any(|l| l.contains("still in flight")), "the grace ran out: {rest:?}");
+        }
+    }
+    drop(hanging);
+    let customer: Vec<_> = ws
+        .store()
+        .outbox()
+        .map(Result::unwrap)
+        .filter(|e| e.playbook == "smb-outreach" && matches!(e.payload, Payload::Email(_)))
+        .collect();
+    assert!(customer.len() > 20, "the outreach queued customer emails: {}", customer.len());
+    assert!(
+        customer.iter().all(|e| matches!(e.status, Status::Pending | Status::Suppressed { .. })),
+        "nothing was sent or given up yet"
+    );
+
+    let held: usize = customer
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Payload::Email(m) => Some(ws.store().send_marks(&m.to).unwrap().iter().filter(|m| m.held).count()),
+            _ => None,
+        })
+        .sum();
+    assert!(held >= 1, "the last stop left attempts holding cap places ({held})");
+    // A healthy relay: every customer email goes out, none capped by the interrupted
+    // attempts' places.
+    let ids = Arc::new(Mutex::new(Vec::new()));
+    let server = Server::start(port, ids.clone());
+    let (mut child, rx) = spawn(&ws, NOW);
+    let mut log = Vec::new();
+    wait_for(&rx, &mut log, "the reclaimed cap places", |l| {
+        l.contains("frequency-cap places held") && l.contains(&format!("released={held}"))
+    });
+    wait_until_quiet(&server);
+    let (status, _) = terminate(&mut child);
+    assert_eq!(status.code(), Some(0));
+    drop(rx);
+    let store = ws.store();
+    let mut delivered = 0;
+    for e in store.outbox().map(Result::unwrap).filter(|e| e.playbook == "smb-outreach") {
+        let history: Vec<&str> = e.history.iter().map(|h| h.text.as_str()).collect();
+        assert!(!history.iter().any(|h| h.contains("frequency cap")), "entry {} was capped: {history:?}", e.id);
+        match e.status {
+            Status::Delivered { .. } => delivered += 1,
+            // Unsubscribed contacts and do-not-contact accounts, as in any run.
+            Status::Suppressed { .. } => {}
+            // Customers in zones where it is night now wait for their morning.
+            Status::Pending => {
+                assert!(history.iter().any(|h| h.contains("quiet hours") || h.contains("business day")), "{history:?}")
+            }
+            ref other => panic!("entry {} ended {other:?}: {history:?}", e.id),
+        }
+        if let Payload::Email(m) = &e.payload {
+            let marks = store.send_marks(&m.to).unwrap();
+            assert!(marks.iter().all(|m| !m.held), "no place is left held: {marks:?}");
+        }
+    }
+    assert!(delivered > 20, "{delivered}");
+    let received = ids.lock().unwrap().clone();
+    let keys: std::collections::BTreeSet<String> = received.iter().map(|id| key_of(id)).collect();
+    assert_eq!(received.len(), keys.len(), "no message twice");
+    drop(server);
+}
