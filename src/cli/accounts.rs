@@ -169,6 +169,9 @@ fn show(session: &Session, args: ShowArgs) -> anyhow::Result<ExitCode> {
         store.events_of(&account.id, since, session.now + Duration::seconds(1)).collect::<Result<Vec<_>, _>>()?;
 
     let timeline = store.ledger_of(&account.id)?;
+    let state = store.account_state(&account.id)?;
+    let failures: Vec<serde_json::Value> =
+        state.failures().map(|(what, f)| json!({ "playbook": what, "at": f.at, "error": f.message })).collect();
     let deliveries = store.outbox_of(&account.id)?;
     let tasks = store.tasks_of(&account.id)?;
     let today = session.now.with_timezone(&account.timezone.unwrap_or(session.config.timezone)).date_naive();
@@ -181,7 +184,7 @@ fn show(session: &Session, args: ShowArgs) -> anyhow::Result<ExitCode> {
     let mut out = io::stdout().lock();
     if args.format.format == OutputFormat::Json {
         let doc = json!({ "account": account, "health": health, "health_30_days_before": month_ago,
-                          "contacts": contacts, "events": events, "timeline": timeline,
+                          "contacts": contacts, "events": events, "timeline": timeline, "errors": failures,
                           "deliveries": deliveries, "tasks": tasks });
         serde_json::to_writer_pretty(&mut out, &doc)?;
         writeln!(out)?;
@@ -294,10 +297,18 @@ fn show(session: &Session, args: ShowArgs) -> anyhow::Result<ExitCode> {
     }
 
     writeln!(out, "\nTimeline: playbook decisions ({})", timeline.len())?;
-    if timeline.is_empty() {
+    if timeline.is_empty() && failures.is_empty() {
         writeln!(out, "  none yet (`keel run` evaluates the playbooks and records what fires)")?;
     }
     let tz = session.config.timezone;
+    for (what, f) in state.failures() {
+        writeln!(
+            out,
+            "  {}  {what}  error (evaluated again at the next pass)\n    {}",
+            f.at.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z"),
+            f.message
+        )?;
+    }
     for entry in timeline.iter().rev().take(SHOWN) {
         writeln!(
             out,

@@ -23,8 +23,10 @@
 //!   chunk's ledger entries, states and health points land in one transaction
 //!   ([`Store::commit`]). A cancelled pass stops between chunks.
 //! - **Once per occurrence.** A key found in the ledger is never decided again.
-//! - **Failures stay local.** A script error fails one playbook for one account; its state
-//!   is left as it was (so an `on_enter` edge is not lost) and the pass goes on.
+//! - **Failures stay local, and are never a quiet "false".** A script error or a sandbox
+//!   limit fails one playbook for one account: its state is left as it was (so an
+//!   `on_enter` edge is not lost), the failure is kept on the account's state (the
+//!   timeline shows it), the account is woken for the next pass, and the pass goes on.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,7 +44,9 @@ use super::playbook::{Fire, Playbook, PlaybookSet, Step, Trigger, DEFAULT_CATCH_
 use super::render::{context, describe_in, one_line};
 use super::script::{AccountScope, EvalError, Expression, ScriptEngine, Truth};
 use super::view::{AccountView, HealthField, HealthView};
-use crate::model::{Account, Decision, Event, LedgerEntry, OutboxEntry, PlaybookState, SequenceState, TaskRequest};
+use crate::model::{
+    Account, Decision, EvalFailure, Event, LedgerEntry, OutboxEntry, PlaybookState, SequenceState, TaskRequest,
+};
 use crate::store::{Commit, EncodedAccount, Store, StoreError};
 
 /// Accounts a worker takes from the cursor at a time, and commits in one transaction.
@@ -189,6 +193,8 @@ struct Worker<'e, 'a> {
     scope: AccountScope,
     needs_events: bool,
     report: PassReport,
+    /// The health model's failure for the account being evaluated, kept on its state.
+    health_failure: Option<String>,
 }
 
 /// What one playbook decided for one account: ledger entries, and the outbox entries and
@@ -221,7 +227,7 @@ impl<'e, 'a> Worker<'e, 'a> {
         for d in due {
             report.playbooks.insert(d.playbook.id.clone(), PlaybookStats::default());
         }
-        Worker { ev, due, now, date, scope: ev.engine.scope(), needs_events, report }
+        Worker { ev, due, now, date, scope: ev.engine.scope(), needs_events, report, health_failure: None }
     }
 
     fn run(mut self, cursor: &Mutex<crate::store::AccountCursor>) -> Result<PassReport, StoreError> {
@@ -250,6 +256,7 @@ impl<'e, 'a> Worker<'e, 'a> {
     fn account(&mut self, account: &Account, commit: &mut Commit) -> Result<(), StoreError> {
         let store = self.ev.store;
         self.report.accounts += 1;
+        self.health_failure = None;
         let contacts = store.contacts_of(&account.id)?;
         // The account goes into the Rhai scope once: health is scored with it there, and
         // the health it scored is then added to it.
@@ -277,11 +284,15 @@ impl<'e, 'a> Worker<'e, 'a> {
             Vec::new()
         };
         let mut state = store.account_state(&account.id)?;
-        let mut changed = false;
+        let health_error = self.health_failure.take().map(|message| EvalFailure { at: self.now, message });
+        let mut retry = health_error.is_some();
+        let mut changed = state.health_error != health_error;
+        state.health_error = health_error;
         for due in self.due {
             let id = &due.playbook.id;
             let before = state.playbooks.get(id).cloned().unwrap_or_default();
             let mut ps = before.clone();
+            ps.error = None;
             let mut out = Decisions::new(&view);
             let result = self.playbook(due, &mut ps, &events, &mut out);
             let stats = self.report.playbooks.get_mut(id).expect("every due playbook has stats");
@@ -308,7 +319,17 @@ impl<'e, 'a> Worker<'e, 'a> {
                         }
                     }
                 }
-                Err(e) => self.report.fail(id, &account.id, e),
+                Err(e) => {
+                    // A failure is not a decision: the state stays as it was (an
+                    // `on_enter` edge is not lost), the failure is kept for the timeline,
+                    // and the account is woken for the next pass.
+                    let failed =
+                        PlaybookState { error: Some(EvalFailure { at: self.now, message: e.clone() }), ..before };
+                    changed = true;
+                    state.playbooks.insert(id.clone(), failed);
+                    retry = true;
+                    self.report.fail(id, &account.id, e);
+                }
             }
             // `event` belongs to one trigger evaluation only.
             self.scope.clear_vars();
@@ -317,6 +338,9 @@ impl<'e, 'a> Worker<'e, 'a> {
         // before the wake log existed, or under a playbook since edited, get one.
         if changed || *self.ev.selection == Selection::All {
             self.wakes(&account.id, &state, commit);
+        }
+        if retry {
+            commit.wakes.push((self.now + Duration::seconds(1), account.id.clone()));
         }
         if changed {
             commit.states.push((account.id.clone(), state));
@@ -366,6 +390,7 @@ impl<'e, 'a> Worker<'e, 'a> {
             Ok(None) => return Ok(None),
             Err(e) => {
                 self.report.fail("(health)", &account.id, e.to_string());
+                self.health_failure = Some(e.to_string());
                 // The stored point of the day, if any, still stands.
                 return today.map(|p| HealthView::with_trend(store, &account.id, p)).transpose();
             }

@@ -65,6 +65,36 @@ pub struct LedgerEntry {
 pub struct AccountState {
     #[serde(default)]
     pub playbooks: BTreeMap<String, PlaybookState>,
+    /// The health model failed for the account at the last pass (its day's point is
+    /// missing): shown on the timeline, retried at the next pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_error: Option<EvalFailure>,
+}
+
+impl AccountState {
+    /// Nothing to remember: the state need not be stored.
+    pub fn is_empty(&self) -> bool {
+        self.playbooks.is_empty() && self.health_error.is_none()
+    }
+
+    /// Every failure the last pass left, as (what failed, the failure): `(health)` or a
+    /// playbook id.
+    pub fn failures(&self) -> impl Iterator<Item = (&str, &EvalFailure)> {
+        let health = self.health_error.as_ref().map(|f| ("(health)", f));
+        health
+            .into_iter()
+            .chain(self.playbooks.iter().filter_map(|(id, ps)| ps.error.as_ref().map(|f| (id.as_str(), f))))
+    }
+}
+
+/// An evaluation that failed: a script error, or a sandbox limit (operations, depth,
+/// sizes, the wall-clock safety net) that stopped it. A failure is never read as
+/// "false": the account's state stays as it was, and the next pass evaluates it again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvalFailure {
+    /// The pass clock of the failed evaluation.
+    pub at: DateTime<Utc>,
+    pub message: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -82,6 +112,10 @@ pub struct PlaybookState {
     /// Sequences running for this account (one per occurrence that started one).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sequences: Vec<SequenceState>,
+    /// The last evaluation of this playbook for the account failed; cleared by the next
+    /// one that succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<EvalFailure>,
 }
 
 impl PlaybookState {

@@ -21,7 +21,7 @@ pub use account::{Account, AccountPatch, Segment, SegmentError};
 pub use contact::{Contact, ContactPatch};
 pub use event::{Event, EventPatch};
 pub use health::{Band, HealthPoint};
-pub use ledger::{AccountState, Decision, LedgerEntry, PlaybookState, SequenceState};
+pub use ledger::{AccountState, Decision, EvalFailure, LedgerEntry, PlaybookState, SequenceState};
 pub use outbox::{
     delivery_key, Audience, CapPolicy, Channel, DigestItem, Email, Note, OutboxEntry, Payload, Status, Webhook,
 };

@@ -154,11 +154,8 @@ impl Store {
             .iter()
             .map(|e| (keys::ledger_key(&e.account, &e.playbook, &e.occurrence), codec::encode(e)))
             .collect();
-        let states: Vec<(&str, Option<Vec<u8>>)> = commit
-            .states
-            .iter()
-            .map(|(id, s)| (id.as_str(), (!s.playbooks.is_empty()).then(|| codec::encode(s))))
-            .collect();
+        let states: Vec<(&str, Option<Vec<u8>>)> =
+            commit.states.iter().map(|(id, s)| (id.as_str(), (!s.is_empty()).then(|| codec::encode(s)))).collect();
         let mut health = sled::Batch::default();
         for (id, point) in &commit.health {
             health.insert(keys::health_key(id, point.date), codec::encode(point));
