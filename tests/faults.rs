@@ -161,3 +161,79 @@ fn sigkill_and_sigterm_while_smtp_hangs_lose_no_customer_email_to_the_frequency_
     assert_eq!(received.len(), keys.len(), "no message twice");
     drop(server);
 }
+
+/// A condition that costs real time per operation (sorting a 10,000-element array 150
+/// times: a few thousand operations, a quarter of a second or more) but is well inside
+/// the operation limit — and one that never ends.
+const SLOW: &str = r#"id: slow
+name: Slow but bounded
+trigger:
+  condition: |
+    let a = [];
+    for i in 0..10000 { a.push(10000 - i); }
+    for j in 0..150 { a.sort(); a.reverse(); }
+    a.len() == 10000
+actions:
+  - task: { title: "Slow {{ account.name }}", owner: o@keel.example }
+"#;
+
+const RUNAWAY: &str = r#"id: runaway
+name: Runaway
+trigger:
+  condition: |
+    let x = 0;
+    loop { x += 1; }
+    false
+actions:
+  - task: { title: "Never", owner: o@keel.example }
+"#;
+
+#[test]
+fn sandbox_limits_decide_deterministically_and_a_stopped_evaluation_is_a_visible_error_retried_next_pass() {
+    let ws = crate::util::Workspace::new("timezone: UTC\nsync:\n  accounts: { file: accounts.csv }\n");
+    ws.write("accounts.csv", "id,name,segment\nA1,Alpha,smb\nA2,Beta,smb\nA3,Gamma,smb\n");
+    ws.write("playbooks/slow.yaml", SLOW);
+    ws.write("playbooks/runaway.yaml", RUNAWAY);
+    // The machine is loaded as a busy daemon's would be: the slow condition must still
+    // decide the same way (a wall-clock limit decided it before).
+    let busy = Arc::new(AtomicBool::new(true));
+    let load: Vec<_> = (0..2)
+        .map(|_| {
+            let busy = busy.clone();
+            std::thread::spawn(move || {
+                let mut x = 0u64;
+                while busy.load(Ordering::Relaxed) {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                }
+                x
+            })
+        })
+        .collect();
+    let run = ws.keel(&["run", "--once", "--format", "json"]);
+    busy.store(false, Ordering::Relaxed);
+    load.into_iter().for_each(|t| drop(t.join()));
+    assert_eq!(run.code(), 1, "an evaluation that failed makes run --once fail:\n{}", run.stderr());
+    let report: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
+    let stats = |pb: &str| report.pointer(&format!("/pass/playbooks/{pb}")).cloned().unwrap_or_default();
+    assert_eq!(stats("slow")["fired"], 3, "{report:#}");
+    assert_eq!(stats("slow")["errors"], 0, "{report:#}");
+    assert_eq!(stats("runaway")["errors"], 3, "{report:#}");
+    assert_eq!(stats("runaway")["fired"], 0, "{report:#}");
+
+    // The timeline says what stopped it.
+    let show = ws.keel(&["accounts", "show", "A1"]).ok();
+    assert!(show.contains("runaway  error (evaluated again at the next pass)"), "{show}");
+    assert!(show.contains("exceeded the limit of 100000 operations"), "{show}");
+
+    // The next pass evaluates the failed accounts again (and only the failure repeats).
+    let later = crate::util::run_keel_at(
+        std::path::Path::new("keel.yaml"),
+        ws.dir.path(),
+        &["run", "--once", "--format", "json"],
+        "2026-12-01T10:00:00Z",
+    );
+    assert_eq!(later.code(), 1);
+    let report: serde_json::Value = serde_json::from_str(&later.stdout()).unwrap();
+    assert_eq!(report.pointer("/pass/playbooks/runaway/errors"), Some(&serde_json::json!(3)), "{report:#}");
+    assert_eq!(report.pointer("/pass/playbooks/slow/fired"), Some(&serde_json::json!(0)), "{report:#}");
+}

@@ -70,12 +70,17 @@ impl Workspace {
 }
 
 pub fn run_keel(config: &Path, cwd: &Path, args: &[&str]) -> Run {
+    run_keel_at(config, cwd, args, NOW)
+}
+
+/// [`run_keel`] with the clock pinned at `now`.
+pub fn run_keel_at(config: &Path, cwd: &Path, args: &[&str], now: &str) -> Run {
     let output = Command::new(env!("CARGO_BIN_EXE_keel"))
         .arg("--config")
         .arg(config)
         .args(args)
         .current_dir(cwd)
-        .env("KEEL_NOW", NOW)
+        .env("KEEL_NOW", now)
         .env_remove("RUST_LOG")
         .env_remove("KEEL_CONFIG")
         .output()
