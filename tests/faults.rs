@@ -237,3 +237,58 @@ fn sandbox_limits_decide_deterministically_and_a_stopped_evaluation_is_a_visible
     assert_eq!(report.pointer("/pass/playbooks/runaway/errors"), Some(&serde_json::json!(3)), "{report:#}");
     assert_eq!(report.pointer("/pass/playbooks/slow/fired"), Some(&serde_json::json!(0)), "{report:#}");
 }
+
+#[test]
+fn a_pass_killed_again_and_again_resumes_after_its_committed_chunks_and_finishes() {
+    const ACCOUNTS: usize = 4000;
+    let ws = crate::util::Workspace::new(
+        "timezone: UTC\nevaluation:\n  workers: 2\nsync:\n  accounts: { file: accounts.csv }\n",
+    );
+    let mut csv = String::from("id,name,segment\n");
+    for i in 0..ACCOUNTS {
+        csv.push_str(&format!("A{i:05},Account {i},smb\n"));
+    }
+    ws.write("accounts.csv", &csv);
+    // A few milliseconds per account: a pass of several seconds, as a big book's is.
+    ws.write(
+        "playbooks/slow.yaml",
+        "id: slow-pass\nname: Slow pass\ntrigger:\n  condition: |\n    let a = [];\n    for i in 0..1000 { a.push(i); }\n    a.len() == 1000\nactions:\n  - task: { title: \"Slow {{ account.name }}\", owner: o@keel.example }\n",
+    );
+    ws.keel(&["sync"]).ok();
+    // Each run lives 1.5 s, a fraction of the pass: without resuming, the pass would never
+    // finish.
+    let mut runs = 0;
+    let log = loop {
+        runs += 1;
+        assert!(runs <= 30, "the pass did not finish in 30 runs of 1.5 s");
+        let (mut child, rx) = spawn(&ws, NOW);
+        let mut log = Vec::new();
+        wait_for(&rx, &mut log, "the start", |l| l.contains("keel is running"));
+        let until = std::time::Instant::now() + Duration::from_millis(1500);
+        while std::time::Instant::now() < until && !log.iter().any(|l| l.contains("pass done")) {
+            log.extend(rx.recv_timeout(Duration::from_millis(50)));
+        }
+        if log.iter().any(|l| l.contains("pass done")) {
+            let (status, _) = terminate(&mut child);
+            assert_eq!(status.code(), Some(0));
+            break log;
+        }
+        kill9(&mut child);
+    };
+    assert!(runs >= 3, "the pass is longer than a run, or the test proves nothing ({runs} runs)");
+    let line =
+        |what: &str| log.iter().find(|l| l.contains(what)).unwrap_or_else(|| panic!("{what}:\n{}", log.join("\n")));
+    let resumed: usize = field(line("resumed an interrupted pass"), "committed=");
+    let evaluated: usize = field(line("pass done"), "accounts=");
+    eprintln!("pass resumed after {runs} runs: {resumed} accounts committed before, {evaluated} in the last run");
+    assert_eq!(resumed + evaluated, ACCOUNTS, "each account decided once, by one of the runs:\n{}", log.join("\n"));
+    assert!(resumed >= 256, "the killed runs committed chunks: {resumed}");
+    let store = ws.store();
+    let fired = store.ledger().map(Result::unwrap).filter(|e| e.playbook == "slow-pass").count();
+    assert_eq!(fired, ACCOUNTS, "every account fired exactly once across the kills");
+}
+
+fn field(line: &str, name: &str) -> usize {
+    let at = line.find(name).unwrap_or_else(|| panic!("{name} in {line}")) + name.len();
+    line[at..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+}

@@ -299,6 +299,7 @@ impl Daemon {
                 self.store.set_last_tick(&d.playbook.id, d.tick)?;
             }
             incremental::complete(&self.store, loaded, &due, tz, &selected)?;
+            self.store.clear_pass_progress(None)?;
         }
         self.store.flush()?;
         self.count(&report);
@@ -317,6 +318,12 @@ impl Daemon {
 
     fn log(&self, report: &PassReport, due: &[Due]) {
         let ms = report.elapsed.as_millis() as u64;
+        if report.resumed > 0 {
+            tracing::info!(
+                committed = report.resumed,
+                "resumed an interrupted pass: accounts its earlier run committed were not evaluated again"
+            );
+        }
         tracing::info!(accounts = report.accounts, duration_ms = ms, selection = %report.selection, "pass done");
         for d in due {
             let s = report.playbooks.get(&d.playbook.id).cloned().unwrap_or_default();
@@ -337,7 +344,7 @@ impl Daemon {
         if report.cancelled {
             tracing::warn!(
                 accounts = report.accounts,
-                "pass stopped by shutdown; its ticks run again at the next start"
+                "pass stopped by shutdown; at the next start it resumes after the chunks it committed"
             );
         }
         if report.elapsed > self.config.evaluation.tick_limit {

@@ -21,7 +21,8 @@
 //! Invariants:
 //! - **Nothing half-recorded.** Accounts are evaluated in chunks on worker threads; each
 //!   chunk's ledger entries, states and health points land in one transaction
-//!   ([`Store::commit`]). A cancelled pass stops between chunks.
+//!   ([`Store::commit`]) with the chunk's progress mark. A cancelled pass stops between
+//!   chunks; a pass killed or stopped and started again skips the committed chunks.
 //! - **Once per occurrence.** A key found in the ledger is never decided again.
 //! - **Failures stay local, and are never a quiet "false".** A script error or a sandbox
 //!   limit fails one playbook for one account: its state is left as it was (so an
@@ -47,7 +48,7 @@ use super::view::{AccountView, HealthField, HealthView};
 use crate::model::{
     Account, Decision, EvalFailure, Event, LedgerEntry, OutboxEntry, PlaybookState, SequenceState, TaskRequest,
 };
-use crate::store::{Commit, EncodedAccount, Store, StoreError};
+use crate::store::{Commit, EncodedAccount, Progress, Store, StoreError};
 
 /// Accounts a worker takes from the cursor at a time, and commits in one transaction.
 pub const CHUNK: usize = 256;
@@ -118,6 +119,9 @@ pub struct PassReport {
     pub failures: Vec<Failure>,
     /// Stopped by shutdown before every account was evaluated.
     pub cancelled: bool,
+    /// Accounts an earlier, interrupted run of this same pass had already decided and
+    /// committed: this run resumed after them.
+    pub resumed: u64,
     /// Which accounts the pass took, and why (a full pass's reason, or what an
     /// incremental pass found).
     pub selection: String,
@@ -139,6 +143,7 @@ impl PassReport {
         let room = KEEP_FAILURES.saturating_sub(self.failures.len());
         self.failures.extend(other.failures.into_iter().take(room));
         self.cancelled |= other.cancelled;
+        self.resumed += other.resumed;
     }
 
     fn fail(&mut self, playbook: &str, account: &str, error: String) {
@@ -163,6 +168,13 @@ impl Evaluator<'_> {
         let started = Instant::now();
         let date = now.with_timezone(&self.timezone).date_naive();
         self.engine.set_today(date);
+        // A run of this same pass (same playbooks, files and ticks) that was killed or
+        // stopped committed some chunks: their accounts are decided, so this run resumes
+        // after them. Another pass's leftovers are stale.
+        let pass = pass_key(due);
+        self.store.clear_pass_progress(Some(&pass))?;
+        let mut done = self.store.pass_progress(&pass)?;
+        done.sort();
         let cursor = Mutex::new(match self.selection {
             Selection::All => self.store.account_cursor(),
             Selection::Only(ids) => self.store.account_cursor_for(ids.clone()),
@@ -172,8 +184,9 @@ impl Evaluator<'_> {
             report.playbooks.entry(d.playbook.id.clone()).or_default();
         }
         let results: Vec<Result<PassReport, StoreError>> = std::thread::scope(|s| {
-            let handles: Vec<_> =
-                (0..self.workers.max(1)).map(|_| s.spawn(|| Worker::new(self, due, now, date).run(&cursor))).collect();
+            let handles: Vec<_> = (0..self.workers.max(1))
+                .map(|_| s.spawn(|| Worker::new(self, due, now, date).run(&cursor, &pass, &done)))
+                .collect();
             handles.into_iter().map(|h| h.join().expect("an evaluation worker panicked")).collect()
         });
         for r in results {
@@ -182,6 +195,27 @@ impl Evaluator<'_> {
         report.elapsed = started.elapsed();
         Ok(report)
     }
+}
+
+/// The key of a pass: the playbooks it runs (their files, by digest) and the ticks it
+/// stands for (a playbook's first pass: "first"). A pass started again after a crash has the same key; an edit or a later
+/// tick makes a new one.
+pub fn pass_key(due: &[Due]) -> String {
+    // A playbook's first pass stands for "now", which moves on at each restart: it is
+    // the same pass however often it is started again until it completes.
+    let ticks: Vec<String> =
+        due.iter().map(|d| if d.previous.is_some() { d.tick.to_rfc3339() } else { "first".into() }).collect();
+    let mut parts: Vec<&str> = Vec::with_capacity(due.len() * 3);
+    for (d, tick) in due.iter().zip(&ticks) {
+        parts.extend([d.playbook.id.as_str(), d.playbook.digest.as_str(), tick.as_str()]);
+    }
+    crate::evaluate::digest(&parts)
+}
+
+/// Whether `key` lies in one of the committed chunks (sorted by first id).
+fn committed(done: &[(Vec<u8>, Vec<u8>)], key: &[u8]) -> bool {
+    let i = done.partition_point(|(first, _)| first.as_slice() <= key);
+    i > 0 && key <= done[i - 1].1.as_slice()
 }
 
 /// One worker thread's scope and buffers, reused across its accounts.
@@ -230,7 +264,12 @@ impl<'e, 'a> Worker<'e, 'a> {
         Worker { ev, due, now, date, scope: ev.engine.scope(), needs_events, report, health_failure: None }
     }
 
-    fn run(mut self, cursor: &Mutex<crate::store::AccountCursor>) -> Result<PassReport, StoreError> {
+    fn run(
+        mut self,
+        cursor: &Mutex<crate::store::AccountCursor>,
+        pass: &str,
+        done: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<PassReport, StoreError> {
         loop {
             if self.ev.cancel.load(Ordering::Relaxed) {
                 self.report.cancelled = true;
@@ -241,8 +280,19 @@ impl<'e, 'a> Worker<'e, 'a> {
             if chunk.is_empty() {
                 break;
             }
-            let mut commit = Commit::default();
+            let mut commit = Commit {
+                progress: Some(Progress {
+                    pass: pass.to_string(),
+                    first: chunk[0].key().to_vec(),
+                    last: chunk[chunk.len() - 1].key().to_vec(),
+                }),
+                ..Commit::default()
+            };
             for encoded in &chunk {
+                if committed(done, encoded.key()) {
+                    self.report.resumed += 1;
+                    continue;
+                }
                 match encoded.decode() {
                     Ok(account) => self.account(&account, &mut commit)?,
                     Err(e) => self.report.fail("(account)", &encoded.id(), e.to_string()),

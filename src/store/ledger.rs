@@ -10,6 +10,8 @@
 //! - A firing's outbox entries and tasks are written in that same transaction, and only
 //!   when its ledger entry is new: a decided action is never lost and never doubled.
 //! - Ticks are marked complete only after every chunk of the pass has committed.
+//! - A chunk's progress mark is written in the chunk's own transaction: a mark says its
+//!   accounts' decisions are all there.
 
 use chrono::{DateTime, Utc};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -33,12 +35,37 @@ pub struct Commit {
     /// When accounts' running sequences or `while_true` windows next come due: written
     /// with their state, so an incremental pass cannot lose a timer to a crash.
     pub wakes: Vec<(DateTime<Utc>, String)>,
+    /// The pass this chunk belongs to and the account ids it covered (first and last, in
+    /// id order): kept with the decisions, so a pass killed and started again resumes
+    /// after the chunks that committed ([`Store::pass_progress`]).
+    pub progress: Option<Progress>,
+}
+
+/// One committed chunk of a pass: the pass's key and its first and last account ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    pub pass: String,
+    pub first: Vec<u8>,
+    pub last: Vec<u8>,
 }
 
 impl Commit {
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty() && self.states.is_empty() && self.health.is_empty() && self.wakes.is_empty()
+        self.entries.is_empty()
+            && self.states.is_empty()
+            && self.health.is_empty()
+            && self.wakes.is_empty()
+            && self.progress.is_none()
     }
+}
+
+/// `meta` keys of pass progress: `pass/<pass key>/<first account id>` → last account id.
+const PROGRESS: &str = "pass/";
+
+fn progress_key(p: &Progress) -> Vec<u8> {
+    let mut k = format!("{PROGRESS}{}/", p.pass).into_bytes();
+    k.extend_from_slice(&p.first);
+    k
 }
 
 /// An account as stored, not yet decoded: workers take chunks of these from a shared
@@ -52,6 +79,11 @@ impl EncodedAccount {
     /// The account's id (its key), for reporting a record that does not decode.
     pub fn id(&self) -> String {
         String::from_utf8_lossy(&self.key).into_owned()
+    }
+
+    /// The account's key (its id's bytes), for pass progress.
+    pub fn key(&self) -> &[u8] {
+        &self.key
     }
 
     pub fn decode(&self) -> Result<Account, StoreError> {
@@ -204,6 +236,9 @@ impl Store {
                         }
                         health_tree.apply_batch(&health)?;
                         wake_tree.apply_batch(&wakes)?;
+                        if let Some(p) = &commit.progress {
+                            meta.insert(progress_key(p), p.last.as_slice())?;
+                        }
                         Ok::<_, ConflictableTransactionError<StoreError>>(new.iter().filter(|n| **n).count())
                     },
                 )
@@ -212,6 +247,33 @@ impl Store {
                     TransactionError::Abort(e) => e,
                 })
         })
+    }
+
+    /// The chunks of pass `pass` committed so far, as (first, last) account ids: what a
+    /// run of the same pass, started again after a crash or a stop, need not redo.
+    pub fn pass_progress(&self, pass: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let prefix = format!("{PROGRESS}{pass}/");
+        self.meta
+            .scan_prefix(prefix.as_bytes())
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((k[prefix.len()..].to_vec(), v.to_vec()))
+            })
+            .collect()
+    }
+
+    /// Forgets the progress of every pass but `keep` (a completed pass keeps none).
+    pub fn clear_pass_progress(&self, keep: Option<&str>) -> Result<(), StoreError> {
+        let keep = keep.map(|k| format!("{PROGRESS}{k}/"));
+        let mut batch = sled::Batch::default();
+        for kv in self.meta.scan_prefix(PROGRESS) {
+            let (k, _) = kv?;
+            if keep.as_ref().is_none_or(|p| !k.starts_with(p.as_bytes())) {
+                batch.remove(k);
+            }
+        }
+        self.atomic(|| self.meta.apply_batch(batch))?;
+        Ok(())
     }
 
     /// When the playbook's last pass completed (its tick), if it ever ran.

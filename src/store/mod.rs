@@ -31,7 +31,7 @@ use crate::model::{Account, AccountPatch, Contact, ContactPatch, Event, HealthPo
 
 pub use codec::RECORD_FORMAT;
 pub use incremental::Evaluated;
-pub use ledger::{AccountCursor, Commit, EncodedAccount};
+pub use ledger::{AccountCursor, Commit, EncodedAccount, Progress};
 pub use outbox::{CapCheck, SendMark, Suppression};
 
 /// Layout version of the store as a whole (trees and key formats), kept in the `meta`
