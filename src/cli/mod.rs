@@ -12,6 +12,7 @@ mod outbox;
 mod preview;
 mod run;
 mod simulate;
+mod store;
 mod sync;
 mod table;
 mod tasks;
@@ -80,6 +81,9 @@ pub enum Command {
     Contacts(contacts::ContactsCommand),
     /// Render an email template for an account, as Keel would send it.
     Preview(preview::PreviewArgs),
+    /// The store itself: verify it is whole, back it up, restore a backup.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
 }
 
 /// Output format of commands that show data.
@@ -144,5 +148,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tasks(cmd) => tasks::run(&session, cmd),
         Command::Contacts(cmd) => contacts::run(&session, cmd),
         Command::Preview(args) => preview::run(&session, args),
+        Command::Store(cmd) => store::run(&session, cmd),
     }
 }

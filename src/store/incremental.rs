@@ -83,18 +83,20 @@ impl Store {
     pub fn change_barrier(&self) -> Result<u64, StoreError> {
         // Exclusive: no write is between drawing its number and landing.
         let _exclusive = self.gate.write().unwrap_or_else(|e| e.into_inner());
-        Ok(self.db.generate_id()?)
+        Ok(self.db.generate_id()? + self.id_floor)
     }
 
     /// Draws the sequence number for a write's change marks; call it inside
     /// [`Store::atomic`], so [`Store::change_barrier`] cannot fall between the two.
     pub(super) fn next_change(&self) -> Result<u64, StoreError> {
-        Ok(self.db.generate_id()?)
+        Ok(self.db.generate_id()? + self.id_floor)
     }
 
     /// Accounts changed by syncs with `from <= seq < to` (an account may repeat).
     pub fn changed_between(&self, from: u64, to: u64) -> impl Iterator<Item = Result<String, StoreError>> + '_ {
-        self.changes.range(from.to_be_bytes()..to.to_be_bytes()).map(|kv| Ok(id_after(&kv?.0, 8)))
+        super::stop_at_error({
+            self.changes.range(from.to_be_bytes()..to.to_be_bytes()).map(|kv| Ok(id_after(&kv?.0, 8)))
+        })
     }
 
     /// Accounts with a date `field` from `from` to `to` inclusive.
@@ -104,9 +106,11 @@ impl Store {
         from: NaiveDate,
         to: NaiveDate,
     ) -> impl Iterator<Item = Result<String, StoreError>> + '_ {
-        let skip = field.len() + 5;
-        let end = date_prefix(field, to + chrono::Duration::days(1));
-        self.dates.range(date_prefix(field, from)..end).map(move |kv| Ok(id_after(&kv?.0, skip)))
+        super::stop_at_error({
+            let skip = field.len() + 5;
+            let end = date_prefix(field, to + chrono::Duration::days(1));
+            self.dates.range(date_prefix(field, from)..end).map(move |kv| Ok(id_after(&kv?.0, skip)))
+        })
     }
 
     /// Accounts with a wake from `from` to `to` inclusive.
@@ -115,8 +119,10 @@ impl Store {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> impl Iterator<Item = Result<String, StoreError>> + '_ {
-        let end = keys::time_bytes(to + chrono::Duration::microseconds(1));
-        self.wakes.range(keys::time_bytes(from)..end).map(|kv| Ok(id_after(&kv?.0, 8)))
+        super::stop_at_error({
+            let end = keys::time_bytes(to + chrono::Duration::microseconds(1));
+            self.wakes.range(keys::time_bytes(from)..end).map(|kv| Ok(id_after(&kv?.0, 8)))
+        })
     }
 
     pub fn evaluated(&self, playbook_id: &str) -> Result<Option<Evaluated>, StoreError> {

@@ -164,9 +164,11 @@ impl Store {
 
     /// Every ledger entry, in key order (account, playbook, occurrence).
     pub fn ledger(&self) -> impl Iterator<Item = Result<LedgerEntry, StoreError>> + '_ {
-        self.ledger.iter().map(|kv| {
-            let (k, v) = kv?;
-            decode("ledger", &k, &v)
+        super::stop_at_error({
+            self.ledger.iter().map(|kv| {
+                let (k, v) = kv?;
+                decode("ledger", &k, &v)
+            })
         })
     }
 
@@ -239,7 +241,15 @@ impl Store {
                         if let Some(p) = &commit.progress {
                             meta.insert(progress_key(p), p.last.as_slice())?;
                         }
-                        Ok::<_, ConflictableTransactionError<StoreError>>(new.iter().filter(|n| **n).count())
+                        let written = new.iter().filter(|n| **n).count();
+                        if written > 0 {
+                            let count = meta
+                                .get(super::integrity::LEDGER_COUNT)?
+                                .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+                                .map_or(0, u64::from_be_bytes);
+                            meta.insert(super::integrity::LEDGER_COUNT, &(count + written as u64).to_be_bytes())?;
+                        }
+                        Ok::<_, ConflictableTransactionError<StoreError>>(written)
                     },
                 )
                 .map_err(|e| match e {

@@ -9,11 +9,15 @@
 //! - Every value starts with a record-format byte ([`codec`]), so records can be migrated.
 //! - A batch of upserts lands atomically (one sled batch or transaction per call), and
 //!   [`Store::flush`] makes it durable; commands flush before they report success.
+//! - The store knows when it is damaged ([`integrity`]): every flush seals the counters
+//!   it made durable, every open checks them, records carry checksums, and a panic inside
+//!   sled at open or flush is reported as damage — never a silent, partial store.
 //! - One store, one process: sled locks the directory, and a second opener gets
 //!   [`StoreError::Locked`], never a shared, corrupting view.
 
 mod codec;
 mod incremental;
+mod integrity;
 mod keys;
 mod ledger;
 mod outbox;
@@ -31,8 +35,14 @@ use crate::model::{Account, AccountPatch, Contact, ContactPatch, Event, HealthPo
 
 pub use codec::RECORD_FORMAT;
 pub use incremental::Evaluated;
+use integrity::{damaged_by_panic, remove_unfinished_snapshots};
+pub use integrity::{restore, Seal, Verification, SEAL_FILE};
 pub use ledger::{AccountCursor, Commit, EncodedAccount, Progress};
 pub use outbox::{CapCheck, SendMark, Suppression};
+
+/// `meta` key: added to sled's id generator, which a backup does not carry over, so a
+/// restored store's change sequence continues above the original's.
+const ID_FLOOR: &str = "id_floor";
 
 /// Layout version of the store as a whole (trees and key formats), kept in the `meta`
 /// tree. Bumped when a key layout changes; [`Store::open`] refuses a newer layout.
@@ -52,10 +62,27 @@ pub enum StoreError {
     NewerLayout { path: PathBuf, found: u8 },
     #[error("{tree} record {key:?} was written by a newer Keel (record format {found}; this build reads format {RECORD_FORMAT}); upgrade keel")]
     NewerRecord { tree: &'static str, key: String, found: u8 },
-    #[error("{tree} record {key:?} is corrupt: {reason}")]
+    #[error("the store is damaged: {tree} record {key:?} {reason}; restore a backup (`keel store restore DIR`), see `keel store verify`")]
     Corrupt { tree: &'static str, key: String, reason: String },
+    #[error("the store at {} is damaged ({what}): restore a backup (`keel store restore DIR`), see `keel store verify`", path.display())]
+    Damaged { path: PathBuf, what: String },
+    #[error("the disk holding the store at {} is full: free some space and run the command again (nothing was changed)", path.display())]
+    DiskFull { path: PathBuf },
     #[error("store I/O failed")]
-    Io(#[from] sled::Error),
+    Io(#[source] sled::Error),
+    #[error("the store is damaged (sled read corrupted data: {0}): restore a backup (`keel store restore DIR`), see `keel store verify`")]
+    SledCorrupt(sled::Error),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> StoreError {
+        match e {
+            sled::Error::Corruption { .. } => StoreError::SledCorrupt(e),
+            e => StoreError::Io(e),
+        }
+    }
 }
 
 /// What an upsert did with one incoming record.
@@ -85,6 +112,8 @@ pub struct Store {
     /// flush covered.
     writes: std::sync::Arc<std::sync::atomic::AtomicU64>,
     flushed: std::sync::Arc<std::sync::Mutex<u64>>,
+    /// [`ID_FLOOR`] as read at open.
+    id_floor: u64,
     accounts: sled::Tree,
     contacts: sled::Tree,
     contacts_by_account: sled::Tree,
@@ -108,8 +137,34 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `path`, a directory.
+    /// Opens (or creates) the store in `path`, a directory, and checks it is whole: a
+    /// store that lost writes it had made durable, or that sled cannot read back, is
+    /// refused with [`StoreError::Damaged`], never opened as if it were fine.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        remove_unfinished_snapshots(path)?;
+        // sled 0.34 panics on some damaged files instead of returning an error (seen:
+        // "tried to serialize Uninitialized"); at this boundary that is a damaged store.
+        let opened = std::panic::catch_unwind(|| Store::open_sled(path));
+        let store = match opened {
+            Ok(r) => r?,
+            Err(panic) => return Err(damaged_by_panic(path, panic)),
+        };
+        store.check_seal()?;
+        Ok(store)
+    }
+
+    /// Opens the store without refusing it for lost writes: for `keel store verify`,
+    /// which reports them with everything else it finds. sled's own failures and panics
+    /// are still errors.
+    pub fn open_for_inspection(path: &Path) -> Result<Store, StoreError> {
+        remove_unfinished_snapshots(path)?;
+        match std::panic::catch_unwind(|| Store::open_sled(path)) {
+            Ok(r) => r,
+            Err(panic) => Err(damaged_by_panic(path, panic)),
+        }
+    }
+
+    fn open_sled(path: &Path) -> Result<Store, StoreError> {
         // sled's background flusher holds the database (and its file lock) for a moment
         // after the last handle is dropped, so a store closed and reopened in one process
         // (a restart in tests, a reload) can find it still locked: retry briefly before
@@ -127,6 +182,23 @@ impl Store {
                     }
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
+                Err(sled::Error::Io(e)) if e.kind() == io::ErrorKind::StorageFull => {
+                    // sled may have begun a snapshot it could not write: never leave it.
+                    let _ = remove_unfinished_snapshots(path);
+                    return Err(StoreError::DiskFull { path: path.to_path_buf() });
+                }
+                Err(sled::Error::Unsupported(what)) => {
+                    return Err(StoreError::Damaged {
+                        path: path.to_path_buf(),
+                        what: format!("sled cannot read its own files: {what}"),
+                    })
+                }
+                Err(sled::Error::Corruption { .. }) => {
+                    return Err(StoreError::Damaged {
+                        path: path.to_path_buf(),
+                        what: "sled reports corrupted data in its files".into(),
+                    })
+                }
                 Err(source) => return Err(StoreError::Open { path: path.to_path_buf(), source }),
             }
         };
@@ -141,7 +213,10 @@ impl Store {
                 })
             }
         };
+        let id_floor =
+            meta.get(ID_FLOOR)?.and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok()).map_or(0, u64::from_be_bytes);
         let store = Store {
+            id_floor,
             path: path.to_path_buf(),
             gate: Default::default(),
             writes: Default::default(),
@@ -188,7 +263,11 @@ impl Store {
         let mut flushed = self.flushed.lock().unwrap_or_else(|e| e.into_inner());
         let _exclusive = self.gate.write().unwrap_or_else(|e| e.into_inner());
         let covers = self.writes.load(std::sync::atomic::Ordering::SeqCst);
-        self.db.flush()?;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.db.flush())) {
+            Ok(r) => r?,
+            Err(panic) => return Err(damaged_by_panic(&self.path, panic)),
+        };
+        self.write_seal()?;
         *flushed = covers;
         Ok(())
     }
@@ -205,11 +284,7 @@ impl Store {
             store.flush()
         })
         .await
-        .map_err(|e| StoreError::Corrupt {
-            tree: "-",
-            key: "-".into(),
-            reason: format!("flush task failed: {e}"),
-        })?
+        .map_err(|e| StoreError::Internal(format!("the flush task failed: {e}")))?
     }
 
     /// How many atomic writes have completed: pass it to [`Store::flush_after`].
@@ -237,9 +312,11 @@ impl Store {
 
     /// Every account, in id order, decoded as the iterator advances (no full load).
     pub fn accounts(&self) -> impl Iterator<Item = Result<Account, StoreError>> + '_ {
-        self.accounts.iter().map(|kv| {
-            let (k, v) = kv?;
-            decode("accounts", &k, &v)
+        stop_at_error({
+            self.accounts.iter().map(|kv| {
+                let (k, v) = kv?;
+                decode("accounts", &k, &v)
+            })
         })
     }
 
@@ -390,9 +467,11 @@ impl Store {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> impl Iterator<Item = Result<Event, StoreError>> + '_ {
-        self.events.range(keys::event_bound(account_id, from)..keys::event_bound(account_id, to)).map(|kv| {
-            let (k, v) = kv?;
-            decode("events", &k, &v)
+        stop_at_error({
+            self.events.range(keys::event_bound(account_id, from)..keys::event_bound(account_id, to)).map(|kv| {
+                let (k, v) = kv?;
+                decode("events", &k, &v)
+            })
         })
     }
 
@@ -530,14 +609,36 @@ fn decode<T: DeserializeOwned>(tree: &'static str, key: &[u8], value: &[u8]) -> 
         let key = String::from_utf8_lossy(key).replace('\0', "/");
         match e {
             codec::DecodeError::TooNew(found) => StoreError::NewerRecord { tree, key, found },
-            codec::DecodeError::Empty => StoreError::Corrupt { tree, key, reason: "empty value".into() },
-            codec::DecodeError::Json(e) => StoreError::Corrupt { tree, key, reason: e.to_string() },
+            codec::DecodeError::Empty => StoreError::Corrupt { tree, key, reason: "is empty".into() },
+            codec::DecodeError::Unknown(f) => {
+                StoreError::Corrupt { tree, key, reason: format!("has format byte {f}, which no Keel writes") }
+            }
+            codec::DecodeError::Checksum { stored, computed } => StoreError::Corrupt {
+                tree,
+                key,
+                reason: format!("fails its checksum (stored {stored:08x}, computed {computed:08x})"),
+            },
+            codec::DecodeError::Json(e) => StoreError::Corrupt { tree, key, reason: format!("does not decode: {e}") },
         }
     })
 }
 
+/// Ends an iterator after its first error. On a damaged page sled's iterator returns the
+/// same error again and again without moving on: a caller that skips errors (counting
+/// the good records) would loop forever.
+fn stop_at_error<T>(iter: impl Iterator<Item = Result<T, StoreError>>) -> impl Iterator<Item = Result<T, StoreError>> {
+    let mut failed = false;
+    iter.map_while(move |r| {
+        if failed {
+            return None;
+        }
+        failed = r.is_err();
+        Some(r)
+    })
+}
+
 /// sled reports a held directory lock as a plain I/O error from its `try_lock`.
-fn is_lock_conflict(e: &io::Error) -> bool {
+pub(super) fn is_lock_conflict(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock || e.to_string().contains("could not acquire lock")
 }
 

@@ -158,6 +158,16 @@ fn next_id(meta: &TransactionalTree, kind: &str) -> Result<u64, Abort> {
     Ok(id)
 }
 
+/// Counts one more recorded outcome (a delivery attempt's, a task's change, a
+/// suppression) in the transaction that records it: the seal's `outcomes`, so an outcome
+/// that vanished from a damaged store is noticed, not re-sent.
+fn bump(meta: &TransactionalTree) -> Result<(), Abort> {
+    let key = super::integrity::OUTCOME_COUNT;
+    let n = meta.get(key)?.and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok()).map_or(0, u64::from_be_bytes);
+    meta.insert(key, &(n + 1).to_be_bytes())?;
+    Ok(())
+}
+
 fn abort(e: StoreError) -> Abort {
     ConflictableTransactionError::Abort(e)
 }
@@ -170,7 +180,7 @@ fn flatten(e: TransactionError<StoreError>) -> StoreError {
 }
 
 /// The index keys an entry has in its current state.
-fn outbox_index_keys(e: &OutboxEntry) -> Vec<Vec<u8>> {
+pub(super) fn outbox_index_keys(e: &OutboxEntry) -> Vec<Vec<u8>> {
     let mut k = vec![account_key(&e.account, e.id)];
     if e.status == Status::Pending {
         k.push(due_key(e.next_at, e.id));
@@ -203,7 +213,7 @@ pub(super) fn put_outbox(
 }
 
 /// The index keys a task has in its current state.
-fn task_index_keys(t: &Task) -> Vec<(Vec<u8>, Vec<u8>)> {
+pub(super) fn task_index_keys(t: &Task) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut k = vec![(account_key(&t.account, t.id), Vec::new())];
     if t.is_open() {
         k.push((open_task_key(&t.account, &t.playbook), id_bytes(t.id).to_vec()));
@@ -295,9 +305,11 @@ impl Store {
 
     /// Every outbox entry, oldest first.
     pub fn outbox(&self) -> impl Iterator<Item = Result<OutboxEntry, StoreError>> + '_ {
-        self.outbox.iter().map(|kv| {
-            let (k, v) = kv?;
-            decode("outbox", &k, &v)
+        super::stop_at_error({
+            self.outbox.iter().map(|kv| {
+                let (k, v) = kv?;
+                decode("outbox", &k, &v)
+            })
         })
     }
 
@@ -357,12 +369,12 @@ impl Store {
     /// one transaction: a digest's items change together.
     pub fn update_outbox(&self, entries: &[OutboxEntry]) -> Result<(), StoreError> {
         self.atomic(|| {
-            (&self.outbox, &self.outbox_index)
-                .transaction(|(outbox, index)| {
+            (&self.outbox, &self.outbox_index, &self.meta)
+                .transaction(|(outbox, index, meta)| {
                     for e in entries {
                         put_outbox(outbox, index, e)?;
                     }
-                    Ok(())
+                    bump(meta)
                 })
                 .map_err(flatten)
         })
@@ -401,9 +413,11 @@ impl Store {
 
     /// Every task, oldest first.
     pub fn tasks(&self) -> impl Iterator<Item = Result<Task, StoreError>> + '_ {
-        self.tasks.iter().map(|kv| {
-            let (k, v) = kv?;
-            decode("tasks", &k, &v)
+        super::stop_at_error({
+            self.tasks.iter().map(|kv| {
+                let (k, v) = kv?;
+                decode("tasks", &k, &v)
+            })
         })
     }
 
@@ -422,7 +436,12 @@ impl Store {
     /// Writes a task as it is now (status, snooze) with its index keys.
     pub fn update_task(&self, task: &Task) -> Result<(), StoreError> {
         self.atomic(|| {
-            (&self.tasks, &self.task_index).transaction(|(tasks, index)| put_task(tasks, index, task)).map_err(flatten)
+            (&self.tasks, &self.task_index, &self.meta)
+                .transaction(|(tasks, index, meta)| {
+                    put_task(tasks, index, task)?;
+                    bump(meta)
+                })
+                .map_err(flatten)
         })
     }
 
@@ -448,7 +467,7 @@ impl Store {
                 .transaction(|(meta, tasks, tindex, outbox, oindex)| {
                     insert_outbox(meta, outbox, oindex, &email)?;
                     put_task(tasks, tindex, task)?;
-                    Ok(())
+                    bump(meta)
                 })
                 .map_err(flatten)
         })
@@ -466,15 +485,28 @@ impl Store {
     pub fn suppress(&self, email: &str, reason: &str, source: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
         let key = email.trim().to_lowercase();
         let s = Suppression { email: key.clone(), reason: reason.into(), at, source: source.into() };
-        let res = self.suppression.compare_and_swap(&key, None as Option<&[u8]>, Some(codec::encode(&s)))?;
-        Ok(res.is_ok())
+        let value = codec::encode(&s);
+        self.atomic(|| {
+            (&self.suppression, &self.meta)
+                .transaction(|(suppression, meta)| {
+                    if suppression.get(key.as_bytes())?.is_some() {
+                        return Ok(false);
+                    }
+                    suppression.insert(key.as_bytes(), value.as_slice())?;
+                    bump(meta)?;
+                    Ok(true)
+                })
+                .map_err(flatten)
+        })
     }
 
     /// Every suppressed address, in order.
     pub fn suppressions(&self) -> impl Iterator<Item = Result<Suppression, StoreError>> + '_ {
-        self.suppression.iter().map(|kv| {
-            let (k, v) = kv?;
-            decode("suppression", &k, &v)
+        super::stop_at_error({
+            self.suppression.iter().map(|kv| {
+                let (k, v) = kv?;
+                decode("suppression", &k, &v)
+            })
         })
     }
 
