@@ -27,6 +27,20 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
+    // sled 0.34 panics on some damaged files where it should return an error. The store
+    // catches that where it can (open, flush); anywhere else it still must read as what
+    // it is — a damaged store, with what to do — not as a crash of Keel.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if info.location().is_some_and(|l| l.file().contains("sled-0.")) {
+            eprintln!(
+                "error: the store is damaged (sled failed reading it: {}): restore a backup (`keel store restore DIR`), see `keel store verify`",
+                info.payload_as_str().unwrap_or("a panic")
+            );
+            std::process::exit(1);
+        }
+        default_hook(info);
+    }));
     match keel::cli::run(cli) {
         Ok(code) => code,
         Err(err) => {

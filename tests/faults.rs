@@ -292,3 +292,208 @@ fn field(line: &str, name: &str) -> usize {
     let at = line.find(name).unwrap_or_else(|| panic!("{name} in {line}")) + name.len();
     line[at..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
 }
+
+/// The example book after one `run --once` (decisions, tasks, delivered emails), and a
+/// pristine copy of its store.
+fn decided_example() -> (crate::util::Workspace, std::path::PathBuf, std::path::PathBuf) {
+    let ws = crate::run::example_workspace();
+    ws.keel(&["run", "--once"]).ok();
+    let store = ws.config().store_dir();
+    let pristine = ws.path("pristine-store");
+    copy_dir(&store, &pristine);
+    (ws, store, pristine)
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// Seconds after the first run: the example workspace evaluates every 2 seconds.
+const LATER: &str = "2026-12-01T09:00:10Z";
+
+/// `run --once` later on the store as it is: (exit code, stdout, stderr).
+fn run_later(ws: &crate::util::Workspace) -> (i32, String, String) {
+    let r = crate::util::run_keel_at(std::path::Path::new("keel.yaml"), ws.dir.path(), &["run", "--once"], LATER);
+    (r.0.status.code().unwrap_or(-1), r.stdout(), r.stderr())
+}
+
+fn decided_nothing(out: &str) -> bool {
+    out.contains("\n0 firing(s) recorded") || out.starts_with("0 firing(s) recorded")
+}
+
+#[test]
+fn bit_flips_and_truncations_of_a_real_store_are_refused_or_harmless_never_a_panic_nor_a_re_decision() {
+    let (ws, store, pristine) = decided_example();
+    // On the undamaged store, a later run decides and sends nothing new: the yardstick.
+    let (code, out, err) = run_later(&ws);
+    assert_eq!(code, 0, "{err}");
+    assert!(decided_nothing(&out) && out.contains(": 0 delivered"), "{out}");
+    let mut dice = 0x9e3779b97f4a7c15u64;
+    let mut roll = |n: u64| {
+        dice ^= dice << 13;
+        dice ^= dice >> 7;
+        dice ^= dice << 17;
+        dice % n
+    };
+    let (mut refused, mut harmless) = (0, 0);
+    for round in 0..16 {
+        std::fs::remove_dir_all(&store).unwrap();
+        copy_dir(&pristine, &store);
+        let db = store.join("db");
+        let mut bytes = std::fs::read(&db).unwrap();
+        let at = roll(bytes.len() as u64) as usize;
+        let what = if round % 4 == 3 {
+            bytes.truncate(at);
+            format!("db truncated at {at}")
+        } else {
+            bytes[at] ^= 1 << roll(8);
+            format!("a bit flipped at {at} of db")
+        };
+        std::fs::write(&db, bytes).unwrap();
+        let tasks = ws.keel(&["tasks", "list"]);
+        let (code, out, err) = run_later(&ws);
+        for (c, e) in [(tasks.code(), tasks.stderr()), (code, err.clone())] {
+            assert_ne!(c, 101, "{what}: a panic\n{e}");
+            assert!(!e.contains("panicked"), "{what}: a panic\n{e}");
+        }
+        if code == 0 {
+            assert!(decided_nothing(&out) && out.contains(": 0 delivered"), "{what}: decided or sent again:\n{out}");
+            assert_eq!(tasks.code(), 0, "{what}");
+            harmless += 1;
+        } else {
+            assert!(err.contains("is damaged"), "{what}: an unclear refusal:\n{err}");
+            assert!(err.contains("keel store verify"), "{what}: {err}");
+            assert_ne!(tasks.code(), 0, "{what}: tasks list must refuse too:\n{}", tasks.stdout());
+            refused += 1;
+        }
+    }
+    eprintln!("16 damaged stores: {refused} refused, {harmless} harmless (the damage hit unused space)");
+    assert!(refused >= 4, "the damage must have hit live data some of the time ({refused} refused)");
+}
+
+#[test]
+fn a_store_that_lost_its_latest_writes_is_refused_verify_names_what_is_missing_and_a_backup_restores_it() {
+    let (ws, store, _) = decided_example();
+    let backup = ws.path("backup");
+    let b = ws.keel(&["store", "backup", backup.to_str().unwrap()]).ok();
+    assert!(b.contains(": ok — ") && b.contains("Backed up"), "{b}");
+    let verify = ws.keel(&["store", "verify"]).ok();
+    assert!(verify.contains(": ok — "), "{verify}");
+    let before = ws.keel(&["tasks", "list", "--format", "json"]).ok();
+
+    // Every sled file but the seal, as they were before the decisions (a restore from an
+    // old disk image, or a suffix of the log lost): the seal remembers what was durable.
+    let seal = std::fs::read(store.join(keel::store::SEAL_FILE)).unwrap();
+    std::fs::remove_dir_all(&store).unwrap();
+    let empty = crate::util::Workspace::new("timezone: UTC\n");
+    empty.keel(&["accounts", "list"]).ok();
+    copy_dir(&empty.config().store_dir(), &store);
+    std::fs::write(store.join(keel::store::SEAL_FILE), seal).unwrap();
+
+    let tasks = ws.keel(&["tasks", "list"]);
+    assert_eq!(tasks.code(), 1, "not \"No tasks.\":\n{}", tasks.stdout());
+    assert!(tasks.stderr().contains("is damaged (writes are missing — ledger entries: 0 of the"), "{}", tasks.stderr());
+    let (code, out, err) = run_later(&ws);
+    assert_eq!(code, 1, "run --once refuses to decide on it:\n{out}");
+    assert!(err.contains("is damaged"), "{err}");
+    let verify = ws.keel(&["store", "verify"]);
+    assert_eq!(verify.code(), 1);
+    assert!(
+        verify.stdout().contains("DAMAGED") && verify.stdout().contains("durable writes are gone"),
+        "{}",
+        verify.stdout()
+    );
+
+    let r = ws.keel(&["store", "restore", backup.to_str().unwrap()]).ok();
+    assert!(r.contains("Restored") && r.contains("before-restore-"), "{r}");
+    assert_eq!(ws.keel(&["tasks", "list", "--format", "json"]).ok(), before, "the backup's tasks are back");
+    let (code, out, err) = run_later(&ws);
+    assert_eq!(code, 0, "{err}");
+    assert!(decided_nothing(&out), "nothing decided twice after the restore:\n{out}");
+    let aside: Vec<_> = std::fs::read_dir(store.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("before-restore-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "the replaced store is kept: {aside:?}");
+}
+
+/// A tmpfs of `size` mounted on a temp folder, unmounted when dropped.
+struct SmallDisk(tempfile::TempDir);
+
+impl SmallDisk {
+    fn mount(size: &str) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("mount runs");
+        assert!(ok.success(), "this test needs to mount a tmpfs (run as root, as .ci/run does)");
+        SmallDisk(dir)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn a_full_disk_fails_the_sync_clearly_and_never_leaves_the_store_unopenable() {
+    let disk = SmallDisk::mount("16m");
+    let ws =
+        crate::util::Workspace::new(&format!("timezone: UTC\ndata_dir: {}\n", disk.0.path().join("data").display()));
+    let rows = |from: usize, to: usize| {
+        let mut csv = String::from("id,name,segment,notes\n");
+        for i in from..to {
+            csv.push_str(&format!("A{i:05},Account {i},smb,{}\n", "x".repeat(100)));
+        }
+        csv
+    };
+    ws.write("first.csv", &rows(0, 500));
+    ws.write("big.csv", &rows(500, 8_000));
+    ws.keel(&["sync", "accounts", "first.csv"]).ok();
+    // Something else fills the disk.
+    let filler = disk.0.path().join("filler");
+    let _ = std::process::Command::new("dd")
+        .arg("if=/dev/zero")
+        .arg(format!("of={}", filler.display()))
+        .arg("bs=4k")
+        .output();
+    let sync = ws.keel(&["sync", "accounts", "big.csv"]);
+    assert_ne!(sync.code(), 0);
+    assert!(sync.stderr().contains("is full") && sync.stderr().contains("free some space"), "{}", sync.stderr());
+    // Commands while the disk stays full: a clear word, never a panic.
+    for _ in 0..3 {
+        let list = ws.keel(&["accounts", "list", "--limit", "1"]);
+        assert_ne!(list.code(), 101, "{}", list.stderr());
+        if list.code() != 0 {
+            assert!(list.stderr().contains("is full"), "{}", list.stderr());
+        }
+    }
+    // Space again: the store opens with what it held, and the sync goes through.
+    std::fs::remove_file(&filler).unwrap();
+    let list = ws.keel(&["accounts", "list", "--format", "json"]);
+    assert_eq!(list.code(), 0, "the store opens once there is space:\n{}", list.stderr());
+    let store_dir = disk.0.path().join("data/store");
+    assert!(!std::fs::read_dir(&store_dir).unwrap().any(|e| e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .ends_with(".generating")));
+    let held: serde_json::Value = serde_json::from_str(&list.stdout()).unwrap();
+    assert!(held.as_array().map_or(0, Vec::len) >= 500, "the first file's accounts are still there");
+    ws.keel(&["store", "verify"]).ok();
+    let again = ws.keel(&["sync", "accounts", "big.csv"]).ok();
+    assert!(again.contains("0 rejected"), "{again}");
+}

@@ -253,7 +253,7 @@ impl Store {
                     },
                 )
                 .map_err(|e| match e {
-                    TransactionError::Storage(e) => StoreError::Io(e),
+                    TransactionError::Storage(e) => StoreError::from(e),
                     TransactionError::Abort(e) => e,
                 })
         })

@@ -72,6 +72,8 @@ pub enum StoreError {
     Io(#[source] sled::Error),
     #[error("the store is damaged (sled read corrupted data: {0}): restore a backup (`keel store restore DIR`), see `keel store verify`")]
     SledCorrupt(sled::Error),
+    #[error("the disk holding the store is full ({0}): free some space and run the command again; what was written before stays")]
+    NoSpace(io::Error),
     #[error("{0}")]
     Internal(String),
 }
@@ -80,6 +82,7 @@ impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> StoreError {
         match e {
             sled::Error::Corruption { .. } => StoreError::SledCorrupt(e),
+            sled::Error::Io(io) if io.kind() == io::ErrorKind::StorageFull => StoreError::NoSpace(io),
             e => StoreError::Io(e),
         }
     }
@@ -586,7 +589,7 @@ fn transact(trees: &[&sled::Tree], batches: &[&sled::Batch]) -> Result<(), Store
             Ok::<_, ConflictableTransactionError<()>>(())
         })
         .map_err(|e| match e {
-            TransactionError::Storage(e) => StoreError::Io(e),
+            TransactionError::Storage(e) => StoreError::from(e),
             TransactionError::Abort(()) => unreachable!("the closure never aborts"),
         })
 }

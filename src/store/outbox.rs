@@ -175,7 +175,7 @@ fn abort(e: StoreError) -> Abort {
 fn flatten(e: TransactionError<StoreError>) -> StoreError {
     match e {
         TransactionError::Abort(e) => e,
-        TransactionError::Storage(e) => StoreError::Io(e),
+        TransactionError::Storage(e) => StoreError::from(e),
     }
 }
 
