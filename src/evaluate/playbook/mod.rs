@@ -838,6 +838,11 @@ impl Ctx<'_> {
                 Some(d) => Some(self.span(&sub("task", "due_in"), d)?),
                 None => None,
             };
+            if due_in.is_some_and(Span::is_negative) {
+                let message = "`due_in` counts from when the task opens and cannot be negative".into();
+                self.err(&sub("task", "due_in"), message, None);
+                return None;
+            }
             let escalate = match (&task.escalate_after, &task.escalate_to) {
                 (Some(after), to) => {
                     let after = self.span(&sub("task", "escalate_after"), after);
@@ -851,6 +856,11 @@ impl Ctx<'_> {
                             "a task escalates when overdue, so it needs a `due_in`".into(),
                             None,
                         );
+                        return None;
+                    }
+                    if after.is_some_and(Span::is_negative) {
+                        let message = "`escalate_after` counts from the due date and cannot be negative".into();
+                        self.err(&sub("task", "escalate_after"), message, None);
                         return None;
                     }
                     Some(Escalate { after: after?, to: to? })
