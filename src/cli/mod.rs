@@ -118,14 +118,29 @@ impl Session {
 /// `consequence` ("nothing was simulated") saying what did not happen.
 pub(crate) fn load_playbooks(session: &Session, consequence: &str) -> anyhow::Result<Loaded> {
     let config = &session.config;
-    Loaded::load(&config.rules_dir, &config.playbooks_dir).map_err(|errors| {
-        let rendered: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        anyhow::anyhow!(
-            "{}\n{} error(s) in the rules or playbooks (`keel check` lists them); {consequence}",
-            rendered.join("\nerror: "),
-            errors.len()
-        )
-    })
+    Loaded::load(&config.rules_dir, &config.playbooks_dir).map_err(|errors| load_failed(&errors, consequence))
+}
+
+/// The error for `errors` found loading the rules and playbooks.
+fn load_failed(errors: &[crate::diagnostic::Diagnostic], consequence: &str) -> anyhow::Error {
+    let rendered: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    anyhow::anyhow!(
+        "{}\n{} error(s) in the rules or playbooks (`keel check` lists them); {consequence}",
+        rendered.join("\nerror: "),
+        errors.len()
+    )
+}
+
+/// [`load_playbooks`] for delivering: a webhook whose `${VAR}` is unset in this
+/// environment is an error too, since each of its entries would go dead.
+pub(crate) fn load_for_delivery(session: &Session, consequence: &str) -> anyhow::Result<Loaded> {
+    let loaded = load_playbooks(session, consequence)?;
+    let unset = loaded.set.unset_environment();
+    if unset.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(load_failed(&unset, consequence))
+    }
 }
 
 /// Runs a parsed command line.

@@ -24,7 +24,7 @@ pub struct RunArgs {
 }
 
 pub fn run(session: &Session, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let loaded = super::load_playbooks(session, "keel did not start")?;
+    let loaded = super::load_for_delivery(session, "keel did not start")?;
     let store = session.open_store()?;
     let clock: Arc<dyn Clock> =
         if session.pinned { Arc::new(OffsetClock::new(session.now)) } else { Arc::new(SystemClock) };

@@ -224,6 +224,41 @@ pub struct PlaybookSet {
     pub playbooks: Vec<Playbook>,
     pub templates: Environment<'static>,
     pub emails: BTreeMap<String, EmailTemplate>,
+    /// Webhook URLs and header values that read `${VAR}`, where they are written.
+    pub env_refs: Vec<EnvRef>,
+}
+
+/// A webhook value that reads the environment when it is sent (`${CRM_HOOK}/deals`).
+#[derive(Debug, Clone)]
+pub struct EnvRef {
+    /// Where it is written (the message is filled in by [`PlaybookSet::unset_environment`]).
+    pub at: Diagnostic,
+    /// The value as written.
+    pub text: String,
+}
+
+/// Keel's environment as webhook delivery reads it: an empty variable counts as unset.
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl PlaybookSet {
+    /// The webhook values whose `${VAR}` is not set in Keel's environment now. Delivery
+    /// reads them when sending, so each would make every entry of its webhook dead:
+    /// `keel check` warns, `keel run` refuses to start (and a reload to apply).
+    pub fn unset_environment(&self) -> Vec<Diagnostic> {
+        self.env_refs
+            .iter()
+            .filter_map(|r| {
+                let e = crate::config::expand(&r.text, env_var).err()?;
+                Some(Diagnostic {
+                    message: e,
+                    help: Some("webhooks read it from Keel's environment when they are sent".into()),
+                    ..r.at.clone()
+                })
+            })
+            .collect()
+    }
 }
 
 impl std::fmt::Debug for PlaybookSet {
@@ -240,7 +275,12 @@ impl PlaybookSet {
     /// expressions with `engine` (which must already hold the rule library).
     pub fn load(engine: &ScriptEngine, dir: &Path) -> Result<PlaybookSet, Vec<Diagnostic>> {
         let mut errors = Vec::new();
-        let mut set = PlaybookSet { playbooks: Vec::new(), templates: Environment::new(), emails: BTreeMap::new() };
+        let mut set = PlaybookSet {
+            playbooks: Vec::new(),
+            templates: Environment::new(),
+            emails: BTreeMap::new(),
+            env_refs: Vec::new(),
+        };
         set.templates.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
         // Account data is data: HTML-escaped in `.html` email parts, JSON-encoded in
         // webhook bodies; plain-text parts and subjects print it as it is.
@@ -428,6 +468,29 @@ impl Ctx<'_> {
                 None
             }
         }
+    }
+
+    /// Records a webhook value that reads `${VAR}`; a reference that can never expand
+    /// (`${unclosed`, `${not a name}`) is an error now.
+    fn env_ref(&mut self, path: &[Seg], text: &str) {
+        if !text.contains('$') {
+            return;
+        }
+        if let Err(e) = crate::config::expand(text, |_| Some(String::new())) {
+            self.err(path, e, Some("`${VAR}` reads an environment variable; `$$` is a literal `$`".into()));
+            return;
+        }
+        let key = key_path(path);
+        let at = Diagnostic {
+            file: self.file.to_path_buf(),
+            position: self.position(path),
+            key: (!key.is_empty()).then_some(key),
+            message: String::new(),
+            snippet: None,
+            help: None,
+        }
+        .with_source(self.text);
+        self.set.env_refs.push(EnvRef { at, text: text.to_string() });
     }
 
     /// Compiles an inline one-line template (a title, an address, a URL); returns its
@@ -897,6 +960,7 @@ impl Ctx<'_> {
         }
         if let Some(hook) = raw.webhook {
             let url = self.template(&sub("webhook", "url"), &hook.url);
+            self.env_ref(&sub("webhook", "url"), &hook.url);
             let body = match &hook.body {
                 // `.json`: values print as JSON (quoted, escaped), so account data cannot
                 // break the body's structure.
@@ -906,6 +970,7 @@ impl Ctx<'_> {
             let mut headers = BTreeMap::new();
             for (name, value) in &hook.headers {
                 let at = [path, &[Seg::Key("webhook"), Seg::Key("headers"), Seg::Key(name)]].concat();
+                self.env_ref(&at, value);
                 headers.insert(name.clone(), self.template(&at, value)?);
             }
             let timeout = match &hook.timeout {
