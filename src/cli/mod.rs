@@ -2,7 +2,9 @@
 //! command does lives in the library, and everything it prints is built here.
 //!
 //! Exit codes: 0 success; 1 an error (message on stderr, never a panic); 2 bad usage
-//! (clap); [`EXIT_ROWS_REJECTED`] a sync stored the good rows but rejected some.
+//! (clap); [`EXIT_DEAD`] `run --once` did its work but outbox entries went dead in it (or
+//! tasks opened with a template that failed);
+//! [`EXIT_ROWS_REJECTED`] a sync stored the good rows but rejected some.
 
 mod accounts;
 mod check;
@@ -26,6 +28,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::config::{Config, DEFAULT_CONFIG};
 use crate::evaluate::Loaded;
 use crate::store::Store;
+
+/// `keel run --once` evaluated and delivered, but some outbox entries went dead in it, or
+/// tasks opened with a template that failed for their account.
+pub const EXIT_DEAD: u8 = 3;
 
 /// sysexits' EX_DATAERR: some input rows were rejected (the good ones were stored).
 pub const EXIT_ROWS_REJECTED: u8 = 65;
