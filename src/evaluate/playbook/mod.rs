@@ -2,9 +2,12 @@
 //!
 //! [`PlaybookSet::load`] reads every `*.yaml` in the playbooks folder and returns either a
 //! fully validated set or *every* problem found, each a [`Diagnostic`] with
-//! file:line:column: unknown keys, a trigger with no kind or two, bad durations and cron
-//! expressions, Rhai syntax errors mapped back to the YAML line, template syntax errors and
-//! unknown template variables, missing email templates, duplicate ids. Expressions and
+//! file:line:column: unknown keys, wrong types (`to: 5`), a trigger with no kind or two,
+//! bad or negative durations, cron expressions that are invalid or never fire, Rhai syntax
+//! errors mapped back to the YAML line, template syntax errors and unknown template
+//! variables or fields ([`vars`]), texts over [`ONE_LINE_LIMIT`] / [`TEXT_LIMIT`], missing
+//! email templates, duplicate ids. Webhook values reading an unset `${VAR}` are kept in
+//! [`PlaybookSet::env_refs`]: the caller decides whether that is a warning or an error. Expressions and
 //! templates are compiled here, once; evaluating an account compiles nothing.
 //!
 //! Limit: within one file, serde stops at the first *parse* error (a wrong type, an
