@@ -149,3 +149,139 @@ fn delivery_mistakes_in_actions_are_named_at_their_line() {
         assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
     }
 }
+
+/// A workspace whose playbooks folder holds `files`, with the shipped rules, for running
+/// the real binary on it.
+fn workspace(files: &[(&str, &str)]) -> Workspace {
+    let ws = Workspace::new(&format!("rules: {}\nplaybooks: playbooks\n", repo().join("rules").display()));
+    for (name, text) in files {
+        ws.write(&format!("playbooks/{name}"), text);
+    }
+    ws
+}
+
+#[test]
+fn a_template_reading_an_unknown_field_fails_check_where_it_is_read() {
+    let ws = workspace(&[
+        (
+            "red.yaml",
+            "id: red\nname: r\ntrigger:\n  condition: account.arr > 1\nactions:\n  - task:\n      title: \"Save plan: {{ account.name }} / {{ account.nam }}\"\n      owner: \"{{ account.owner }}\"\n  - email:\n      to: \"{{ account.manager }}\"\n      template: red\n",
+        ),
+        ("templates/red.txt", "Subject: {{ account.name }} is red\n\nScore {{ account.health.scor }}, NPS {{ account.metrics.nps }}.\n"),
+    ]);
+    let run = ws.keel(&["check"]);
+    assert_eq!(run.code(), 1, "{}", run.stdout());
+    insta::assert_snapshot!(run.stderr());
+}
+
+#[test]
+fn open_maps_and_known_fields_pass_check() {
+    let set = load(&[
+        (
+            "ok.yaml",
+            "id: ok\nname: o\ntrigger:\n  event: Ticket\nactions:\n  - task:\n      title: \"{{ account.name | upper }} {{ account.metrics.anything }} {{ account.fields.go_live }} {{ event.properties.priority }}\"\n      owner: \"{{ account.owner }}\"\n      description: \"{{ health.change_7d }} {{ account.health.components.engagement }} {{ playbook.name }} {{ today }}\"\n",
+        ),
+    ]);
+    assert!(set.is_ok(), "{:?}", set.err());
+}
+
+#[test]
+fn a_negative_due_in_is_an_error() {
+    let errors = load(&[(
+        "a.yaml",
+        "id: a\nname: a\ntrigger:\n  condition: account.arr > 1\nactions:\n  - task:\n      title: t\n      owner: o\n      due_in: -3d\n",
+    )])
+    .unwrap_err()
+    .join("\n");
+    assert!(errors.contains("`due_in` counts from when the task opens and cannot be negative"), "{errors}");
+    assert!(errors.contains("a.yaml:9:15"), "{errors}");
+}
+
+#[test]
+fn a_cron_that_never_fires_or_is_out_of_range_is_an_error_naming_the_field() {
+    let errors = load(&[
+        ("a.yaml", "id: a\nname: a\ntrigger:\n  schedule: \"0 0 31 2 *\"\nactions:\n  - task: { title: t, owner: o }\n"),
+        ("b.yaml", "id: b\nname: b\ntrigger:\n  schedule: \"61 0 * * *\"\nactions:\n  - task: { title: t, owner: o }\n"),
+        (
+            "c.yaml",
+            "id: c\nname: c\nschedule: \"0 25 * * *\"\ntrigger:\n  condition: account.arr > 1\nactions:\n  - task: { title: t, owner: o }\n",
+        ),
+    ])
+    .unwrap_err()
+    .join("\n");
+    for expected in [
+        "cron schedule \"0 0 31 2 *\" never fires",
+        "a.yaml:4:13",
+        "cron schedule \"61 0 * * *\": minute 61 is out of 0–59",
+        "b.yaml:4:13",
+        "cron schedule \"0 25 * * *\": hour 25 is out of 0–23",
+        "c.yaml:3:11",
+    ] {
+        assert!(errors.contains(expected), "missing {expected:?} in:\n{errors}");
+    }
+}
+
+#[test]
+fn a_number_where_text_or_an_expression_belongs_is_an_error_at_its_key() {
+    let errors = load(&[
+        ("a.yaml", "id: a\nname: a\ntrigger:\n  condition: account.arr > 1\nactions:\n  - email:\n      to: 5\n      template: t\n"),
+        ("b.yaml", "id: b\nname: b\ntrigger:\n  condition: 42\nactions:\n  - task: { title: t, owner: o }\n"),
+        ("templates/t.txt", "Subject: s\nbody\n"),
+    ])
+    .unwrap_err()
+    .join("\n");
+    for expected in [
+        "expected text, found the number 5: quote it (\"…\") if you mean it as text",
+        "a.yaml:7:11",
+        "expected a Rhai expression that is true or false (like `account.arr > 10000`), found the number 42",
+        "b.yaml:4:14",
+    ] {
+        assert!(errors.contains(expected), "missing {expected:?} in:\n{errors}");
+    }
+    // What stays allowed: a boolean condition, a number stored by `update`.
+    load(&[(
+        "c.yaml",
+        "id: c\nname: c\ntrigger:\n  condition: true\nactions:\n  - update: { field: fields.tier, value: 5 }\n",
+    )])
+    .unwrap();
+}
+
+#[test]
+fn a_webhook_reading_an_unset_variable_warns_at_check_and_stops_run() {
+    const VAR: &str = "KEEL_TEST_CHECK_UNSET_HOOK";
+    assert!(std::env::var(VAR).is_err(), "{VAR} must not be set for this test");
+    let ws = workspace(&[(
+        "hook.yaml",
+        "id: hook\nname: h\ntrigger:\n  condition: account.arr > 1\nactions:\n  - webhook:\n      url: \"${KEEL_TEST_CHECK_UNSET_HOOK}/deals\"\n",
+    )]);
+    let check = ws.keel(&["check"]);
+    assert_eq!(check.code(), 0, "a warning is not an error:\n{}", check.stderr());
+    assert!(check.stdout().contains("no errors, 1 warning(s)"), "{}", check.stdout());
+    let warning = check.stderr();
+    assert!(warning.starts_with("warning: environment variable KEEL_TEST_CHECK_UNSET_HOOK is not set"), "{warning}");
+    assert!(warning.contains("playbooks/hook.yaml:7:12"), "{warning}");
+    for args in [&["run", "--once"][..], &["run"][..]] {
+        let run = ws.keel(args);
+        assert_eq!(run.code(), 1, "{args:?}: {}", run.stdout());
+        let err = run.stderr();
+        assert!(err.contains("environment variable KEEL_TEST_CHECK_UNSET_HOOK is not set"), "{args:?}: {err}");
+        assert!(err.contains("keel did not start"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn an_oversized_action_text_is_refused_at_its_key() {
+    let title = "x".repeat(10 * 1024 * 1024);
+    let errors = load(&[(
+        "big.yaml",
+        &format!("id: big\nname: b\ntrigger:\n  condition: account.arr > 1\nactions:\n  - task:\n      title: \"{title}\"\n      owner: o\n"),
+    )])
+    .unwrap_err()
+    .join("\n");
+    assert!(
+        errors.contains("this text is 10 MiB long; at most 8 KiB is allowed here"),
+        "{}",
+        &errors[..500.min(errors.len())]
+    );
+    assert!(errors.contains("big.yaml:7:14"), "{}", &errors[..500.min(errors.len())]);
+}

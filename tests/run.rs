@@ -146,3 +146,53 @@ fn keel_run_evaluates_on_schedule_rejects_a_broken_playbook_and_stops_on_sigterm
     assert!(timeline.contains("read: health.band = \"red\""), "{timeline}");
     assert!(timeline.contains("→ task \"Save plan: Nimbus Health entered red\""), "{timeline}");
 }
+
+/// A template can pass `keel check` and still fail for an account (a CRM column the
+/// account lacks): `run --once` then counts what went dead, pass and delivery both, says
+/// so, and exits non-zero; later runs mention the old ones but do not fail on them.
+#[test]
+fn run_once_counts_what_went_dead_and_exits_non_zero() {
+    let ws = example_workspace();
+    let red = std::fs::read_to_string(ws.path("playbooks/red-save-plan.yaml")).unwrap();
+    assert!(red.contains("title: \"Save plan: {{ account.name }} entered red\""), "{red}");
+    ws.write("playbooks/red-save-plan.yaml", &red.replace("{{ account.name }}", "{{ account.fields.no_such_column }}"));
+    let template = std::fs::read_to_string(ws.path("playbooks/templates/red_save_plan.txt")).unwrap();
+    ws.write(
+        "playbooks/templates/red_save_plan.txt",
+        &template.replace("{{ account.name }}", "{{ account.fields.no_such_column }}"),
+    );
+    ws.keel(&["check"]).ok();
+
+    let run = ws.keel(&["run", "--once", "--format", "json"]);
+    assert_eq!(run.code(), 3, "dead entries exit 3:\n{}", run.stderr());
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
+    let dead: serde_json::Value =
+        serde_json::from_str(&ws.keel(&["outbox", "list", "--dead", "--format", "json"]).ok()).unwrap();
+    let n = dead.as_array().unwrap().len() as u64;
+    assert!(n > 0, "the red save plan emails are dead");
+    assert_eq!(doc["dead"], serde_json::json!({ "new": n, "total": n }));
+    assert_eq!(doc["failed_tasks"], serde_json::json!(n), "one save-plan task per dead email");
+    let err = run.stderr();
+    assert!(err.contains(&format!("error: {n} dead: `keel outbox list --dead` shows why")), "{err}");
+    assert!(err.contains(&format!("error: {n} task(s) opened with a template that failed")), "{err}");
+
+    let tasks: serde_json::Value = serde_json::from_str(&ws.keel(&["tasks", "list", "--format", "json"]).ok()).unwrap();
+    let failed: Vec<&serde_json::Value> =
+        tasks.as_array().unwrap().iter().filter(|t| t["playbook"] == "red-save-plan").collect();
+    assert_eq!(failed.len() as u64, n);
+    for t in failed {
+        assert_eq!(t["title"], "Save plan: {{ account.fields.no_such_column }} entered red", "{t}");
+        let why = t["description"].as_str().unwrap();
+        assert!(
+            why.starts_with(
+                "Keel could not render this task for its account: the title template failed: undefined value"
+            ),
+            "{why}"
+        );
+    }
+
+    // Nothing new went dead: exit 0, and the earlier ones are still mentioned.
+    let again = ws.keel(&["run", "--once"]);
+    assert_eq!(again.code(), 0, "{}", again.stderr());
+    assert!(again.stdout().contains(&format!("{n} dead outbox entries from earlier runs")), "{}", again.stdout());
+}

@@ -2,7 +2,9 @@
 //! command does lives in the library, and everything it prints is built here.
 //!
 //! Exit codes: 0 success; 1 an error (message on stderr, never a panic); 2 bad usage
-//! (clap); [`EXIT_ROWS_REJECTED`] a sync stored the good rows but rejected some.
+//! (clap); [`EXIT_DEAD`] `run --once` did its work but outbox entries went dead in it (or
+//! tasks opened with a template that failed);
+//! [`EXIT_ROWS_REJECTED`] a sync stored the good rows but rejected some.
 
 mod accounts;
 mod check;
@@ -27,6 +29,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::config::{Config, DEFAULT_CONFIG};
 use crate::evaluate::Loaded;
 use crate::store::Store;
+
+/// `keel run --once` evaluated and delivered, but some outbox entries went dead in it, or
+/// tasks opened with a template that failed for their account.
+pub const EXIT_DEAD: u8 = 3;
 
 /// sysexits' EX_DATAERR: some input rows were rejected (the good ones were stored).
 pub const EXIT_ROWS_REJECTED: u8 = 65;
@@ -122,14 +128,29 @@ impl Session {
 /// `consequence` ("nothing was simulated") saying what did not happen.
 pub(crate) fn load_playbooks(session: &Session, consequence: &str) -> anyhow::Result<Loaded> {
     let config = &session.config;
-    Loaded::load(&config.rules_dir, &config.playbooks_dir).map_err(|errors| {
-        let rendered: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        anyhow::anyhow!(
-            "{}\n{} error(s) in the rules or playbooks (`keel check` lists them); {consequence}",
-            rendered.join("\nerror: "),
-            errors.len()
-        )
-    })
+    Loaded::load(&config.rules_dir, &config.playbooks_dir).map_err(|errors| load_failed(&errors, consequence))
+}
+
+/// The error for `errors` found loading the rules and playbooks.
+fn load_failed(errors: &[crate::diagnostic::Diagnostic], consequence: &str) -> anyhow::Error {
+    let rendered: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    anyhow::anyhow!(
+        "{}\n{} error(s) in the rules or playbooks (`keel check` lists them); {consequence}",
+        rendered.join("\nerror: "),
+        errors.len()
+    )
+}
+
+/// [`load_playbooks`] for delivering: a webhook whose `${VAR}` is unset in this
+/// environment is an error too, since each of its entries would go dead.
+pub(crate) fn load_for_delivery(session: &Session, consequence: &str) -> anyhow::Result<Loaded> {
+    let loaded = load_playbooks(session, consequence)?;
+    let unset = loaded.set.unset_environment();
+    if unset.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(load_failed(&unset, consequence))
+    }
 }
 
 /// Runs a parsed command line.

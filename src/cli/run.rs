@@ -1,5 +1,10 @@
 //! `keel run`: the daemon, or with `--once` one evaluation pass for what is due and one
 //! delivery round for what it (or an earlier run) queued.
+//!
+//! `--once` exits 1 when an evaluation failed, else [`super::EXIT_DEAD`] when outbox
+//! entries went dead in this run (a template that failed for an account, a receiver that
+//! refused) or tasks opened with a failed template, so a cron job notices; dead entries
+//! of earlier runs are only mentioned.
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -13,6 +18,8 @@ use super::table::{Align, Table};
 use super::{FormatArg, OutputFormat, Session};
 use crate::daemon::{self, Clock, Daemon, OffsetClock, SystemClock, Tick};
 use crate::deliver::{Deliverer, DeliveryReport};
+use crate::evaluate::plan::RENDER_FAILED;
+use crate::model::Status;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -24,7 +31,7 @@ pub struct RunArgs {
 }
 
 pub fn run(session: &Session, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let loaded = super::load_playbooks(session, "keel did not start")?;
+    let loaded = super::load_for_delivery(session, "keel did not start")?;
     let store = session.open_store()?;
     let clock: Arc<dyn Clock> =
         if session.pinned { Arc::new(OffsetClock::new(session.now)) } else { Arc::new(SystemClock) };
@@ -49,15 +56,22 @@ pub fn run(session: &Session, args: RunArgs) -> anyhow::Result<ExitCode> {
     let _entered = runtime.enter();
     let deliverer = Arc::new(Deliverer::new(&session.config, store, daemon.loaded_arc(), clock)?);
     if args.once {
+        // Entries never leave `dead` during a run (only `keel outbox retry` takes them
+        // out), so the difference is what this run's pass and delivery put there.
+        let dead_before = dead_count(daemon.store())?;
+        let failed_before = failed_tasks(daemon.store())?;
         let tick = daemon.tick(&AtomicBool::new(false))?;
         let delivery = runtime.block_on(deliverer.deliver_due(&CancellationToken::new()))?;
         daemon.store().flush()?;
+        let dead_total = dead_count(daemon.store())?;
+        let failed_tasks = failed_tasks(daemon.store())?.saturating_sub(failed_before);
+        let dead = Dead { new: dead_total.saturating_sub(dead_before), total: dead_total, failed_tasks };
         if args.format.format == OutputFormat::Text {
             for line in &synced {
                 println!("{line}");
             }
         }
-        return report(&daemon, &deliverer, &tick, &delivery, args.format.format);
+        return report(&daemon, &deliverer, &tick, &delivery, dead, args.format.format);
     }
 
     let enabled = daemon.loaded().set.playbooks.iter().filter(|p| p.enabled).count();
@@ -102,11 +116,43 @@ async fn signal() {
     }
 }
 
+/// Dead outbox entries after a `run --once`.
+#[derive(Debug, Clone, Copy)]
+struct Dead {
+    /// Put there by this run: planned dead (a template failed, no address) or refused
+    /// for good, or out of retries, in its delivery round.
+    new: u64,
+    /// In the store, this run's and earlier ones'.
+    total: u64,
+    /// Tasks this run opened whose templates failed for their account.
+    failed_tasks: u64,
+}
+
+/// How many outbox entries are dead. The outbox keeps no index by state, so this reads
+/// every entry: once per `run --once`, not per pass of the daemon.
+fn dead_count(store: &crate::store::Store) -> anyhow::Result<u64> {
+    let mut n = 0;
+    for entry in store.outbox() {
+        n += u64::from(matches!(entry?.status, Status::Dead { .. }));
+    }
+    Ok(n)
+}
+
+/// How many tasks say their templates failed ([`RENDER_FAILED`]).
+fn failed_tasks(store: &crate::store::Store) -> anyhow::Result<u64> {
+    let mut n = 0;
+    for task in store.tasks() {
+        n += u64::from(task?.description.as_deref().is_some_and(|d| d.starts_with(RENDER_FAILED)));
+    }
+    Ok(n)
+}
+
 fn report(
     daemon: &Daemon,
     deliverer: &Deliverer,
     tick: &Tick,
     delivery: &DeliveryReport,
+    dead: Dead,
     format: OutputFormat,
 ) -> anyhow::Result<ExitCode> {
     let mut out = io::stdout().lock();
@@ -122,6 +168,8 @@ fn report(
             "delivery": delivery,
             "pending": pending,
             "next_delivery": next,
+            "dead": { "new": dead.new, "total": dead.total },
+            "failed_tasks": dead.failed_tasks,
         });
         serde_json::to_writer_pretty(&mut out, &doc)?;
         writeln!(out)?;
@@ -162,6 +210,8 @@ fn report(
             )?;
         }
         let d = delivery;
+        // `dead` counts what the pass wrote dead too (a template that failed for an
+        // account), not only what the delivery round gave up on.
         writeln!(
             out,
             "Delivery ({}): {} delivered, {} deferred, {} suppressed, {} dropped, {} retrying, {} dead{}.",
@@ -171,7 +221,7 @@ fn report(
             d.suppressed,
             d.dropped,
             d.retrying,
-            d.dead,
+            dead.new,
             if d.escalated > 0 { format!("; {} overdue task(s) escalated", d.escalated) } else { String::new() }
         )?;
         if let Some(next) = next.filter(|_| pending > 0) {
@@ -182,10 +232,13 @@ fn report(
                 next.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z")
             )?;
         }
-        if d.dead > 0 {
+        let earlier = dead.total - dead.new;
+        if dead.new == 0 && earlier > 0 {
             writeln!(
                 out,
-                "`keel outbox list --dead` shows what could not be delivered; `keel outbox retry` puts it back."
+                "{earlier} dead outbox entr{} from earlier runs: `keel outbox list --dead` shows why; `keel outbox retry` puts {} back.",
+                if earlier == 1 { "y" } else { "ies" },
+                if earlier == 1 { "it" } else { "them" },
             )?;
         }
         let open = store.tasks().filter(|t| t.as_ref().is_ok_and(|t| t.is_open())).count();
@@ -193,8 +246,25 @@ fn report(
             writeln!(out, "{open} open task(s): `keel tasks list`.")?;
         }
     }
-    let Some(report) = tick.report.as_ref().filter(|r| r.errors() > 0) else { return Ok(ExitCode::SUCCESS) };
     let mut err = io::stderr().lock();
+    if dead.new > 0 {
+        writeln!(
+            err,
+            "error: {} dead: `keel outbox list --dead` shows why; `keel outbox retry` puts them back ({} dead in all)",
+            dead.new, dead.total
+        )?;
+    }
+    if dead.failed_tasks > 0 {
+        writeln!(
+            err,
+            "error: {} task(s) opened with a template that failed for their account: `keel tasks list --format json` shows why, in each one's description",
+            dead.failed_tasks
+        )?;
+    }
+    let Some(report) = tick.report.as_ref().filter(|r| r.errors() > 0) else {
+        let lost = dead.new > 0 || dead.failed_tasks > 0;
+        return Ok(if lost { ExitCode::from(super::EXIT_DEAD) } else { ExitCode::SUCCESS });
+    };
     for f in &report.failures {
         writeln!(err, "  {} for account {}: {}", f.playbook, f.account, f.error)?;
     }

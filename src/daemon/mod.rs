@@ -382,6 +382,11 @@ impl Daemon {
         };
         match Loaded::load(&config.rules_dir, &config.playbooks_dir) {
             Ok(loaded) => {
+                // As at start: a webhook that cannot expand its `${VAR}` here is refused.
+                let unset = loaded.set.unset_environment();
+                if !unset.is_empty() {
+                    return self.rejected(unset);
+                }
                 if config.data_dir != self.config.data_dir {
                     tracing::warn!(data_dir = %config.data_dir.display(), "data_dir changed: the store stays where it is until a restart");
                 }

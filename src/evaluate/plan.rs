@@ -8,7 +8,8 @@
 //! is sent, from all of them.
 //!
 //! A template that fails, a missing address, a body that is not JSON: the entry is still
-//! written, as dead, with the reason — the decision is never silently lost, and
+//! written, as dead, with the reason (a task opens with the failed part as written and
+//! the reason in its description, starting [`RENDER_FAILED`]) — the decision is never silently lost, and
 //! `keel outbox list --dead` shows what to fix.
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -22,6 +23,10 @@ use crate::deliver::unsubscribe::Unsubscribe;
 use crate::model::{
     delivery_key, Audience, DigestItem, Email, Escalation, Event, OutboxEntry, Payload, Status, TaskRequest, Webhook,
 };
+
+/// How the description of a task whose templates failed for its account starts: the
+/// task opens with the failed parts as written, and `keel run --once` counts these.
+pub const RENDER_FAILED: &str = "Keel could not render this task for its account: ";
 
 /// What planning needs besides the playbooks.
 pub struct Planner<'a> {
@@ -80,20 +85,38 @@ impl Planner<'_> {
         let dead = |error: String| Status::Dead { at: f.now, error };
         match action {
             Action::Task { title, description, owner, due_in, priority, escalate } => {
-                let text =
-                    |name: &str| render_one(self.set, name, ctx).unwrap_or_else(|e| format!("<cannot render: {e}>"));
+                // A part that fails keeps its template's own text (the task still opens:
+                // someone has to act), and the description says what failed and why.
+                let mut failed = Vec::new();
+                let mut text = |name: &str, what: &str| {
+                    render_one(self.set, name, ctx).unwrap_or_else(|e| {
+                        failed.push(format!("the {what} template failed: {e}"));
+                        self.set.templates.get_template(name).map(|t| t.source().to_string()).unwrap_or_default()
+                    })
+                };
+                let title_text = one_line(&text(title, "title"));
+                let owner_text = one_line(&text(owner, "owner"));
+                let escalate_to = escalate.as_ref().map(|e| one_line(&text(&e.to, "escalate_to")));
+                let mut description = description.as_deref().map(|d| text(d, "description"));
+                if !failed.is_empty() {
+                    let note = format!("{RENDER_FAILED}{}", failed.join("; "));
+                    description = Some(match description {
+                        Some(d) => format!("{note}\n\n{d}"),
+                        None => note,
+                    });
+                }
                 work.tasks.push(TaskRequest {
                     account: account.clone(),
                     playbook: f.playbook.id.clone(),
                     occurrence: f.occurrence.to_string(),
-                    title: one_line(&text(title)),
-                    description: description.as_deref().map(text),
-                    owner: one_line(&text(owner)),
+                    title: title_text,
+                    description,
+                    owner: owner_text,
                     due: due_in.map(|d| f.now + d.to_chrono()),
                     priority: priority.as_str().to_string(),
-                    escalation: escalate.as_ref().map(|e| Escalation {
+                    escalation: escalate.as_ref().zip(escalate_to).map(|(e, to)| Escalation {
                         after_minutes: e.after.minutes(),
-                        to: one_line(&text(&e.to)),
+                        to,
                         sent: None,
                     }),
                 });

@@ -7,6 +7,10 @@
 //! crontab but *both* in the `cron` crate: such a schedule is kept as two schedules whose
 //! union is the crontab meaning.
 //!
+//! Refused at parse, with the field named: a number out of its field's range ("minute 61
+//! is out of 0–59"), a zero step, a backwards range, and a schedule that can never fire
+//! (`0 0 31 2 *`), which would otherwise load and silently do nothing.
+//!
 //! Time zones: [`CronSchedule::next_in`] evaluates the schedule on the zone's wall clock.
 //! On a DST change a job whose local time does not exist (02:30 on spring-forward day)
 //! runs once at the next existing instant, and a job in the repeated hour (01:30 on
@@ -40,10 +44,20 @@ impl CronSchedule {
             }
         };
         let (min, hour, dom, month, dow) = (rest[0], rest[1], rest[2], rest[3], rest[4]);
+        let named = [("second", sec, 0, 59), ("minute", min, 0, 59), ("hour", hour, 0, 23)];
+        let named = named.into_iter().skip(if fields.len() == 5 { 1 } else { 0 });
+        for (name, field, low, high) in named.chain([("day of month", dom, 1, 31), ("month", month, 1, 12)]) {
+            check_field(name, field, low, high).map_err(|e| format!("cron schedule {text:?}: {e}"))?;
+        }
         let dow = translate_weekdays(dow).map_err(|e| format!("cron schedule {text:?}: {e}"))?;
         let build = |dom: &str, dow: &str| {
-            Schedule::from_str(&format!("{sec} {min} {hour} {dom} {month} {dow}"))
-                .map_err(|e| format!("invalid cron schedule {text:?}: {e}"))
+            Schedule::from_str(&format!("{sec} {min} {hour} {dom} {month} {dow}")).map_err(|e| {
+                // The crate's message repeats the expression with a caret; its last line
+                // says what is wrong.
+                let e = e.to_string();
+                let why = e.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or(&e).trim().to_string();
+                format!("invalid cron schedule {text:?}: {why}")
+            })
         };
         let restricted = |f: &str| f != "*" && f != "?";
         let parts = if restricted(dom) && restricted(&dow) {
@@ -51,7 +65,16 @@ impl CronSchedule {
         } else {
             vec![build(dom, &dow)?]
         };
-        Ok(CronSchedule { source: text.to_string(), parts })
+        let schedule = CronSchedule { source: text.to_string(), parts };
+        // Every schedule that can fire fires within four years (29 February); none in
+        // five, from any start, is one that never does (31 February, 31 April).
+        let start = DateTime::<Utc>::from_timestamp(NEVER_FIRES_FROM, 0).expect("a valid instant");
+        match schedule.next_after(&start) {
+            Some(next) if next - start <= Duration::days(5 * 366) => Ok(schedule),
+            _ => Err(format!(
+                "cron schedule {text:?} never fires: no day matches its day of month and month (like 31 February)"
+            )),
+        }
     }
 
     /// The first fire time strictly after `after`, in `after`'s zone.
@@ -89,6 +112,44 @@ impl CronSchedule {
 /// and end on whole minutes, so stepping by minutes lands exactly on the gap's end.
 fn first_after_gap(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Tz>> {
     (1..=180).find_map(|m| tz.from_local_datetime(&(local + Duration::minutes(m))).earliest())
+}
+
+/// 2000-01-01T00:00:00Z: where the "never fires" check starts looking.
+const NEVER_FIRES_FROM: i64 = 946_684_800;
+
+/// A numeric cron field's numbers within `low..=high` and its steps positive, so that an
+/// out-of-range number is named with its field and range ("minute 61 is out of 0–59")
+/// rather than by the `cron` crate's own wording. Names (`Jan`) and `*`/`?` are left to
+/// the crate.
+fn check_field(name: &str, field: &str, low: u32, high: u32) -> Result<(), String> {
+    for item in field.split(',') {
+        let (range, step) = match item.split_once('/') {
+            Some((r, s)) => (r, Some(s)),
+            None => (item, None),
+        };
+        if let Some(step) = step {
+            match step.parse::<u32>() {
+                Ok(0) => return Err(format!("the {name} step in {item:?} must be at least 1")),
+                Ok(_) => {}
+                Err(_) => return Err(format!("the {name} step in {item:?} is not a number")),
+            }
+        }
+        let (a, b) = range.split_once('-').unwrap_or((range, range));
+        for part in [a, b] {
+            if !part.is_empty() && part.chars().all(|c| c.is_ascii_digit()) {
+                match part.parse::<u32>() {
+                    Ok(n) if (low..=high).contains(&n) => {}
+                    _ => return Err(format!("{name} {part} is out of {low}–{high}")),
+                }
+            }
+        }
+        if let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>()) {
+            if a > b {
+                return Err(format!("the {name} range {range:?} runs backwards"));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// crontab day-of-week (0–7, Sunday 0 or 7) → the `cron` crate's (1–7, Sunday 1).
@@ -228,7 +289,22 @@ mod tests {
     fn bad_schedules_say_what_is_wrong() {
         assert!(CronSchedule::parse("0 8 * *").unwrap_err().contains("has 4 fields"));
         assert!(CronSchedule::parse("0 8 * * 8").unwrap_err().contains("out of range"));
-        assert!(CronSchedule::parse("61 8 * * *").is_err());
+        assert!(CronSchedule::parse("61 8 * * *").unwrap_err().contains("minute 61 is out of 0–59"));
+        assert!(CronSchedule::parse("0 24 * * *").unwrap_err().contains("hour 24 is out of 0–23"));
+        assert!(CronSchedule::parse("0 8 0 * *").unwrap_err().contains("day of month 0 is out of 1–31"));
+        assert!(CronSchedule::parse("0 8 1 13 *").unwrap_err().contains("month 13 is out of 1–12"));
+        assert!(CronSchedule::parse("60 0 8 * * *").unwrap_err().contains("second 60 is out of 0–59"));
+        assert!(CronSchedule::parse("*/0 8 * * *").unwrap_err().contains("step"));
         assert!(CronSchedule::parse("0 8 * * 5-2").unwrap_err().contains("backwards"));
+    }
+
+    #[test]
+    fn a_schedule_that_can_never_fire_is_refused() {
+        assert!(CronSchedule::parse("0 0 31 2 *").unwrap_err().contains("never fires"));
+        assert!(CronSchedule::parse("0 0 31 4,6 *").unwrap_err().contains("never fires"));
+        // Once every four years is still a schedule.
+        assert!(CronSchedule::parse("0 0 29 2 *").is_ok());
+        // crontab's "either": 31 February never comes, but Mondays do.
+        assert!(CronSchedule::parse("0 0 31 2 1").is_ok());
     }
 }

@@ -14,8 +14,8 @@ use crate::store::{Store, StoreError};
 pub struct AccountView<'a> {
     #[serde(flatten)]
     pub account: &'a Account,
-    /// For an account never scored, a map of unknowns (`score`, `band`: `()`; no
-    /// components), so `account.health.band == "red"` is simply not true, rather than an
+    /// For an account never scored, a map of unknowns (every [`HealthView`] field `()`;
+    /// no components), so `account.health.band == "red"` is simply not true, rather than an
     /// error about reading a property of `()`.
     #[serde(serialize_with = "health_or_unknown")]
     pub health: Option<HealthView>,
@@ -38,12 +38,22 @@ fn health_or_unknown<S: serde::Serializer>(health: &Option<HealthView>, s: S) ->
         band: Option<Band>,
         components: std::collections::BTreeMap<String, Option<f64>>,
         date: Option<NaiveDate>,
+        change_7d: Option<f64>,
         change_30d: Option<f64>,
+        change_90d: Option<f64>,
     }
     match health {
         Some(h) => h.serialize(s),
-        None => Unknown { score: None, band: None, components: Default::default(), date: None, change_30d: None }
-            .serialize(s),
+        None => Unknown {
+            score: None,
+            band: None,
+            components: Default::default(),
+            date: None,
+            change_7d: None,
+            change_30d: None,
+            change_90d: None,
+        }
+        .serialize(s),
     }
 }
 

@@ -2,15 +2,19 @@
 //!
 //! [`PlaybookSet::load`] reads every `*.yaml` in the playbooks folder and returns either a
 //! fully validated set or *every* problem found, each a [`Diagnostic`] with
-//! file:line:column: unknown keys, a trigger with no kind or two, bad durations and cron
-//! expressions, Rhai syntax errors mapped back to the YAML line, template syntax errors and
-//! unknown template variables, missing email templates, duplicate ids. Expressions and
+//! file:line:column: unknown keys, wrong types (`to: 5`), a trigger with no kind or two,
+//! bad or negative durations, cron expressions that are invalid or never fire, Rhai syntax
+//! errors mapped back to the YAML line, template syntax errors and unknown template
+//! variables or fields ([`vars`]), texts over [`ONE_LINE_LIMIT`] / [`TEXT_LIMIT`], missing
+//! email templates, duplicate ids. Webhook values reading an unset `${VAR}` are kept in
+//! [`PlaybookSet::env_refs`]: the caller decides whether that is a warning or an error. Expressions and
 //! templates are compiled here, once; evaluating an account compiles nothing.
 //!
 //! Limit: within one file, serde stops at the first *parse* error (a wrong type, an
 //! unknown key); validation errors after a clean parse are all reported.
 
 mod raw;
+pub mod vars;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -33,10 +37,31 @@ pub const DEFAULT_CATCH_UP_DAYS: i64 = 7;
 
 const CRON_HELP: &str = "5 fields like crontab: \"0 8 * * 1-5\" is weekdays at 08:00";
 
-/// Variables a template may use. `event` only means something for event triggers and
-/// `accounts` for digests; both are allowed everywhere and empty where they do not apply.
-pub const TEMPLATE_VARIABLES: &[&str] =
-    &["account", "health", "contacts", "playbook", "today", "event", "accounts", "recipient", "unsubscribe_url"];
+/// The longest one-line text a playbook may hold (a task title or owner, an address, an
+/// email subject, a webhook URL or header value, an update's value): every firing renders
+/// it for its account, into the task, the ledger and `simulate`'s output.
+pub const ONE_LINE_LIMIT: usize = 8 * 1024;
+
+/// The longest multi-line text: a task description, a webhook body, an email template.
+pub const TEXT_LIMIT: usize = 1024 * 1024;
+
+/// A template's problem; `offset` is where in its source, when known.
+struct TemplateProblem {
+    message: String,
+    help: Option<String>,
+    offset: Option<usize>,
+}
+
+/// A byte count as people read it: `8 KiB`, `10.0 MiB`.
+fn size(bytes: usize) -> String {
+    match bytes {
+        b if b >= 1024 * 1024 && b % (1024 * 1024) == 0 => format!("{} MiB", b / (1024 * 1024)),
+        b if b >= 1024 * 1024 => format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)),
+        b if b >= 1024 && b % 1024 == 0 => format!("{} KiB", b / 1024),
+        b if b >= 1024 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} bytes"),
+    }
+}
 
 #[derive(Debug)]
 pub struct Playbook {
@@ -202,6 +227,41 @@ pub struct PlaybookSet {
     pub playbooks: Vec<Playbook>,
     pub templates: Environment<'static>,
     pub emails: BTreeMap<String, EmailTemplate>,
+    /// Webhook URLs and header values that read `${VAR}`, where they are written.
+    pub env_refs: Vec<EnvRef>,
+}
+
+/// A webhook value that reads the environment when it is sent (`${CRM_HOOK}/deals`).
+#[derive(Debug, Clone)]
+pub struct EnvRef {
+    /// Where it is written (the message is filled in by [`PlaybookSet::unset_environment`]).
+    pub at: Diagnostic,
+    /// The value as written.
+    pub text: String,
+}
+
+/// Keel's environment as webhook delivery reads it: an empty variable counts as unset.
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl PlaybookSet {
+    /// The webhook values whose `${VAR}` is not set in Keel's environment now. Delivery
+    /// reads them when sending, so each would make every entry of its webhook dead:
+    /// `keel check` warns, `keel run` refuses to start (and a reload to apply).
+    pub fn unset_environment(&self) -> Vec<Diagnostic> {
+        self.env_refs
+            .iter()
+            .filter_map(|r| {
+                let e = crate::config::expand(&r.text, env_var).err()?;
+                Some(Diagnostic {
+                    message: e,
+                    help: Some("webhooks read it from Keel's environment when they are sent".into()),
+                    ..r.at.clone()
+                })
+            })
+            .collect()
+    }
 }
 
 impl std::fmt::Debug for PlaybookSet {
@@ -218,7 +278,12 @@ impl PlaybookSet {
     /// expressions with `engine` (which must already hold the rule library).
     pub fn load(engine: &ScriptEngine, dir: &Path) -> Result<PlaybookSet, Vec<Diagnostic>> {
         let mut errors = Vec::new();
-        let mut set = PlaybookSet { playbooks: Vec::new(), templates: Environment::new(), emails: BTreeMap::new() };
+        let mut set = PlaybookSet {
+            playbooks: Vec::new(),
+            templates: Environment::new(),
+            emails: BTreeMap::new(),
+            env_refs: Vec::new(),
+        };
         set.templates.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
         // Account data is data: HTML-escaped in `.html` email parts, JSON-encoded in
         // webhook bodies; plain-text parts and subjects print it as it is.
@@ -311,11 +376,21 @@ impl Ctx<'_> {
     }
 
     fn err(&mut self, path: &[Seg], message: String, help: Option<String>) {
+        let position = self.position(path);
+        self.push_err(path, position, message, help);
+    }
+
+    /// An error about `path` at a position inside its value (a template's variable).
+    fn err_at(&mut self, path: &[Seg], position: (usize, usize), message: String, help: Option<String>) {
+        self.push_err(path, Some(position), message, help);
+    }
+
+    fn push_err(&mut self, path: &[Seg], position: Option<(usize, usize)>, message: String, help: Option<String>) {
         let key = key_path(path);
         self.errors.push(
             Diagnostic {
                 file: self.file.to_path_buf(),
-                position: self.position(path),
+                position,
                 key: (!key.is_empty()).then_some(key),
                 message,
                 snippet: None,
@@ -398,47 +473,104 @@ impl Ctx<'_> {
         }
     }
 
-    /// Compiles an inline template string; returns its name in the environment.
-    fn template(&mut self, path: &[Seg], source: &str) -> Option<String> {
-        self.template_as(path, source, "")
+    /// Records a webhook value that reads `${VAR}`; a reference that can never expand
+    /// (`${unclosed`, `${not a name}`) is an error now.
+    fn env_ref(&mut self, path: &[Seg], text: &str) {
+        if !text.contains('$') {
+            return;
+        }
+        if let Err(e) = crate::config::expand(text, |_| Some(String::new())) {
+            self.err(path, e, Some("`${VAR}` reads an environment variable; `$$` is a literal `$`".into()));
+            return;
+        }
+        let key = key_path(path);
+        let at = Diagnostic {
+            file: self.file.to_path_buf(),
+            position: self.position(path),
+            key: (!key.is_empty()).then_some(key),
+            message: String::new(),
+            snippet: None,
+            help: None,
+        }
+        .with_source(self.text);
+        self.set.env_refs.push(EnvRef { at, text: text.to_string() });
     }
 
-    /// A template whose name ends in `suffix`: `.json` escapes printed values as JSON.
-    fn template_as(&mut self, path: &[Seg], source: &str, suffix: &str) -> Option<String> {
+    /// Compiles an inline one-line template (a title, an address, a URL); returns its
+    /// name in the environment.
+    fn template(&mut self, path: &[Seg], source: &str) -> Option<String> {
+        self.template_as(path, source, "", ONE_LINE_LIMIT)
+    }
+
+    /// A template whose name ends in `suffix` (`.json` escapes printed values as JSON),
+    /// at most `limit` bytes long.
+    fn template_as(&mut self, path: &[Seg], source: &str, suffix: &str, limit: usize) -> Option<String> {
         // Named by file and key path: unique, where a position may not be (flow maps).
         let name = format!("{}#{}{suffix}", self.file.display(), key_path(path));
-        let help = self.check_template(&name, source.to_string());
-        match help {
-            Ok(()) => Some(name),
-            Err((message, help)) => {
-                self.err(path, message, help);
-                None
+        let problems = self.check_template(&name, source, limit);
+        if problems.is_empty() {
+            return Some(name);
+        }
+        // Positions inside the value only when the value itself was found (not a flow
+        // map's enclosing key).
+        let origin = yaml_path_position(self.text, path).map(|_| self.origin(path));
+        for p in problems {
+            match (p.offset, &origin) {
+                (Some(offset), Some(origin)) => {
+                    let position = origin.position_of(source, offset);
+                    self.err_at(path, position, p.message, p.help);
+                }
+                _ => self.err(path, p.message, p.help),
             }
         }
+        None
     }
 
-    /// Adds a template and checks its syntax and variables.
-    fn check_template(&mut self, name: &str, source: String) -> Result<(), (String, Option<String>)> {
-        if let Err(e) = self.set.templates.add_template_owned(name.to_string(), source) {
+    /// Adds a template and checks its size, syntax and the variables it reads; every
+    /// problem found, with where in `source` it is when known.
+    fn check_template(&mut self, name: &str, source: &str, limit: usize) -> Vec<TemplateProblem> {
+        // Before compiling anything: a 10 MB title would otherwise be rendered into every
+        // account's task, ledger entry and `simulate` line.
+        if source.len() > limit {
+            return vec![TemplateProblem {
+                message: format!("this text is {} long; at most {} is allowed here", size(source.len()), size(limit)),
+                help: Some(format!(
+                    "titles, addresses, subjects, URLs and header values take up to {}; descriptions, bodies and email templates up to {}",
+                    size(ONE_LINE_LIMIT),
+                    size(TEXT_LIMIT)
+                )),
+                offset: None,
+            }];
+        }
+        if let Err(e) = self.set.templates.add_template_owned(name.to_string(), source.to_string()) {
             let line = e.line().map(|l| format!(" (template line {l})")).unwrap_or_default();
-            return Err((format!("template syntax error{line}: {}", e.detail().unwrap_or("invalid template")), None));
+            return vec![TemplateProblem {
+                message: format!("template syntax error{line}: {}", e.detail().unwrap_or("invalid template")),
+                help: None,
+                offset: None,
+            }];
         }
         let template = self.set.templates.get_template(name).expect("just added");
-        let mut unknown: Vec<String> = template
-            .undeclared_variables(false)
-            .into_iter()
-            .filter(|v| !TEMPLATE_VARIABLES.contains(&v.as_str()))
-            .collect();
-        unknown.sort();
-        match unknown.first() {
-            None => Ok(()),
-            Some(first) => {
-                let help = did_you_mean(first, TEMPLATE_VARIABLES.iter().copied())
-                    .map(|near| format!("did you mean `{near}`?"))
-                    .or_else(|| Some(format!("templates can use {}", TEMPLATE_VARIABLES.join(", "))));
-                Err((format!("unknown template variable `{}`", unknown.join("`, `")), help))
+        let mut read: Vec<String> = template.undeclared_variables(true).into_iter().collect();
+        read.sort();
+        let mut problems = Vec::new();
+        let mut reported = BTreeSet::new();
+        for path in read {
+            let Err(unknown) = vars::check(&path) else { continue };
+            if !reported.insert(unknown.path.clone()) {
+                continue;
             }
+            let (what, help) = match unknown.path.rsplit_once('.') {
+                None => ("template variable", format!("templates can use {}", unknown.known.join(", "))),
+                Some((parent, _)) => ("field", format!("`{parent}` has {}", unknown.known.join(", "))),
+            };
+            problems.push(TemplateProblem {
+                message: format!("unknown {what} `{}`", unknown.path),
+                help: Some(unknown.near.map_or(help, |near| format!("did you mean `{near}`?"))),
+                offset: vars::offset_in(source, &unknown.path),
+            });
         }
+        problems
     }
 
     /// Loads `templates/<name>.txt` (and `.html`) once, checking them.
@@ -461,33 +593,41 @@ impl Ctx<'_> {
             self.err(path, format!("no email template {name:?}: expected {}", text_path.display()), help);
             return None;
         };
-        let file_err =
-            |errors: &mut Vec<Diagnostic>, file: &Path, line: usize, message: String, help: Option<String>| {
-                errors.push(
-                    Diagnostic {
-                        file: file.to_path_buf(),
-                        position: Some((line, 1)),
-                        key: None,
-                        message,
-                        snippet: None,
-                        help,
-                    }
-                    .with_source(&fs::read_to_string(file).unwrap_or_default()),
-                );
-            };
+        let file_err = |errors: &mut Vec<Diagnostic>, file: &Path, position: (usize, usize), p: TemplateProblem| {
+            errors.push(
+                Diagnostic {
+                    file: file.to_path_buf(),
+                    position: Some(position),
+                    key: None,
+                    message: p.message,
+                    snippet: None,
+                    help: p.help,
+                }
+                .with_source(&fs::read_to_string(file).unwrap_or_default()),
+            );
+        };
         let Some((subject, body)) =
             text.split_once('\n').and_then(|(first, rest)| Some((first.strip_prefix("Subject:")?, rest)))
         else {
-            file_err(self.errors, &text_path, 1, "an email template starts with a `Subject: …` line".into(), None);
+            let p = TemplateProblem {
+                message: "an email template starts with a `Subject: …` line".into(),
+                help: None,
+                offset: None,
+            };
+            file_err(self.errors, &text_path, (1, 1), p);
             return None;
         };
         let subject_name = format!("{name}.subject");
         let text_name = format!("{name}.txt");
+        let subject_column = "Subject:".len() + (subject.len() - subject.trim_start().len()) + 1;
         let mut ok = true;
-        for (tname, source, line) in [(&subject_name, subject.trim().to_string(), 1), (&text_name, body.to_string(), 2)]
-        {
-            if let Err((message, help)) = self.check_template(tname, source) {
-                file_err(self.errors, &text_path, line, message, help);
+        for (tname, source, origin, limit) in [
+            (&subject_name, subject.trim(), Origin::at(&text_path, 1, subject_column), ONE_LINE_LIMIT),
+            (&text_name, body, Origin::at(&text_path, 2, 1), TEXT_LIMIT),
+        ] {
+            for p in self.check_template(tname, source, limit) {
+                let at = p.offset.map_or((origin.line, 1), |o| origin.position_of(source, o));
+                file_err(self.errors, &text_path, at, p);
                 ok = false;
             }
         }
@@ -495,8 +635,10 @@ impl Ctx<'_> {
         let html = match fs::read_to_string(&html_path) {
             Ok(source) => {
                 let html_name = format!("{name}.html");
-                if let Err((message, help)) = self.check_template(&html_name, source) {
-                    file_err(self.errors, &html_path, 1, message, help);
+                let origin = Origin::at(&html_path, 1, 1);
+                for p in self.check_template(&html_name, &source, TEXT_LIMIT) {
+                    let at = p.offset.map_or((1, 1), |o| origin.position_of(&source, o));
+                    file_err(self.errors, &html_path, at, p);
                     ok = false;
                 }
                 Some(html_name)
@@ -755,13 +897,18 @@ impl Ctx<'_> {
             let title = self.template(&sub("task", "title"), &task.title);
             let owner = self.template(&sub("task", "owner"), &task.owner);
             let description = match &task.description {
-                Some(d) => Some(self.template(&sub("task", "description"), d)?),
+                Some(d) => Some(self.template_as(&sub("task", "description"), d, "", TEXT_LIMIT)?),
                 None => None,
             };
             let due_in = match &task.due_in {
                 Some(d) => Some(self.span(&sub("task", "due_in"), d)?),
                 None => None,
             };
+            if due_in.is_some_and(Span::is_negative) {
+                let message = "`due_in` counts from when the task opens and cannot be negative".into();
+                self.err(&sub("task", "due_in"), message, None);
+                return None;
+            }
             let escalate = match (&task.escalate_after, &task.escalate_to) {
                 (Some(after), to) => {
                     let after = self.span(&sub("task", "escalate_after"), after);
@@ -775,6 +922,11 @@ impl Ctx<'_> {
                             "a task escalates when overdue, so it needs a `due_in`".into(),
                             None,
                         );
+                        return None;
+                    }
+                    if after.is_some_and(Span::is_negative) {
+                        let message = "`escalate_after` counts from the due date and cannot be negative".into();
+                        self.err(&sub("task", "escalate_after"), message, None);
                         return None;
                     }
                     Some(Escalate { after: after?, to: to? })
@@ -811,15 +963,17 @@ impl Ctx<'_> {
         }
         if let Some(hook) = raw.webhook {
             let url = self.template(&sub("webhook", "url"), &hook.url);
+            self.env_ref(&sub("webhook", "url"), &hook.url);
             let body = match &hook.body {
                 // `.json`: values print as JSON (quoted, escaped), so account data cannot
                 // break the body's structure.
-                Some(b) => Some(self.template_as(&sub("webhook", "body"), b, ".json")?),
+                Some(b) => Some(self.template_as(&sub("webhook", "body"), b, ".json", TEXT_LIMIT)?),
                 None => None,
             };
             let mut headers = BTreeMap::new();
             for (name, value) in &hook.headers {
                 let at = [path, &[Seg::Key("webhook"), Seg::Key("headers"), Seg::Key(name)]].concat();
+                self.env_ref(&at, value);
                 headers.insert(name.clone(), self.template(&at, value)?);
             }
             let timeout = match &hook.timeout {

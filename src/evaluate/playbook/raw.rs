@@ -6,23 +6,144 @@
 
 use std::collections::BTreeMap;
 
+use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
 fn yes() -> bool {
     true
 }
 
+/// What a string field holds, for the message when YAML gave it another type.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// Text or a template: `to: 5` is a mistake, not the address "5".
+    Text,
+    /// A Rhai expression: `condition: 42` can never be true or false; `true` is allowed.
+    Expression,
+    /// A value to store: numbers and booleans are taken as their text.
+    Scalar,
+}
+
+/// Accepts a YAML string only. serde_yaml would hand a number or a boolean to a `String`
+/// field as its text, so `to: 5` or `condition: 42` would load and fail per account at
+/// run time instead of at `keel check`.
+struct Strict(Kind);
+
+impl<'de> Visitor<'de> for Strict {
+    type Value = String;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self.0 {
+            Kind::Text | Kind::Scalar => f.write_str("text (a quoted string)"),
+            Kind::Expression => f.write_str("a Rhai expression, as text"),
+        }
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<String, E> {
+        Ok(v)
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<String, E> {
+        match self.0 {
+            Kind::Expression | Kind::Scalar => Ok(v.to_string()),
+            Kind::Text => Err(wrong(self.0, &format!("the boolean {v}"))),
+        }
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
+        self.number(v.to_string())
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
+        self.number(v.to_string())
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<String, E> {
+        self.number(v.to_string())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<String, E> {
+        Err(wrong(self.0, "nothing (null)"))
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, _: A) -> Result<String, A::Error> {
+        Err(wrong(self.0, "a list"))
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, _: A) -> Result<String, A::Error> {
+        Err(wrong(self.0, "a mapping"))
+    }
+}
+
+impl Strict {
+    fn number<E: de::Error>(self, v: String) -> Result<String, E> {
+        match self.0 {
+            Kind::Scalar => Ok(v),
+            _ => Err(wrong(self.0, &format!("the number {v}"))),
+        }
+    }
+}
+
+fn wrong<E: de::Error>(kind: Kind, found: &str) -> E {
+    E::custom(match kind {
+        Kind::Text | Kind::Scalar => format!("expected text, found {found}: quote it (\"…\") if you mean it as text"),
+        Kind::Expression => {
+            format!("expected a Rhai expression that is true or false (like `account.arr > 10000`), found {found}")
+        }
+    })
+}
+
+fn text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    d.deserialize_any(Strict(Kind::Text))
+}
+
+/// A value to store: text, or a number or boolean taken as its text (`value: 5`).
+fn scalar<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    d.deserialize_any(Strict(Kind::Scalar))
+}
+
+/// [`Strict`] for one kind, as a type (for options and maps).
+struct Typed<const EXPR: bool>(String);
+
+impl<'de, const EXPR: bool> Deserialize<'de> for Typed<EXPR> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(Strict(if EXPR { Kind::Expression } else { Kind::Text })).map(Typed)
+    }
+}
+
+/// An optional text; `null` (or an empty `key:`) is absent.
+fn opt_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<Typed<false>>::deserialize(d)?.map(|t| t.0))
+}
+
+fn opt_expr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<Typed<true>>::deserialize(d)?.map(|t| t.0))
+}
+
+fn text_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    Ok(BTreeMap::<String, Typed<false>>::deserialize(d)?.into_iter().map(|(k, v)| (k, v.0)).collect())
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPlaybook {
+    #[serde(deserialize_with = "text")]
     pub id: String,
+    #[serde(deserialize_with = "text")]
     pub name: String,
+    #[serde(default, deserialize_with = "opt_text")]
     pub description: Option<String>,
     #[serde(default = "yes")]
     pub enabled: bool,
     /// Which accounts the playbook applies to (Rhai); all when absent.
+    #[serde(default, deserialize_with = "opt_expr")]
     pub audience: Option<String>,
     /// When Keel evaluates the playbook (cron); the config's `evaluation.schedule` when absent.
+    #[serde(default, deserialize_with = "opt_text")]
     pub schedule: Option<String>,
     pub trigger: RawTrigger,
     /// A single step's actions (shorthand for one step after 0d).
@@ -30,6 +151,7 @@ pub struct RawPlaybook {
     /// A sequence: steps with delays and optional conditions.
     pub steps: Option<Vec<RawStep>>,
     /// Stops a sequence for an account when true.
+    #[serde(default, deserialize_with = "opt_expr")]
     pub exit: Option<String>,
 }
 
@@ -37,17 +159,25 @@ pub struct RawPlaybook {
 #[serde(deny_unknown_fields)]
 pub struct RawTrigger {
     /// Condition trigger, or the extra condition of a date/event/schedule trigger.
+    #[serde(default, deserialize_with = "opt_expr")]
     pub condition: Option<String>,
     pub fire: Option<RawFire>,
+    #[serde(default, deserialize_with = "opt_text")]
     pub every: Option<String>,
     /// Date trigger: the account date field.
+    #[serde(default, deserialize_with = "opt_text")]
     pub date: Option<String>,
+    #[serde(default, deserialize_with = "opt_text")]
     pub offset: Option<String>,
+    #[serde(default, deserialize_with = "opt_text")]
     pub catch_up: Option<String>,
     /// Event trigger: the event name.
+    #[serde(default, deserialize_with = "opt_text")]
     pub event: Option<String>,
     /// Schedule trigger: a cron expression.
+    #[serde(default, deserialize_with = "opt_text")]
     pub schedule: Option<String>,
+    #[serde(default, deserialize_with = "opt_text")]
     pub timezone: Option<String>,
 }
 
@@ -61,7 +191,9 @@ pub enum RawFire {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStep {
+    #[serde(deserialize_with = "text")]
     pub after: String,
+    #[serde(default, deserialize_with = "opt_expr")]
     pub when: Option<String>,
     pub actions: Vec<RawAction>,
 }
@@ -98,14 +230,20 @@ impl Priority {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTask {
+    #[serde(deserialize_with = "text")]
     pub title: String,
+    #[serde(default, deserialize_with = "opt_text")]
     pub description: Option<String>,
+    #[serde(deserialize_with = "text")]
     pub owner: String,
+    #[serde(default, deserialize_with = "opt_text")]
     pub due_in: Option<String>,
     pub priority: Option<Priority>,
     /// Overdue by this long, the task escalates (once) by email to `escalate_to`.
+    #[serde(default, deserialize_with = "opt_text")]
     pub escalate_after: Option<String>,
     /// An address template; default the account's manager.
+    #[serde(default, deserialize_with = "opt_text")]
     pub escalate_to: Option<String>,
 }
 
@@ -114,8 +252,10 @@ pub struct RawTask {
 pub struct RawEmail {
     /// An address template (`{{ account.manager }}`), or `contacts`: the account's
     /// subscribed contacts (customer-facing mail).
+    #[serde(deserialize_with = "text")]
     pub to: String,
     /// A template in `playbooks/templates/` (`<name>.txt`, optional `<name>.html`).
+    #[serde(deserialize_with = "text")]
     pub template: String,
     /// Group this action's emails by recipient: one email listing every account.
     #[serde(default)]
@@ -147,14 +287,18 @@ impl Method {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawWebhook {
+    #[serde(deserialize_with = "text")]
     pub url: String,
     pub method: Option<Method>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "text_map")]
     pub headers: BTreeMap<String, String>,
     /// A JSON body template.
+    #[serde(default, deserialize_with = "opt_text")]
     pub body: Option<String>,
     /// Name of the environment variable holding the HMAC-SHA256 signing secret.
+    #[serde(default, deserialize_with = "opt_text")]
     pub secret_env: Option<String>,
+    #[serde(default, deserialize_with = "opt_text")]
     pub timeout: Option<String>,
 }
 
@@ -162,6 +306,8 @@ pub struct RawWebhook {
 #[serde(deny_unknown_fields)]
 pub struct RawUpdate {
     /// `lifecycle_stage`, or `fields.<name>`.
+    #[serde(deserialize_with = "text")]
     pub field: String,
+    #[serde(deserialize_with = "scalar")]
     pub value: String,
 }
