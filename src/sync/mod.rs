@@ -2,7 +2,11 @@
 //!
 //! Invariants:
 //! - A bad row never stops the good ones: it is reported with its line (and column, for
-//!   CSV) and the reason, and counted as rejected; every good row is stored.
+//!   CSV) and the reason, and counted as rejected; every good row is stored. A stray CSV
+//!   quote is one bad row, not the rows it would swallow: reading resumes on the line after
+//!   it (module `quotes`). Line numbers are the file's, as an editor counts them.
+//! - An account or contact id that a file holds twice is reported with both lines; both
+//!   rows apply, in file order.
 //! - Upsert: re-importing a file changes nothing and the counts say `unchanged`; a row
 //!   that carries some fields updates only those.
 //! - Rows are stored in batches of [`BATCH_ROWS`], each atomic, and the store is flushed
