@@ -81,6 +81,25 @@ fn a_legit_notes_cell_of_many_lines_is_kept_whole() {
 }
 
 #[test]
+fn a_quote_that_closes_cleanly_in_a_row_too_wide_rejects_that_row_and_names_the_quote() {
+    let ws = Workspace::new(CRM_CONFIG);
+    // Either a notes cell in a row with one cell too many, or a stray quote that pairs
+    // with one closing a cell three lines down: reading lines 3-4 as rows could import a
+    // note's lines as accounts, so the row is rejected whole and the report says where.
+    ws.write("accounts.csv", "Account ID,Account Name,ARR\nA,\"Call, then\nB, bid\nC, sale\",1,x\nD,Dee,4\n");
+    let store = ws.store();
+    let report = ws.sync::<AccountField>(&store, "accounts.csv", |c| &c.sync.accounts);
+    assert_eq!((report.inserted, report.rejected), (1, 1), "{}", errors(&report));
+    assert_eq!(
+        errors(&report),
+        "2: row has 4 cells; the header has 3 (the quote that opens cell 2 on line 2 closes on line 4; if it is \
+         stray, lines 3 to 4 were read into this row and not imported)"
+    );
+    assert!(store.account("B").unwrap().is_none(), "no account made of a note's line");
+    assert!(store.account("D").unwrap().is_some());
+}
+
+#[test]
 fn a_row_with_too_many_cells_says_which_cell_holds_a_quote() {
     let ws = Workspace::new(CRM_CONFIG);
     ws.write("accounts.csv", "Account ID,Account Name,ARR\nA,Bad \"Quote, Inc.\",1\nB,Fine,2\n");

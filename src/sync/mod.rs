@@ -450,7 +450,7 @@ fn read_csv<K: Kind>(
         let spans_lines = record.as_slice().contains(&b'\n');
         if spans_lines || wrong_count {
             let scan = raw.scan(content, line, end).map_err(read_err)?;
-            if let Some(stray) = stray_quote(&scan, &record, headers.len()) {
+            if let Some(stray) = stray_quote(&scan) {
                 let resume = stray.span.line + 1;
                 let column = stray_column(&headers, stray.span.cell);
                 let message = format!("{}; reading went on from line {resume}", stray.message);
@@ -462,7 +462,16 @@ fn read_csv<K: Kind>(
             }
             if wrong_count {
                 let mut msg = format!("row has {} cells; the header has {}", record.len(), headers.len());
-                if let Some(cell) = scan.inner_quote {
+                if let Some(span) = &scan.span {
+                    let close = span.line + span.breaks;
+                    msg.push_str(&format!(
+                        " (the quote that opens cell {} on line {} closes on line {close}; if it is stray, lines {} \
+                         to {close} were read into this row and not imported)",
+                        span.cell,
+                        span.line,
+                        span.line + 1
+                    ));
+                } else if let Some(cell) = scan.inner_quote {
                     msg.push_str(&format!(
                         " (cell {cell} holds a quote that is not at its start, so it quotes nothing: \
                          put the whole cell in quotes)"
@@ -550,10 +559,12 @@ struct Stray {
     message: String,
 }
 
-/// Whether a row's multi-line cell is a stray quote's doing rather than a real multi-line
-/// cell: its quote never closes, closes inside other text, runs past the limits, or the
-/// row it made has the wrong number of cells.
-fn stray_quote(scan: &quotes::RowScan, record: &csv::ByteRecord, header_len: usize) -> Option<Stray> {
+/// Whether a row's multi-line cell is surely a stray quote's doing rather than a real
+/// multi-line cell: its quote never closes, closes inside other text, or runs past the
+/// limits. Then the lines after the quote's are rows of their own. A cell that closes
+/// cleanly is not judged here even if its row has the wrong width: reading its lines as
+/// rows could import a notes cell's lines as accounts, so that row is rejected whole.
+fn stray_quote(scan: &quotes::RowScan) -> Option<Stray> {
     use quotes::Fault;
     let span = scan.span.clone()?;
     let breaks = span.breaks;
@@ -570,11 +581,6 @@ fn stray_quote(scan: &quotes::RowScan, record: &csv::ByteRecord, header_len: usi
         Some(Fault::TextAfterClose { line }) => format!(
             "a quote opened here is never closed (the field runs over {breaks} line ends, to a quote on line \
              {line} that has other text right after it)"
-        ),
-        None if record.len() != header_len => format!(
-            "row has {} cells; the header has {header_len}: a quote opened here runs over {breaks} line ends, \
-             so it is probably stray",
-            record.len()
         ),
         None => return None,
     };
