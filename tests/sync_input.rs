@@ -102,14 +102,15 @@ fn a_quote_that_closes_cleanly_in_a_row_too_wide_rejects_that_row_and_names_the_
 #[test]
 fn a_row_with_too_many_cells_says_which_cell_holds_a_quote() {
     let ws = Workspace::new(CRM_CONFIG);
-    ws.write("accounts.csv", "Account ID,Account Name,ARR\nA,Bad \"Quote, Inc.\",1\nB,Fine,2\n");
+    ws.write("accounts.csv", "Account ID,Account Name,ARR\nA,Bad \"Quote, Inc.\",1\nB,Fine,2\nC,\"Open");
     let store = ws.store();
     let report = ws.sync::<AccountField>(&store, "accounts.csv", |c| &c.sync.accounts);
-    assert_eq!((report.inserted, report.rejected), (1, 1));
+    assert_eq!((report.inserted, report.rejected), (1, 2));
     assert_eq!(
         errors(&report),
         "2: row has 4 cells; the header has 3 (cell 2 holds a quote that is not at its start, so it quotes \
-         nothing: put the whole cell in quotes)"
+         nothing: put the whole cell in quotes)\n\
+         4: row has 2 cells; the header has 3 (the quote that opens cell 2 is never closed)"
     );
 }
 

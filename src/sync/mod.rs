@@ -471,6 +471,8 @@ fn read_csv<K: Kind>(
                         span.line,
                         span.line + 1
                     ));
+                } else if let Some(cell) = scan.open_at_end {
+                    msg.push_str(&format!(" (the quote that opens cell {cell} is never closed)"));
                 } else if let Some(cell) = scan.inner_quote {
                     msg.push_str(&format!(
                         " (cell {cell} holds a quote that is not at its start, so it quotes nothing: \

@@ -57,6 +57,8 @@ pub struct RowScan {
     pub span: Option<QuotedSpan>,
     /// The first cell holding a quote that is not at its start (it quotes nothing).
     pub inner_quote: Option<usize>,
+    /// The cell whose quote is still open where the row (the file) ends on its own line.
+    pub open_at_end: Option<usize>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -153,6 +155,8 @@ pub fn scan_row(mut raw: impl BufRead, start_byte: u64, start_line: u64) -> io::
         if let Some((span, _)) = open {
             if span.breaks > 0 {
                 scan.span = Some(QuotedSpan { fault: Some(Fault::Unclosed), ..span });
+            } else {
+                scan.open_at_end = Some(span.cell);
             }
         }
     } else if state == State::QuoteInQuoted {
@@ -199,6 +203,7 @@ mod tests {
     #[test]
     fn a_quote_left_open_to_the_end_is_unclosed_and_a_long_one_too_long() {
         assert_eq!(scan("A,x,\"open\nB,y\n").span.unwrap().fault, Some(Fault::Unclosed));
+        assert_eq!(scan("A,\"open").open_at_end, Some(2), "the last line, with no line end");
         let long = format!("A,\"{}\"\n", "row\n".repeat(MAX_QUOTED_LINES as usize + 5));
         let span = scan(&long).span.unwrap();
         assert_eq!((span.fault, span.breaks), (Some(Fault::TooLong), MAX_QUOTED_LINES + 1));
