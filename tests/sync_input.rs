@@ -3,7 +3,7 @@
 //! and CRLF; odd bytes and deep JSON are row errors, never a crash; and a property test
 //! over random CSV.
 
-use keel::sync::{AccountField, ContactField, EventField, MAX_QUOTED_LINES};
+use keel::sync::{AccountField, ContactField, EventField, MAX_QUOTED_LINES, MAX_ROW_BYTES};
 use proptest::prelude::*;
 
 use crate::util::{Workspace, CRM_CONFIG};
@@ -67,6 +67,35 @@ fn a_quote_that_runs_past_the_limit_is_cut_off_there() {
         "2:2: column \"Account Name\": a quote opened here is never closed (the field runs over more than 100 \
          lines or 64 KiB); reading went on from line 3"
     );
+}
+
+#[test]
+fn a_runaway_row_is_cut_at_the_row_limit_not_read_whole() {
+    let ws = Workspace::new(CRM_CONFIG);
+    let big = (MAX_ROW_BYTES + (1 << 20)) as usize;
+    // A stray quote and no quote after it for more than the row limit, in lines too long
+    // to be rows; and one line longer than the limit.
+    let mut stray = String::from("Account ID,Account Name,ARR\nS,\"stray,1\n");
+    for _ in 0..big / (1 << 20) {
+        stray.push_str(&"x".repeat(1 << 20));
+        stray.push('\n');
+    }
+    stray.push_str("G,Good,1\n");
+    ws.write("stray.csv", &stray);
+    ws.write("long.csv", &format!("Account ID,Account Name,ARR\nL,{},1\nH,Good,2\n", "y".repeat(big)));
+    let store = ws.store();
+    let report = ws.sync::<AccountField>(&store, "stray.csv", |c| &c.sync.accounts);
+    assert_eq!(report.inserted, 1, "{}", errors(&report));
+    assert!(report.errors[0]
+        .to_string()
+        .starts_with("2:2: column \"Account Name\": a quote opened here is never closed"));
+    let report = ws.sync::<AccountField>(&store, "long.csv", |c| &c.sync.accounts);
+    assert_eq!((report.inserted, report.rejected), (1, 1));
+    assert_eq!(
+        errors(&report),
+        "2: row is longer than 16 MiB, which no export writes; reading went on from the next line"
+    );
+    assert!(store.account("G").unwrap().is_some() && store.account("H").unwrap().is_some());
 }
 
 #[test]

@@ -22,7 +22,7 @@ mod values;
 use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -375,7 +375,11 @@ fn read_csv<K: Kind>(
     let file_err = |message: String| SyncError::File { path: path.to_path_buf(), message };
     let read_err = |source: io::Error| SyncError::Read { path: path.to_path_buf(), source };
     // `flexible`: a row with the wrong number of cells is that row's error, not the file's.
-    let mut reader = csv::ReaderBuilder::new().flexible(true).buffer_capacity(1 << 20).from_reader(file);
+    let mut reader = csv::ReaderBuilder::new().flexible(true).buffer_capacity(1 << 20).from_reader(RowLimit {
+        file,
+        pos: 0,
+        row_start: 0,
+    });
     let headers: Vec<String> = reader
         .byte_headers()
         .map_err(|e| file_err(format!("cannot read the header row: {e}")))?
@@ -414,17 +418,57 @@ fn read_csv<K: Kind>(
     let mut raw = RawRows::open(path).map_err(read_err)?;
     let mut record = csv::ByteRecord::new();
     let mut rows: u64 = 0;
+    // Where the csv reader's next row starts (its line as the csv crate counts).
+    let mut row_line = reader.position().line();
+    reader.get_mut().row_start = reader.position().byte();
+    // Reads on from `byte`, the start of `line`, after a row that could not be trusted.
+    let resume = |reader: &mut csv::Reader<RowLimit>, byte: u64, line: u64| {
+        let mut at = csv::Position::new();
+        at.set_byte(byte).set_line(line);
+        reader.get_mut().row_start = byte;
+        reader.seek(at).map_err(|e| file_err(format!("cannot read on from line {line}: {e}")))
+    };
     loop {
         match reader.read_byte_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {}
-            // The disk failing is the file's problem, not a row's: stop (a retry would loop).
             Err(e) if e.is_io_error() => {
                 let source = match e.into_kind() {
                     csv::ErrorKind::Io(source) => source,
                     other => io::Error::other(format!("{other:?}")),
                 };
-                return Err(read_err(source));
+                // The disk failing is the file's problem, not a row's: stop (a retry would loop).
+                if !source.get_ref().is_some_and(|inner| inner.is::<RowTooLong>()) {
+                    return Err(read_err(source));
+                }
+                // One row ran past MAX_ROW_BYTES: a stray quote if the raw bytes show one.
+                let (line, content) = raw.start(reader.get_ref().row_start, row_line).map_err(read_err)?;
+                let scan = raw.scan(content, line, content + MAX_ROW_BYTES).map_err(read_err)?;
+                let next = match stray_quote(&scan) {
+                    Some(stray) => {
+                        let at = stray.span.line;
+                        let message = format!("{}; reading went on from line {}", stray.message, at + 1);
+                        sink.row(at, Err(vec![(Some(stray_column(&headers, stray.span.cell)), message)]))?;
+                        Some((stray.span.next_line_byte, at + 1))
+                    }
+                    None => {
+                        let next = raw.next_line(content).map_err(read_err)?;
+                        let message = format!(
+                            "row is longer than {} MiB, which no export writes; reading went on from the next line",
+                            MAX_ROW_BYTES >> 20
+                        );
+                        sink.row(line, Err(vec![(None, message)]))?;
+                        next.map(|byte| (byte, line + 1))
+                    }
+                };
+                match next {
+                    Some((byte, line)) => {
+                        resume(&mut reader, byte, line)?;
+                        row_line = line;
+                        continue;
+                    }
+                    None => break,
+                }
             }
             Err(e) => {
                 let line = e.position().map(|p| p.line()).unwrap_or(0);
@@ -436,6 +480,8 @@ fn read_csv<K: Kind>(
             return Err(file_err("the CSV reader lost its place in the file".into()));
         };
         let end = reader.position().byte();
+        reader.get_mut().row_start = end;
+        row_line = reader.position().line();
         let (line, content) = raw.start(position.byte(), position.line()).map_err(read_err)?;
         rows += 1;
         if rows % 4096 == 0 {
@@ -451,13 +497,12 @@ fn read_csv<K: Kind>(
         if spans_lines || wrong_count {
             let scan = raw.scan(content, line, end).map_err(read_err)?;
             if let Some(stray) = stray_quote(&scan) {
-                let resume = stray.span.line + 1;
+                let resume_line = stray.span.line + 1;
                 let column = stray_column(&headers, stray.span.cell);
-                let message = format!("{}; reading went on from line {resume}", stray.message);
+                let message = format!("{}; reading went on from line {resume_line}", stray.message);
                 sink.row(stray.span.line, Err(vec![(Some(column), message)]))?;
-                let mut at = csv::Position::new();
-                at.set_byte(stray.span.next_line_byte).set_line(resume);
-                reader.seek(at).map_err(|e| file_err(format!("cannot read on after line {}: {e}", stray.span.line)))?;
+                resume(&mut reader, stray.span.next_line_byte, resume_line)?;
+                row_line = resume_line;
                 continue;
             }
             if wrong_count {
@@ -497,6 +542,43 @@ fn read_csv<K: Kind>(
         sink.row(line, row.finish())?;
     }
     Ok(())
+}
+
+/// Bytes one CSV row (all its lines) may hold. Past this it is a runaway quote, or not
+/// CSV; the limit bounds what one row can make the csv reader hold in memory.
+pub const MAX_ROW_BYTES: u64 = 16 << 20;
+
+/// The csv reader's input: the file, refusing to feed one row past [`MAX_ROW_BYTES`].
+/// Without it a stray quote with no other quote after it reads the rest of the file,
+/// however large, into one cell before the row can be judged.
+struct RowLimit {
+    file: File,
+    /// File offset of the next byte to hand out.
+    pos: u64,
+    /// Where the row being read starts (set after each row).
+    row_start: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("a row is longer than {} MiB", MAX_ROW_BYTES >> 20)]
+struct RowTooLong;
+
+impl Read for RowLimit {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos.saturating_sub(self.row_start) > MAX_ROW_BYTES {
+            return Err(io::Error::other(RowTooLong));
+        }
+        let n = self.file.read(buf)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for RowLimit {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        self.pos = self.file.seek(to)?;
+        Ok(self.pos)
+    }
 }
 
 /// A second, buffered reader over the CSV file that follows the csv reader row by row.
@@ -540,6 +622,26 @@ impl RawRows {
             self.pos += skip as u64;
             if done {
                 return Ok((line, self.pos));
+            }
+        }
+    }
+
+    /// The offset just after the first line end from `byte` on; `None` if there is none.
+    fn next_line(&mut self, byte: u64) -> io::Result<Option<u64>> {
+        self.move_to(byte)?;
+        loop {
+            let chunk = self.reader.fill_buf()?;
+            if chunk.is_empty() {
+                return Ok(None);
+            }
+            let (n, found) = match chunk.iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (chunk.len(), false),
+            };
+            self.reader.consume(n);
+            self.pos += n as u64;
+            if found {
+                return Ok(Some(self.pos));
             }
         }
     }
