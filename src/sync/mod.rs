@@ -12,7 +12,7 @@
 //! - Rows are stored in batches of [`BATCH_ROWS`], each atomic, and the store is flushed
 //!   before [`sync_file`] returns, so a reported sync is on disk.
 //! - Problems with the file as a whole (unreadable, no id column, duplicate headers, a
-//!   JSON array with a syntax error) fail before any row is stored.
+//!   JSON array with a syntax error or not in UTF-8) fail before any row is stored.
 
 pub mod mapping;
 mod quotes;
