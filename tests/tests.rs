@@ -19,3 +19,4 @@ pub(crate) mod run;
 mod simulate;
 mod store;
 mod sync;
+mod sync_input;

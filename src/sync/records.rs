@@ -29,6 +29,11 @@ pub trait Kind: FieldSet {
     fn set_extra(patch: &mut Self::Patch, key: &str, value: Value);
     /// Completes the record, or says which required field the row lacked.
     fn finish(patch: Self::Patch) -> Result<Self::Record, String>;
+    /// The id a row is upserted under, for reporting a file that holds an id twice; `None`
+    /// for kinds where a repeat is normal (an event delivered twice is one event).
+    fn id_of(_record: &Self::Record) -> Option<&str> {
+        None
+    }
     fn store(store: &Store, records: Vec<Self::Record>, now: DateTime<Utc>) -> Result<Vec<Outcome>, StoreError>;
 }
 
@@ -80,6 +85,10 @@ impl Kind for AccountField {
         Ok(p)
     }
 
+    fn id_of(record: &AccountPatch) -> Option<&str> {
+        Some(&record.id)
+    }
+
     fn store(store: &Store, records: Vec<AccountPatch>, now: DateTime<Utc>) -> Result<Vec<Outcome>, StoreError> {
         store.upsert_accounts(records, now)
     }
@@ -117,6 +126,10 @@ impl Kind for ContactField {
             }
         }
         Ok(p)
+    }
+
+    fn id_of(record: &ContactPatch) -> Option<&str> {
+        Some(&record.id)
     }
 
     fn store(store: &Store, records: Vec<ContactPatch>, now: DateTime<Utc>) -> Result<Vec<Outcome>, StoreError> {
