@@ -512,6 +512,9 @@ fn read_json_lines<K: Kind>(
         if buf.trim().is_empty() {
             continue;
         }
+        if line == 1 {
+            crate::diagnostic::strip_bom(&mut buf);
+        }
         let built = match serde_json::from_str::<Value>(&buf) {
             Ok(Value::Object(object)) => json_row(&object, spec, opts),
             Ok(_) => Err(vec![(None, "expected a JSON object on this line".to_string())]),
@@ -532,6 +535,7 @@ fn read_json_array<K: Kind>(
 ) -> Result<(), SyncError> {
     let mut text = String::new();
     file.read_to_string(&mut text).map_err(|source| SyncError::Read { path: path.to_path_buf(), source })?;
+    crate::diagnostic::strip_bom(&mut text);
     // Parse the array shallowly first: a syntax error anywhere means we cannot trust where
     // one element ends and the next begins, so the file is refused as a whole.
     let elements: Vec<&RawValue> = serde_json::from_str(&text).map_err(|e| SyncError::File {

@@ -26,7 +26,7 @@ use super::duration::Span;
 use super::schedule::CronSchedule;
 use super::script::{Expression, Origin, ScriptEngine};
 use crate::config::parse_yaml;
-use crate::diagnostic::{did_you_mean, yaml_path_position, Diagnostic, Seg};
+use crate::diagnostic::{byte_of_column, did_you_mean, read_source, yaml_path_position, Diagnostic, Seg};
 
 /// Catch-up window of a date trigger when the playbook does not set one (DESIGN.md).
 pub const DEFAULT_CATCH_UP_DAYS: i64 = 7;
@@ -249,7 +249,7 @@ impl PlaybookSet {
         };
         let mut ids: BTreeMap<String, PathBuf> = BTreeMap::new();
         for file in files {
-            let text = match fs::read_to_string(&file) {
+            let text = match read_source(&file) {
                 Ok(t) => t,
                 Err(e) => {
                     errors.push(plain(&file, format!("cannot read this playbook: {e}")));
@@ -331,12 +331,13 @@ impl Ctx<'_> {
         let (mut line, mut column) = self.position(path).unwrap_or((1, 1));
         let mut indent = 0;
         let lines: Vec<&str> = self.text.lines().collect();
-        let at = lines.get(line - 1).and_then(|l| l.get(column - 1..)).unwrap_or("");
+        let at = lines.get(line - 1).map_or("", |l| &l[byte_of_column(l, column)..]);
         if at.starts_with('"') || at.starts_with('\'') {
             column += 1;
         } else if at.starts_with('|') || at.starts_with('>') {
             line += 1;
-            indent = lines.get(line - 1).map_or(0, |l| l.len() - l.trim_start().len());
+            // YAML indents with spaces; counted in characters, like every column.
+            indent = lines.get(line - 1).map_or(0, |l| l.chars().take_while(|&c| c == ' ').count());
             column = indent + 1;
         }
         Origin { file: self.file.to_path_buf(), line, column, indent }
@@ -410,18 +411,20 @@ impl Ctx<'_> {
         let help = self.check_template(&name, source.to_string());
         match help {
             Ok(()) => Some(name),
-            Err((message, help)) => {
+            Err((message, help, _)) => {
                 self.err(path, message, help);
                 None
             }
         }
     }
 
-    /// Adds a template and checks its syntax and variables.
-    fn check_template(&mut self, name: &str, source: String) -> Result<(), (String, Option<String>)> {
+    /// Adds a template and checks its syntax and variables. An error says what, a help,
+    /// and the template's line where a syntax error is.
+    fn check_template(&mut self, name: &str, source: String) -> Result<(), (String, Option<String>, Option<usize>)> {
         if let Err(e) = self.set.templates.add_template_owned(name.to_string(), source) {
             let line = e.line().map(|l| format!(" (template line {l})")).unwrap_or_default();
-            return Err((format!("template syntax error{line}: {}", e.detail().unwrap_or("invalid template")), None));
+            let message = format!("template syntax error{line}: {}", e.detail().unwrap_or("invalid template"));
+            return Err((message, None, e.line()));
         }
         let template = self.set.templates.get_template(name).expect("just added");
         let mut unknown: Vec<String> = template
@@ -436,7 +439,7 @@ impl Ctx<'_> {
                 let help = did_you_mean(first, TEMPLATE_VARIABLES.iter().copied())
                     .map(|near| format!("did you mean `{near}`?"))
                     .or_else(|| Some(format!("templates can use {}", TEMPLATE_VARIABLES.join(", "))));
-                Err((format!("unknown template variable `{}`", unknown.join("`, `")), help))
+                Err((format!("unknown template variable `{}`", unknown.join("`, `")), help, None))
             }
         }
     }
@@ -448,7 +451,7 @@ impl Ctx<'_> {
         }
         let dir = self.dir.join("templates");
         let text_path = dir.join(format!("{name}.txt"));
-        let Ok(text) = fs::read_to_string(&text_path) else {
+        let Ok(text) = read_source(&text_path) else {
             let mut known: Vec<String> = fs::read_dir(&dir)
                 .into_iter()
                 .flatten()
@@ -461,24 +464,35 @@ impl Ctx<'_> {
             self.err(path, format!("no email template {name:?}: expected {}", text_path.display()), help);
             return None;
         };
-        let file_err =
-            |errors: &mut Vec<Diagnostic>, file: &Path, line: usize, message: String, help: Option<String>| {
-                errors.push(
-                    Diagnostic {
-                        file: file.to_path_buf(),
-                        position: Some((line, 1)),
-                        key: None,
-                        message,
-                        snippet: None,
-                        help,
-                    }
-                    .with_source(&fs::read_to_string(file).unwrap_or_default()),
-                );
-            };
+        let file_err = |errors: &mut Vec<Diagnostic>,
+                        file: &Path,
+                        source: &str,
+                        line: usize,
+                        message: String,
+                        help: Option<String>| {
+            errors.push(
+                Diagnostic {
+                    file: file.to_path_buf(),
+                    position: Some((line, 1)),
+                    key: None,
+                    message,
+                    snippet: None,
+                    help,
+                }
+                .with_source(source),
+            );
+        };
         let Some((subject, body)) =
             text.split_once('\n').and_then(|(first, rest)| Some((first.strip_prefix("Subject:")?, rest)))
         else {
-            file_err(self.errors, &text_path, 1, "an email template starts with a `Subject: …` line".into(), None);
+            file_err(
+                self.errors,
+                &text_path,
+                &text,
+                1,
+                "an email template starts with a `Subject: …` line".into(),
+                None,
+            );
             return None;
         };
         let subject_name = format!("{name}.subject");
@@ -486,17 +500,19 @@ impl Ctx<'_> {
         let mut ok = true;
         for (tname, source, line) in [(&subject_name, subject.trim().to_string(), 1), (&text_name, body.to_string(), 2)]
         {
-            if let Err((message, help)) = self.check_template(tname, source) {
-                file_err(self.errors, &text_path, line, message, help);
+            if let Err((message, help, at)) = self.check_template(tname, source) {
+                // The subject is the file's line 1, the body starts on line 2.
+                let line = at.map_or(line, |at| line + at - 1);
+                file_err(self.errors, &text_path, &text, line, message, help);
                 ok = false;
             }
         }
         let html_path = dir.join(format!("{name}.html"));
-        let html = match fs::read_to_string(&html_path) {
+        let html = match read_source(&html_path) {
             Ok(source) => {
                 let html_name = format!("{name}.html");
-                if let Err((message, help)) = self.check_template(&html_name, source) {
-                    file_err(self.errors, &html_path, 1, message, help);
+                if let Err((message, help, at)) = self.check_template(&html_name, source.clone()) {
+                    file_err(self.errors, &html_path, &source, at.unwrap_or(1), message, help);
                     ok = false;
                 }
                 Some(html_name)
