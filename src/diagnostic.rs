@@ -311,6 +311,88 @@ mod tests {
     }
 
     #[test]
+    fn columns_count_characters_not_bytes() {
+        let line = "\ttitle: \"→→→→ é\u{301} 😀\" x";
+        let x = line.rfind('x').unwrap();
+        assert_eq!(column_of_byte(line, x), 21);
+        assert_eq!(byte_of_column(line, 21), x);
+        assert_eq!(byte_of_column(line, 1), 0);
+        assert_eq!(byte_of_column(line, 99), line.len(), "past the end: the end");
+        // Inside a character: rounded down to its start.
+        assert_eq!(column_of_byte(line, 10), column_of_byte(line, 9));
+        // CRLF lines: the \r ends a line, it does not start the next.
+        assert_eq!(position_of_byte("a: →\r\nbé: [\r\n", 13), (2, 5));
+        assert_eq!(position_of_byte("", 7), (1, 1));
+    }
+
+    #[test]
+    fn the_locator_reports_character_columns() {
+        let text = "sync:\n  accounts:\n    columns:\n      \"Numéro → ID\": idd\n";
+        let path = ["sync", "accounts", "columns", "Numéro → ID"];
+        assert_eq!(yaml_key_position(text, &path), Some((4, 7, Some(22))));
+    }
+
+    fn at(position: (usize, usize), text: &str) -> Diagnostic {
+        Diagnostic {
+            file: "p.yaml".into(),
+            position: Some(position),
+            key: Some("actions[0].task.title".into()),
+            message: "unknown template variable `acount`".into(),
+            snippet: None,
+            help: Some("did you mean `account`?".into()),
+        }
+        .with_source(text)
+    }
+
+    #[test]
+    fn the_caret_stands_under_the_character_the_column_names() {
+        let text = "id: x\r\n  - task: { title: \"→→→→ {{ acount }}\" }\r\n";
+        insta::assert_snapshot!(at((2, 20), text).to_string(), @r#"
+        unknown template variable `acount`
+         --> p.yaml:2:20
+          |
+        2 |   - task: { title: "→→→→ {{ acount }}" }
+          |                    ^^^^^^^^^^^^^^^^^^^
+          |
+          = key: actions[0].task.title
+          = help: did you mean `account`?
+        "#);
+        // A tab is one column, shown as four spaces with the caret still under its target.
+        let rendered = at((1, 3), "\t😀x: y").to_string();
+        assert!(rendered.contains("--> p.yaml:1:3"), "{rendered}");
+        assert!(rendered.contains("1 |     😀x: y\n  |       ^"), "{rendered}");
+    }
+
+    #[test]
+    fn any_text_and_any_position_render() {
+        let texts = ["", "\u{feff}", "a\r", "\0\u{7}\u{1b}[31m", "e\u{301}\u{301}\u{301}", "👩‍👩‍👧 日本語\t→", "\r\n\r\n"];
+        for text in texts {
+            for position in [(0, 0), (1, 1), (1, 2), (1, 5), (2, 1), (3, 9), (usize::MAX, usize::MAX)] {
+                let d = at(position, text);
+                let (line, column) = d.position.unwrap();
+                let lines = text.lines().count().max(1);
+                assert!((1..=lines).contains(&line), "{position:?} in {text:?}: line {line}");
+                let snippet = d.snippet.clone().unwrap();
+                assert!((1..=snippet.chars().count() + 1).contains(&column), "{position:?} in {text:?}: {column}");
+                assert!(d.to_string().contains(&format!("--> p.yaml:{line}:{column}")), "{d}");
+            }
+        }
+        let unplaced = Diagnostic { position: None, snippet: None, ..at((1, 1), "") };
+        assert!(unplaced.to_string().contains("--> p.yaml\n"), "{unplaced}");
+    }
+
+    #[test]
+    fn a_leading_bom_is_dropped_and_only_that() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keel.yaml");
+        std::fs::write(&path, "\u{feff}timezone: UTC # \u{feff}\n").unwrap();
+        assert_eq!(read_source(&path).unwrap(), "timezone: UTC # \u{feff}\n");
+        let mut twice = "\u{feff}\u{feff}x".to_string();
+        strip_bom(&mut twice);
+        assert_eq!(twice, "\u{feff}x", "a second U+FEFF is text (a zero-width no-break space)");
+    }
+
+    #[test]
     fn suggests_the_near_name_only() {
         let keys = ["trigger", "timezone", "data_dir"];
         assert_eq!(did_you_mean("tigger", keys), Some("trigger"));

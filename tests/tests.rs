@@ -18,3 +18,4 @@ pub(crate) mod run;
 mod simulate;
 mod store;
 mod sync;
+mod unicode;

@@ -398,7 +398,8 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Re
             Diagnostic {
                 file: path.to_path_buf(),
                 position,
-                key: (key != ".").then_some(key),
+                // "." is the root; "?" is where serde could not tell (a syntax error).
+                key: (key != "." && key != "?").then_some(key),
                 message,
                 snippet: None,
                 help,

@@ -211,6 +211,11 @@ fn load(file: &Path, set: &PlaybookSet) -> Result<Vec<Case>, Vec<Diagnostic>> {
     }
 }
 
+/// Reads and checks `file` without running its cases: how many it holds, or every error.
+pub fn check_file(file: &Path, set: &PlaybookSet) -> Result<usize, Vec<Diagnostic>> {
+    load(file, set).map(|cases| cases.len())
+}
+
 /// Runs every case of `file`. Errors in the file itself come back as diagnostics.
 pub fn run_file(
     file: &Path,
