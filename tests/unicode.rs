@@ -356,3 +356,20 @@ fn a_running_daemon_survives_a_non_ascii_typo_and_takes_a_bom_file() {
     assert_eq!(status.code(), Some(0), "still running, and a clean stop exits 0:\n{}", log.join("\n"));
     assert!(!log.iter().any(|l| l.contains("panicked")), "{}", log.join("\n"));
 }
+
+/// serde_yaml's own lines also break at U+2028 and a lone `\r` (inside a quoted scalar
+/// they are folded like any line break): a syntax error after them is still at Keel's
+/// line and character column.
+#[test]
+fn a_yaml_syntax_error_after_non_ascii_text_is_at_its_character_column() {
+    for text in [
+        "data_dir: \"→→→→\" [\n",
+        "# é\r\ndata_dir: \"日本語\u{2028}😀\" [\r\n",
+        "\u{feff}# e\u{301}\ndata_dir: \"\tß\rx\" [\n",
+    ] {
+        let ws = Workspace::new(text);
+        let Err(ConfigError::Invalid(d)) = Config::load(&ws.path("keel.yaml")) else { panic!("{text:?} is invalid") };
+        assert_eq!(d.position, Some(find(text.trim_start_matches('\u{feff}'), "[")), "{text:?}:\n{d}");
+        assert!(!d.to_string().contains("= key"), "no key to name:\n{d}");
+    }
+}
