@@ -1,15 +1,42 @@
-//! User-facing error reports about files CS Ops write (config now, playbooks later):
-//! where (file:line:column), the offending line with a caret, what was expected, and a
-//! "did you mean" when a near name exists. Rendered like rustc/cargo so it reads as a
-//! message about *their* file, never as a crash.
+//! User-facing error reports about files CS Ops write (config, playbooks, rules,
+//! templates, test files): where (file:line:column), the offending line with a caret,
+//! what was expected, and a "did you mean" when a near name exists. Rendered like
+//! rustc/cargo so it reads as a message about *their* file, never as a crash.
+//!
+//! Invariants:
+//! - **One position convention.** Lines are 1-based and split at `\n` (a `\r` before it
+//!   is not part of the line, so CRLF files count like LF ones). Columns are 1-based and
+//!   count characters (Unicode scalar values), a tab counting as one: what rustc and cargo
+//!   print and what an editor's go-to-line:column takes. Every producer converts to it:
+//!   Rhai positions already count characters; serde_yaml's are turned into this from its
+//!   byte offset ([`position_of_byte`]); byte offsets found by scanning the text go
+//!   through [`column_of_byte`].
+//! - **Rendering never panics.** Any text (wide characters, combining marks, tabs, control
+//!   characters) and any position renders: [`Diagnostic::with_source`] keeps the position
+//!   inside the text, and a column is turned into a byte offset on a character boundary.
+//! - **A leading BOM is not part of a file.** Windows editors save UTF-8 with U+FEFF first;
+//!   every user file Keel reads goes through [`read_source`], which drops it, so positions
+//!   and parsers see the text the user sees.
+//!
+//! Rendering is annotate-snippets, the crate rustc and cargo render their diagnostics
+//! with: a span-based snippet, wide and zero-width characters measured for the caret,
+//! tabs expanded, control characters shown as symbols rather than sent to the terminal.
+//! (codespan-reporting wants a file database for one line; miette is built around
+//! fancy graphical reports and its own error trait.) Keel renders it plain, without
+//! colour and with whole lines, as the output goes to logs and CI as often as to a terminal.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::io;
+use std::path::{Path, PathBuf};
 
+use annotate_snippets::{AnnotationKind, Level, Origin, Renderer, Snippet};
+
+/// A problem in a user's file, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
     pub file: PathBuf,
-    /// 1-based line and column; `None` when the error has no position (e.g. unreadable file).
+    /// 1-based line and column (in characters, see the module doc); `None` when the error
+    /// has no position (e.g. unreadable file).
     pub position: Option<(usize, usize)>,
     /// Dotted path of the key in question (`sync.accounts.columns`), when known.
     pub key: Option<String>,
@@ -20,47 +47,65 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    /// Fills in the snippet from the file's text.
+    /// Fills in the snippet from the file's text. A position outside the text (a line past
+    /// the end, a column past the end of its line) is moved to the end of the text or of
+    /// the line, so the report still shows where the file stops.
     pub fn with_source(mut self, text: &str) -> Self {
-        if let Some((line, _)) = self.position {
-            self.snippet = text.lines().nth(line.saturating_sub(1)).map(str::to_string);
+        if let Some((line, column)) = self.position {
+            let lines: Vec<&str> = text.lines().collect();
+            let (line, column) = match lines.len() {
+                0 => (1, 1),
+                n if line > n => (n, lines[n - 1].chars().count() + 1),
+                _ => (line.max(1), column),
+            };
+            let snippet = lines.get(line - 1).copied().unwrap_or("");
+            let column = column.clamp(1, snippet.chars().count() + 1);
+            self.position = Some((line, column));
+            self.snippet = Some(snippet.to_string());
         }
         self
     }
 }
 
+/// How wide a line may be before the renderer elides its start: never, in practice. A
+/// report shows the whole line, as the file has it.
+const WHOLE_LINES: usize = 1 << 20;
+
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The caller prefixes "error: ", as it does for every error the CLI prints.
-        writeln!(f, "{}", self.message)?;
-        let gutter = self.position.map_or(1, |(line, _)| line.to_string().len());
-        let pad = " ".repeat(gutter);
-        match self.position {
-            Some((line, col)) => writeln!(f, "{pad}--> {}:{line}:{col}", self.file.display())?,
-            None => writeln!(f, "{pad}--> {}", self.file.display())?,
-        }
-        if let (Some((line, col)), Some(snippet)) = (self.position, &self.snippet) {
-            writeln!(f, "{pad} |")?;
-            writeln!(f, "{line} | {snippet}")?;
-            let start = col.saturating_sub(1).min(snippet.len());
-            let rest = &snippet[start..];
-            let width = caret_width(rest);
-            let lead: String = snippet[..start].chars().map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
-            writeln!(f, "{pad} | {lead}{}", "^".repeat(width))?;
-        }
-        if let Some(key) = &self.key {
-            writeln!(f, "{pad} = key: {key}")?;
-        }
-        if let Some(help) = &self.help {
-            writeln!(f, "{pad} = help: {help}")?;
-        }
-        Ok(())
+        let path = self.file.display().to_string();
+        let title = Level::ERROR.no_name().primary_title(self.message.as_str());
+        let group = match (self.position, &self.snippet) {
+            (Some((line, column)), Some(snippet)) => {
+                let start = byte_of_column(snippet, column);
+                let end = start + underline(&snippet[start..]);
+                title.element(
+                    Snippet::source(snippet.as_str())
+                        .line_start(line)
+                        .path(path.as_str())
+                        .annotation(AnnotationKind::Primary.span(start..end)),
+                )
+            }
+            (Some((line, column)), None) => title.element(Origin::path(path.as_str()).line(line).char_column(column)),
+            (None, _) => title.element(Origin::path(path.as_str())),
+        };
+        let group = match &self.key {
+            Some(key) => group.element(Level::NOTE.with_name("key").message(key.as_str())),
+            None => group,
+        };
+        let group = match &self.help {
+            Some(help) => group.element(Level::HELP.message(help.as_str())),
+            None => group,
+        };
+        writeln!(f, "{}", Renderer::plain().term_width(WHOLE_LINES).render(&[group]))
     }
 }
 
-/// How much of `rest` the caret underlines: a quoted scalar whole, else up to the `:` of
-/// a key or the end of the value (a trailing comment excluded).
-fn caret_width(rest: &str) -> usize {
+/// How many bytes of `rest` the caret underlines: a quoted scalar whole, else up to the
+/// `:` of a key or the end of the value (a trailing comment excluded); at least one
+/// character where there is one.
+fn underline(rest: &str) -> usize {
     let width = match rest.chars().next() {
         Some(q @ ('"' | '\'')) => rest[1..].find(q).map_or(rest.len(), |end| end + 2),
         _ => {
@@ -72,7 +117,54 @@ fn caret_width(rest: &str) -> usize {
             }
         }
     };
-    rest[..width.min(rest.len())].chars().count().max(1)
+    match width.min(rest.len()) {
+        0 => rest.chars().next().map_or(0, char::len_utf8),
+        w => w,
+    }
+}
+
+/// Reads a user's file as text, without a leading byte-order mark.
+pub fn read_source(path: &Path) -> io::Result<String> {
+    let mut text = std::fs::read_to_string(path)?;
+    strip_bom(&mut text);
+    Ok(text)
+}
+
+/// Drops a leading byte-order mark (U+FEFF, which some editors write first), for text
+/// read other than by [`read_source`].
+pub fn strip_bom(text: &mut String) {
+    const BOM: char = '\u{feff}';
+    if text.starts_with(BOM) {
+        text.replace_range(..BOM.len_utf8(), "");
+    }
+}
+
+/// The 1-based character column of byte offset `byte` in `line` (rounded down to a
+/// character boundary; past the end, the column after the last character).
+pub fn column_of_byte(line: &str, byte: usize) -> usize {
+    line[..floor_boundary(line, byte)].chars().count() + 1
+}
+
+/// The byte offset of 1-based character column `column` in `line`: always a character
+/// boundary, the line's length for a column past its end.
+pub fn byte_of_column(line: &str, column: usize) -> usize {
+    line.char_indices().nth(column.saturating_sub(1)).map_or(line.len(), |(i, _)| i)
+}
+
+/// The 1-based line and character column of byte offset `byte` in `text`.
+pub fn position_of_byte(text: &str, byte: usize) -> (usize, usize) {
+    let before = &text[..floor_boundary(text, byte)];
+    let line = before.matches('\n').count() + 1;
+    let start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[start..].chars().count() + 1)
+}
+
+fn floor_boundary(text: &str, byte: usize) -> usize {
+    let mut i = byte.min(text.len());
+    while !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
 }
 
 /// One step of a path into a YAML document: a mapping key or a list index.
@@ -154,7 +246,9 @@ pub fn yaml_path_position(text: &str, path: &[Seg]) -> Option<(usize, usize, Opt
             }
         }
         let (i, indent, value_col, is_item) = hit?;
-        found = Some((i + 1, indent + 1, value_col));
+        // Scanned in bytes; reported in characters.
+        let line = lines[i];
+        found = Some((i + 1, column_of_byte(line, indent), value_col.map(|v| column_of_byte(line, v - 1))));
         from = if is_item { i } else { i + 1 };
         parent_indent = Some(indent);
         item_line = is_item;
@@ -214,6 +308,88 @@ mod tests {
         assert_eq!(yaml_path_position(flush, &path), Some((4, 3, Some(9))));
         let path = [Seg::Key("steps"), Seg::Index(1), Seg::Key("after")];
         assert_eq!(yaml_path_position(flush, &path), Some((3, 3, Some(10))));
+    }
+
+    #[test]
+    fn columns_count_characters_not_bytes() {
+        let line = "\ttitle: \"→→→→ é\u{301} 😀\" x";
+        let x = line.rfind('x').unwrap();
+        assert_eq!(column_of_byte(line, x), 21);
+        assert_eq!(byte_of_column(line, 21), x);
+        assert_eq!(byte_of_column(line, 1), 0);
+        assert_eq!(byte_of_column(line, 99), line.len(), "past the end: the end");
+        // Inside a character: rounded down to its start.
+        assert_eq!(column_of_byte(line, 10), column_of_byte(line, 9));
+        // CRLF lines: the \r ends a line, it does not start the next.
+        assert_eq!(position_of_byte("a: →\r\nbé: [\r\n", 13), (2, 5));
+        assert_eq!(position_of_byte("", 7), (1, 1));
+    }
+
+    #[test]
+    fn the_locator_reports_character_columns() {
+        let text = "sync:\n  accounts:\n    columns:\n      \"Numéro → ID\": idd\n";
+        let path = ["sync", "accounts", "columns", "Numéro → ID"];
+        assert_eq!(yaml_key_position(text, &path), Some((4, 7, Some(22))));
+    }
+
+    fn at(position: (usize, usize), text: &str) -> Diagnostic {
+        Diagnostic {
+            file: "p.yaml".into(),
+            position: Some(position),
+            key: Some("actions[0].task.title".into()),
+            message: "unknown template variable `acount`".into(),
+            snippet: None,
+            help: Some("did you mean `account`?".into()),
+        }
+        .with_source(text)
+    }
+
+    #[test]
+    fn the_caret_stands_under_the_character_the_column_names() {
+        let text = "id: x\r\n  - task: { title: \"→→→→ {{ acount }}\" }\r\n";
+        insta::assert_snapshot!(at((2, 20), text).to_string(), @r#"
+        unknown template variable `acount`
+         --> p.yaml:2:20
+          |
+        2 |   - task: { title: "→→→→ {{ acount }}" }
+          |                    ^^^^^^^^^^^^^^^^^^^
+          |
+          = key: actions[0].task.title
+          = help: did you mean `account`?
+        "#);
+        // A tab is one column, shown as four spaces with the caret still under its target.
+        let rendered = at((1, 3), "\t😀x: y").to_string();
+        assert!(rendered.contains("--> p.yaml:1:3"), "{rendered}");
+        assert!(rendered.contains("1 |     😀x: y\n  |       ^"), "{rendered}");
+    }
+
+    #[test]
+    fn any_text_and_any_position_render() {
+        let texts = ["", "\u{feff}", "a\r", "\0\u{7}\u{1b}[31m", "e\u{301}\u{301}\u{301}", "👩‍👩‍👧 日本語\t→", "\r\n\r\n"];
+        for text in texts {
+            for position in [(0, 0), (1, 1), (1, 2), (1, 5), (2, 1), (3, 9), (usize::MAX, usize::MAX)] {
+                let d = at(position, text);
+                let (line, column) = d.position.unwrap();
+                let lines = text.lines().count().max(1);
+                assert!((1..=lines).contains(&line), "{position:?} in {text:?}: line {line}");
+                let snippet = d.snippet.clone().unwrap();
+                assert!((1..=snippet.chars().count() + 1).contains(&column), "{position:?} in {text:?}: {column}");
+                assert!(d.to_string().contains(&format!("--> p.yaml:{line}:{column}")), "{d}");
+            }
+        }
+        let unplaced = Diagnostic { position: None, snippet: None, ..at((1, 1), "") };
+        assert!(unplaced.to_string().contains("--> p.yaml\n"), "{unplaced}");
+    }
+
+    #[test]
+    fn a_leading_bom_is_dropped_and_only_that() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keel.yaml");
+        std::fs::write(&path, "\u{feff}timezone: UTC # \u{feff}\n").unwrap();
+        assert_eq!(read_source(&path).unwrap(), "timezone: UTC # \u{feff}\n");
+        let mut twice = "\u{feff}\u{feff}x".to_string();
+        strip_bom(&mut twice);
+        assert_eq!(twice, "\u{feff}x", "a second U+FEFF is text (a zero-width no-break space)");
     }
 
     #[test]

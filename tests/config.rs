@@ -20,6 +20,7 @@ fn a_misspelt_key_is_named_with_line_column_and_suggestion() {
       |
     4 |   acounts:
       |   ^^^^^^^
+      |
       = key: sync.acounts
       = help: did you mean `accounts`?
     ");
@@ -33,6 +34,7 @@ fn a_bad_value_points_at_the_value() {
       |
     2 | timezone: Europe/Berlinn
       |           ^^^^^^^^^^^^^^
+      |
       = key: timezone
     "#);
 }
@@ -46,6 +48,7 @@ fn a_bad_column_target_lists_what_is_expected() {
       |
     5 |       "Renewal": renewal_dat
       |                  ^^^^^^^^^^^
+      |
       = key: sync.accounts.columns.Renewal
     "#);
 }
@@ -59,6 +62,7 @@ fn a_literal_password_is_refused_and_an_unset_variable_named() {
       |
     4 |     password: hunter2
       |               ^^^^^^^
+      |
       = key: email.smtp.password
     ");
     let unset = config_error("api:\n  token: ${KEEL_TEST_SURELY_UNSET_TOKEN}\n");

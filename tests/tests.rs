@@ -20,3 +20,4 @@ mod simulate;
 mod store;
 mod sync;
 mod sync_input;
+mod unicode;

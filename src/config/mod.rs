@@ -14,7 +14,6 @@
 mod env;
 mod raw;
 
-use std::fs;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -219,7 +218,7 @@ pub enum ConfigError {
 impl Config {
     /// Reads, parses and validates the config file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = fs::read_to_string(path).map_err(|source| match source.kind() {
+        let text = diagnostic::read_source(path).map_err(|source| match source.kind() {
             io::ErrorKind::NotFound => ConfigError::Missing { path: path.to_path_buf() },
             _ => ConfigError::Read { path: path.to_path_buf(), source },
         })?;
@@ -397,13 +396,16 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Re
             Some((line, key_col, value_col)) => {
                 Some((line, if unknown_key { key_col } else { value_col.unwrap_or(key_col) }))
             }
-            None => inner.location().map(|l| (l.line(), l.column())),
+            // serde_yaml's own lines also break at U+2028 and a lone `\r`; its byte offset
+            // gives the position in Keel's convention.
+            None => inner.location().map(|l| diagnostic::position_of_byte(text, l.index())),
         };
         Box::new(
             Diagnostic {
                 file: path.to_path_buf(),
                 position,
-                key: (key != ".").then_some(key),
+                // "." is the root; "?" is where serde could not tell (a syntax error).
+                key: (key != "." && key != "?").then_some(key),
                 message,
                 snippet: None,
                 help,

@@ -22,7 +22,7 @@ use serde::Deserialize;
 
 use super::script::{AccountScope, EvalError, Expression, Origin, ScriptEngine};
 use crate::config::parse_yaml;
-use crate::diagnostic::{yaml_key_position, Diagnostic};
+use crate::diagnostic::{read_source, yaml_key_position, Diagnostic};
 use crate::model::{Band, HealthPoint};
 
 /// The shipped reference model, used when the rules folder has no `health.yaml`.
@@ -154,7 +154,7 @@ impl HealthModel {
             sources.push(BUILTIN_RULES.to_string());
         }
         for file in rule_files(rules_dir, &mut errors) {
-            match fs::read_to_string(&file) {
+            match read_source(&file) {
                 Ok(text) => {
                     sources.push(text.clone());
                     let origin = Origin::at(file.clone(), 1, 1);
@@ -168,7 +168,7 @@ impl HealthModel {
         let (file, text) = if builtin {
             (Path::new(BUILTIN_DIR).join("health.yaml"), BUILTIN_MODEL.to_string())
         } else {
-            match fs::read_to_string(&model_path) {
+            match read_source(&model_path) {
                 Ok(text) => (model_path, text),
                 Err(e) => {
                     errors.push(plain(&model_path, format!("cannot read the health model: {e}")));
@@ -248,7 +248,7 @@ impl HealthModel {
             }
             let (line, mut column) = at(&["categories", &name, "score"]).unwrap_or((1, 1));
             // A quoted expression starts one column after its quote.
-            if text.lines().nth(line - 1).and_then(|l| l.get(column - 1..column)).is_some_and(|c| c == "\"" || c == "'")
+            if text.lines().nth(line - 1).and_then(|l| l.chars().nth(column - 1)).is_some_and(|c| c == '"' || c == '\'')
             {
                 column += 1;
             }

@@ -112,7 +112,7 @@ struct Case {
 /// Reads and checks a test file against the playbook set: unknown keys, unknown
 /// playbooks and accounts are errors with file:line:column, like `keel check`'s.
 fn load(file: &Path, set: &PlaybookSet) -> Result<Vec<Case>, Vec<Diagnostic>> {
-    let text = std::fs::read_to_string(file).map_err(|e| {
+    let text = crate::diagnostic::read_source(file).map_err(|e| {
         vec![Diagnostic {
             file: file.into(),
             position: None,
@@ -209,6 +209,11 @@ fn load(file: &Path, set: &PlaybookSet) -> Result<Vec<Case>, Vec<Diagnostic>> {
     } else {
         Err(errors)
     }
+}
+
+/// Reads and checks `file` without running its cases: how many it holds, or every error.
+pub fn check_file(file: &Path, set: &PlaybookSet) -> Result<usize, Vec<Diagnostic>> {
+    load(file, set).map(|cases| cases.len())
 }
 
 /// Runs every case of `file`. Errors in the file itself come back as diagnostics.

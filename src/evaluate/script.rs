@@ -112,20 +112,19 @@ impl Origin {
 
     /// The file position of a position inside the expression. Line 1 of the expression
     /// starts at the origin's column; later lines start after the block's indentation.
+    /// Rhai counts columns in characters, as diagnostics do.
     fn map(&self, pos: Position) -> (usize, usize) {
         match (pos.line(), pos.position()) {
-            (Some(1), Some(col)) => (self.line, self.column + col - 1),
-            (Some(line), col) => (self.line + line - 1, self.indent + col.unwrap_or(1)),
+            (Some(1), Some(col)) => (self.line, self.column + col.saturating_sub(1)),
+            (Some(line), col) => (self.line + line.saturating_sub(1), self.indent + col.unwrap_or(1)),
             (None, _) => (self.line, self.column),
         }
     }
 
     /// The file position of a byte offset in the expression's source.
     pub fn position_of(&self, source: &str, offset: usize) -> (usize, usize) {
-        let before = &source[..offset.min(source.len())];
-        let line = before.matches('\n').count() + 1;
-        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        self.map(Position::new(line as u16, column as u16))
+        let (line, column) = crate::diagnostic::position_of_byte(source, offset);
+        self.map(rhai_position(line, column))
     }
 
     /// Like [`Origin::map`], but a position past the end of `source` (Rhai's "script is
@@ -134,17 +133,20 @@ impl Origin {
     fn map_within(&self, pos: Position, source: &str) -> (usize, usize) {
         let trimmed = source.trim_end();
         let lines = trimmed.lines().count().max(1);
+        let last = trimmed.lines().last().map_or(0, |l| l.chars().count());
         match pos.line() {
-            Some(line)
-                if line > lines
-                    || (line == lines && pos.position().unwrap_or(0) > trimmed.lines().last().map_or(0, str::len)) =>
-            {
-                let last = trimmed.lines().last().unwrap_or("");
-                self.map(Position::new(lines as u16, (last.len() + 1).min(u16::MAX as usize) as u16))
+            Some(line) if line > lines || (line == lines && pos.position().unwrap_or(0) > last) => {
+                self.map(rhai_position(lines, last + 1))
             }
             _ => self.map(pos),
         }
     }
+}
+
+/// A Rhai position, which holds 16 bits of line and column (and panics on line 0).
+fn rhai_position(line: usize, column: usize) -> Position {
+    let clamp = |n: usize| n.clamp(1, u16::MAX as usize) as u16;
+    Position::new(clamp(line), clamp(column))
 }
 
 /// A compiled expression or rule, ready to evaluate against any number of accounts.

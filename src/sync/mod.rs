@@ -803,6 +803,7 @@ fn read_json_lines<K: Kind>(
         if text.trim().is_empty() {
             continue;
         }
+        let text = if line == 1 { text.strip_prefix('\u{feff}').unwrap_or(text) } else { text };
         let built = match serde_json::from_str::<Value>(text) {
             Ok(Value::Object(object)) => json_row(&object, spec, opts),
             Ok(_) => Err(vec![(None, "expected a JSON object on this line".to_string())]),
@@ -823,7 +824,7 @@ fn read_json_array<K: Kind>(
 ) -> Result<(), SyncError> {
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes).map_err(|source| SyncError::Read { path: path.to_path_buf(), source })?;
-    let text = String::from_utf8(bytes).map_err(|e| {
+    let mut text = String::from_utf8(bytes).map_err(|e| {
         let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
         let column = valid.len() - valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) + 1;
@@ -832,6 +833,7 @@ fn read_json_array<K: Kind>(
             message: format!("not valid UTF-8 text at line {line} column {column}; nothing was imported"),
         }
     })?;
+    crate::diagnostic::strip_bom(&mut text);
     // Parse the array shallowly first: a syntax error anywhere means we cannot trust where
     // one element ends and the next begins, so the file is refused as a whole.
     let elements: Vec<&RawValue> = serde_json::from_str(&text).map_err(|e| SyncError::File {

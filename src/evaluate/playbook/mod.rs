@@ -30,7 +30,7 @@ use super::duration::Span;
 use super::schedule::CronSchedule;
 use super::script::{Expression, Origin, ScriptEngine};
 use crate::config::parse_yaml;
-use crate::diagnostic::{did_you_mean, yaml_path_position, Diagnostic, Seg};
+use crate::diagnostic::{byte_of_column, did_you_mean, read_source, yaml_path_position, Diagnostic, Seg};
 
 /// Catch-up window of a date trigger when the playbook does not set one (DESIGN.md).
 pub const DEFAULT_CATCH_UP_DAYS: i64 = 7;
@@ -314,7 +314,7 @@ impl PlaybookSet {
         };
         let mut ids: BTreeMap<String, PathBuf> = BTreeMap::new();
         for file in files {
-            let text = match fs::read_to_string(&file) {
+            let text = match read_source(&file) {
                 Ok(t) => t,
                 Err(e) => {
                     errors.push(plain(&file, format!("cannot read this playbook: {e}")));
@@ -406,12 +406,13 @@ impl Ctx<'_> {
         let (mut line, mut column) = self.position(path).unwrap_or((1, 1));
         let mut indent = 0;
         let lines: Vec<&str> = self.text.lines().collect();
-        let at = lines.get(line - 1).and_then(|l| l.get(column - 1..)).unwrap_or("");
+        let at = lines.get(line - 1).map_or("", |l| &l[byte_of_column(l, column)..]);
         if at.starts_with('"') || at.starts_with('\'') {
             column += 1;
         } else if at.starts_with('|') || at.starts_with('>') {
             line += 1;
-            indent = lines.get(line - 1).map_or(0, |l| l.len() - l.trim_start().len());
+            // YAML indents with spaces; counted in characters, like every column.
+            indent = lines.get(line - 1).map_or(0, |l| l.chars().take_while(|&c| c == ' ').count());
             column = indent + 1;
         }
         Origin { file: self.file.to_path_buf(), line, column, indent }
@@ -547,7 +548,13 @@ impl Ctx<'_> {
             return vec![TemplateProblem {
                 message: format!("template syntax error{line}: {}", e.detail().unwrap_or("invalid template")),
                 help: None,
-                offset: None,
+                // At the start of the template's line that holds the error.
+                offset: e.line().and_then(|l| {
+                    if l <= 1 {
+                        return Some(0);
+                    }
+                    source.match_indices('\n').nth(l - 2).map(|(i, _)| i + 1)
+                }),
             }];
         }
         let template = self.set.templates.get_template(name).expect("just added");
@@ -580,7 +587,7 @@ impl Ctx<'_> {
         }
         let dir = self.dir.join("templates");
         let text_path = dir.join(format!("{name}.txt"));
-        let Ok(text) = fs::read_to_string(&text_path) else {
+        let Ok(text) = read_source(&text_path) else {
             let mut known: Vec<String> = fs::read_dir(&dir)
                 .into_iter()
                 .flatten()
@@ -603,7 +610,7 @@ impl Ctx<'_> {
                     snippet: None,
                     help: p.help,
                 }
-                .with_source(&fs::read_to_string(file).unwrap_or_default()),
+                .with_source(&read_source(file).unwrap_or_default()),
             );
         };
         let Some((subject, body)) =
@@ -632,7 +639,7 @@ impl Ctx<'_> {
             }
         }
         let html_path = dir.join(format!("{name}.html"));
-        let html = match fs::read_to_string(&html_path) {
+        let html = match read_source(&html_path) {
             Ok(source) => {
                 let html_name = format!("{name}.html");
                 let origin = Origin::at(&html_path, 1, 1);
