@@ -299,6 +299,7 @@ impl<'e, 'a> Worker<'e, 'a> {
                 }
             }
             self.ev.store.commit(&commit)?;
+            tracing::debug!(accounts = chunk.len(), "chunk committed");
         }
         Ok(self.report)
     }
