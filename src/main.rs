@@ -35,7 +35,11 @@ fn main() -> ExitCode {
         if info.location().is_some_and(|l| l.file().contains("sled-0.")) {
             eprintln!(
                 "error: the store is damaged (sled failed reading it: {}): restore a backup (`keel store restore DIR`), see `keel store verify`",
-                info.payload_as_str().unwrap_or("a panic")
+                info.payload()
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| info.payload().downcast_ref::<&str>().copied())
+                    .unwrap_or("a panic")
             );
             std::process::exit(1);
         }

@@ -59,6 +59,9 @@ impl Commit {
     }
 }
 
+/// A committed chunk's first and last account ids.
+pub type ChunkRange = (Vec<u8>, Vec<u8>);
+
 /// `meta` keys of pass progress: `pass/<pass key>/<first account id>` → last account id.
 const PROGRESS: &str = "pass/";
 
@@ -261,7 +264,7 @@ impl Store {
 
     /// The chunks of pass `pass` committed so far, as (first, last) account ids: what a
     /// run of the same pass, started again after a crash or a stop, need not redo.
-    pub fn pass_progress(&self, pass: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn pass_progress(&self, pass: &str) -> Result<Vec<ChunkRange>, StoreError> {
         let prefix = format!("{PROGRESS}{pass}/");
         self.meta
             .scan_prefix(prefix.as_bytes())

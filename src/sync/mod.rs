@@ -484,7 +484,7 @@ fn read_csv<K: Kind>(
         row_line = reader.position().line();
         let (line, content) = raw.start(position.byte(), position.line()).map_err(read_err)?;
         rows += 1;
-        if rows % 4096 == 0 {
+        if rows.is_multiple_of(4096) {
             progress.advance(position.byte());
         }
         let wrong_count = record.len() != headers.len();
