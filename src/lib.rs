@@ -1,6 +1,6 @@
 //! Keel: a playbook automation engine for Customer Success teams.
 //!
-//! The crate follows the data flow of `DESIGN.md`, one module per stage:
+//! The crate follows the data flow, one module per stage:
 //!
 //! ```text
 //! sync (files, later HTTP push/pull) → store (sled) → evaluate (playbooks, Rhai) → deliver (email, webhooks, tasks)

@@ -1,7 +1,7 @@
 //! The daemon's logic driven by an injected clock: 400 simulated days over a book whose
 //! health and renewal dates change, with a restart, downtime and a reload in the middle.
 //! The real sled store on disk; the expected firings come from a small oracle written
-//! straight from DESIGN.md's trigger table, not from the evaluator's code.
+//! straight from the trigger table (src/evaluate/pass.rs; README, "Playbooks and `keel check`"), not from the evaluator's code.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::AtomicBool;
@@ -18,7 +18,7 @@ use crate::util::Workspace;
 
 const CONFIG: &str = "timezone: America/New_York\nevaluation:\n  schedule: \"0 8 * * *\"\n  workers: 2\n";
 
-/// Health is the `score` metric, bands at DOMAIN.md's 80/60, no damping: the test
+/// Health is the `score` metric, bands at the reference 80/60, no damping: the test
 /// steers bands directly.
 const HEALTH: &str = "bands: { green: 80, yellow: 60 }\ndamping: { margin: 0 }\ncategories:\n  all: { weight: 1, score: account.metrics.score }\n";
 

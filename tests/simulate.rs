@@ -1,4 +1,4 @@
-//! `keel simulate`: what would fire on a day and why, following DESIGN.md's trigger
+//! `keel simulate`: what would fire on a day and why, following the trigger
 //! semantics, with no side effects; a runaway script fails only its own evaluation.
 
 use std::path::Path;

@@ -8,7 +8,7 @@
 //!   `i` are generated without holding other accounts in memory — a million accounts stream.
 //! - The files use the column names `examples/keel.yaml` maps, and only formats `keel sync`
 //!   reads.
-//! - Usage metrics follow a latent health per account, drawn so that DOMAIN.md's reference
+//! - Usage metrics follow a latent health per account, drawn so that the reference
 //!   model (Engagement 40, Product 30, Relationship 20, Business 10) puts roughly half the
 //!   book in green (≥ 80), 30% in yellow (60–79) and 20% in red (< 60).
 //!
@@ -421,7 +421,7 @@ impl Account {
         }
     }
 
-    /// Usage metrics around the latent health: each DOMAIN.md category scores near it,
+    /// Usage metrics around the latent health: each health category scores near it,
     /// and each metric is drawn from its category's score, with noise.
     fn metrics(rng: &mut Rng, segment: Segment, health: f64) -> [Option<f64>; 14] {
         let clamp = |v: f64, lo: f64, hi: f64| v.max(lo).min(hi);

@@ -52,7 +52,7 @@ pub struct Config {
     pub delivery: DeliveryConfig,
 }
 
-/// How the outbox is worked off (DESIGN.md, "Delivery").
+/// How the outbox is worked off.
 #[derive(Debug, Clone)]
 pub struct DeliveryConfig {
     /// Attempts before an entry is dead.

@@ -1,5 +1,5 @@
 //! The daemon: when each playbook is evaluated, reloading what CS Ops change, and the
-//! loop that ties it to the clock (DESIGN.md, "The daemon").
+//! loop that ties it to the clock.
 //!
 //! [`Daemon`] is the synchronous core, driven by an injected [`Clock`]: tests move "now"
 //! through hundreds of days without sleeping. [`run::serve`] is the async loop around it:

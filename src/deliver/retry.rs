@@ -1,6 +1,6 @@
 //! What a failed attempt means, and when the next one comes.
 //!
-//! DESIGN.md: retry timeouts, connection errors, 5xx and 429 (honouring `Retry-After`);
+//! The contract: retry timeouts, connection errors, 5xx and 429 (honouring `Retry-After`);
 //! never other 4xx. SMTP: 4xx replies are transient, 5xx permanent — classified here
 //! explicitly, because lettre's `is_transient`/`is_permanent` are not complements (a
 //! connection error is neither).

@@ -1,4 +1,4 @@
-//! The health model: DOMAIN.md's weighted categories, as data (`rules/health.yaml`) and
+//! The health model: weighted categories, as data (`rules/health.yaml`) and
 //! Rhai (`rules/*.rhai`) that CS Ops can change.
 //!
 //! Invariants:

@@ -1,4 +1,4 @@
-//! Evaluate: what the playbooks decide about each account (DESIGN.md, "Playbooks").
+//! Evaluate: what the playbooks decide about each account.
 //!
 //! - [`script`]: the sandboxed Rhai engine every expression and rule runs on;
 //! - [`health`]: the health model; [`playbook`]: playbook files, validated;

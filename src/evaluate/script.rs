@@ -21,7 +21,7 @@
 //! `account.metrics.nps`, `account.fields.industry`, `account.renewal_date` as
 //! `"YYYY-MM-DD"`); a value the account does not have is `()`, arithmetic on `()` gives
 //! `()`, and an expression that ends on `()` is *unknown* — neither true nor false
-//! (DESIGN.md: false/unknown → true fires).
+//! (an `on_enter` fires on false/unknown → true).
 //!
 //! Caveat, open for the playbook language: Rhai compares `()` with a number as `false`
 //! (`account.metrics.nps <= 6` is false, not unknown, for an account without an NPS; and

@@ -2,7 +2,7 @@
 //! with no side effects. Nothing is written: health is scored in memory the way an
 //! evaluation pass would score it, and no ledger entry, task or email is made.
 //!
-//! Trigger semantics follow DESIGN.md's table, read against the store as it is:
+//! Trigger semantics follow the trigger table, read against the store as it is:
 //! - condition `on_enter`: true on the day, and false or unknown the day before. The day
 //!   before is the account with its stored health of that day (metrics are as stored
 //!   now: the store keeps no metric history). An account with no stored health history

@@ -66,7 +66,7 @@ pub struct HealthView {
     pub date: NaiveDate,
     /// Score change against the latest point 7, 30 and 90 days earlier; `()` without
     /// history that old. The trend helpers: `account.health.change_30d <= -15` is
-    /// DOMAIN.md's "dropped 15 points in 30 days".
+    /// the CS signal "dropped 15 points in 30 days".
     pub change_7d: Option<f64>,
     pub change_30d: Option<f64>,
     pub change_90d: Option<f64>,

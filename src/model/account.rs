@@ -149,7 +149,7 @@ impl AccountPatch {
     }
 }
 
-/// The coverage model an account is served by (DOMAIN.md, "Segments"). CRMs spell these
+/// The coverage model an account is served by. CRMs spell these
 /// many ways; [`Segment::parse`] folds the common spellings onto the three standard ones
 /// and keeps any other plain name as a custom segment.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

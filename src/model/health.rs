@@ -1,5 +1,5 @@
 //! Health points: an account's health score on one day, with the per-category components
-//! that explain it (DOMAIN.md, "Health score").
+//! that explain it.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -7,7 +7,7 @@ use std::fmt;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-/// DOMAIN.md's bands: green 80–100 (thriving), yellow 60–79 (at risk), red 0–59.
+/// The bands: green 80–100 (thriving), yellow 60–79 (at risk), red 0–59.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Band {

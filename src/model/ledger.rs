@@ -1,5 +1,5 @@
 //! The ledger and the evaluator's per-account state: what Keel decided, and what it must
-//! remember between passes to decide the next time exactly as DESIGN.md's trigger table
+//! remember between passes to decide the next time exactly as the trigger table (src/evaluate/pass.rs; README, "Playbooks and `keel check`")
 //! says.
 //!
 //! Invariants:
@@ -43,7 +43,7 @@ impl Decision {
 pub struct LedgerEntry {
     pub playbook: String,
     pub account: String,
-    /// The occurrence (DESIGN.md's table): `episode:3`, `renewal_date=2027-03-01`,
+    /// The occurrence (the trigger table in `evaluate::pass`): `episode:3`, `renewal_date=2027-03-01`,
     /// `event:<id>`, `window:<time>`, `tick:<time>`; a sequence's later steps add
     /// `/step:<n>`, its exit `/exit`.
     pub occurrence: String,
@@ -100,7 +100,7 @@ pub struct EvalFailure {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PlaybookState {
     /// `on_enter`: the trigger (audience and condition) held at the last evaluation.
-    /// Absent state is "unknown", which DESIGN.md treats like false.
+    /// Absent state is "unknown", which the trigger rules treat like false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub inside: bool,
     /// `on_enter`: episodes entered so far; the next firing is episode `episodes + 1`.

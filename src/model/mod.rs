@@ -1,5 +1,5 @@
 //! The records Keel keeps about a book of business: accounts, their contacts, and the
-//! product-usage events they generate (DESIGN.md, "Accounts and data").
+//! product-usage events they generate.
 //!
 //! Invariants shared by every record:
 //! - `id` is the stable external id (the CRM's, or Segment's `messageId`): non-empty, at

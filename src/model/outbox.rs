@@ -1,5 +1,5 @@
 //! The outbox: every email and webhook a firing decided, from the moment it was decided
-//! until it is delivered, suppressed, dropped or dead (DESIGN.md, "Delivery").
+//! until it is delivered, suppressed, dropped or dead.
 //!
 //! Invariants:
 //! - An entry is written in the same sled transaction as the ledger entry of the firing

@@ -2,7 +2,7 @@
 //!
 //! Nothing outside this module touches sled. The rest of Keel sees [`Store`]: typed
 //! records in, typed records out, upserts that report what they changed. That keeps the
-//! door open for the PostgreSQL backend DESIGN.md mentions (several daemons, leases on due
+//! door open for a PostgreSQL backend (several daemons, leases on due
 //! work) — it would implement this same surface; it is not built until an issue asks.
 //!
 //! Invariants:

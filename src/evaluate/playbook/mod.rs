@@ -1,4 +1,4 @@
-//! Playbooks: who they apply to, what triggers them, what they do (DESIGN.md, "Playbooks").
+//! Playbooks: who they apply to, what triggers them, what they do.
 //!
 //! [`PlaybookSet::load`] reads every `*.yaml` in the playbooks folder and returns either a
 //! fully validated set or *every* problem found, each a [`Diagnostic`] with
@@ -32,7 +32,7 @@ use super::script::{Expression, Origin, ScriptEngine};
 use crate::config::parse_yaml;
 use crate::diagnostic::{byte_of_column, did_you_mean, read_source, yaml_path_position, Diagnostic, Seg};
 
-/// Catch-up window of a date trigger when the playbook does not set one (DESIGN.md).
+/// Catch-up window of a date trigger when the playbook does not set one.
 pub const DEFAULT_CATCH_UP_DAYS: i64 = 7;
 
 const CRON_HELP: &str = "5 fields like crontab: \"0 8 * * 1-5\" is weekdays at 08:00";
