@@ -527,3 +527,94 @@ fn a_full_disk_fails_the_sync_clearly_and_never_leaves_the_store_unopenable() {
     let again = ws.keel(&["sync", "accounts", "big.csv"]).ok();
     assert!(again.contains("0 rejected"), "{again}");
 }
+
+/// What a finished run leaves: the decisions by key (time-keyed occurrences — `window:`,
+/// `tick:` — depend on when a pass ran, so they are counted, not compared), and the keys of
+/// the emails delivered.
+fn outcome(
+    ws: &crate::util::Workspace,
+) -> (std::collections::BTreeSet<String>, usize, std::collections::BTreeSet<String>) {
+    let store = ws.store();
+    let mut keys = std::collections::BTreeSet::new();
+    let mut timed = 0;
+    for e in store.ledger().map(Result::unwrap) {
+        if e.occurrence.starts_with("window:") || e.occurrence.starts_with("tick:") {
+            timed += 1;
+        } else {
+            keys.insert(format!("{}|{}|{}|{}", e.account, e.playbook, e.occurrence, e.decision.as_str()));
+        }
+    }
+    let delivered = store
+        .outbox()
+        .map(Result::unwrap)
+        .filter(|e| matches!(e.status, Status::Delivered { .. }) && matches!(e.payload, Payload::Email(_)))
+        .map(|e| e.key)
+        .collect();
+    (keys, timed, delivered)
+}
+
+/// The soak: hundreds of SIGKILLs at random moments of passes and sends, then a run to the
+/// end, compared with a clean run of the same book. `cargo test -- --ignored soak`;
+/// `KEEL_SOAK_KILLS` sets the number of kills (default 200).
+#[test]
+#[ignore = "a soak of several minutes: cargo test -- --ignored soak"]
+fn soak_hundreds_of_sigkills_lose_and_double_nothing() {
+    let kills: usize = std::env::var("KEEL_SOAK_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let finish = |ws: &crate::util::Workspace, server: &Server| {
+        let (mut child, rx) = spawn(ws, NOW);
+        let mut log = Vec::new();
+        wait_for(&rx, &mut log, "a pass", |l| l.contains("pass done"));
+        wait_until_quiet(server);
+        let (status, _) = terminate(&mut child);
+        assert_eq!(status.code(), Some(0));
+    };
+    // The clean run.
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let clean_ids = Arc::new(Mutex::new(Vec::new()));
+    let clean_server = Server::start(port, clean_ids.clone());
+    let clean = workspace_with_smtp(port);
+    finish(&clean, &clean_server);
+    let (clean_keys, clean_timed, clean_delivered) = outcome(&clean);
+    drop(clean_server);
+
+    // The same book, killed again and again.
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let ids = Arc::new(Mutex::new(Vec::new()));
+    let server = Server::start(port, ids.clone());
+    let ws = workspace_with_smtp(port);
+    let mut dice = 0x2545f4914f6cdd1du64;
+    for _ in 0..kills {
+        dice ^= dice << 13;
+        dice ^= dice >> 7;
+        dice ^= dice << 17;
+        let (mut child, rx) = spawn(&ws, NOW);
+        std::thread::sleep(Duration::from_millis(30 + dice % 1200));
+        kill9(&mut child);
+        drop(rx);
+    }
+    finish(&ws, &server);
+    let (keys, timed, delivered) = outcome(&ws);
+    let received = ids.lock().unwrap().clone();
+    let mut per_key: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for id in &received {
+        *per_key.entry(key_of(id)).or_default() += 1;
+    }
+    let repeats: usize = per_key.values().map(|n| n - 1).sum();
+    eprintln!(
+        "soak: {kills} SIGKILLs; decisions {} (+{timed} time-keyed) vs clean {} (+{clean_timed}); emails delivered {} vs clean {}; {} messages received, {repeats} repeats (same Message-ID)",
+        keys.len(),
+        clean_keys.len(),
+        delivered.len(),
+        clean_delivered.len(),
+        received.len()
+    );
+    let lost: Vec<_> = clean_keys.difference(&keys).take(5).collect();
+    let doubled: Vec<_> = keys.difference(&clean_keys).take(5).collect();
+    assert!(lost.is_empty() && doubled.is_empty(), "decisions lost {lost:?}, extra {doubled:?}");
+    assert_eq!(delivered, clean_delivered, "the same emails delivered as in the clean run");
+    assert_eq!(
+        per_key.keys().cloned().collect::<std::collections::BTreeSet<_>>(),
+        delivered,
+        "every delivered email arrived"
+    );
+}
