@@ -553,6 +553,35 @@ fn outcome(
     (keys, timed, delivered)
 }
 
+/// The example workspace with a book eight times the sample's (3,200 accounts, copies with
+/// their own ids and addresses): a first pass and its deliveries take long enough for
+/// random kills to land in them.
+fn big_book(port: u16) -> crate::util::Workspace {
+    let ws = workspace_with_smtp(port);
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data");
+    for (file, header) in [("accounts.csv", true), ("contacts.csv", true), ("events.ndjson", false)] {
+        let text = std::fs::read_to_string(data.join(file)).unwrap();
+        let (head, body) = if header { text.split_once('\n').unwrap() } else { ("", text.as_str()) };
+        let mut out = if header { format!("{head}\n") } else { String::new() };
+        for k in 1..=8 {
+            out.push_str(
+                &body
+                    .replace("ACC-0", &format!("ACC-{k}"))
+                    .replace("CON-0", &format!("CON-{k}"))
+                    .replace("evt-0", &format!("evt-{k}"))
+                    .replace(".example,", &format!(".example{k},")),
+            );
+        }
+        ws.write(&format!("big/{file}"), &out);
+    }
+    let config = std::fs::read_to_string(ws.path("keel.yaml")).unwrap();
+    let config = config.replace(&format!("file: {}/", data.display()), "file: big/");
+    assert!(config.contains("file: big/accounts.csv"), "{config}");
+    ws.write("keel.yaml", &config);
+    ws.keel(&["sync"]).ok();
+    ws
+}
+
 /// The soak: hundreds of SIGKILLs at random moments of passes and sends, then a run to the
 /// end, compared with a clean run of the same book. `cargo test -- --ignored soak`;
 /// `KEEL_SOAK_KILLS` sets the number of kills (default 200).
@@ -572,7 +601,7 @@ fn soak_hundreds_of_sigkills_lose_and_double_nothing() {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let clean_ids = Arc::new(Mutex::new(Vec::new()));
     let clean_server = Server::start(port, clean_ids.clone());
-    let clean = workspace_with_smtp(port);
+    let clean = big_book(port);
     finish(&clean, &clean_server);
     let (clean_keys, clean_timed, clean_delivered) = outcome(&clean);
     drop(clean_server);
@@ -581,7 +610,7 @@ fn soak_hundreds_of_sigkills_lose_and_double_nothing() {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let ids = Arc::new(Mutex::new(Vec::new()));
     let server = Server::start(port, ids.clone());
-    let ws = workspace_with_smtp(port);
+    let ws = big_book(port);
     let mut dice = 0x2545f4914f6cdd1du64;
     for _ in 0..kills {
         dice ^= dice << 13;
