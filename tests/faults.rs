@@ -262,7 +262,7 @@ fn a_pass_killed_again_and_again_resumes_after_its_committed_chunks_and_finishes
     let log = loop {
         runs += 1;
         assert!(runs <= 40, "the pass did not finish in 40 runs");
-        let (mut child, rx) = spawn_with_log(&ws, "info,keel::evaluate::pass=debug");
+        let (mut child, rx) = crate::run::spawn_logging(&ws, NOW, Some("info,keel::evaluate::pass=debug"));
         let mut log = Vec::new();
         wait_for(&rx, &mut log, "a committed chunk or the end", |l| {
             l.contains("chunk committed") || l.contains("pass done")
@@ -289,33 +289,6 @@ fn a_pass_killed_again_and_again_resumes_after_its_committed_chunks_and_finishes
     let store = ws.store();
     let fired = store.ledger().map(Result::unwrap).filter(|e| e.playbook == "slow-pass").count();
     assert_eq!(fired, ACCOUNTS, "every account fired exactly once across the kills");
-}
-
-/// `keel run` as [`spawn`] starts it, with `RUST_LOG` set.
-fn spawn_with_log(
-    ws: &crate::util::Workspace,
-    filter: &str,
-) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_keel"))
-        .args(["--config", "keel.yaml", "run"])
-        .current_dir(ws.dir.path())
-        .env("KEEL_NOW", NOW)
-        .env("RUST_LOG", filter)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines() {
-            if tx.send(line.unwrap()).is_err() {
-                break;
-            }
-        }
-    });
-    (child, rx)
 }
 
 fn field(line: &str, name: &str) -> usize {

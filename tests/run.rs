@@ -48,11 +48,20 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 
 /// `keel run` in the workspace, its stderr lines arriving on a channel.
 pub(crate) fn spawn(ws: &Workspace, now: &str) -> (Child, Receiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
+    spawn_logging(ws, now, None)
+}
+
+/// [`spawn`], with `RUST_LOG` set to `filter` (more log lines to wait for).
+pub(crate) fn spawn_logging(ws: &Workspace, now: &str, filter: Option<&str>) -> (Child, Receiver<String>) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keel"));
+    match filter {
+        Some(f) => command.env("RUST_LOG", f),
+        None => command.env_remove("RUST_LOG"),
+    };
+    let mut child = command
         .args(["--config", "keel.yaml", "run"])
         .current_dir(ws.dir.path())
         .env("KEEL_NOW", now)
-        .env_remove("RUST_LOG")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -18,7 +18,6 @@ use super::table::{Align, Table};
 use super::{FormatArg, OutputFormat, Session};
 use crate::daemon::{self, Clock, Daemon, OffsetClock, SystemClock, Tick};
 use crate::deliver::{Deliverer, DeliveryReport};
-use crate::evaluate::plan::RENDER_FAILED;
 use crate::model::Status;
 
 #[derive(Debug, Args)]
@@ -45,6 +44,8 @@ pub fn run(session: &Session, args: RunArgs) -> anyhow::Result<ExitCode> {
                 tracing::info!(file = %report.file.display(), inserted = report.inserted, updated = report.updated, rejected = report.rejected, "synced file");
                 synced.push(report.to_string());
             }
+            // A damaged or full store: nothing may be decided from it.
+            Err(crate::sync::SyncError::Store(e)) if e.is_damage() => return Err(e.into()),
             Err(e) => {
                 tracing::warn!(error = %e, "a configured source file could not be imported; evaluating the store as it is");
                 synced.push(format!("warning: {e}"));
@@ -56,16 +57,15 @@ pub fn run(session: &Session, args: RunArgs) -> anyhow::Result<ExitCode> {
     let _entered = runtime.enter();
     let deliverer = Arc::new(Deliverer::new(&session.config, store, daemon.loaded_arc(), clock)?);
     if args.once {
-        // Entries never leave `dead` during a run (only `keel outbox retry` takes them
-        // out), so the difference is what this run's pass and delivery put there.
-        let dead_before = dead_count(daemon.store())?;
-        let failed_before = failed_tasks(daemon.store())?;
         let tick = daemon.tick(&AtomicBool::new(false))?;
         let delivery = runtime.block_on(deliverer.deliver_due(&CancellationToken::new()))?;
         daemon.store().flush()?;
-        let dead_total = dead_count(daemon.store())?;
-        let failed_tasks = failed_tasks(daemon.store())?.saturating_sub(failed_before);
-        let dead = Dead { new: dead_total.saturating_sub(dead_before), total: dead_total, failed_tasks };
+        // What this run put in `dead`: what its pass decided dead (a template that failed
+        // for an account) and what its delivery gave up on.
+        let stats = tick.report.as_ref().map(|r| r.playbooks.values());
+        let (decided_dead, failed_tasks) =
+            stats.into_iter().flatten().fold((0, 0), |(d, t), s| (d + s.dead, t + s.failed_tasks));
+        let dead = Dead { new: decided_dead + delivery.dead, total: dead_count(daemon.store())?, failed_tasks };
         if args.format.format == OutputFormat::Text {
             for line in &synced {
                 println!("{line}");
@@ -134,15 +134,6 @@ fn dead_count(store: &crate::store::Store) -> anyhow::Result<u64> {
     let mut n = 0;
     for entry in store.outbox() {
         n += u64::from(matches!(entry?.status, Status::Dead { .. }));
-    }
-    Ok(n)
-}
-
-/// How many tasks say their templates failed ([`RENDER_FAILED`]).
-fn failed_tasks(store: &crate::store::Store) -> anyhow::Result<u64> {
-    let mut n = 0;
-    for task in store.tasks() {
-        n += u64::from(task?.description.as_deref().is_some_and(|d| d.starts_with(RENDER_FAILED)));
     }
     Ok(n)
 }

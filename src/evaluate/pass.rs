@@ -101,6 +101,10 @@ pub struct PlaybookStats {
     pub skipped: u64,
     pub exited: u64,
     pub errors: u64,
+    /// Emails and webhooks decided dead: a template failed for the account.
+    pub dead: u64,
+    /// Tasks opened with a part whose template failed.
+    pub failed_tasks: u64,
 }
 
 /// A playbook that failed for one account.
@@ -139,6 +143,8 @@ impl PassReport {
             t.skipped += s.skipped;
             t.exited += s.exited;
             t.errors += s.errors;
+            t.dead += s.dead;
+            t.failed_tasks += s.failed_tasks;
         }
         let room = KEEP_FAILURES.saturating_sub(self.failures.len());
         self.failures.extend(other.failures.into_iter().take(room));
@@ -237,18 +243,23 @@ struct Decisions<'v> {
     entries: Vec<LedgerEntry>,
     outbox: Vec<(usize, OutboxEntry)>,
     tasks: Vec<(usize, TaskRequest)>,
+    /// Of the work above: outbox entries decided dead, tasks whose templates failed.
+    dead: u64,
+    failed_tasks: u64,
     view: &'v AccountView<'v>,
 }
 
 impl<'v> Decisions<'v> {
     fn new(view: &'v AccountView<'v>) -> Self {
-        Decisions { entries: Vec::new(), outbox: Vec::new(), tasks: Vec::new(), view }
+        Decisions { entries: Vec::new(), outbox: Vec::new(), tasks: Vec::new(), dead: 0, failed_tasks: 0, view }
     }
 
     /// Records a firing with its work.
     fn push_fired(&mut self, entry: LedgerEntry, work: crate::evaluate::plan::Work) {
         let i = self.entries.len();
         self.entries.push(entry);
+        self.dead += work.dead();
+        self.failed_tasks += work.failed_tasks;
         self.outbox.extend(work.outbox.into_iter().map(|e| (i, e)));
         self.tasks.extend(work.tasks.into_iter().map(|t| (i, t)));
     }
@@ -350,6 +361,8 @@ impl<'e, 'a> Worker<'e, 'a> {
             stats.evaluated += 1;
             match result {
                 Ok(()) => {
+                    stats.dead += out.dead;
+                    stats.failed_tasks += out.failed_tasks;
                     for e in &out.entries {
                         match e.decision {
                             Decision::Fired => stats.fired += 1,

@@ -41,6 +41,15 @@ pub struct Planner<'a> {
 pub struct Work {
     pub outbox: Vec<OutboxEntry>,
     pub tasks: Vec<TaskRequest>,
+    /// Tasks opened with a part whose template failed ([`RENDER_FAILED`]).
+    pub failed_tasks: u64,
+}
+
+impl Work {
+    /// Outbox entries decided dead: a template that failed for the account.
+    pub fn dead(&self) -> u64 {
+        self.outbox.iter().filter(|e| matches!(e.status, Status::Dead { .. })).count() as u64
+    }
 }
 
 /// The firing an action belongs to.
@@ -99,6 +108,7 @@ impl Planner<'_> {
                 let escalate_to = escalate.as_ref().map(|e| one_line(&text(&e.to, "escalate_to")));
                 let mut description = description.as_deref().map(|d| text(d, "description"));
                 if !failed.is_empty() {
+                    work.failed_tasks += 1;
                     let note = format!("{RENDER_FAILED}{}", failed.join("; "));
                     description = Some(match description {
                         Some(d) => format!("{note}\n\n{d}"),

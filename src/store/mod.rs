@@ -78,6 +78,20 @@ pub enum StoreError {
     Internal(String),
 }
 
+impl StoreError {
+    /// The store is damaged (or cannot be written at all): nothing may be decided from it.
+    pub fn is_damage(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Corrupt { .. }
+                | StoreError::Damaged { .. }
+                | StoreError::SledCorrupt(_)
+                | StoreError::NoSpace(_)
+                | StoreError::DiskFull { .. }
+        )
+    }
+}
+
 impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> StoreError {
         match e {
