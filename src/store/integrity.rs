@@ -7,7 +7,8 @@
 //! silently lose — its decisions and the work they queued — three ways:
 //! - **The seal.** After every flush, `keel-seal.json` beside sled's files records the
 //!   counters the flush made durable: ledger entries, outbox ids and task ids handed out,
-//!   outcomes recorded (delivery attempts, task changes, unsubscribes).
+//!   outcomes recorded (delivery attempts, task changes, unsubscribes), accounts,
+//!   contacts and events stored.
 //!   They only grow, so at open the store must hold at least as many: fewer means durable
 //!   writes are gone, and [`Store::open`] refuses with [`StoreError::Damaged`]. The seal
 //!   is written (temp file + rename) only after sled's flush returned, so a crash leaves
@@ -38,6 +39,11 @@ pub const SEAL_FILE: &str = "keel-seal.json";
 
 /// `meta` key of the ledger's entry count.
 pub(super) const LEDGER_COUNT: &str = "count/ledger";
+/// `meta` keys of the record counts: accounts, contacts and events inserted.
+pub(super) const ACCOUNT_COUNT: &str = "count/accounts";
+pub(super) const CONTACT_COUNT: &str = "count/contacts";
+pub(super) const EVENT_COUNT: &str = "count/events";
+
 /// `meta` key of the outcomes recorded: delivery attempts settled, tasks changed,
 /// addresses suppressed.
 pub(super) const OUTCOME_COUNT: &str = "count/outcomes";
@@ -54,6 +60,13 @@ pub struct Seal {
     /// Outcomes recorded (delivery attempts, task changes, suppressions).
     #[serde(default)]
     pub outcomes: u64,
+    /// Records stored: accounts, contacts, events (never removed by Keel).
+    #[serde(default)]
+    pub accounts: u64,
+    #[serde(default)]
+    pub contacts: u64,
+    #[serde(default)]
+    pub events: u64,
 }
 
 /// What `keel store verify` found.
@@ -122,6 +135,9 @@ impl Store {
             outbox: read_u64(self.meta.get("next_id/outbox")?).max(1),
             tasks: read_u64(self.meta.get("next_id/task")?).max(1),
             outcomes: read_u64(self.meta.get(OUTCOME_COUNT)?),
+            accounts: read_u64(self.meta.get(ACCOUNT_COUNT)?),
+            contacts: read_u64(self.meta.get(CONTACT_COUNT)?),
+            events: read_u64(self.meta.get(EVENT_COUNT)?),
         })
     }
 
@@ -153,9 +169,16 @@ impl Store {
     /// At open: the store holds at least what its last seal says was made durable, and
     /// the ledger counter exists (a store from before counters gets one, counted once).
     pub(super) fn check_seal(&self) -> Result<(), StoreError> {
-        if self.meta.get(LEDGER_COUNT)?.is_none() {
-            let n = self.ledger.len() as u64;
-            self.meta.insert(LEDGER_COUNT, &n.to_be_bytes())?;
+        // A store from before the counters gets them, counted once.
+        for (key, tree) in [
+            (LEDGER_COUNT, &self.ledger),
+            (ACCOUNT_COUNT, &self.accounts),
+            (CONTACT_COUNT, &self.contacts),
+            (EVENT_COUNT, &self.event_ids),
+        ] {
+            if self.meta.get(key)?.is_none() {
+                self.meta.insert(key, &(tree.len() as u64).to_be_bytes())?;
+            }
         }
         let Some(seal) = self.seal()? else { return Ok(()) };
         let now = self.counters()?;
@@ -165,6 +188,9 @@ impl Store {
             ("outbox entries", seal.outbox - 1, now.outbox - 1),
             ("tasks", seal.tasks - 1, now.tasks - 1),
             ("recorded outcomes (deliveries, task changes, unsubscribes)", seal.outcomes, now.outcomes),
+            ("accounts", seal.accounts, now.accounts),
+            ("contacts", seal.contacts, now.contacts),
+            ("events", seal.events, now.events),
         ] {
             if has < had {
                 lost.push(format!("{what}: {has} of the {had} it had made durable"));
@@ -318,6 +344,14 @@ impl Store {
         if tasks != counters.tasks - 1 {
             v.problem(format!("{tasks} tasks are stored but {} were created", counters.tasks - 1));
         }
+        for (tree, counted) in
+            [("accounts", counters.accounts), ("contacts", counters.contacts), ("event_ids", counters.events)]
+        {
+            let stored = v.records[tree];
+            if stored != counted {
+                v.problem(format!("{stored} {tree} records are stored but {counted} were written"));
+            }
+        }
         let ledger = v.records["ledger"];
         if ledger != counters.ledger {
             v.problem(format!("{ledger} ledger entries are stored but {} were written", counters.ledger));
@@ -328,6 +362,9 @@ impl Store {
                 ("outbox ids", seal.outbox, counters.outbox),
                 ("task ids", seal.tasks, counters.tasks),
                 ("recorded outcomes", seal.outcomes, counters.outcomes),
+                ("accounts", seal.accounts, counters.accounts),
+                ("contacts", seal.contacts, counters.contacts),
+                ("events", seal.events, counters.events),
             ] {
                 if has < had {
                     v.problem(format!("{what}: the store counts {has}, its seal {had} (durable writes are gone)"));

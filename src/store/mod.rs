@@ -392,7 +392,12 @@ impl Store {
             for id in pending.keys() {
                 changes.insert(incremental::change_key(seq, id), &[]);
             }
-            transact(&[&self.accounts, &self.dates, &self.changes], &[&batch, &dates, &changes])
+            transact(
+                &[&self.accounts, &self.dates, &self.changes],
+                &[&batch, &dates, &changes],
+                &self.meta,
+                (integrity::ACCOUNT_COUNT, inserted(&outcomes)),
+            )
         })?;
         Ok(outcomes)
     }
@@ -466,7 +471,12 @@ impl Store {
         accounts.extend(moved_from.iter().map(String::as_str));
         self.atomic(|| {
             let changes = self.change_marks(accounts.iter().copied())?;
-            transact(&[&self.contacts, &self.contacts_by_account, &self.changes], &[&batch, &index, &changes])
+            transact(
+                &[&self.contacts, &self.contacts_by_account, &self.changes],
+                &[&batch, &index, &changes],
+                &self.meta,
+                (integrity::CONTACT_COUNT, inserted(&outcomes)),
+            )
         })?;
         Ok(outcomes)
     }
@@ -537,7 +547,12 @@ impl Store {
         let accounts: std::collections::BTreeSet<&str> = seen.values().map(|(_, e)| e.account_id.as_str()).collect();
         self.atomic(|| {
             let changes = self.change_marks(accounts.iter().copied())?;
-            transact(&[&self.events, &self.event_ids, &self.changes], &[&batch, &ids, &changes])
+            transact(
+                &[&self.events, &self.event_ids, &self.changes],
+                &[&batch, &ids, &changes],
+                &self.meta,
+                (integrity::EVENT_COUNT, inserted(&outcomes)),
+            )
         })?;
         Ok(outcomes)
     }
@@ -593,12 +608,27 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// Applies each batch to its tree in one transaction: all land or none does.
-fn transact(trees: &[&sled::Tree], batches: &[&sled::Batch]) -> Result<(), StoreError> {
-    trees
+/// Applies each batch to its tree in one transaction: all land or none does; and adds
+/// `inserted` to the `meta` counter `count` in the same transaction (the seal's counts of
+/// records, see [`integrity`]).
+fn transact(
+    trees: &[&sled::Tree],
+    batches: &[&sled::Batch],
+    meta: &sled::Tree,
+    (count, inserted): (&str, u64),
+) -> Result<(), StoreError> {
+    let mut all: Vec<&sled::Tree> = trees.to_vec();
+    all.push(meta);
+    all.as_slice()
         .transaction(|ts| {
             for (t, b) in ts.iter().zip(batches) {
                 t.apply_batch(b)?;
+            }
+            if inserted > 0 {
+                let meta = ts.last().expect("meta is the last tree");
+                let n =
+                    meta.get(count)?.and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok()).map_or(0, u64::from_be_bytes);
+                meta.insert(count, &(n + inserted).to_be_bytes())?;
             }
             Ok::<_, ConflictableTransactionError<()>>(())
         })
@@ -619,6 +649,10 @@ impl Store {
         }
         Ok(changes)
     }
+}
+
+fn inserted(outcomes: &[Outcome]) -> u64 {
+    outcomes.iter().filter(|o| **o == Outcome::Inserted).count() as u64
 }
 
 fn decode<T: DeserializeOwned>(tree: &'static str, key: &[u8], value: &[u8]) -> Result<T, StoreError> {
