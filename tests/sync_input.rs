@@ -183,6 +183,10 @@ fn a_repeated_id_is_reported_with_both_lines_and_both_rows_apply_in_order() {
     let store = ws.store();
     let acc1 = store.account("ACC-1").unwrap().unwrap();
     assert_eq!((acc1.name.as_str(), acc1.arr), ("Third", Some(10.0)), "each row applied over the one before");
+    drop(store);
+    // Fewer lines printed than there are repeats: the rest are counted, not hidden.
+    let run = ws.keel(&["sync", "accounts", "accounts.csv", "--max-errors", "1"]);
+    assert!(run.stderr().contains("… and more: 0 rejected row(s) and 3 repeated id(s) in all"), "{}", run.stderr());
 }
 
 #[test]

@@ -106,9 +106,14 @@ fn print_rejections(out: &mut impl Write, report: &SyncReport, max: usize) -> io
     for error in &report.errors[..shown] {
         writeln!(out, "  {}:{error}", report.file.display())?;
     }
-    let hidden = report.rejected.saturating_sub(shown as u64);
-    if hidden > 0 && shown > 0 {
-        writeln!(out, "  … and more: {} rejected row(s) in all (--max-errors 0 prints up to 1,000)", report.rejected)?;
+    // Rejected rows and repeated ids both have lines; say how many of each went unprinted.
+    let all = report.rejected + report.repeated;
+    if all > shown as u64 && shown > 0 {
+        writeln!(
+            out,
+            "  … and more: {} rejected row(s) and {} repeated id(s) in all (--max-errors 0 prints up to 1,000)",
+            report.rejected, report.repeated
+        )?;
     }
     Ok(())
 }
