@@ -21,6 +21,9 @@
 //! - A digest is sent only after the pass that decided it completed (its tick is marked),
 //!   so it lists every account of that pass, once.
 //! - `next_at` of an entry left pending is always later than now: one call never loops.
+//! - A frequency-cap place is taken by a send attempt once it holds its connection slot,
+//!   and settled (confirmed or released) after the attempt's outcome is recorded; places
+//!   a crash or stop left held are settled by [`Deliverer::new`] at the next start.
 
 pub mod email;
 pub mod protect;
