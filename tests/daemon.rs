@@ -1,7 +1,8 @@
 //! The daemon's logic driven by an injected clock: 400 simulated days over a book whose
 //! health and renewal dates change, with a restart, downtime and a reload in the middle.
 //! The real sled store on disk; the expected firings come from a small oracle written
-//! straight from the trigger table (src/evaluate/pass.rs; README, "Playbooks and `keel check`"), not from the evaluator's code.
+//! straight from the trigger table (README, "What fires, exactly once"), not from the
+//! evaluator's code.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::AtomicBool;

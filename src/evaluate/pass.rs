@@ -1,5 +1,5 @@
 //! One evaluation pass: the due playbooks over every account, deciding what fires and
-//! recording it in the ledger (the trigger table (src/evaluate/pass.rs; README, "Playbooks and `keel check`")).
+//! recording it in the ledger, by the trigger table below.
 //!
 //! Per account, once per pass: health is scored for the day (and the day's point stored
 //! when it changed), the account view is put in a Rhai scope, and every due playbook reads

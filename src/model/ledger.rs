@@ -1,5 +1,6 @@
 //! The ledger and the evaluator's per-account state: what Keel decided, and what it must
-//! remember between passes to decide the next time exactly as the trigger table (src/evaluate/pass.rs; README, "Playbooks and `keel check`")
+//! remember between passes to decide the next time exactly as the trigger table of
+//! `evaluate::pass` (and the README's "What fires, exactly once")
 //! says.
 //!
 //! Invariants:
