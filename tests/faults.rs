@@ -259,7 +259,8 @@ fn a_pass_killed_again_and_again_resumes_after_its_committed_chunks_and_finishes
     // durable every half second), long before the pass could end: without resuming, it
     // would never finish.
     let mut runs = 0;
-    let log = loop {
+    let mut all = Vec::new();
+    let last = loop {
         runs += 1;
         // Without resuming it would never finish; with it, a loaded machine may need many runs.
         assert!(runs <= 150, "the pass did not finish in 150 runs");
@@ -278,21 +279,24 @@ fn a_pass_killed_again_and_again_resumes_after_its_committed_chunks_and_finishes
             break log;
         }
         kill9(&mut child);
-        // The pass may have ended between the last look and the kill: its lines are in
-        // the pipe (the reader ends at the pipe's end).
+        // The pass may have ended between the last look and the kill (its lines are in
+        // the pipe), or even before it could say so: the store knows.
         log.extend(rx.iter());
-        if log.iter().any(|l| l.contains("pass done")) {
+        if log.iter().any(|l| l.contains("pass done")) || ws.store().last_tick("slow-pass").unwrap().is_some() {
             break log;
         }
+        all.extend(log);
     };
     assert!(runs >= 2, "the pass is longer than a run, or the test proves nothing ({runs} runs)");
-    let line =
-        |what: &str| log.iter().find(|l| l.contains(what)).unwrap_or_else(|| panic!("{what}:\n{}", log.join("\n")));
-    let resumed: usize = field(line("resumed an interrupted pass"), "committed=");
-    let evaluated: usize = field(line("pass done"), "accounts=");
-    eprintln!("pass resumed after {runs} runs: {resumed} accounts committed before, {evaluated} in the last run");
-    assert_eq!(resumed + evaluated, ACCOUNTS, "each account decided once, by one of the runs:\n{}", log.join("\n"));
-    assert!(resumed >= 256, "the killed runs committed chunks: {resumed}");
+    all.extend(last.iter().cloned());
+    let resumed = all.iter().filter(|l| l.contains("resuming an interrupted pass")).count();
+    eprintln!("pass finished after {runs} runs, {resumed} of which resumed an interrupted one");
+    assert!(resumed >= 1, "a run resumed after committed chunks:\n{}", all.join("\n"));
+    // The run that finished evaluated only what was left.
+    if let Some(done) = last.iter().find(|l| l.contains("pass done")) {
+        let evaluated = field(done, "accounts=");
+        assert!(evaluated < ACCOUNTS, "the last run evaluated every account again ({evaluated})");
+    }
     let store = ws.store();
     let fired = store.ledger().map(Result::unwrap).filter(|e| e.playbook == "slow-pass").count();
     assert_eq!(fired, ACCOUNTS, "every account fired exactly once across the kills");
@@ -343,6 +347,7 @@ fn decided_nothing(out: &str) -> bool {
 fn bit_flips_and_truncations_of_a_real_store_are_refused_or_harmless_never_a_panic_nor_a_re_decision() {
     let (ws, store, pristine) = decided_example();
     // On the undamaged store, a later run decides and sends nothing new: the yardstick.
+    let all_tasks = ws.keel(&["tasks", "list"]).ok();
     let (code, out, err) = run_later(&ws);
     assert_eq!(code, 0, "{err}");
     assert!(decided_nothing(&out) && out.contains(": 0 delivered"), "{out}");
@@ -376,13 +381,17 @@ fn bit_flips_and_truncations_of_a_real_store_are_refused_or_harmless_never_a_pan
         }
         if code == 0 {
             assert!(decided_nothing(&out) && out.contains(": 0 delivered"), "{what}: decided or sent again:\n{out}");
-            assert_eq!(tasks.code(), 0, "{what}");
             harmless += 1;
         } else {
             assert!(err.contains("is damaged"), "{what}: an unclear refusal:\n{err}");
             assert!(err.contains("keel store verify"), "{what}: {err}");
-            assert_ne!(tasks.code(), 0, "{what}: tasks list must refuse too:\n{}", tasks.stdout());
             refused += 1;
+        }
+        // Reading goes on where the data read is whole — never a silently shorter list.
+        if tasks.code() == 0 {
+            assert_eq!(tasks.stdout(), all_tasks, "{what}: tasks list showed a different list");
+        } else {
+            assert!(tasks.stderr().contains("is damaged"), "{what}: {}", tasks.stderr());
         }
     }
     eprintln!("16 damaged stores: {refused} refused, {harmless} harmless (the damage hit unused space)");

@@ -181,6 +181,9 @@ impl Evaluator<'_> {
         self.store.clear_pass_progress(Some(&pass))?;
         let mut done = self.store.pass_progress(&pass)?;
         done.sort();
+        if !done.is_empty() {
+            tracing::info!(chunks = done.len(), "resuming an interrupted pass after the chunks it committed");
+        }
         let cursor = Mutex::new(match self.selection {
             Selection::All => self.store.account_cursor(),
             Selection::Only(ids) => self.store.account_cursor_for(ids.clone()),
