@@ -431,6 +431,15 @@ fn a_store_that_lost_its_latest_writes_is_refused_verify_names_what_is_missing_a
         verify.stdout()
     );
 
+    // A mistyped folder restores nothing.
+    let wrong = ws.keel(&["store", "restore", ws.path("no-such-backup").to_str().unwrap()]);
+    assert_eq!(wrong.code(), 1);
+    assert!(
+        wrong.stderr().contains("holds no Keel backup") && wrong.stderr().contains("nothing was changed"),
+        "{}",
+        wrong.stderr()
+    );
+    assert!(!ws.path("no-such-backup").exists(), "no empty store is made there");
     let r = ws.keel(&["store", "restore", backup.to_str().unwrap()]).ok();
     assert!(r.contains("Restored") && r.contains("before-restore-"), "{r}");
     assert_eq!(ws.keel(&["tasks", "list", "--format", "json"]).ok(), before, "the backup's tasks are back");

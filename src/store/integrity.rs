@@ -69,6 +69,38 @@ pub struct Seal {
     pub events: u64,
 }
 
+impl Seal {
+    /// Each counter `now` holds less of than this seal: (what, sealed, now).
+    pub fn shortfalls(&self, now: &Seal) -> Vec<(&'static str, u64, u64)> {
+        [
+            ("ledger entries", self.ledger, now.ledger),
+            ("outbox entries", self.outbox - 1, now.outbox - 1),
+            ("tasks", self.tasks - 1, now.tasks - 1),
+            ("recorded outcomes (deliveries, task changes, unsubscribes)", self.outcomes, now.outcomes),
+            ("accounts", self.accounts, now.accounts),
+            ("contacts", self.contacts, now.contacts),
+            ("events", self.events, now.events),
+        ]
+        .into_iter()
+        .filter(|(_, had, has)| has < had)
+        .collect()
+    }
+}
+
+/// Adds `n` to the `meta` counter `key`, inside the caller's transaction: a counter
+/// changes in the same transaction as what it counts.
+pub(super) fn add_to_counter(
+    meta: &sled::transaction::TransactionalTree,
+    key: &str,
+    n: u64,
+) -> Result<(), sled::transaction::UnabortableTransactionError> {
+    if n > 0 {
+        let now = read_u64(meta.get(key)?);
+        meta.insert(key, &(now + n).to_be_bytes())?;
+    }
+    Ok(())
+}
+
 /// What `keel store verify` found.
 #[derive(Debug, Default, Serialize)]
 pub struct Verification {
@@ -123,7 +155,7 @@ pub(super) fn damaged_by_panic(path: &Path, panic: Box<dyn std::any::Any + Send>
     StoreError::Damaged { path: path.to_path_buf(), what: format!("sled failed reading it: {what}") }
 }
 
-fn read_u64(v: Option<sled::IVec>) -> u64 {
+pub(super) fn read_u64(v: Option<sled::IVec>) -> u64 {
     v.and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok()).map_or(0, u64::from_be_bytes)
 }
 
@@ -181,21 +213,11 @@ impl Store {
             }
         }
         let Some(seal) = self.seal()? else { return Ok(()) };
-        let now = self.counters()?;
-        let mut lost = Vec::new();
-        for (what, had, has) in [
-            ("ledger entries", seal.ledger, now.ledger),
-            ("outbox entries", seal.outbox - 1, now.outbox - 1),
-            ("tasks", seal.tasks - 1, now.tasks - 1),
-            ("recorded outcomes (deliveries, task changes, unsubscribes)", seal.outcomes, now.outcomes),
-            ("accounts", seal.accounts, now.accounts),
-            ("contacts", seal.contacts, now.contacts),
-            ("events", seal.events, now.events),
-        ] {
-            if has < had {
-                lost.push(format!("{what}: {has} of the {had} it had made durable"));
-            }
-        }
+        let lost: Vec<String> = seal
+            .shortfalls(&self.counters()?)
+            .into_iter()
+            .map(|(what, had, has)| format!("{what}: {has} of the {had} it had made durable"))
+            .collect();
         if lost.is_empty() {
             Ok(())
         } else {
@@ -357,18 +379,8 @@ impl Store {
             v.problem(format!("{ledger} ledger entries are stored but {} were written", counters.ledger));
         }
         if let Some(seal) = self.seal()? {
-            for (what, had, has) in [
-                ("ledger entries", seal.ledger, counters.ledger),
-                ("outbox ids", seal.outbox, counters.outbox),
-                ("task ids", seal.tasks, counters.tasks),
-                ("recorded outcomes", seal.outcomes, counters.outcomes),
-                ("accounts", seal.accounts, counters.accounts),
-                ("contacts", seal.contacts, counters.contacts),
-                ("events", seal.events, counters.events),
-            ] {
-                if has < had {
-                    v.problem(format!("{what}: the store counts {has}, its seal {had} (durable writes are gone)"));
-                }
+            for (what, had, has) in seal.shortfalls(&counters) {
+                v.problem(format!("{what}: the store holds {has}, its seal {had} (durable writes are gone)"));
             }
         }
         Ok(v)
@@ -404,6 +416,14 @@ impl Store {
 /// `<store>.before-restore-<time>` (never deleted), and the backup copied into place.
 /// Returns where the old store went.
 pub fn restore(store_dir: &Path, backup: &Path, stamp: &str) -> Result<(PathBuf, Verification), StoreError> {
+    // Opening would make an empty store where there is none: a mistyped folder must not
+    // replace the book with nothing.
+    if !backup.join(SEAL_FILE).is_file() {
+        return Err(StoreError::Internal(format!(
+            "{} holds no Keel backup (no {SEAL_FILE}): `keel store backup DIR` makes one; nothing was changed",
+            backup.display()
+        )));
+    }
     let source = Store::open(backup)?;
     let check = source.verify()?;
     if !check.is_ok() {

@@ -245,13 +245,7 @@ impl Store {
                             meta.insert(progress_key(p), p.last.as_slice())?;
                         }
                         let written = new.iter().filter(|n| **n).count();
-                        if written > 0 {
-                            let count = meta
-                                .get(super::integrity::LEDGER_COUNT)?
-                                .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-                                .map_or(0, u64::from_be_bytes);
-                            meta.insert(super::integrity::LEDGER_COUNT, &(count + written as u64).to_be_bytes())?;
-                        }
+                        super::integrity::add_to_counter(meta, super::integrity::LEDGER_COUNT, written as u64)?;
                         Ok::<_, ConflictableTransactionError<StoreError>>(written)
                     },
                 )

@@ -230,8 +230,7 @@ impl Store {
                 })
             }
         };
-        let id_floor =
-            meta.get(ID_FLOOR)?.and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok()).map_or(0, u64::from_be_bytes);
+        let id_floor = integrity::read_u64(meta.get(ID_FLOOR)?);
         let store = Store {
             id_floor,
             path: path.to_path_buf(),
@@ -624,12 +623,7 @@ fn transact(
             for (t, b) in ts.iter().zip(batches) {
                 t.apply_batch(b)?;
             }
-            if inserted > 0 {
-                let meta = ts.last().expect("meta is the last tree");
-                let n =
-                    meta.get(count)?.and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok()).map_or(0, u64::from_be_bytes);
-                meta.insert(count, &(n + inserted).to_be_bytes())?;
-            }
+            integrity::add_to_counter(ts.last().expect("meta is the last tree"), count, inserted)?;
             Ok::<_, ConflictableTransactionError<()>>(())
         })
         .map_err(|e| match e {

@@ -162,10 +162,7 @@ fn next_id(meta: &TransactionalTree, kind: &str) -> Result<u64, Abort> {
 /// suppression) in the transaction that records it: the seal's `outcomes`, so an outcome
 /// that vanished from a damaged store is noticed, not re-sent.
 fn bump(meta: &TransactionalTree) -> Result<(), Abort> {
-    let key = super::integrity::OUTCOME_COUNT;
-    let n = meta.get(key)?.and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok()).map_or(0, u64::from_be_bytes);
-    meta.insert(key, &(n + 1).to_be_bytes())?;
-    Ok(())
+    Ok(super::integrity::add_to_counter(meta, super::integrity::OUTCOME_COUNT, 1)?)
 }
 
 fn abort(e: StoreError) -> Abort {
