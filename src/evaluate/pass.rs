@@ -48,7 +48,7 @@ use super::view::{AccountView, HealthField, HealthView};
 use crate::model::{
     Account, Decision, EvalFailure, Event, LedgerEntry, OutboxEntry, PlaybookState, SequenceState, TaskRequest,
 };
-use crate::store::{Commit, EncodedAccount, Progress, Store, StoreError};
+use crate::store::{ChunkRange, Commit, EncodedAccount, Progress, Store, StoreError};
 
 /// Accounts a worker takes from the cursor at a time, and commits in one transaction.
 pub const CHUNK: usize = 256;
@@ -207,8 +207,8 @@ impl Evaluator<'_> {
 }
 
 /// The key of a pass: the playbooks it runs (their files, by digest) and the ticks it
-/// stands for (a playbook's first pass: "first"). A pass started again after a crash has the same key; an edit or a later
-/// tick makes a new one.
+/// stands for (a playbook's first pass: "first"). A pass started again after a crash has
+/// the same key; an edit or a later tick makes a new one.
 pub fn pass_key(due: &[Due]) -> String {
     // A playbook's first pass stands for "now", which moves on at each restart: it is
     // the same pass however often it is started again until it completes.
@@ -222,7 +222,7 @@ pub fn pass_key(due: &[Due]) -> String {
 }
 
 /// Whether `key` lies in one of the committed chunks (sorted by first id).
-fn committed(done: &[(Vec<u8>, Vec<u8>)], key: &[u8]) -> bool {
+fn committed(done: &[ChunkRange], key: &[u8]) -> bool {
     let i = done.partition_point(|(first, _)| first.as_slice() <= key);
     i > 0 && key <= done[i - 1].1.as_slice()
 }
@@ -282,7 +282,7 @@ impl<'e, 'a> Worker<'e, 'a> {
         mut self,
         cursor: &Mutex<crate::store::AccountCursor>,
         pass: &str,
-        done: &[(Vec<u8>, Vec<u8>)],
+        done: &[ChunkRange],
     ) -> Result<PassReport, StoreError> {
         loop {
             if self.ev.cancel.load(Ordering::Relaxed) {
