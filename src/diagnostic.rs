@@ -283,6 +283,76 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+/// Parses a YAML file Keel reads (config, health model, later playbooks) into a strict
+/// serde type, turning serde's error into a [`Diagnostic`]: the key's path, the position
+/// of the key (or its value) found in the text, and a "did you mean" for misspelt keys.
+pub fn parse_yaml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, Box<Diagnostic>> {
+    let de = serde_yaml::Deserializer::from_str(text);
+    serde_path_to_error::deserialize::<_, T>(de).map_err(|err| {
+        // The path as owned segments (keys and list indices), for the locator.
+        let segments: Vec<(Option<String>, usize)> = err
+            .path()
+            .iter()
+            .map_while(|s| match s {
+                serde_path_to_error::Segment::Map { key } => Some((Some(key.clone()), 0)),
+                serde_path_to_error::Segment::Seq { index } => Some((None, *index)),
+                _ => None,
+            })
+            .collect();
+        let key = err.path().to_string();
+        let inner = err.into_inner();
+        let mut message = inner.to_string();
+        // serde_yaml appends " at line L column C"; the diagnostic shows that itself.
+        if let Some(at) = message.rfind(" at line ") {
+            message.truncate(at);
+        }
+        // ...and prefixes the path of the enclosing mapping, which the key line shows.
+        if let Some((prefix, rest)) = message.split_once(": ") {
+            if key.starts_with(prefix) && !prefix.contains(' ') {
+                message = rest.to_string();
+            }
+        }
+        let help = unknown_field_help(&message);
+        let unknown_key = message.starts_with("unknown field");
+        let segs: Vec<Seg> = segments
+            .iter()
+            .map(|(k, i)| match k {
+                Some(k) => Seg::Key(k),
+                None => Seg::Index(*i),
+            })
+            .collect();
+        let position = match yaml_path_position(text, &segs) {
+            // An unknown key is the key's fault; anything else is its value's.
+            Some((line, key_col, value_col)) => {
+                Some((line, if unknown_key { key_col } else { value_col.unwrap_or(key_col) }))
+            }
+            // serde_yaml's own lines also break at U+2028 and a lone `\r`; its byte offset
+            // gives the position in Keel's convention.
+            None => inner.location().map(|l| position_of_byte(text, l.index())),
+        };
+        Box::new(
+            Diagnostic {
+                file: path.to_path_buf(),
+                position,
+                // "." is the root; "?" is where serde could not tell (a syntax error).
+                key: (key != "." && key != "?").then_some(key),
+                message,
+                snippet: None,
+                help,
+            }
+            .with_source(text),
+        )
+    })
+}
+
+/// For serde's "unknown field `tigger`, expected one of `a`, `b`": the nearest expected name.
+fn unknown_field_help(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (unknown, expected) = rest.split_once('`')?;
+    let names = expected.split('`').skip(1).step_by(2);
+    did_you_mean(unknown, names).map(|near| format!("did you mean `{near}`?"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,11 +17,14 @@
 //! - [`cli`]: the `keel` command line; `main.rs` only parses arguments and calls it.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod decide;
 pub mod deliver;
 pub mod diagnostic;
-pub mod evaluate;
+pub mod lang;
 pub mod model;
+pub mod services;
 pub mod store;
 pub mod sync;

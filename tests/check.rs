@@ -4,9 +4,9 @@
 
 use std::path::Path;
 
-use keel::evaluate::health::HealthModel;
-use keel::evaluate::playbook::{Action, DateField, Fire, PlaybookSet, Recipients, Trigger};
-use keel::evaluate::script::{Limits, ScriptEngine};
+use keel::lang::health::HealthModel;
+use keel::lang::playbook::{Action, DateField, Fire, PlaybookSet, Recipients, Trigger};
+use keel::lang::script::{Limits, ScriptEngine};
 
 use crate::util::{run_keel, Workspace};
 

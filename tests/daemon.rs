@@ -11,7 +11,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use chrono_tz::America::New_York;
 use keel::daemon::{Clock, Daemon, ManualClock, Reload};
-use keel::evaluate::Loaded;
+use keel::lang::Loaded;
 use keel::model::{AccountPatch, Decision, LedgerEntry};
 use keel::store::Store;
 

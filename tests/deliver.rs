@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 use keel::daemon::{Clock, Daemon, ManualClock};
-use keel::deliver::unsubscribe::Unsubscribe;
+use keel::decide::unsubscribe::Unsubscribe;
 use keel::deliver::{Deliverer, DeliveryReport};
-use keel::evaluate::Loaded;
+use keel::lang::Loaded;
 use keel::model::{AccountPatch, ContactPatch, OutboxEntry, Payload, Status, TaskStatus};
 use keel::store::Store;
 use tokio_util::sync::CancellationToken;

@@ -264,7 +264,7 @@ fn a_pass_killed_again_and_again_resumes_after_its_committed_chunks_and_finishes
         runs += 1;
         // Without resuming it would never finish; with it, a loaded machine may need many runs.
         assert!(runs <= 150, "the pass did not finish in 150 runs");
-        let (mut child, rx) = crate::run::spawn_logging(&ws, NOW, Some("info,keel::evaluate::pass=debug"));
+        let (mut child, rx) = crate::run::spawn_logging(&ws, NOW, Some("info,keel::decide::pass=debug"));
         let mut log = Vec::new();
         wait_for(&rx, &mut log, "a committed chunk or the end", |l| {
             l.contains("chunk committed") || l.contains("pass done")

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use keel::daemon::{Daemon, ManualClock, Reload};
-use keel::evaluate::Loaded;
+use keel::lang::Loaded;
 use keel::model::{AccountPatch, ContactPatch, Decision, Event, LedgerEntry};
 use keel::store::Store;
 

@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 
 use keel::config::{Config, ConfigError};
 use keel::diagnostic::{read_source, Diagnostic};
-use keel::evaluate::playbook::PlaybookSet;
-use keel::evaluate::{playtest, Loaded};
+use keel::lang::playbook::PlaybookSet;
+use keel::lang::Loaded;
+use keel::services::playtest;
 use proptest::prelude::*;
 
 use crate::run::{example_workspace, spawn, terminate, wait_for};

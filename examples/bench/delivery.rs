@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use keel::config::Config;
 use keel::daemon::ManualClock;
 use keel::deliver::Deliverer;
-use keel::evaluate::Loaded;
+use keel::lang::Loaded;
 use keel::model::{
     delivery_key, Audience, CapPolicy, Decision, Email, LedgerEntry, OutboxEntry, Payload, Status, Webhook,
 };

@@ -32,7 +32,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use clap::Parser;
 use keel::config::Config;
 use keel::daemon::{Daemon, ManualClock};
-use keel::evaluate::Loaded;
+use keel::lang::Loaded;
 use keel::store::Store;
 use keel::sync::sync_file;
 use serde::{Deserialize, Serialize};

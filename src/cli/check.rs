@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use super::Session;
-use crate::evaluate::{render_diagnostics, Loaded};
+use crate::lang::{render_diagnostics, Loaded};
 
 pub fn run(session: &Session) -> anyhow::Result<ExitCode> {
     // The config itself was loaded (and would have failed) before we got here.

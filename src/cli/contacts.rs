@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 
 use super::table::{Align, Table};
 use super::{FormatArg, OutputFormat, Session};
-use crate::deliver::unsubscribe::Unsubscribe;
+use crate::decide::unsubscribe::Unsubscribe;
 
 #[derive(Debug, Subcommand)]
 pub enum ContactsCommand {

@@ -11,9 +11,10 @@ use serde_json::json;
 
 use super::table::{money, Align, Table};
 use super::{FormatArg, OutputFormat, Session};
-use crate::evaluate::health::{score_book, HealthModel};
-use crate::evaluate::script::{Limits, ScriptEngine};
+use crate::lang::health::HealthModel;
+use crate::lang::script::{Limits, ScriptEngine};
 use crate::model::Band;
+use crate::services::health::score_book;
 
 #[derive(Debug, Args)]
 pub struct HealthArgs {

@@ -27,7 +27,7 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{Config, DEFAULT_CONFIG};
-use crate::evaluate::Loaded;
+use crate::lang::Loaded;
 use crate::store::Store;
 
 /// `keel run --once` evaluated and delivered, but some outbox entries went dead in it, or

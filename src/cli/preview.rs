@@ -9,11 +9,11 @@ use clap::Args;
 use minijinja::Value;
 
 use super::Session;
+use crate::decide::plan::with_unsubscribe_link;
+use crate::decide::unsubscribe::Unsubscribe;
 use crate::deliver::email::{build, from_mailbox, Outgoing};
-use crate::deliver::unsubscribe::Unsubscribe;
-use crate::evaluate::plan::with_unsubscribe_link;
-use crate::evaluate::render::{context, for_recipient, render_email};
-use crate::evaluate::view::{AccountView, HealthView};
+use crate::lang::render::{context, for_recipient, render_email};
+use crate::lang::view::AccountView;
 use crate::model::{Audience, CapPolicy, Email};
 
 #[derive(Debug, Args)]
@@ -46,13 +46,17 @@ pub fn run(session: &Session, args: PreviewArgs) -> anyhow::Result<ExitCode> {
     let date = session.now.with_timezone(&session.config.timezone).date_naive();
     let health = store
         .health_on_or_before(&account.id, date)?
-        .map(|p| HealthView::with_trend(&store, &account.id, p))
+        .map(|p| crate::decide::health::with_trend(&store, &account.id, p))
         .transpose()?;
     let view = AccountView { account: &account, health, contacts: &contacts };
     let playbook = set
         .playbooks
         .iter()
-        .find(|p| p.steps.iter().flat_map(|s| &s.actions).any(|a| matches!(a, crate::evaluate::playbook::Action::Email { template, .. } if *template == args.template)))
+        .find(|p| {
+            p.steps.iter().flat_map(|s| &s.actions).any(
+                |a| matches!(a, crate::lang::playbook::Action::Email { template, .. } if *template == args.template),
+            )
+        })
         .expect("a template in the set is used by a playbook");
     let base = context(&view, playbook, None, date);
     let (to, recipient, unsubscribe) = match &args.contact {

@@ -9,7 +9,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use clap::Args;
 
 use super::{FormatArg, OutputFormat, Session};
-use crate::evaluate::simulate::{Filter, Simulator};
+use crate::decide::simulate::{Filter, Simulator};
 
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
@@ -42,7 +42,7 @@ fn parse_day(s: &str) -> Result<Day, String> {
 
 pub fn run(session: &Session, args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let config = &session.config;
-    let crate::evaluate::Loaded { engine, model, set } = super::load_playbooks(session, "nothing was simulated")?;
+    let crate::lang::Loaded { engine, model, set } = super::load_playbooks(session, "nothing was simulated")?;
     if let Some(id) = &args.playbook {
         if set.get(id).is_none() {
             let ids: Vec<&str> = set.playbooks.iter().map(|p| p.id.as_str()).collect();

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::Session;
-use crate::evaluate::playtest::run_file;
+use crate::services::playtest::run_file;
 
 #[derive(Debug, Args)]
 pub struct TestArgs {
@@ -18,7 +18,7 @@ pub struct TestArgs {
 
 pub fn run(session: &Session, args: TestArgs) -> anyhow::Result<ExitCode> {
     let config = &session.config;
-    let crate::evaluate::Loaded { engine, model, set } = super::load_playbooks(session, "no test was run")?;
+    let crate::lang::Loaded { engine, model, set } = super::load_playbooks(session, "no test was run")?;
     let files = if args.files.is_empty() {
         let dir = config.playbooks_dir.join("tests");
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)

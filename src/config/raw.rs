@@ -11,9 +11,9 @@ use chrono_tz::Tz;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
-use super::env;
-use crate::evaluate::duration::Span;
-use crate::evaluate::schedule::CronSchedule;
+use crate::lang::duration::Span;
+use crate::lang::env;
+use crate::lang::schedule::CronSchedule;
 use crate::sync::mapping::{AccountField, ColumnMap, ContactField, EventField, FieldSet};
 
 #[derive(Debug, Default, Deserialize)]
@@ -61,7 +61,7 @@ pub struct DelayText(pub std::time::Duration);
 impl<'de> Deserialize<'de> for DelayText {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let Expanded(raw) = Expanded::deserialize(d)?;
-        crate::evaluate::duration::parse_delay(&raw).map(DelayText).map_err(de::Error::custom)
+        crate::lang::duration::parse_delay(&raw).map(DelayText).map_err(de::Error::custom)
     }
 }
 

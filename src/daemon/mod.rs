@@ -17,8 +17,6 @@
 //!   latest missed tick if it is within the catch-up window and logs the older ones it skips.
 //! - A reload that fails `check` changes nothing: the running set stays in force.
 
-pub mod clock;
-pub mod incremental;
 pub mod run;
 
 use std::path::PathBuf;
@@ -29,14 +27,15 @@ use std::time::SystemTime;
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 
-pub use clock::{Clock, ManualClock, OffsetClock, SystemClock};
+pub use crate::clock::{Clock, ManualClock, OffsetClock, SystemClock};
 
 use crate::config::Config;
+use crate::decide::incremental;
+use crate::decide::pass::{Due, Evaluator, PassReport};
 use crate::diagnostic::Diagnostic;
-use crate::evaluate::pass::{Due, Evaluator, PassReport};
-use crate::evaluate::playbook::{Playbook, Trigger, DEFAULT_CATCH_UP_DAYS};
-use crate::evaluate::schedule::CronSchedule;
-use crate::evaluate::Loaded;
+use crate::lang::playbook::{Playbook, Trigger, DEFAULT_CATCH_UP_DAYS};
+use crate::lang::schedule::CronSchedule;
+use crate::lang::Loaded;
 use crate::store::{Store, StoreError};
 
 /// Counters for `/metrics` (kept from the start so the API only has to print them).
@@ -280,7 +279,7 @@ impl Daemon {
         let date = now.with_timezone(&tz).date_naive();
         let selected =
             incremental::select(&self.store, &due, &loaded.model, tz, now, date, self.config.evaluation.incremental)?;
-        let unsubscribe = crate::deliver::unsubscribe::Unsubscribe::for_store(&self.config, &self.store)?;
+        let unsubscribe = crate::decide::unsubscribe::Unsubscribe::for_store(&self.config, &self.store)?;
         let evaluator = Evaluator {
             selection: &selected.selection,
             unsubscribe: &unsubscribe,

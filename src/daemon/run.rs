@@ -12,17 +12,15 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{Daemon, Reload};
 use crate::deliver::Deliverer;
-use crate::evaluate::render_diagnostics;
+use crate::lang::render_diagnostics;
 
-/// How often files are checked for changes, and the longest the loop sleeps.
-pub const POLL: Duration = Duration::from_secs(1);
+use crate::clock::POLL;
 
 /// Runs the daemon and its outbox workers until `shutdown` is cancelled; returns it with
 /// the store flushed.

@@ -29,7 +29,6 @@ pub mod email;
 pub mod protect;
 pub mod retry;
 mod smtp;
-pub mod unsubscribe;
 pub mod webhook;
 
 use std::collections::BTreeSet;
@@ -45,10 +44,10 @@ use serde::Serialize;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
 use crate::config::{Config, DeliveryConfig, Protections};
-use crate::daemon::Clock;
-use crate::evaluate::render::{render_email, RenderedEmail};
-use crate::evaluate::Loaded;
+use crate::lang::render::{render_email, RenderedEmail};
+use crate::lang::Loaded;
 use crate::model::{delivery_key, Audience, CapPolicy, Email, OutboxEntry, Payload, Status, Task};
 use crate::store::{CapCheck, Store, StoreError};
 use retry::Failure;
@@ -266,8 +265,8 @@ impl Deliverer {
             }
             let now = self.clock.now();
             let wait = match self.store.next_outbox_due() {
-                Ok(Some(t)) => (t - now).to_std().unwrap_or_default().min(crate::daemon::run::POLL),
-                _ => crate::daemon::run::POLL,
+                Ok(Some(t)) => (t - now).to_std().unwrap_or_default().min(crate::clock::POLL),
+                _ => crate::clock::POLL,
             };
             tokio::select! {
                 () = stop.cancelled() => break,
@@ -568,7 +567,7 @@ impl Deliverer {
                 to,
                 audience: Audience::Internal,
                 template: "(task escalation)".into(),
-                subject: crate::evaluate::render::one_line(&format!("Overdue task: {}", task.title)),
+                subject: crate::lang::render::one_line(&format!("Overdue task: {}", task.title)),
                 text,
                 html: None,
                 unsubscribe_url: None,

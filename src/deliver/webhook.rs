@@ -54,7 +54,7 @@ pub async fn send(
     let method = reqwest::Method::from_bytes(hook.method.as_bytes())
         .map_err(|_| Failure::permanent(format!("invalid method {:?}", hook.method)))?;
     let env = |s: &str| {
-        crate::config::expand(s, |n| std::env::var(n).ok().filter(|v| !v.is_empty())).map_err(|e| {
+        crate::lang::env::expand(s, |n| std::env::var(n).ok().filter(|v| !v.is_empty())).map_err(|e| {
             Failure::permanent(format!("{e}; set it in Keel's environment and `keel outbox retry` this entry"))
         })
     };

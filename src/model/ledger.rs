@@ -1,6 +1,6 @@
 //! The ledger and the evaluator's per-account state: what Keel decided, and what it must
 //! remember between passes to decide the next time exactly as the trigger table of
-//! `evaluate::pass` (and the README's "What fires, exactly once")
+//! `decide::pass` (and the README's "What fires, exactly once")
 //! says.
 //!
 //! Invariants:
@@ -44,7 +44,7 @@ impl Decision {
 pub struct LedgerEntry {
     pub playbook: String,
     pub account: String,
-    /// The occurrence (the trigger table in `evaluate::pass`): `episode:3`, `renewal_date=2027-03-01`,
+    /// The occurrence (the trigger table in `decide::pass`): `episode:3`, `renewal_date=2027-03-01`,
     /// `event:<id>`, `window:<time>`, `tick:<time>`; a sequence's later steps add
     /// `/step:<n>`, its exit `/exit`.
     pub occurrence: String,

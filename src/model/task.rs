@@ -93,7 +93,7 @@ pub struct Escalation {
     pub sent: Option<DateTime<Utc>>,
 }
 
-/// A task a firing asks for; [`crate::store::Store::commit`] creates it or updates the
+/// A task a firing asks for; the commit that records the firing creates it or updates the
 /// open one of the same playbook and account.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskRequest {

@@ -25,12 +25,12 @@ use chrono::{Duration, NaiveDate};
 use chrono_tz::Tz;
 use serde::Deserialize;
 
-use super::health::HealthModel;
-use super::playbook::PlaybookSet;
-use super::script::ScriptEngine;
-use super::simulate::{Filter, Simulator};
-use crate::config::parse_yaml;
+use crate::decide::simulate::{Filter, Simulator};
+use crate::diagnostic::parse_yaml;
 use crate::diagnostic::{did_you_mean, yaml_path_position, Diagnostic, Seg};
+use crate::lang::health::HealthModel;
+use crate::lang::playbook::PlaybookSet;
+use crate::lang::script::ScriptEngine;
 use crate::model::{Account, Contact, Event, HealthPoint};
 use crate::store::Store;
 

@@ -38,13 +38,13 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
-use super::duration::Span;
-use super::health::HealthModel;
 use super::plan::{Firing, Planner};
-use super::playbook::{Fire, Playbook, PlaybookSet, Step, Trigger, DEFAULT_CATCH_UP_DAYS};
-use super::render::{context, describe_in, one_line};
-use super::script::{AccountScope, EvalError, Expression, ScriptEngine, Truth};
-use super::view::{AccountView, HealthField, HealthView};
+use crate::lang::duration::Span;
+use crate::lang::health::HealthModel;
+use crate::lang::playbook::{Fire, Playbook, PlaybookSet, Step, Trigger, DEFAULT_CATCH_UP_DAYS};
+use crate::lang::render::{context, describe_in, one_line};
+use crate::lang::script::{AccountScope, EvalError, Expression, ScriptEngine, Truth};
+use crate::lang::view::{AccountView, HealthField, HealthView};
 use crate::model::{
     Account, Decision, EvalFailure, Event, LedgerEntry, OutboxEntry, PlaybookState, SequenceState, TaskRequest,
 };
@@ -89,7 +89,7 @@ pub struct Evaluator<'a> {
     /// Set to stop the pass between chunks (shutdown).
     pub cancel: &'a AtomicBool,
     /// Signs the unsubscribe links of customer-facing mail.
-    pub unsubscribe: &'a crate::deliver::unsubscribe::Unsubscribe,
+    pub unsubscribe: &'a crate::decide::unsubscribe::Unsubscribe,
     pub selection: &'a Selection,
 }
 
@@ -218,7 +218,7 @@ pub fn pass_key(due: &[Due]) -> String {
     for (d, tick) in due.iter().zip(&ticks) {
         parts.extend([d.playbook.id.as_str(), d.playbook.digest.as_str(), tick.as_str()]);
     }
-    crate::evaluate::digest(&parts)
+    crate::lang::digest(&parts)
 }
 
 /// Whether `key` lies in one of the committed chunks (sorted by first id).
@@ -258,7 +258,7 @@ impl<'v> Decisions<'v> {
     }
 
     /// Records a firing with its work.
-    fn push_fired(&mut self, entry: LedgerEntry, work: crate::evaluate::plan::Work) {
+    fn push_fired(&mut self, entry: LedgerEntry, work: crate::decide::plan::Work) {
         let i = self.entries.len();
         self.entries.push(entry);
         self.dead += work.dead();
@@ -459,13 +459,13 @@ impl<'e, 'a> Worker<'e, 'a> {
                 self.report.fail("(health)", &account.id, e.to_string());
                 self.health_failure = Some(e.to_string());
                 // The stored point of the day, if any, still stands.
-                return today.map(|p| HealthView::with_trend(store, &account.id, p)).transpose();
+                return today.map(|p| crate::decide::health::with_trend(store, &account.id, p)).transpose();
             }
         };
         if today.as_ref() != Some(&point) {
             commit.health.push((account.id.clone(), point.clone()));
         }
-        HealthView::with_trend(store, &account.id, point).map(Some)
+        crate::decide::health::with_trend(store, &account.id, point).map(Some)
     }
 
     fn truth(&mut self, expr: &Expression) -> Result<Truth, String> {
@@ -727,7 +727,7 @@ impl<'e, 'a> Worker<'e, 'a> {
         view: &AccountView,
         event: Option<&Event>,
         occurrence: &str,
-    ) -> (Vec<String>, crate::evaluate::plan::Work) {
+    ) -> (Vec<String>, crate::decide::plan::Work) {
         // One template context for the ledger's words and the outbox's work: building it
         // serialises the whole view, the larger part of rendering.
         let ctx = context(view, pb, event, self.date);

@@ -4,11 +4,10 @@
 //! Built per account per evaluation from the store; serialised into Rhai with
 //! `rhai::serde::to_dynamic`, and into templates with minijinja's serde support.
 
-use chrono::{Duration, NaiveDate};
+use chrono::NaiveDate;
 use serde::Serialize;
 
 use crate::model::{Account, Band, Contact, HealthPoint};
-use crate::store::{Store, StoreError};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct AccountView<'a> {
@@ -76,20 +75,11 @@ pub struct HealthView {
 pub const TREND_DAYS: [i64; 3] = [7, 30, 90];
 
 impl HealthView {
-    /// The account's health as of `date`: its latest point on or before that day.
-    pub fn as_of(store: &Store, account_id: &str, date: NaiveDate) -> Result<Option<HealthView>, StoreError> {
-        let Some(point) = store.health_on_or_before(account_id, date)? else { return Ok(None) };
-        HealthView::with_trend(store, account_id, point).map(Some)
-    }
-
-    /// A view of `point` with its trend read from the account's stored history.
-    pub fn with_trend(store: &Store, account_id: &str, point: HealthPoint) -> Result<HealthView, StoreError> {
-        let mut earlier = [None, None, None];
-        for (slot, days) in earlier.iter_mut().zip(TREND_DAYS) {
-            *slot = store.health_on_or_before(account_id, point.date - Duration::days(days))?.map(|p| p.score);
-        }
+    /// A view of `point`, with the scores of the latest points [`TREND_DAYS`] earlier
+    /// (`None`: no history that old).
+    pub fn new(point: HealthPoint, earlier: [Option<f64>; 3]) -> HealthView {
         let change = |i: usize| earlier[i].map(|old: f64| point.score - old);
-        Ok(HealthView {
+        HealthView {
             change_7d: change(0),
             change_30d: change(1),
             change_90d: change(2),
@@ -97,6 +87,6 @@ impl HealthView {
             band: point.band,
             components: point.components,
             date: point.date,
-        })
+        }
     }
 }

@@ -29,7 +29,7 @@ use raw::{RawAction, RawFire, RawPlaybook, RawStep, RawTrigger};
 use super::duration::Span;
 use super::schedule::CronSchedule;
 use super::script::{Expression, Origin, ScriptEngine};
-use crate::config::parse_yaml;
+use crate::diagnostic::parse_yaml;
 use crate::diagnostic::{byte_of_column, did_you_mean, read_source, yaml_path_position, Diagnostic, Seg};
 
 /// Catch-up window of a date trigger when the playbook does not set one.
@@ -253,7 +253,7 @@ impl PlaybookSet {
         self.env_refs
             .iter()
             .filter_map(|r| {
-                let e = crate::config::expand(&r.text, env_var).err()?;
+                let e = crate::lang::env::expand(&r.text, env_var).err()?;
                 Some(Diagnostic {
                     message: e,
                     help: Some("webhooks read it from Keel's environment when they are sent".into()),
@@ -480,7 +480,7 @@ impl Ctx<'_> {
         if !text.contains('$') {
             return;
         }
-        if let Err(e) = crate::config::expand(text, |_| Some(String::new())) {
+        if let Err(e) = crate::lang::env::expand(text, |_| Some(String::new())) {
             self.err(path, e, Some("`${VAR}` reads an environment variable; `$$` is a literal `$`".into()));
             return;
         }
@@ -727,7 +727,7 @@ impl Ctx<'_> {
             trigger: trigger?,
             steps,
             exit,
-            digest: crate::evaluate::digest(&[self.text]),
+            digest: crate::lang::digest(&[self.text]),
         })
     }
 

@@ -22,10 +22,10 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
 
-use crate::evaluate::health::HealthModel;
-use crate::evaluate::pass::{Due, Selection};
-use crate::evaluate::playbook::{Playbook, Trigger};
-use crate::evaluate::Loaded;
+use crate::decide::pass::{Due, Selection};
+use crate::lang::health::HealthModel;
+use crate::lang::playbook::{Playbook, Trigger};
+use crate::lang::Loaded;
 use crate::store::{Evaluated, Store, StoreError};
 
 /// Words in an expression or rule that make its result depend on the day.
@@ -42,7 +42,7 @@ pub fn basis(pb: &Playbook, model: &HealthModel, tz: Tz) -> (String, bool) {
     let mut parts: Vec<&str> = vec![&pb.digest, tz.name()];
     parts.extend(model.sources.iter().map(String::as_str));
     let timed = model.sources.iter().any(|s| reads_the_date(s)) || pb.expressions().any(|e| reads_the_date(e.source()));
-    (crate::evaluate::digest(&parts), timed)
+    (crate::lang::digest(&parts), timed)
 }
 
 /// A pass's accounts, why, and the change watermark it reads up to.

@@ -1,9 +1,9 @@
-//! What a template may read: the shape of the context [`crate::evaluate::render`] gives
+//! What a template may read: the shape of the context [`crate::lang::render`] gives
 //! every template, so that `{{ account.nam }}` is an error at load (file:line:column,
 //! "did you mean `name`?") instead of an undefined value at send time.
 //!
 //! Invariant: [`CONTEXT`] lists every name and field the render context provides (the
-//! account as [`crate::evaluate::view::AccountView`] serialises it, its health, contacts,
+//! account as [`crate::lang::view::AccountView`] serialises it, its health, contacts,
 //! the playbook, the day, the event, the recipient, digests' `accounts`). Maps whose keys
 //! come from data (`metrics`, `fields`, `components`, `properties`) are open: any key
 //! below them passes, since only the data can say which exist. Below a leaf (a string, a

@@ -16,10 +16,10 @@ use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use minijinja::Value;
 
-use super::playbook::{Action, Playbook, PlaybookSet, Recipients};
-use super::render::{for_recipient, one_line, render_email, render_one};
-use super::view::AccountView;
-use crate::deliver::unsubscribe::Unsubscribe;
+use crate::decide::unsubscribe::Unsubscribe;
+use crate::lang::playbook::{Action, Playbook, PlaybookSet, Recipients};
+use crate::lang::render::{for_recipient, one_line, render_email, render_one};
+use crate::lang::view::AccountView;
 use crate::model::{
     delivery_key, Audience, DigestItem, Email, Escalation, Event, OutboxEntry, Payload, Status, TaskRequest, Webhook,
 };
@@ -66,7 +66,7 @@ pub struct Firing<'a> {
 
 impl Planner<'_> {
     /// The work of a step's actions for one firing.
-    /// `ctx` is the firing's template context ([`super::render::context`]), built once per firing.
+    /// `ctx` is the firing's template context ([`crate::lang::render::context`]), built once per firing.
     pub fn plan(&self, actions: &[Action], f: &Firing, ctx: &Value) -> Work {
         let mut work = Work::default();
         for (i, action) in actions.iter().enumerate() {

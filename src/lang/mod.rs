@@ -1,21 +1,21 @@
-//! Evaluate: what the playbooks decide about each account.
+//! The language CS Ops write: playbook files, the health model, Rhai rules and
+//! expressions, templates, durations and schedules — parsed, validated and compiled.
+//!
+//! Nothing here reads the store or sends anything: this layer turns files into checked,
+//! compiled values, and evaluates an expression against an account view it is handed.
 //!
 //! - [`script`]: the sandboxed Rhai engine every expression and rule runs on;
 //! - [`health`]: the health model; [`playbook`]: playbook files, validated;
-//! - [`pass`]: one evaluation pass that decides and records firings in the ledger;
-//! - [`plan`]: a firing's actions rendered into outbox entries and tasks;
-//! - [`simulate`] and [`playtest`]: the read-only authoring tools.
+//! - [`render`]: templates; [`view`]: what scripts and templates see of an account;
+//! - [`duration`], [`schedule`]: `7d`, cron; [`env`]: `${VAR}` expansion.
 
 pub mod duration;
+pub mod env;
 pub mod health;
-pub mod pass;
-pub mod plan;
 pub mod playbook;
-pub mod playtest;
 pub mod render;
 pub mod schedule;
 pub mod script;
-pub mod simulate;
 pub mod view;
 
 use std::path::Path;

@@ -20,11 +20,11 @@ use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
-use super::health::HealthModel;
-use super::playbook::{Fire, Playbook, PlaybookSet, Trigger};
-use super::render::{describe, one_line};
-use super::script::{AccountScope, ScriptEngine, Truth};
-use super::view::{AccountView, HealthView};
+use crate::lang::health::HealthModel;
+use crate::lang::playbook::{Fire, Playbook, PlaybookSet, Trigger};
+use crate::lang::render::{describe, one_line};
+use crate::lang::script::{AccountScope, ScriptEngine, Truth};
+use crate::lang::view::AccountView;
 use crate::model::{Account, Event};
 use crate::store::{Store, StoreError};
 
@@ -118,7 +118,7 @@ impl Simulator<'_> {
                 None => self.model.score(self.engine, &mut scope, date, stored_yesterday.as_ref().map(|p| p.band)),
             };
             let health_today = match scored {
-                Ok(Some(point)) => Some(HealthView::with_trend(self.store, &account.id, point)?),
+                Ok(Some(point)) => Some(crate::decide::health::with_trend(self.store, &account.id, point)?),
                 Ok(None) => None,
                 Err(e) => {
                     report.failures.push(Failure {
@@ -130,7 +130,7 @@ impl Simulator<'_> {
                 }
             };
             let prev_health = match stored_yesterday {
-                Some(p) => Some(HealthView::with_trend(self.store, &account.id, p)?),
+                Some(p) => Some(crate::decide::health::with_trend(self.store, &account.id, p)?),
                 None => None,
             };
             let now = AccountView { account: &account, health: health_today, contacts: &contacts };
@@ -162,7 +162,7 @@ impl Simulator<'_> {
         scopes: &mut Scopes,
         date: NaiveDate,
     ) -> Result<Vec<Firing>, String> {
-        let truth = |expr: &super::script::Expression, scope: &mut AccountScope| {
+        let truth = |expr: &crate::lang::script::Expression, scope: &mut AccountScope| {
             expr.truth(self.engine, scope).map_err(|e| e.to_string())
         };
         if let Some(audience) = &playbook.audience {

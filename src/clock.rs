@@ -6,6 +6,10 @@ use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
 
+/// How often the daemon checks files for changes and the outbox for due work: the
+/// longest either loop sleeps.
+pub const POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
 }

@@ -1,0 +1,23 @@
+//! An account's health as a pass reads it: the day's point with its trend from the
+//! stored history.
+
+use chrono::{Duration, NaiveDate};
+
+use crate::lang::view::{HealthView, TREND_DAYS};
+use crate::model::HealthPoint;
+use crate::store::{Store, StoreError};
+
+/// The account's health as of `date`: its latest point on or before that day.
+pub fn as_of(store: &Store, account_id: &str, date: NaiveDate) -> Result<Option<HealthView>, StoreError> {
+    let Some(point) = store.health_on_or_before(account_id, date)? else { return Ok(None) };
+    with_trend(store, account_id, point).map(Some)
+}
+
+/// A view of `point` with its trend read from the account's stored history.
+pub fn with_trend(store: &Store, account_id: &str, point: HealthPoint) -> Result<HealthView, StoreError> {
+    let mut earlier = [None, None, None];
+    for (slot, days) in earlier.iter_mut().zip(TREND_DAYS) {
+        *slot = store.health_on_or_before(account_id, point.date - Duration::days(days))?.map(|p| p.score);
+    }
+    Ok(HealthView::new(point, earlier))
+}

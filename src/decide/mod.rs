@@ -1,0 +1,15 @@
+//! Decide: what the playbooks decide about each account, and when.
+//!
+//! - [`pass`]: the one evaluation pass — the daemon's, `simulate`'s (a dry run) and
+//!   `keel test`'s — deciding firings, skips and exits by the trigger table;
+//! - [`health`]: an account's health with its trend, from the store;
+//! - [`incremental`]: which accounts a pass must evaluate;
+//! - [`plan`]: a firing's actions rendered into outbox entries and tasks;
+//! - [`unsubscribe`]: the signed one-click links customer mail carries.
+
+pub mod health;
+pub mod incremental;
+pub mod pass;
+pub mod plan;
+pub mod simulate;
+pub mod unsubscribe;
