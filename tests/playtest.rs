@@ -14,7 +14,7 @@ fn repo() -> &'static Path {
 fn the_shipped_playbook_tests_pass() {
     let run = run_keel(Path::new("examples/keel.yaml"), repo(), &["test"]);
     let out = run.ok();
-    assert!(out.ends_with("11 passed, 0 failed\n"), "{out}");
+    assert!(out.ends_with("14 passed, 0 failed\n"), "{out}");
     assert!(!out.contains("FAIL"), "{out}");
 }
 
@@ -54,4 +54,85 @@ fn a_broken_test_file_is_reported_with_positions() {
     assert_eq!(run.code(), 1);
     insta::assert_snapshot!(run.stderr());
     assert!(run.stdout().contains("1 test file(s) could not be read"), "{}", run.stdout());
+}
+
+#[test]
+fn a_wrong_expectation_on_a_later_day_fails_naming_the_case_and_the_day() {
+    // The shipped 14-day recovery task: expecting it on day 7 is wrong (the `every`
+    // window is still closed), and so is expecting no webinar step on day 14.
+    let ws = with_test(
+        "tests:
+  - name: recovery every week, wrongly
+    at: 2026-11-22
+    accounts:
+      - { id: IDLE, segment: mid_market, owner: csm@x.example,
+          metrics: { active_users: 5, licensed_users: 100, logins_30d: 20, avg_session_minutes: 3, open_tickets: 6 } }
+    days:
+      - { day: 0, expect: [ { playbook: low-engagement-recovery, fires: [IDLE] } ] }
+      - { day: 7, expect: [ { playbook: low-engagement-recovery, fires: [IDLE] } ] }
+      - { day: 14, expect: [ { playbook: low-engagement-recovery, not: [IDLE] } ] }
+",
+    );
+    let run = ws.keel(&["test", "case.yaml"]);
+    assert_eq!(run.code(), 1);
+    insta::assert_snapshot!(run.stdout(), @r"
+    case.yaml
+      FAIL  recovery every week, wrongly
+            day 7 (2026-11-29): expected low-engagement-recovery to fire for IDLE; it did not
+            day 14 (2026-12-06): expected low-engagement-recovery not to fire for IDLE; it fired: `account.health.components.engagement < 50` is true; fires at most every 14d
+    0 passed, 1 failed
+    ");
+}
+
+#[test]
+fn a_days_case_is_checked_like_the_rest_of_the_file() {
+    let ws = with_test(
+        "tests:
+  - name: typos in days
+    at: 2026-11-22
+    accounts:
+      - { id: A, segment: smb }
+    days:
+      - day: 3
+        accounts: [ { id: B, metrics: { logins_30d: 1 } } ]
+        health: { A: 140 }
+      - day: 2
+        expect: [ { playbook: smb-onboardin, exits: [Z] } ]
+",
+    );
+    let run = ws.keel(&["test", "case.yaml"]);
+    assert_eq!(run.code(), 1);
+    insta::assert_snapshot!(run.stderr(), @r#"
+    error: account "B" is not among this test's accounts
+     --> case.yaml:8:19
+      |
+    8 |         accounts: [ { id: B, metrics: { logins_30d: 1 } } ]
+      |                   ^^^^^^
+
+    error: `health` is a health score from 0 to 100
+     --> case.yaml:9:17
+      |
+    9 |         health: { A: 140 }
+      |                 ^^^
+
+    error: days must be listed in order, each once
+      --> case.yaml:10:14
+       |
+    10 |       - day: 2
+       |              ^
+
+    error: no playbook "smb-onboardin"
+      --> case.yaml:11:17
+       |
+    11 |         expect: [ { playbook: smb-onboardin, exits: [Z] } ]
+       |                 ^^^^^^^^^^^^
+       |
+       = help: did you mean `smb-onboarding`?
+
+    error: account "Z" is not among this test's accounts
+      --> case.yaml:11:17
+       |
+    11 |         expect: [ { playbook: smb-onboardin, exits: [Z] } ]
+       |                 ^^^^^^^^^^^^
+    "#);
 }

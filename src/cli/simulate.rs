@@ -9,12 +9,17 @@ use chrono::{DateTime, NaiveDate, Utc};
 use clap::Args;
 
 use super::{FormatArg, OutputFormat, Session};
-use crate::decide::simulate::{Filter, Simulator};
+use chrono_tz::Tz;
+
+use crate::decide::tick::Context;
+use crate::deliver::forecast::Verdict;
+use crate::services::simulate::{simulate, Request, SimulateError};
 
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
-    /// The day to simulate: YYYY-MM-DD, or an RFC 3339 instant (its day in the config's
-    /// time zone). Default: today.
+    /// The moment to simulate: an RFC 3339 instant, or a day YYYY-MM-DD (its end in the
+    /// config's time zone: the pass the daemon would run then, caught up with every tick
+    /// of the day). Default: now.
     #[arg(long, value_parser = parse_day)]
     at: Option<Day>,
     /// Only this playbook.
@@ -42,55 +47,63 @@ fn parse_day(s: &str) -> Result<Day, String> {
 
 pub fn run(session: &Session, args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let config = &session.config;
-    let crate::lang::Loaded { engine, model, set } = super::load_playbooks(session, "nothing was simulated")?;
-    if let Some(id) = &args.playbook {
-        if set.get(id).is_none() {
-            let ids: Vec<&str> = set.playbooks.iter().map(|p| p.id.as_str()).collect();
-            anyhow::bail!("no playbook {id:?}; the playbooks are: {}", ids.join(", "));
-        }
-    }
+    let loaded = super::load_playbooks(session, "nothing was simulated")?;
     let store = session.open_store()?;
-    if let Some(id) = &args.account {
-        if store.account(id)?.is_none() {
-            anyhow::bail!("no account with id {id:?} in {}", store.path().display());
-        }
-    }
-    let date = match args.at {
-        Some(Day::Date(d)) => d,
-        Some(Day::Instant(t)) => t.with_timezone(&config.timezone).date_naive(),
-        None => session.now.with_timezone(&config.timezone).date_naive(),
+    let tz = config.timezone;
+    // A day stands for its end: the pass the daemon would run then, caught up with
+    // every tick of the day.
+    let (at, day) = match args.at {
+        Some(Day::Date(d)) => (crate::decide::time::end_of_day(tz, d), Some(d)),
+        Some(Day::Instant(t)) => (t, None),
+        None => (session.now, None),
     };
-    let simulator = Simulator {
-        set: &set,
-        model: &model,
-        engine: &engine,
-        store: &store,
-        timezone: config.timezone,
-        given_health: None,
-    };
-    let report = simulator.run(date, &Filter { playbook: args.playbook, account: args.account })?;
+    let ctx = Context { store: &store, loaded: &loaded, config };
+    let request = Request { at, playbook: args.playbook, account: args.account };
+    let report = simulate(ctx, &request).map_err(|e| match e {
+        SimulateError::NoAccount { id } => anyhow::anyhow!("no account with id {id:?} in {}", store.path().display()),
+        e => e.into(),
+    })?;
 
     let mut out = io::stdout().lock();
     if args.format.format == OutputFormat::Json {
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)?;
     } else {
+        let when = match day {
+            Some(d) => format!("for {d} ({})", report.timezone),
+            None => format!("at {}", at.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z")),
+        };
         writeln!(
             out,
-            "Simulating {} playbook(s) over {} account(s) for {date} ({}). Nothing is recorded or sent.\n",
+            "Simulating {} playbook(s) over {} account(s) {when}. Nothing is recorded or sent.\n",
             report.playbooks.len(),
             report.accounts,
-            report.timezone
         )?;
         for f in &report.firings {
             writeln!(out, "{} · {} {}", f.playbook, f.account, f.account_name)?;
             writeln!(out, "  why:  {}", f.why)?;
+            if !f.values.is_empty() {
+                let read: Vec<String> = f.values.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+                writeln!(out, "  read: {}", read.join(", "))?;
+            }
             for action in &f.actions {
                 writeln!(out, "  does: {action}")?;
+            }
+            for d in &f.deliveries {
+                writeln!(out, "  sent: {} to {}: {}", d.channel, d.to, verdict(&d.verdict, tz))?;
             }
             if !f.later_steps.is_empty() {
                 writeln!(out, "  then: steps after {}", f.later_steps.join(", "))?;
             }
+        }
+        for (word, list) in [("skipped", &report.skipped), ("exits", &report.exited)] {
+            for o in list {
+                writeln!(out, "{} · {} {} ({word})", o.playbook, o.account, o.account_name)?;
+                writeln!(out, "  why:  {}", o.why)?;
+            }
+        }
+        for note in &report.notes {
+            writeln!(out, "note: {note}")?;
         }
         let mut per: BTreeMap<&str, usize> = BTreeMap::new();
         for f in &report.firings {
@@ -102,6 +115,9 @@ pub fn run(session: &Session, args: SimulateArgs) -> anyhow::Result<ExitCode> {
         } else {
             writeln!(out, "\nWould fire {} time(s): {}", report.firings.len(), summary.join(", "))?;
         }
+        if !report.skipped.is_empty() || !report.exited.is_empty() {
+            writeln!(out, "Would skip {}, and stop {} sequence(s).", report.skipped.len(), report.exited.len())?;
+        }
     }
     if report.failures.is_empty() {
         return Ok(ExitCode::SUCCESS);
@@ -112,4 +128,17 @@ pub fn run(session: &Session, args: SimulateArgs) -> anyhow::Result<ExitCode> {
     }
     writeln!(err, "error: {} evaluation(s) failed; the others were simulated", report.failures.len())?;
     Ok(ExitCode::FAILURE)
+}
+
+/// What delivery would do, in words.
+fn verdict(v: &Verdict, tz: Tz) -> String {
+    let local = |t: &DateTime<Utc>| t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string();
+    match v {
+        Verdict::Send { at } => format!("sends at {}", local(at)),
+        Verdict::Digest => "joins the digest, sent when the pass has completed".into(),
+        Verdict::Suppressed { reason } => format!("suppressed: {reason}"),
+        Verdict::Deferred { why, .. } => format!("deferred: {why}"),
+        Verdict::Dropped { why } => format!("dropped: {why}"),
+        Verdict::Dead { error } => format!("dead: {error}"),
+    }
 }

@@ -18,7 +18,7 @@ pub struct TestArgs {
 
 pub fn run(session: &Session, args: TestArgs) -> anyhow::Result<ExitCode> {
     let config = &session.config;
-    let crate::lang::Loaded { engine, model, set } = super::load_playbooks(session, "no test was run")?;
+    let loaded = super::load_playbooks(session, "no test was run")?;
     let files = if args.files.is_empty() {
         let dir = config.playbooks_dir.join("tests");
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -36,7 +36,7 @@ pub fn run(session: &Session, args: TestArgs) -> anyhow::Result<ExitCode> {
     let (mut passed, mut failed, mut broken) = (0, 0, 0);
     for file in &files {
         writeln!(out, "{}", file.display())?;
-        match run_file(file, &set, &model, &engine, config.timezone) {
+        match run_file(file, &loaded, config) {
             Ok(results) => {
                 for case in results {
                     if case.failures.is_empty() {

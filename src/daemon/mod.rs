@@ -6,15 +6,12 @@
 //! it sleeps until the next tick, runs passes on worker threads off the runtime, polls for
 //! changed files, and stops on a cancellation token.
 //!
+//! What is due at a wakeup and the pass for it are decided by [`crate::decide::tick`],
+//! the code `simulate` dry-runs and `keel test` runs; the daemon commits it, counts it
+//! and logs it.
+//!
 //! Invariants:
-//! - One pass at a time. Everything due at a wakeup is evaluated in *one* pass (each
-//!   account's scope is built once for all of them); a slow pass delays the next tick,
-//!   never overlaps it.
-//! - A playbook's tick is marked complete only when its pass finished; an interrupted pass
-//!   is run again and the ledger keeps it from firing anything twice.
-//! - Missed ticks after downtime: condition, date and event playbooks simply run once (their
-//!   triggers catch up by themselves, within their windows); a schedule trigger runs its
-//!   latest missed tick if it is within the catch-up window and logs the older ones it skips.
+//! - One pass at a time: a slow pass delays the next tick, never overlaps it.
 //! - A reload that fails `check` changes nothing: the running set stays in force.
 
 pub mod run;
@@ -24,17 +21,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use chrono::{DateTime, Duration, Utc};
-use chrono_tz::Tz;
+use chrono::{DateTime, Utc};
 
 pub use crate::clock::{Clock, ManualClock, OffsetClock, SystemClock};
 
 use crate::config::Config;
-use crate::decide::incremental;
-use crate::decide::pass::{Due, Evaluator, PassReport};
+use crate::decide::pass::PassReport;
+use crate::decide::tick::{Context, Mode, Options};
+pub use crate::decide::tick::{Plan, Tick};
 use crate::diagnostic::Diagnostic;
-use crate::lang::playbook::{Playbook, Trigger, DEFAULT_CATCH_UP_DAYS};
-use crate::lang::schedule::CronSchedule;
+use crate::lang::playbook::Playbook;
 use crate::lang::Loaded;
 use crate::store::{Store, StoreError};
 
@@ -60,31 +56,6 @@ pub enum Reload {
     Applied,
     /// The change fails `check`; these are its errors, and the previous set keeps running.
     Rejected(Vec<Diagnostic>),
-}
-
-/// What a wakeup did.
-#[derive(Debug)]
-pub struct Tick {
-    /// The evaluation clock of the pass.
-    pub at: DateTime<Utc>,
-    /// The pass, when anything was due.
-    pub report: Option<PassReport>,
-    /// Things a person should know (a schedule trigger's first run, skipped ticks).
-    pub notes: Vec<String>,
-}
-
-/// A playbook's place on the clock.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Plan {
-    /// Due now, for this tick.
-    Run { tick: DateTime<Utc>, previous: Option<DateTime<Utc>>, missed: u64 },
-    /// A schedule trigger seen for the first time: it starts counting from now and fires
-    /// at its next tick (a first start is not downtime to catch up on).
-    Baseline,
-    /// Its missed ticks are all older than the catch-up window: skipped, and counted.
-    TooLate { latest: DateTime<Utc>, missed: u64 },
-    /// Nothing due.
-    Wait,
 }
 
 type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
@@ -168,142 +139,31 @@ impl Daemon {
         self.clock.now()
     }
 
-    /// The cron a playbook is evaluated on, and its zone.
-    fn schedule_of<'p>(&'p self, pb: &'p Playbook) -> (&'p CronSchedule, Tz) {
-        match &pb.trigger {
-            Trigger::Schedule { cron, timezone, .. } => (cron, timezone.unwrap_or(self.config.timezone)),
-            _ => (pb.schedule.as_ref().unwrap_or(&self.config.evaluation.schedule), self.config.timezone),
-        }
+    fn context(&self) -> Context<'_> {
+        Context { store: &self.store, loaded: &self.loaded, config: &self.config }
     }
 
     /// Where `pb` stands at `now`, given its last completed tick.
     pub fn plan(&self, pb: &Playbook, last: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Plan {
-        let (cron, tz) = self.schedule_of(pb);
-        let is_schedule_trigger = matches!(pb.trigger, Trigger::Schedule { .. });
-        let Some(last) = last else {
-            return if is_schedule_trigger {
-                Plan::Baseline
-            } else {
-                Plan::Run { tick: now, previous: None, missed: 0 }
-            };
-        };
-        // The latest tick at or before `now`, and how many came before it since `last`.
-        // Only ticks inside the catch-up window can run, so after a long downtime the walk
-        // starts at the window's edge: a per-second schedule down for a year costs a
-        // week of ticks, not 31 million (and `missed` is then a lower bound).
-        let Some(first) = cron.next_in(tz, last).filter(|t| *t <= now) else { return Plan::Wait };
-        let edge = now - Duration::days(DEFAULT_CATCH_UP_DAYS);
-        let (mut latest, mut missed) = (first, 0u64);
-        if first < edge {
-            if let Some(t) = cron.next_in(tz, edge).filter(|t| *t <= now) {
-                (latest, missed) = (t, 1);
-            }
-        }
-        while let Some(next) = cron.next_in(tz, latest).filter(|t| *t <= now) {
-            missed += 1;
-            latest = next;
-        }
-        if is_schedule_trigger && now - latest > Duration::days(DEFAULT_CATCH_UP_DAYS) {
-            return Plan::TooLate { latest, missed: missed + 1 };
-        }
-        Plan::Run { tick: latest, previous: Some(last), missed }
+        crate::decide::tick::plan(&self.config, pb, last, now)
     }
 
     /// The next instant a playbook comes due, `now` for one that never ran (None: no
     /// enabled playbook has a next tick).
     pub fn next_wakeup(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let mut next: Option<DateTime<Utc>> = None;
-        for pb in self.loaded.set.playbooks.iter().filter(|p| p.enabled) {
-            let (cron, tz) = self.schedule_of(pb);
-            let at = match self.store.last_tick(&pb.id)? {
-                // Never ran: due now (a schedule trigger sets its baseline now).
-                None => Some(now),
-                Some(last) => cron.next_in(tz, last),
-            };
-            next = match (next, at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-        }
-        Ok(next)
+        crate::decide::tick::next_wakeup(self.context(), now)
     }
 
     /// Runs one pass for every playbook due now, and marks their ticks complete (unless
     /// the pass was cancelled).
     pub fn tick(&self, cancel: &AtomicBool) -> Result<Tick, StoreError> {
         let now = self.now();
-        let mut due = Vec::new();
-        let mut notes = Vec::new();
-        for pb in self.loaded.set.playbooks.iter().filter(|p| p.enabled) {
-            let last = self.store.last_tick(&pb.id)?;
-            match self.plan(pb, last, now) {
-                Plan::Run { tick, previous, missed } => {
-                    if missed > 0 {
-                        let kind = if matches!(pb.trigger, Trigger::Schedule { .. }) {
-                            "runs the latest one, skips the rest"
-                        } else {
-                            "one pass catches up"
-                        };
-                        tracing::info!(playbook = %pb.id, missed, latest = %tick, "missed ticks while not running; {kind}");
-                    }
-                    due.push(Due { playbook: pb, tick, previous });
-                }
-                Plan::Baseline => {
-                    let (cron, tz) = self.schedule_of(pb);
-                    let next = cron.next_in(tz, now).map(|t| t.with_timezone(&tz));
-                    tracing::info!(playbook = %pb.id, next = ?next, "first run of a schedule trigger: fires from its next tick");
-                    let when = next.map_or("never".into(), |t| t.format("%Y-%m-%d %H:%M %Z").to_string());
-                    notes.push(format!(
-                        "{}: a schedule trigger's first run; it fires from its next tick, {when}",
-                        pb.id
-                    ));
-                    self.store.set_last_tick(&pb.id, now)?;
-                }
-                Plan::TooLate { latest, missed } => {
-                    tracing::warn!(playbook = %pb.id, missed, %latest, "missed ticks are all older than the {DEFAULT_CATCH_UP_DAYS}-day catch-up window: skipped");
-                    notes.push(format!(
-                        "{}: {missed} missed tick(s), the latest at {latest}, are older than the {DEFAULT_CATCH_UP_DAYS}-day catch-up window: skipped",
-                        pb.id
-                    ));
-                    self.store.set_last_tick(&pb.id, now)?;
-                }
-                Plan::Wait => {}
-            }
+        let tick = crate::decide::tick::tick(self.context(), now, Mode::Commit, Options::default(), cancel)?;
+        if let Some(report) = &tick.report {
+            self.count(report);
+            self.log(report, &tick.due);
         }
-        if due.is_empty() {
-            self.store.flush()?;
-            return Ok(Tick { at: now, report: None, notes });
-        }
-        let loaded = &self.loaded;
-        let tz = self.config.timezone;
-        let date = now.with_timezone(&tz).date_naive();
-        let selected =
-            incremental::select(&self.store, &due, &loaded.model, tz, now, date, self.config.evaluation.incremental)?;
-        let unsubscribe = crate::decide::unsubscribe::Unsubscribe::for_store(&self.config, &self.store)?;
-        let evaluator = Evaluator {
-            selection: &selected.selection,
-            unsubscribe: &unsubscribe,
-            store: &self.store,
-            engine: &loaded.engine,
-            model: &loaded.model,
-            set: &loaded.set,
-            timezone: self.config.timezone,
-            workers: self.config.evaluation.workers,
-            cancel,
-        };
-        let mut report = evaluator.run(&due, now)?;
-        report.selection = selected.why.clone();
-        if !report.cancelled {
-            for d in &due {
-                self.store.set_last_tick(&d.playbook.id, d.tick)?;
-            }
-            incremental::complete(&self.store, loaded, &due, tz, &selected)?;
-            self.store.clear_pass_progress(None)?;
-        }
-        self.store.flush()?;
-        self.count(&report);
-        self.log(&report, &due);
-        Ok(Tick { at: now, report: Some(report), notes })
+        Ok(tick)
     }
 
     fn count(&self, report: &PassReport) {
@@ -315,7 +175,7 @@ impl Daemon {
         c.errors.fetch_add(report.errors(), Ordering::Relaxed);
     }
 
-    fn log(&self, report: &PassReport, due: &[Due]) {
+    fn log(&self, report: &PassReport, due: &[(String, DateTime<Utc>)]) {
         let ms = report.elapsed.as_millis() as u64;
         if report.resumed > 0 {
             tracing::info!(
@@ -324,11 +184,11 @@ impl Daemon {
             );
         }
         tracing::info!(accounts = report.accounts, duration_ms = ms, selection = %report.selection, "pass done");
-        for d in due {
-            let s = report.playbooks.get(&d.playbook.id).cloned().unwrap_or_default();
+        for (id, tick) in due {
+            let s = report.playbooks.get(id).cloned().unwrap_or_default();
             tracing::info!(
-                playbook = %d.playbook.id,
-                tick = %d.tick.format("%Y-%m-%dT%H:%M:%SZ"),
+                playbook = %id,
+                tick = %tick.format("%Y-%m-%dT%H:%M:%SZ"),
                 accounts = s.evaluated,
                 fired = s.fired,
                 skipped = s.skipped,

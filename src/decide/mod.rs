@@ -3,7 +3,10 @@
 //! - [`pass`]: the one evaluation pass — the daemon's, `simulate`'s (a dry run) and
 //!   `keel test`'s — deciding firings, skips and exits by the trigger table;
 //! - [`health`]: an account's health with its trend, from the store;
+//! - [`tick`]: which playbooks are due at a moment, and the pass for them, committed or
+//!   dry-run;
 //! - [`incremental`]: which accounts a pass must evaluate;
+//! - [`time`]: days and spans as the pass counts them;
 //! - [`plan`]: a firing's actions rendered into outbox entries and tasks;
 //! - [`unsubscribe`]: the signed one-click links customer mail carries.
 
@@ -11,5 +14,6 @@ pub mod health;
 pub mod incremental;
 pub mod pass;
 pub mod plan;
-pub mod simulate;
+pub mod tick;
+pub mod time;
 pub mod unsubscribe;

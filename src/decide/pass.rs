@@ -39,6 +39,7 @@ use chrono_tz::Tz;
 use serde::Serialize;
 
 use super::plan::{Firing, Planner};
+use super::time;
 use crate::lang::duration::Span;
 use crate::lang::health::HealthModel;
 use crate::lang::playbook::{Fire, Playbook, PlaybookSet, Step, Trigger, DEFAULT_CATCH_UP_DAYS};
@@ -46,7 +47,8 @@ use crate::lang::render::{context, describe_in, one_line};
 use crate::lang::script::{AccountScope, EvalError, Expression, ScriptEngine, Truth};
 use crate::lang::view::{AccountView, HealthField, HealthView};
 use crate::model::{
-    Account, Decision, EvalFailure, Event, LedgerEntry, OutboxEntry, PlaybookState, SequenceState, TaskRequest,
+    Account, Decision, EvalFailure, Event, HealthPoint, LedgerEntry, OutboxEntry, PlaybookState, SequenceState,
+    TaskRequest,
 };
 use crate::store::{ChunkRange, Commit, EncodedAccount, Progress, Store, StoreError};
 
@@ -91,6 +93,9 @@ pub struct Evaluator<'a> {
     /// Signs the unsubscribe links of customer-facing mail.
     pub unsubscribe: &'a crate::decide::unsubscribe::Unsubscribe,
     pub selection: &'a Selection,
+    /// Health scores stated by id instead of scored (`keel test`'s `health:`); the band
+    /// comes from the model's thresholds.
+    pub given_health: Option<&'a BTreeMap<String, f64>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -169,11 +174,9 @@ impl PassReport {
 }
 
 impl Evaluator<'_> {
-    /// Evaluates `due` over every account as of `now`, recording decisions as it goes.
+    /// Evaluates `due` over the selected accounts as of `now`, committing each chunk's
+    /// decisions as it goes.
     pub fn run(&self, due: &[Due], now: DateTime<Utc>) -> Result<PassReport, StoreError> {
-        let started = Instant::now();
-        let date = now.with_timezone(&self.timezone).date_naive();
-        self.engine.set_today(date);
         // A run of this same pass (same playbooks, files and ticks) that was killed or
         // stopped committed some chunks: their accounts are decided, so this run resumes
         // after them. Another pass's leftovers are stale.
@@ -184,6 +187,30 @@ impl Evaluator<'_> {
         if !done.is_empty() {
             tracing::info!(chunks = done.len(), "resuming an interrupted pass after the chunks it committed");
         }
+        self.evaluate(due, now, &pass, &done, None)
+    }
+
+    /// The same pass, deciding exactly what [`Self::run`] would and writing nothing: each
+    /// chunk's decisions (ledger entries with their outbox entries and tasks) come back
+    /// instead of being committed. Interrupted passes are not resumed: a dry run
+    /// decides for every selected account.
+    pub fn dry_run(&self, due: &[Due], now: DateTime<Utc>) -> Result<(PassReport, Vec<Commit>), StoreError> {
+        let sink = Mutex::new(Vec::new());
+        let report = self.evaluate(due, now, &pass_key(due), &[], Some(&sink))?;
+        Ok((report, sink.into_inner().expect("sink lock")))
+    }
+
+    fn evaluate(
+        &self,
+        due: &[Due],
+        now: DateTime<Utc>,
+        pass: &str,
+        done: &[ChunkRange],
+        sink: Option<&Mutex<Vec<Commit>>>,
+    ) -> Result<PassReport, StoreError> {
+        let started = Instant::now();
+        let date = now.with_timezone(&self.timezone).date_naive();
+        self.engine.set_today(date);
         let cursor = Mutex::new(match self.selection {
             Selection::All => self.store.account_cursor(),
             Selection::Only(ids) => self.store.account_cursor_for(ids.clone()),
@@ -194,7 +221,7 @@ impl Evaluator<'_> {
         }
         let results: Vec<Result<PassReport, StoreError>> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..self.workers.max(1))
-                .map(|_| s.spawn(|| Worker::new(self, due, now, date).run(&cursor, &pass, &done)))
+                .map(|_| s.spawn(|| Worker::new(self, due, now, date).run(&cursor, pass, done, sink)))
                 .collect();
             handles.into_iter().map(|h| h.join().expect("an evaluation worker panicked")).collect()
         });
@@ -283,6 +310,7 @@ impl<'e, 'a> Worker<'e, 'a> {
         cursor: &Mutex<crate::store::AccountCursor>,
         pass: &str,
         done: &[ChunkRange],
+        sink: Option<&Mutex<Vec<Commit>>>,
     ) -> Result<PassReport, StoreError> {
         loop {
             if self.ev.cancel.load(Ordering::Relaxed) {
@@ -312,8 +340,23 @@ impl<'e, 'a> Worker<'e, 'a> {
                     Err(e) => self.report.fail("(account)", &encoded.id(), e.to_string()),
                 }
             }
-            self.ev.store.commit(&commit)?;
-            tracing::debug!(accounts = chunk.len(), "chunk committed");
+            match sink {
+                None => {
+                    self.ev.store.commit(&commit)?;
+                    tracing::debug!(accounts = chunk.len(), "chunk committed");
+                }
+                // What a dry run reports: the decisions, not the bookkeeping behind them.
+                Some(sink) => {
+                    let decided = Commit {
+                        entries: commit.entries,
+                        outbox: commit.outbox,
+                        tasks: commit.tasks,
+                        health: commit.health,
+                        ..Commit::default()
+                    };
+                    sink.lock().expect("sink lock").push(decided);
+                }
+            }
         }
         Ok(self.report)
     }
@@ -452,7 +495,18 @@ impl<'e, 'a> Worker<'e, 'a> {
             }
             other => (None, other),
         };
-        let point = match self.ev.model.score(self.ev.engine, &mut self.scope, self.date, previous.map(|p| p.band)) {
+        let given = self.ev.given_health.and_then(|g| g.get(&account.id)).map(|&score| {
+            Ok(Some(HealthPoint {
+                date: self.date,
+                score,
+                band: self.ev.model.bands.raw(score),
+                components: BTreeMap::new(),
+            }))
+        });
+        let scored = given.unwrap_or_else(|| {
+            self.ev.model.score(self.ev.engine, &mut self.scope, self.date, previous.map(|p| p.band))
+        });
+        let point = match scored {
             Ok(Some(point)) => point,
             Ok(None) => return Ok(None),
             Err(e) => {
@@ -691,25 +745,14 @@ impl<'e, 'a> Worker<'e, 'a> {
         Ok(())
     }
 
-    /// Whether `span` has passed since `since` (`every` since the last firing, a step's
-    /// `after` since its sequence started). Whole days count on the calendar of the
-    /// configured zone, so a daily 08:00 pass acts on the seventh day of `7d` even across
-    /// a DST change, or when last week's tick ran a few seconds late.
+    /// Whether `span` has passed since `since` at this pass ([`time::elapsed`]).
     fn elapsed(&self, since: DateTime<Utc>, span: Span) -> bool {
-        const DAY: i64 = 24 * 60;
-        if span.minutes() % DAY == 0 {
-            let since_day = since.with_timezone(&self.ev.timezone).date_naive();
-            (self.date - since_day).num_days() >= span.minutes() / DAY
-        } else {
-            self.now >= since + span.to_chrono()
-        }
+        time::elapsed(self.ev.timezone, self.now, self.date, since, span)
     }
 
-    /// The first instant at which [`Self::elapsed`]`(since, span)` holds: for whole days,
-    /// the start of the day in the configured zone (the first instant of that local date,
-    /// also when a DST change skips its midnight).
+    /// The first instant [`Self::elapsed`] holds ([`time::due_at`]).
     fn due_at(&self, since: DateTime<Utc>, span: Span) -> DateTime<Utc> {
-        due_at(self.ev.timezone, since, span)
+        time::due_at(self.ev.timezone, since, span)
     }
 
     fn step_holds(&mut self, step: &Step) -> Result<bool, String> {
@@ -787,42 +830,5 @@ impl<'e, 'a> Worker<'e, 'a> {
                 (path, value)
             })
             .collect()
-    }
-}
-
-/// The first instant at which `span` has passed since `since`, as the pass counts it:
-/// whole days on the calendar of `tz` (the start of the day `since`'s local date + the
-/// days), shorter spans as instants.
-pub fn due_at(tz: Tz, since: DateTime<Utc>, span: Span) -> DateTime<Utc> {
-    use chrono::TimeZone;
-    const DAY: i64 = 24 * 60;
-    if span.minutes() % DAY != 0 {
-        return since + span.to_chrono();
-    }
-    let day = since.with_timezone(&tz).date_naive() + Duration::days(span.minutes() / DAY);
-    // A zone whose clocks skip midnight starts the day at the end of the gap: the first
-    // minute that exists.
-    (0..24 * 60)
-        .find_map(|m| tz.from_local_datetime(&(day.and_time(chrono::NaiveTime::MIN) + Duration::minutes(m))).earliest())
-        .map_or(since + span.to_chrono(), |t| t.with_timezone(&Utc))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_timer_is_due_exactly_when_the_pass_counts_its_span_elapsed() {
-        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
-        // New York: 7 days after a Saturday evening across the November DST change is
-        // the next Saturday's local midnight (05:00 UTC, not 04:00).
-        let ny: Tz = "America/New_York".parse().unwrap();
-        let span = |text: &str| Span::parse(text).unwrap();
-        assert_eq!(due_at(ny, at("2026-10-31T22:00:00Z"), span("7d")), at("2026-11-07T05:00:00Z"));
-        // Short spans are plain instants.
-        assert_eq!(due_at(ny, at("2026-10-31T22:00:00Z"), span("90m")), at("2026-10-31T23:30:00Z"));
-        // Santiago skips 00:00–01:00 on its spring change (2026-09-06): the day starts at 01:00.
-        let scl: Tz = "America/Santiago".parse().unwrap();
-        assert_eq!(due_at(scl, at("2026-09-05T12:00:00Z"), span("1d")), at("2026-09-06T04:00:00Z"));
     }
 }

@@ -52,6 +52,20 @@ impl Unsubscribe {
         Ok(Unsubscribe::new(key, config.email.unsubscribe_url.clone()))
     }
 
+    /// [`Self::for_store`] without writing: a store that has no key yet (nothing was
+    /// ever sent from it) gets a throwaway one, so a dry run can show links without
+    /// creating the key the first real send will.
+    pub fn for_reading(config: &Config, store: &Store) -> Result<Unsubscribe, StoreError> {
+        let key = match &config.email.unsubscribe_secret {
+            Some(s) => s.expose().as_bytes().to_vec(),
+            None => match store.existing_unsubscribe_key()? {
+                Some(k) => k,
+                None => b"a dry run's throwaway key".to_vec(),
+            },
+        };
+        Ok(Unsubscribe::new(key, config.email.unsubscribe_url.clone()))
+    }
+
     fn mac(&self, email: &str) -> Hmac<Sha256> {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes keys of any length");
         mac.update(b"unsubscribe\0");

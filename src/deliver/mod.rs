@@ -26,6 +26,7 @@
 //!   a crash or stop left held are settled by [`Deliverer::new`] at the next start.
 
 pub mod email;
+pub mod forecast;
 pub mod protect;
 pub mod retry;
 mod smtp;
@@ -326,7 +327,7 @@ impl Deliverer {
                     }
                 };
                 if let Audience::Customer { contact, timezone } = &m.audience {
-                    if let Some(reason) = self.suppressed(&m.to, contact, &entries[0].account)? {
+                    if let Some(reason) = suppression(&self.store, &m.to, contact, &entries[0].account)? {
                         for e in &mut entries {
                             e.status = Status::Suppressed { at: now, reason: reason.clone() };
                             e.note(now, format!("suppressed: {reason}"));
@@ -480,20 +481,6 @@ impl Deliverer {
         Ok(outcome)
     }
 
-    /// Why customer mail to this address must not go out, if it must not.
-    fn suppressed(&self, to: &str, contact: &str, account: &str) -> Result<Option<String>, StoreError> {
-        if let Some(s) = self.store.suppression(to)? {
-            return Ok(Some(format!("{} ({}, since {})", s.reason, s.source, s.at.format("%Y-%m-%d"))));
-        }
-        if self.store.contact(contact)?.is_some_and(|c| c.unsubscribed) {
-            return Ok(Some("unsubscribed (the contact record says so)".into()));
-        }
-        if self.store.account(account)?.is_some_and(|a| do_not_contact(&a)) {
-            return Ok(Some("do-not-contact (the account's fields.do_not_contact)".into()));
-        }
-        Ok(None)
-    }
-
     /// The one email of a digest group, from its items (accounts by name).
     fn render_digest(
         &self,
@@ -593,4 +580,19 @@ pub fn do_not_contact(a: &crate::model::Account) -> bool {
         Some(serde_json::Value::String(s)) => matches!(s.trim().to_lowercase().as_str(), "true" | "yes" | "1" | "y"),
         _ => false,
     }
+}
+
+/// Why customer mail to this address must not go out, if it must not: the suppression
+/// list, the contact's own opt-out, the account's do-not-contact.
+pub fn suppression(store: &Store, to: &str, contact: &str, account: &str) -> Result<Option<String>, StoreError> {
+    if let Some(s) = store.suppression(to)? {
+        return Ok(Some(format!("{} ({}, since {})", s.reason, s.source, s.at.format("%Y-%m-%d"))));
+    }
+    if store.contact(contact)?.is_some_and(|c| c.unsubscribed) {
+        return Ok(Some("unsubscribed (the contact record says so)".into()));
+    }
+    if store.account(account)?.is_some_and(|a| do_not_contact(&a)) {
+        return Ok(Some("do-not-contact (the account's fields.do_not_contact)".into()));
+    }
+    Ok(None)
 }

@@ -1,38 +1,62 @@
-//! Playbook tests (`keel test`), like promtool's rule tests: accounts, a frozen day, and
-//! which playbooks must fire (and must not) for which accounts. CS Ops keep them next to
-//! their playbooks (`playbooks/tests/*.yaml`) and run them in their own CI.
+//! Playbook tests (`keel test`), like promtool's rule tests: accounts, a frozen clock,
+//! and which playbooks must fire (and must not) for which accounts — on one day, or day by
+//! day. CS Ops keep them next to their playbooks (`playbooks/tests/*.yaml`) and run them
+//! in their own CI.
 //!
 //! ```yaml
 //! tests:
 //!   - name: renewal −90 fires on its day
-//!     at: 2026-11-22                    # the frozen "today"
+//!     at: 2026-11-22                    # the frozen "today" (day 0)
 //!     accounts:
 //!       - { id: A, name: Acme, owner: ana@x.example, renewal_date: 2027-02-20 }
 //!       - { id: B, segment: enterprise, health: 55, health_yesterday: 70 }
 //!     expect:
 //!       - { playbook: renewal-90, fires: [A], not: [B] }
+//!   - name: the SMB sequence nudges on day 3 and stops once activated
+//!     at: 2026-11-22
+//!     accounts:
+//!       - { id: S, segment: smb, start_date: 2026-11-22, metrics: { logins_30d: 0 } }
+//!     contacts:
+//!       - { id: C, account_id: S, email: sam@s.example }
+//!     days:
+//!       - { day: 0, expect: [ { playbook: smb-onboarding, fires: [S] } ] }
+//!       - { day: 3, expect: [ { playbook: smb-onboarding, fires: [S] } ] }
+//!       - day: 5
+//!         accounts: [ { id: S, metrics: { active_users: 3 } } ]
+//!         expect: [ { playbook: smb-onboarding, not: [S] } ]
+//!       - { day: 14, expect: [ { playbook: smb-onboarding, exits: [S] } ] }
 //! ```
 //!
-//! Each case runs in a fresh store in a temporary folder, through the same simulator as
-//! `keel simulate`. `health` sets the day's health score (band from the model's
-//! thresholds) instead of scoring metrics; `health_yesterday` stores the day before's
-//! point, which `on_enter` triggers compare with.
+//! Each case runs the daemon's own pass ([`crate::decide::tick`], committed) on a fresh
+//! store in a temporary folder, once per day from `at` to the last day listed, at the end
+//! of each day in the configured zone, as if the daemon had been running since the day
+//! before: schedule triggers fire at their ticks, edge state, `every` windows and
+//! sequences carry from day to day, and the ledger keeps anything from firing twice.
+//! Every account is evaluated at every pass (the incremental selection is proven to
+//! decide the same by Keel's own tests). A day's `accounts` are partial records merged
+//! into the case's by id (`metrics` and `fields` key by key); its `health` sets scores
+//! from that day on. `health` on an account states its score instead of scoring metrics
+//! (band from the model's thresholds); `health_yesterday` runs a pass the day before, for
+//! those accounts only, so `on_enter` sees the edge. `fires`, `not` and `exits` are
+//! checked against the decisions of that day's pass: a firing or a sequence step fired,
+//! none, or a sequence stopped by `exit`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 
 use chrono::{Duration, NaiveDate};
-use chrono_tz::Tz;
 use serde::Deserialize;
 
-use crate::decide::simulate::{Filter, Simulator};
+use crate::config::Config;
+use crate::decide::tick::{self, Context, Mode, Options};
+use crate::decide::time::{end_of_day, start_of_day};
 use crate::diagnostic::parse_yaml;
 use crate::diagnostic::{did_you_mean, yaml_path_position, Diagnostic, Seg};
-use crate::lang::health::HealthModel;
 use crate::lang::playbook::PlaybookSet;
-use crate::lang::script::ScriptEngine;
-use crate::model::{Account, Contact, Event, HealthPoint};
-use crate::store::Store;
+use crate::lang::Loaded;
+use crate::model::{Account, Contact, Decision, Event};
+use crate::store::{Store, StoreError};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,6 +74,22 @@ struct RawCase {
     contacts: Vec<Contact>,
     #[serde(default)]
     events: Vec<Event>,
+    expect: Option<Vec<RawExpect>>,
+    days: Option<Vec<RawDay>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDay {
+    /// Days after the case's `at` (0: that day).
+    day: u32,
+    #[serde(default)]
+    accounts: Vec<serde_yaml::Mapping>,
+    #[serde(default)]
+    health: BTreeMap<String, f64>,
+    #[serde(default)]
+    events: Vec<Event>,
+    #[serde(default)]
     expect: Vec<RawExpect>,
 }
 
@@ -61,6 +101,8 @@ struct RawExpect {
     fires: Vec<String>,
     #[serde(default)]
     not: Vec<String>,
+    #[serde(default)]
+    exits: Vec<String>,
 }
 
 const ACCOUNT_KEYS: &[&str] = &[
@@ -91,8 +133,18 @@ fn segs(owned: &[(Option<String>, usize)]) -> Vec<Seg<'_>> {
         .collect()
 }
 
+/// Owned path segments.
+fn owned(path: &[Seg]) -> Vec<(Option<String>, usize)> {
+    path.iter()
+        .map(|s| match s {
+            Seg::Key(k) => (Some(k.to_string()), 0),
+            Seg::Index(n) => (None, *n),
+        })
+        .collect()
+}
+
 /// One case's outcome.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CaseResult {
     pub file: PathBuf,
     pub name: String,
@@ -100,13 +152,32 @@ pub struct CaseResult {
     pub failures: Vec<String>,
 }
 
+/// An account of a case: its record as YAML (merged with each day's changes), and the
+/// health stated for the day and the day before.
+struct TestAccount {
+    record: serde_yaml::Mapping,
+    health: Option<f64>,
+    yesterday: Option<f64>,
+}
+
+struct Day {
+    day: u32,
+    accounts: Vec<serde_yaml::Mapping>,
+    health: BTreeMap<String, f64>,
+    events: Vec<Event>,
+    expect: Vec<RawExpect>,
+}
+
 struct Case {
     name: String,
     at: NaiveDate,
-    accounts: Vec<(Account, Option<f64>, Option<f64>)>,
+    accounts: Vec<TestAccount>,
     contacts: Vec<Contact>,
     events: Vec<Event>,
-    expect: Vec<RawExpect>,
+    /// Day by day, or only day 0 (the `expect:` form).
+    days: Vec<Day>,
+    /// Written with `days:` (failures then name the day).
+    multi_day: bool,
 }
 
 /// Reads and checks a test file against the playbook set: unknown keys, unknown
@@ -136,31 +207,21 @@ fn load(file: &Path, set: &PlaybookSet) -> Result<Vec<Case>, Vec<Diagnostic>> {
     };
     let mut cases = Vec::new();
     for (i, case) in raw.tests.into_iter().enumerate() {
+        let case_at = |rest: &[Seg]| {
+            let mut path = vec![Seg::Key("tests"), Seg::Index(i)];
+            path.extend_from_slice(rest);
+            owned(&path)
+        };
         // Every id the test names, even for accounts rejected below, so that a typo in
         // one account does not cascade into "not among this test's accounts" errors.
         let all_ids: BTreeSet<String> =
             case.accounts.iter().filter_map(|m| m.get("id").and_then(|v| v.as_str()).map(str::to_string)).collect();
         let mut accounts = Vec::new();
         for (j, mut map) in case.accounts.into_iter().enumerate() {
-            let at = |key: &str| {
-                [Seg::Key("tests"), Seg::Index(i), Seg::Key("accounts"), Seg::Index(j), Seg::Key(key)].map(
-                    |s| match s {
-                        Seg::Key(k) => (Some(k.to_string()), 0),
-                        Seg::Index(n) => (None, n),
-                    },
-                )
-            };
-            let unknown: Vec<String> = map
-                .keys()
-                .filter_map(|k| k.as_str())
-                .filter(|k| !ACCOUNT_KEYS.contains(k))
-                .map(str::to_string)
-                .collect();
-            let known = unknown.is_empty();
-            for key in &unknown {
-                let help = did_you_mean(key, ACCOUNT_KEYS.iter().copied()).map(|n| format!("did you mean `{n}`?"));
-                err(&segs(&at(key)), format!("unknown account field `{key}`"), help);
-            }
+            let at = |key: &str| case_at(&[Seg::Key("accounts"), Seg::Index(j), Seg::Key(key)]);
+            let known = check_keys(&map, ACCOUNT_KEYS, &mut |key, help| {
+                err(&segs(&at(key)), format!("unknown account field `{key}`"), help)
+            });
             let mut score = |key: &'static str, map: &mut serde_yaml::Mapping| match map.remove(key) {
                 None => None,
                 Some(v) => match v.as_f64() {
@@ -171,37 +232,114 @@ fn load(file: &Path, set: &PlaybookSet) -> Result<Vec<Case>, Vec<Diagnostic>> {
                     }
                 },
             };
-            let (today, yesterday) = (score("health", &mut map), score("health_yesterday", &mut map));
-            match serde_yaml::from_value::<Account>(serde_yaml::Value::Mapping(map)) {
-                Ok(account) if known => accounts.push((account, today, yesterday)),
+            let (health, yesterday) = (score("health", &mut map), score("health_yesterday", &mut map));
+            match serde_yaml::from_value::<Account>(serde_yaml::Value::Mapping(map.clone())) {
+                Ok(_) if known => accounts.push(TestAccount { record: map, health, yesterday }),
                 Ok(_) => {}
                 Err(e) => err(&segs(&at("id")), format!("invalid test account: {e}"), None),
             }
         }
-        for (k, expect) in case.expect.iter().enumerate() {
-            let at = |key| [Seg::Key("tests"), Seg::Index(i), Seg::Key("expect"), Seg::Index(k), Seg::Key(key)];
-            if set.get(&expect.playbook).is_none() {
-                let help = did_you_mean(&expect.playbook, set.playbooks.iter().map(|p| p.id.as_str()))
-                    .map(|n| format!("did you mean `{n}`?"));
-                err(&at("playbook"), format!("no playbook {:?}", expect.playbook), help);
-            }
-            for id in expect.fires.iter().chain(&expect.not) {
-                if !all_ids.contains(id) {
-                    err(
-                        &at(if expect.fires.contains(id) { "fires" } else { "not" }),
-                        format!("account {id:?} is not among this test's accounts"),
-                        None,
-                    );
+        let check_expect = |expect: &[RawExpect], base: &[Seg], err: &mut dyn FnMut(&[Seg], String, Option<String>)| {
+            for (k, e) in expect.iter().enumerate() {
+                let at = |key: &'static str| {
+                    let mut path = base.to_vec();
+                    path.extend([Seg::Key("expect"), Seg::Index(k), Seg::Key(key)]);
+                    owned(&path)
+                };
+                if set.get(&e.playbook).is_none() {
+                    let help = did_you_mean(&e.playbook, set.playbooks.iter().map(|p| p.id.as_str()))
+                        .map(|n| format!("did you mean `{n}`?"));
+                    err(&segs(&at("playbook")), format!("no playbook {:?}", e.playbook), help);
+                }
+                for (key, ids) in [("fires", &e.fires), ("not", &e.not), ("exits", &e.exits)] {
+                    for id in ids.iter().filter(|id| !all_ids.contains(*id)) {
+                        err(&segs(&at(key)), format!("account {id:?} is not among this test's accounts"), None);
+                    }
                 }
             }
-        }
+        };
+        let case_path = [Seg::Key("tests"), Seg::Index(i)];
+        let (days, multi_day) = match (case.expect, case.days) {
+            (Some(expect), None) => {
+                check_expect(&expect, &case_path, &mut err);
+                let day = Day { day: 0, accounts: Vec::new(), health: BTreeMap::new(), events: Vec::new(), expect };
+                (vec![day], false)
+            }
+            (None, Some(raw_days)) => {
+                let mut days = Vec::new();
+                let mut last: Option<u32> = None;
+                for (d, raw) in raw_days.into_iter().enumerate() {
+                    let base = [Seg::Key("tests"), Seg::Index(i), Seg::Key("days"), Seg::Index(d)];
+                    let here = |rest: &[Seg]| {
+                        let mut path = base.to_vec();
+                        path.extend_from_slice(rest);
+                        owned(&path)
+                    };
+                    if last.is_some_and(|l| raw.day <= l) {
+                        err(&segs(&here(&[Seg::Key("day")])), "days must be listed in order, each once".into(), None);
+                    }
+                    last = Some(raw.day);
+                    for (j, map) in raw.accounts.iter().enumerate() {
+                        let at = |key: &str| here(&[Seg::Key("accounts"), Seg::Index(j), Seg::Key(key)]);
+                        check_keys(map, &ACCOUNT_KEYS[..ACCOUNT_KEYS.len() - 2], &mut |key, help| {
+                            err(&segs(&at(key)), format!("unknown account field `{key}`"), help)
+                        });
+                        match map.get("id").and_then(|v| v.as_str()) {
+                            Some(id) if all_ids.contains(id) => {}
+                            Some(id) => {
+                                err(&segs(&at("id")), format!("account {id:?} is not among this test's accounts"), None)
+                            }
+                            None => err(
+                                &segs(&here(&[Seg::Key("accounts"), Seg::Index(j)])),
+                                "a day's account change names the account's `id`".into(),
+                                None,
+                            ),
+                        }
+                    }
+                    for (id, score) in &raw.health {
+                        let at = here(&[Seg::Key("health"), Seg::Key(id)]);
+                        if !all_ids.contains(id) {
+                            err(&segs(&at), format!("account {id:?} is not among this test's accounts"), None);
+                        } else if !(0.0..=100.0).contains(score) {
+                            err(&segs(&at), "`health` is a health score from 0 to 100".into(), None);
+                        }
+                    }
+                    check_expect(&raw.expect, &base, &mut err);
+                    days.push(Day {
+                        day: raw.day,
+                        accounts: raw.accounts,
+                        health: raw.health,
+                        events: raw.events,
+                        expect: raw.expect,
+                    });
+                }
+                (days, true)
+            }
+            (Some(_), Some(_)) => {
+                err(
+                    &segs(&case_at(&[Seg::Key("days")])),
+                    "a case has `expect:` (one day) or `days:`, not both".into(),
+                    None,
+                );
+                continue;
+            }
+            (None, None) => {
+                err(
+                    &segs(&case_at(&[Seg::Key("name")])),
+                    "a case needs `expect:` (checked on its day) or `days:`".into(),
+                    None,
+                );
+                continue;
+            }
+        };
         cases.push(Case {
             name: case.name,
             at: case.at,
             accounts,
             contacts: case.contacts,
             events: case.events,
-            expect: case.expect,
+            days,
+            multi_day,
         });
     }
     if errors.is_empty() {
@@ -211,75 +349,152 @@ fn load(file: &Path, set: &PlaybookSet) -> Result<Vec<Case>, Vec<Diagnostic>> {
     }
 }
 
+/// Reports every key of `map` not in `keys` (with a "did you mean"); true when none.
+fn check_keys(map: &serde_yaml::Mapping, keys: &[&str], report: &mut dyn FnMut(&str, Option<String>)) -> bool {
+    let mut known = true;
+    for key in map.keys().filter_map(|k| k.as_str()).filter(|k| !keys.contains(k)) {
+        known = false;
+        report(key, did_you_mean(key, keys.iter().copied()).map(|n| format!("did you mean `{n}`?")));
+    }
+    known
+}
+
 /// Reads and checks `file` without running its cases: how many it holds, or every error.
 pub fn check_file(file: &Path, set: &PlaybookSet) -> Result<usize, Vec<Diagnostic>> {
     load(file, set).map(|cases| cases.len())
 }
 
-/// Runs every case of `file`. Errors in the file itself come back as diagnostics.
-pub fn run_file(
-    file: &Path,
-    set: &PlaybookSet,
-    model: &HealthModel,
-    engine: &ScriptEngine,
-    timezone: Tz,
-) -> Result<Vec<CaseResult>, Vec<Diagnostic>> {
-    let cases = load(file, set)?;
+/// Runs every case of `file` on the playbooks `loaded`, with `config`'s zone and
+/// schedules. Errors in the file itself come back as diagnostics.
+pub fn run_file(file: &Path, loaded: &Loaded, config: &Config) -> Result<Vec<CaseResult>, Vec<Diagnostic>> {
+    let cases = load(file, &loaded.set)?;
+    let mut config = config.clone();
+    // Every account at every pass: a test states its accounts' data directly, so no
+    // change log stands behind a stated health score.
+    config.evaluation.incremental = false;
+    config.evaluation.workers = 1;
     let mut results = Vec::new();
     for case in cases {
-        let failures =
-            run_case(&case, set, model, engine, timezone).unwrap_or_else(|e| vec![format!("could not run: {e}")]);
+        let failures = run_case(&case, loaded, &config).unwrap_or_else(|e| vec![format!("could not run: {e}")]);
         results.push(CaseResult { file: file.to_path_buf(), name: case.name, failures });
     }
     Ok(results)
 }
 
-fn run_case(
-    case: &Case,
-    set: &PlaybookSet,
-    model: &HealthModel,
-    engine: &ScriptEngine,
-    timezone: Tz,
-) -> anyhow::Result<Vec<String>> {
-    let dir = tempfile::tempdir()?;
-    let store = Store::open(dir.path())?;
-    let epoch = chrono::DateTime::UNIX_EPOCH;
-    store.upsert_accounts(case.accounts.iter().map(|(a, _, _)| a.clone().into()).collect(), epoch)?;
-    store.upsert_contacts(case.contacts.iter().cloned().map(Into::into).collect(), epoch)?;
-    store.upsert_events(case.events.clone())?;
-    let point = |score: f64, date: NaiveDate| HealthPoint {
-        date,
-        score,
-        band: model.bands.raw(score),
-        components: BTreeMap::new(),
-    };
-    let yesterday: Vec<(String, HealthPoint)> = case
-        .accounts
-        .iter()
-        .filter_map(|(a, _, y)| y.map(|s| (a.id.clone(), point(s, case.at - Duration::days(1)))))
-        .collect();
-    store.record_health(&yesterday.iter().map(|(id, p)| (id.as_str(), p)).collect::<Vec<_>>())?;
-    let given: BTreeMap<String, HealthPoint> =
-        case.accounts.iter().filter_map(|(a, t, _)| t.map(|s| (a.id.clone(), point(s, case.at)))).collect();
+#[derive(Debug, thiserror::Error)]
+enum CaseError {
+    #[error("cannot make a temporary store: {0}")]
+    Temp(#[from] std::io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("invalid test account: {0}")]
+    Account(#[from] serde_yaml::Error),
+}
 
-    let simulator = Simulator { set, model, engine, store: &store, timezone, given_health: Some(&given) };
-    let report = simulator.run(case.at, &Filter::default())?;
-    let fired: BTreeMap<(&str, &str), &str> =
-        report.firings.iter().map(|f| ((f.playbook.as_str(), f.account.as_str()), f.why.as_str())).collect();
-    let mut failures: Vec<String> = report
-        .failures
-        .iter()
-        .map(|f| format!("playbook {} failed for account {}: {}", f.playbook, f.account, f.error))
-        .collect();
-    for expect in &case.expect {
-        for id in &expect.fires {
-            if !fired.contains_key(&(expect.playbook.as_str(), id.as_str())) {
-                failures.push(format!("expected {} to fire for {id}; it did not", expect.playbook));
+/// Merges a day's partial record into an account's: `metrics` and `fields` key by key.
+fn merge(record: &mut serde_yaml::Mapping, change: &serde_yaml::Mapping) {
+    for (k, v) in change {
+        match (record.get_mut(k), v) {
+            (Some(serde_yaml::Value::Mapping(old)), serde_yaml::Value::Mapping(new))
+                if matches!(k.as_str(), Some("metrics" | "fields")) =>
+            {
+                for (nk, nv) in new {
+                    old.insert(nk.clone(), nv.clone());
+                }
+            }
+            _ => {
+                record.insert(k.clone(), v.clone());
             }
         }
-        for id in &expect.not {
-            if let Some(why) = fired.get(&(expect.playbook.as_str(), id.as_str())) {
-                failures.push(format!("expected {} not to fire for {id}; it fired: {why}", expect.playbook));
+    }
+}
+
+fn run_case(case: &Case, loaded: &Loaded, config: &Config) -> Result<Vec<String>, CaseError> {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(dir.path())?;
+    let tz = config.timezone;
+    let ctx = Context { store: &store, loaded, config };
+    let never = AtomicBool::new(false);
+    let mut records: Vec<serde_yaml::Mapping> = case.accounts.iter().map(|a| a.record.clone()).collect();
+    let parse = |m: &serde_yaml::Mapping| serde_yaml::from_value::<Account>(serde_yaml::Value::Mapping(m.clone()));
+    let ids: Vec<String> = records.iter().map(parse).map(|a| a.map(|a| a.id)).collect::<Result<_, _>>()?;
+    let yesterday: BTreeMap<String, f64> =
+        case.accounts.iter().zip(&ids).filter_map(|(a, id)| a.yesterday.map(|s| (id.clone(), s))).collect();
+    let mut health: BTreeMap<String, f64> =
+        case.accounts.iter().zip(&ids).filter_map(|(a, id)| a.health.map(|s| (id.clone(), s))).collect();
+    let first = if yesterday.is_empty() { case.at } else { case.at - Duration::days(1) };
+    let loaded_at = start_of_day(tz, first) - Duration::seconds(1);
+    let accounts = records.iter().map(parse).collect::<Result<Vec<Account>, _>>()?;
+    store.upsert_accounts(accounts.into_iter().map(Into::into).collect(), loaded_at)?;
+    store.upsert_contacts(case.contacts.iter().cloned().map(Into::into).collect(), loaded_at)?;
+    store.upsert_events(case.events.clone())?;
+    // As if the daemon had been running until the day before: a schedule trigger's first
+    // run is not its baseline here, it fires at its ticks.
+    for pb in loaded.set.playbooks.iter().filter(|p| p.enabled) {
+        store.set_last_tick(&pb.id, loaded_at)?;
+    }
+    let mut failures = Vec::new();
+    if !yesterday.is_empty() {
+        let ids: Vec<String> = yesterday.keys().cloned().collect();
+        let options = Options { accounts: Some(&ids), given_health: Some(&yesterday), ..Options::default() };
+        let done = tick::tick(ctx, end_of_day(tz, first), Mode::Commit, options, &never)?;
+        for f in done.report.iter().flat_map(|r| &r.failures) {
+            failures
+                .push(format!("the day before: playbook {} failed for account {}: {}", f.playbook, f.account, f.error));
+        }
+    }
+    let last = case.days.last().map_or(0, |d| d.day);
+    for n in 0..=last {
+        let date = case.at + Duration::days(i64::from(n));
+        let start = start_of_day(tz, date);
+        let today = case.days.iter().find(|d| d.day == n);
+        if let Some(day) = today {
+            let mut changed = Vec::new();
+            for change in &day.accounts {
+                let id = change.get("id").and_then(|v| v.as_str()).unwrap_or_default();
+                if let Some(i) = ids.iter().position(|x| x == id) {
+                    merge(&mut records[i], change);
+                    changed.push(parse(&records[i])?.into());
+                }
+            }
+            store.upsert_accounts(changed, start)?;
+            store.upsert_events(day.events.clone())?;
+            health.extend(day.health.iter().map(|(k, v)| (k.clone(), *v)));
+        }
+        let at = end_of_day(tz, date);
+        let options = Options { given_health: Some(&health), ..Options::default() };
+        let done = tick::tick(ctx, at, Mode::Commit, options, &never)?;
+        let Some(day) = today else { continue };
+        let prefix = if case.multi_day { format!("day {n} ({date}): ") } else { String::new() };
+        for f in done.report.iter().flat_map(|r| &r.failures) {
+            failures.push(format!("{prefix}playbook {} failed for account {}: {}", f.playbook, f.account, f.error));
+        }
+        // The day's decisions, by playbook and account.
+        let mut decided: BTreeMap<(String, String), Vec<(Decision, String)>> = BTreeMap::new();
+        for id in &ids {
+            for e in store.ledger_of(id)?.into_iter().filter(|e| e.at == at) {
+                decided.entry((e.playbook, e.account)).or_default().push((e.decision, e.why));
+            }
+        }
+        let find = |pb: &str, id: &str, d: Decision| {
+            decided.get(&(pb.to_string(), id.to_string())).and_then(|v| v.iter().find(|(x, _)| *x == d)).map(|(_, w)| w)
+        };
+        for expect in &day.expect {
+            let pb = expect.playbook.as_str();
+            for id in &expect.fires {
+                if find(pb, id, Decision::Fired).is_none() {
+                    failures.push(format!("{prefix}expected {pb} to fire for {id}; it did not"));
+                }
+            }
+            for id in &expect.not {
+                if let Some(why) = find(pb, id, Decision::Fired) {
+                    failures.push(format!("{prefix}expected {pb} not to fire for {id}; it fired: {why}"));
+                }
+            }
+            for id in &expect.exits {
+                if find(pb, id, Decision::Exited).is_none() {
+                    failures.push(format!("{prefix}expected {pb}'s sequence to stop for {id}; it did not"));
+                }
             }
         }
     }

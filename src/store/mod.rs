@@ -38,7 +38,7 @@ pub use incremental::Evaluated;
 use integrity::{damaged_by_panic, remove_unfinished_snapshots};
 pub use integrity::{restore, Seal, Verification, SEAL_FILE};
 pub use ledger::{AccountCursor, ChunkRange, Commit, EncodedAccount, Progress};
-pub use outbox::{CapCheck, SendMark, Suppression};
+pub use outbox::{cap_full, CapCheck, SendMark, Suppression};
 
 /// `meta` key: added to sled's id generator, which a backup does not carry over, so a
 /// restored store's change sequence continues above the original's.

@@ -91,6 +91,24 @@ fn read_marks(sends: &TransactionalTree, key: &str) -> Result<Vec<SendMark>, Abo
     })
 }
 
+/// The frequency-cap rule, for the send and for a dry run alike: with sends at `marks`,
+/// one more at `now` would exceed `max` per `per` until the returned instant (`None`: it
+/// fits).
+pub fn cap_full(
+    marks: impl Iterator<Item = DateTime<Utc>>,
+    now: DateTime<Utc>,
+    max: u32,
+    per: Duration,
+) -> Option<DateTime<Utc>> {
+    let mut inside: Vec<DateTime<Utc>> = marks.filter(|at| *at > now - per).collect();
+    inside.sort();
+    if inside.len() < max as usize {
+        return None;
+    }
+    // The send that must leave the window first for one more to fit.
+    Some(inside.get(inside.len() - max as usize).map_or(now, |at| *at) + per)
+}
+
 /// A frequency cap's answer for one send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CapCheck {
@@ -527,11 +545,9 @@ impl Store {
             (&self.sends, &self.meta)
                 .transaction(|(sends, meta)| {
                     let mut marks = read_marks(sends, &key)?;
-                    marks.retain(|m| m.at > now - per && !(m.entry == entry && entry != 0));
-                    marks.sort_by_key(|m| m.at);
-                    if marks.len() as u32 >= max {
-                        let idx = marks.len() - max as usize;
-                        return Ok(CapCheck::Full { until: marks[idx].at + per });
+                    marks.retain(|m| !(m.entry == entry && entry != 0));
+                    if let Some(until) = cap_full(marks.iter().map(|m| m.at), now, max, per) {
+                        return Ok(CapCheck::Full { until });
                     }
                     marks.push(SendMark { at: now, entry, held: true });
                     sends.insert(key.as_bytes(), codec::encode(&marks))?;
@@ -539,6 +555,19 @@ impl Store {
                     Ok(CapCheck::Reserved)
                 })
                 .map_err(flatten)
+        })
+    }
+
+    /// When the sends counted against `email`'s cap were (or are held), read-only: what
+    /// a dry run weighs a planned email against.
+    pub fn cap_marks(&self, email: &str) -> Result<Vec<DateTime<Utc>>, StoreError> {
+        let key = email.trim().to_lowercase();
+        Ok(match self.sends.get(key.as_bytes())? {
+            Some(v) => decode::<Vec<MarkRecord>>("sends", key.as_bytes(), &v)?
+                .into_iter()
+                .map(|m| SendMark::from(m).at)
+                .collect(),
+            None => Vec::new(),
         })
     }
 
@@ -607,6 +636,11 @@ impl Store {
     }
 
     /// The key that signs unsubscribe tokens when no `KEEL_UNSUBSCRIBE_SECRET` is set:
+    /// The unsubscribe key, if one was made (read-only).
+    pub fn existing_unsubscribe_key(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.meta.get("unsubscribe_key")?.map(|k| k.to_vec()))
+    }
+
     /// 32 random bytes made on first use and kept in the store, so links stay valid
     /// across restarts.
     pub fn unsubscribe_key(&self) -> Result<Vec<u8>, StoreError> {

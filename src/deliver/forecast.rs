@@ -1,0 +1,88 @@
+//! What delivery would do with an outbox entry at a moment, without doing it: the
+//! verdict `simulate` shows next to each email and webhook a dry run decides.
+//!
+//! It applies the delivery rules in delivery's own order, with delivery's own functions
+//! (the suppression check, the sending window, the frequency-cap rule): suppressed →
+//! deferred to the next sending window → capped (deferred or dropped) → sent. Emails a
+//! dry run plans count against the cap of the emails planned after them, as they would
+//! once sent.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+
+use super::protect;
+use crate::config::Protections;
+use crate::model::{Audience, CapPolicy, OutboxEntry, Payload, Status};
+use crate::store::{cap_full, Store, StoreError};
+
+/// Delivery's answer for one entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Verdict {
+    /// Goes out at `at`.
+    Send { at: DateTime<Utc> },
+    /// Joins its digest, sent once the pass that decided it has completed.
+    Digest,
+    /// Never sent: the address is suppressed.
+    Suppressed { reason: String },
+    /// Waits until `until`.
+    Deferred { until: DateTime<Utc>, why: String },
+    /// Dropped by the frequency cap (the playbook says `on_cap: drop`).
+    Dropped { why: String },
+    /// Decided dead (a template failed for the account, no address).
+    Dead { error: String },
+}
+
+/// Verdicts for a run's entries, in the order delivery would take them.
+pub struct Forecast<'a> {
+    store: &'a Store,
+    protections: &'a Protections,
+    timezone: Tz,
+    /// Sends this forecast has already let through, by address.
+    planned: HashMap<String, Vec<DateTime<Utc>>>,
+}
+
+impl<'a> Forecast<'a> {
+    pub fn new(store: &'a Store, protections: &'a Protections, timezone: Tz) -> Forecast<'a> {
+        Forecast { store, protections, timezone, planned: HashMap::new() }
+    }
+
+    /// What delivery would do with `entry`, due at its `next_at` (not before `now`).
+    pub fn verdict(&mut self, entry: &OutboxEntry, now: DateTime<Utc>) -> Result<Verdict, StoreError> {
+        if let Status::Dead { error, .. } = &entry.status {
+            return Ok(Verdict::Dead { error: error.clone() });
+        }
+        let at = entry.next_at.max(now);
+        let Payload::Email(m) = &entry.payload else { return Ok(Verdict::Send { at }) };
+        if m.digest.is_some() {
+            return Ok(Verdict::Digest);
+        }
+        let Audience::Customer { contact, timezone } = &m.audience else { return Ok(Verdict::Send { at }) };
+        if let Some(reason) = super::suppression(self.store, &m.to, contact, &entry.account)? {
+            return Ok(Verdict::Suppressed { reason });
+        }
+        let tz: Tz = timezone.parse().unwrap_or(self.timezone);
+        if let Some(until) = protect::next_window(self.protections, tz, at) {
+            let local = until.with_timezone(&tz).format("%a %Y-%m-%d %H:%M %Z");
+            let why = format!("{}; next window {local}", protect::why_not(self.protections, tz, at));
+            return Ok(Verdict::Deferred { until, why });
+        }
+        let key = m.to.trim().to_lowercase();
+        if let Some(cap) = self.protections.cap {
+            let mut marks = self.store.cap_marks(&key)?;
+            marks.extend(self.planned.get(&key).into_iter().flatten().copied());
+            if let Some(until) = cap_full(marks.into_iter(), at, cap.max, cap.per) {
+                let why = format!("frequency cap: {} emails per {}d to {} reached", cap.max, cap.per.num_days(), m.to);
+                return Ok(match m.on_cap {
+                    CapPolicy::Drop => Verdict::Dropped { why },
+                    _ => Verdict::Deferred { until, why: format!("{why}; next send fits at {until}") },
+                });
+            }
+        }
+        self.planned.entry(key).or_default().push(at);
+        Ok(Verdict::Send { at })
+    }
+}
