@@ -57,7 +57,8 @@ pub struct Selected {
     pub date: NaiveDate,
 }
 
-/// Chooses the accounts for a pass of `due` at `now` (`date`: its day in `tz`).
+/// Chooses the accounts for a pass of `due` at `now` (`date`: its day in `tz`), reading
+/// nothing but the store (`dry_run`: writing nothing either).
 pub fn select(
     store: &Store,
     due: &[Due],
@@ -66,8 +67,11 @@ pub fn select(
     now: DateTime<Utc>,
     date: NaiveDate,
     incremental: bool,
+    dry_run: bool,
 ) -> Result<Selected, StoreError> {
-    let barrier = store.change_barrier()?;
+    // Drawing a barrier writes sled's id counter; a dry run reads every change so far
+    // instead (it records no watermark, so it needs none).
+    let barrier = if dry_run { u64::MAX } else { store.change_barrier()? };
     let full = |why: String| Ok(Selected { selection: Selection::All, why, barrier, now, date });
     if !incremental {
         return full("evaluation.incremental is off".into());

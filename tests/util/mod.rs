@@ -67,6 +67,29 @@ impl Workspace {
     pub fn keel(&self, args: &[&str]) -> Run {
         run_keel(Path::new("keel.yaml"), self.dir.path(), args)
     }
+
+    /// [`Self::keel`] with the clock pinned at `now` (RFC 3339).
+    pub fn keel_at(&self, now: &str, args: &[&str]) -> Run {
+        run_keel_at(Path::new("keel.yaml"), self.dir.path(), args, now)
+    }
+
+    /// Every file under `dir` (relative to the workspace) with its bytes: to show a
+    /// command wrote nothing there.
+    pub fn files_under(&self, dir: &str) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+        fn walk(dir: &Path, out: &mut std::collections::BTreeMap<PathBuf, Vec<u8>>) {
+            for entry in fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else {
+                    out.insert(path.clone(), fs::read(&path).unwrap());
+                }
+            }
+        }
+        let mut out = std::collections::BTreeMap::new();
+        walk(&self.path(dir), &mut out);
+        out
+    }
 }
 
 pub fn run_keel(config: &Path, cwd: &Path, args: &[&str]) -> Run {
