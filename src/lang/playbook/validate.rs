@@ -622,15 +622,30 @@ impl Ctx<'_> {
             });
         }
         let update = raw.update.expect("one kind is set");
-        const FIELDS: &[&str] = &["lifecycle_stage", "segment", "owner", "manager"];
-        if !FIELDS.contains(&update.field.as_str()) && !update.field.starts_with("fields.") {
-            let help = did_you_mean(&update.field, FIELDS.iter().copied()).map(|n| format!("did you mean `{n}`?"));
+        let fields = crate::model::UPDATABLE;
+        if !crate::model::updatable(&update.field) {
+            let help = did_you_mean(&update.field, fields.iter().copied()).map(|n| format!("did you mean `{n}`?"));
             self.err(
                 &sub("update", "field"),
-                format!("`update` can set {} or fields.<name>, not {:?}", FIELDS.join(", "), update.field),
+                format!(
+                    "`update` can set {}, fields.<name> or metrics.<name>, not {:?}",
+                    fields.join(", "),
+                    update.field
+                ),
                 help,
             );
             return None;
+        }
+        // A value with no template syntax is what every account gets: one that cannot
+        // fit the field (text into a metric, a segment that is no name) is wrong now.
+        if !update.value.contains("{{") && !update.value.contains("{%") {
+            if let Err(e) = crate::model::update_value(&update.field, &update.value) {
+                let help = update.field.starts_with("metrics.").then(|| {
+                    "write a number (`value: 3`), or a template that renders one (`value: \"{{ account.metrics.seats * 2 }}\"`)".into()
+                });
+                self.err(&sub("update", "value"), e, help);
+                return None;
+            }
         }
         let value = self.template(&sub("update", "value"), &update.value)?;
         Some(Action::Update { field: update.field, value })
