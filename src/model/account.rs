@@ -242,6 +242,11 @@ pub fn field_text(value: &Value) -> String {
     match value {
         Value::Null => "none".into(),
         Value::String(s) => s.clone(),
+        // Metrics are stored as floats: 12 reads as 12, not 12.0.
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
+            _ => n.to_string(),
+        },
         other => other.to_string(),
     }
 }
