@@ -408,6 +408,27 @@ mod tests {
     }
 
     #[test]
+    fn an_update_value_takes_its_fields_type_and_sets_it() {
+        assert_eq!(update_value("metrics.seats", " 12 "), Ok(Value::from(12.0)));
+        assert!(update_value("metrics.seats", "twelve").unwrap_err().contains("takes a number"));
+        assert!(update_value("metrics.seats", "NaN").is_err(), "a metric is a finite number");
+        assert_eq!(update_value("segment", "Mid-Market"), Ok(Value::from("mid_market")));
+        assert!(update_value("segment", "Tier 1!").is_err());
+        assert_eq!(update_value("owner", ""), Ok(Value::Null), "empty text clears an optional field");
+        assert_eq!(update_value("fields.note", ""), Ok(Value::from("")), "a CRM column keeps what it is given");
+
+        let mut account = Account::new("A1", DateTime::from_timestamp(0, 0).unwrap());
+        assert!(account.set_field("segment", &update_value("segment", "smb").unwrap()));
+        assert!(account.set_field("metrics.seats", &Value::from(3.0)));
+        assert!(!account.set_field("metrics.seats", &Value::from(3.0)), "the same value is no change");
+        assert!(account.set_field("fields.go_live", &Value::from("2026-12-24")));
+        assert_eq!(account.segment, Some(Segment::Smb));
+        assert_eq!(field_text(&account.field("metrics.seats")), "3");
+        assert_eq!(field_text(&account.field("lifecycle_stage")), "none");
+        assert_eq!(account.trigger_dates().count(), 1, "a date written by an update is a trigger date");
+    }
+
+    #[test]
     fn a_patch_that_repeats_the_record_changes_nothing() {
         let t0 = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
         let t1 = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
