@@ -21,3 +21,4 @@ mod store;
 mod sync;
 mod sync_input;
 mod unicode;
+mod update;

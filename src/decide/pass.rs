@@ -273,6 +273,7 @@ struct Decisions<'v> {
     entries: Vec<LedgerEntry>,
     outbox: Vec<(usize, OutboxEntry)>,
     tasks: Vec<(usize, TaskRequest)>,
+    updates: Vec<(usize, crate::model::FieldUpdate)>,
     /// Of the work above: outbox entries decided dead, tasks whose templates failed.
     dead: u64,
     failed_tasks: u64,
@@ -281,17 +282,30 @@ struct Decisions<'v> {
 
 impl<'v> Decisions<'v> {
     fn new(view: &'v AccountView<'v>) -> Self {
-        Decisions { entries: Vec::new(), outbox: Vec::new(), tasks: Vec::new(), dead: 0, failed_tasks: 0, view }
+        Decisions {
+            entries: Vec::new(),
+            outbox: Vec::new(),
+            tasks: Vec::new(),
+            updates: Vec::new(),
+            dead: 0,
+            failed_tasks: 0,
+            view,
+        }
     }
 
-    /// Records a firing with its work.
-    fn push_fired(&mut self, entry: LedgerEntry, work: crate::decide::plan::Work) {
+    /// Records a firing with its work; work that cannot be planned fails the playbook.
+    fn push_fired(&mut self, entry: LedgerEntry, work: crate::decide::plan::Work) -> Result<(), String> {
+        if let Some(e) = &work.failure {
+            return Err(e.clone());
+        }
         let i = self.entries.len();
         self.entries.push(entry);
         self.dead += work.dead();
         self.failed_tasks += work.failed_tasks;
         self.outbox.extend(work.outbox.into_iter().map(|e| (i, e)));
         self.tasks.extend(work.tasks.into_iter().map(|t| (i, t)));
+        self.updates.extend(work.updates.into_iter().map(|u| (i, u)));
+        Ok(())
     }
 }
 
@@ -352,6 +366,7 @@ impl<'e, 'a> Worker<'e, 'a> {
                         outbox: commit.outbox,
                         tasks: commit.tasks,
                         health: commit.health,
+                        updates: commit.updates,
                         ..Commit::default()
                     };
                     sink.lock().expect("sink lock").push(decided);
@@ -420,6 +435,7 @@ impl<'e, 'a> Worker<'e, 'a> {
                     commit.entries.extend(out.entries);
                     commit.outbox.extend(out.outbox.into_iter().map(|(i, e)| (base + i, e)));
                     commit.tasks.extend(out.tasks.into_iter().map(|(i, t)| (base + i, t)));
+                    commit.updates.extend(out.updates.into_iter().map(|(i, u)| (base + i, u)));
                     if ps != before {
                         changed = true;
                         if ps.is_empty() {
@@ -677,8 +693,7 @@ impl<'e, 'a> Worker<'e, 'a> {
         }
         let mut entry = self.entry(pb, out.view, occurrence, Decision::Fired, why, actions);
         entry.values = self.values(pb, out.view);
-        out.push_fired(entry, work);
-        Ok(())
+        out.push_fired(entry, work)
     }
 
     /// Advances the playbook's running sequences: exit when `exit` holds, otherwise every
@@ -734,7 +749,7 @@ impl<'e, 'a> Worker<'e, 'a> {
                     (actions, work) = self.render(pb, step, out.view, None, &occurrence);
                     self.entry(pb, out.view, occurrence, Decision::Fired, why, actions)
                 };
-                out.push_fired(entry, work);
+                out.push_fired(entry, work)?;
                 seq.next_step += 1;
             }
             if seq.next_step < pb.steps.len() {

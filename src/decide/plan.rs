@@ -1,5 +1,5 @@
 //! From decided actions to work: a firing's actions rendered for its account into outbox
-//! entries (emails, webhooks) and task requests, which [`crate::store::Store::commit`]
+//! entries (emails, webhooks), task requests and field updates, which [`crate::store::Store::commit`]
 //! writes in the same transaction as the firing's ledger entry.
 //!
 //! Everything is rendered *now*, at decision time, so what is delivered is what was
@@ -21,7 +21,8 @@ use crate::lang::playbook::{Action, Playbook, PlaybookSet, Recipients};
 use crate::lang::render::{for_recipient, one_line, render_email, render_one};
 use crate::lang::view::AccountView;
 use crate::model::{
-    delivery_key, Audience, DigestItem, Email, Escalation, Event, OutboxEntry, Payload, Status, TaskRequest, Webhook,
+    delivery_key, update_value, Audience, DigestItem, Email, Escalation, Event, FieldUpdate, OutboxEntry, Payload,
+    Status, TaskRequest, Webhook,
 };
 
 /// How the description of a task whose templates failed for its account starts: the
@@ -43,6 +44,13 @@ pub struct Work {
     pub tasks: Vec<TaskRequest>,
     /// Tasks opened with a part whose template failed ([`RENDER_FAILED`]).
     pub failed_tasks: u64,
+    /// Field updates, applied with the firing's ledger entry.
+    pub updates: Vec<FieldUpdate>,
+    /// Why the firing cannot be planned: an update whose value does not fit its field
+    /// (a metric that rendered to text). Unlike a task or an email, a half-right field
+    /// write cannot be marked dead for someone to fix, so the whole firing is an
+    /// evaluation failure for the account and nothing of it is applied.
+    pub failure: Option<String>,
 }
 
 impl Work {
@@ -230,9 +238,20 @@ impl Planner<'_> {
                 let status = if problems.is_empty() { Status::Pending } else { dead(problems.join("; ")) };
                 work.outbox.push(entry("", Payload::Webhook(hook), status));
             }
-            // Recorded in the ledger's actions; applying updates to the account is not
-            // built yet.
-            Action::Update { .. } => {}
+            Action::Update { field, value } => {
+                let typed = render_one(self.set, value, ctx)
+                    .map_err(|e| format!("the value template failed: {e}"))
+                    .and_then(|text| update_value(field, &one_line(&text)));
+                match typed {
+                    Ok(value) => {
+                        work.updates.push(FieldUpdate { account: account.clone(), field: field.clone(), value })
+                    }
+                    Err(e) => {
+                        let e = format!("update {field}: {e}");
+                        work.failure = Some(work.failure.take().map_or(e.clone(), |f| format!("{f}; {e}")));
+                    }
+                }
+            }
         }
     }
 }

@@ -92,7 +92,16 @@ pub fn describe_in(set: &PlaybookSet, action: &Action, view: &AccountView, ctx: 
             format!("email {template} to {to}{}", if *digest { " (in a digest)" } else { "" })
         }
         Action::Webhook { url, method, .. } => format!("webhook {} {}", method.as_str(), render(url)),
-        Action::Update { field, value } => format!("update {field} = {:?}", render(value)),
+        // The value before is the account's as this pass read it: the timeline then
+        // says what the update changed, not only what it set.
+        Action::Update { field, value } => {
+            let before = crate::model::field_text(&view.account.field(field));
+            let after = match crate::model::update_value(field, &render(value)) {
+                Ok(v) => crate::model::field_text(&v),
+                Err(e) => format!("<cannot set: {e}>"),
+            };
+            format!("set {field}: {before} → {after}")
+        }
     }
 }
 

@@ -149,6 +149,143 @@ impl AccountPatch {
     }
 }
 
+/// The fields a playbook's `update` may set by name; `fields.<name>` and
+/// `metrics.<name>` are the others.
+pub const UPDATABLE: &[&str] = &["lifecycle_stage", "segment", "owner", "manager"];
+
+/// Whether a playbook's `update` may set `field`.
+pub fn updatable(field: &str) -> bool {
+    UPDATABLE.contains(&field)
+        || field.strip_prefix("fields.").is_some_and(|f| !f.is_empty())
+        || field.strip_prefix("metrics.").is_some_and(|f| !f.is_empty())
+}
+
+/// A playbook's `update`, decided for one account: the value to set, rendered and typed
+/// ([`update_value`]). The store applies it with the firing that decided it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldUpdate {
+    pub account: String,
+    pub field: String,
+    pub value: Value,
+}
+
+/// The value an update's rendered text stands for in `field`, as the account stores it:
+/// a metric is a finite number, a segment a segment's name, the rest text; empty text
+/// clears an optional field. An error says why the text does not fit.
+pub fn update_value(field: &str, text: &str) -> Result<Value, String> {
+    let text = text.trim();
+    if field.starts_with("metrics.") {
+        return match text.parse::<f64>() {
+            Ok(n) if n.is_finite() => Ok(Value::from(n)),
+            _ => Err(format!("`{field}` is a metric and takes a number, not {text:?}")),
+        };
+    }
+    if field == "segment" && !text.is_empty() {
+        return Segment::parse(text).map(|s| Value::from(s.as_str())).map_err(|e| e.to_string());
+    }
+    if text.is_empty() && !field.starts_with("fields.") {
+        return Ok(Value::Null);
+    }
+    Ok(Value::from(text))
+}
+
+impl Account {
+    /// The value of an [`updatable`] field (`Null` when unset).
+    pub fn field(&self, field: &str) -> Value {
+        let text = |v: &Option<String>| v.clone().map_or(Value::Null, Value::from);
+        match field {
+            "lifecycle_stage" => text(&self.lifecycle_stage),
+            "segment" => self.segment.as_ref().map_or(Value::Null, |s| Value::from(s.as_str())),
+            "owner" => text(&self.owner),
+            "manager" => text(&self.manager),
+            f => match (f.strip_prefix("fields."), f.strip_prefix("metrics.")) {
+                (Some(name), _) => self.fields.get(name).cloned().unwrap_or(Value::Null),
+                (_, Some(name)) => self.metrics.get(name).map_or(Value::Null, |n| Value::from(*n)),
+                _ => Value::Null,
+            },
+        }
+    }
+
+    /// Sets an [`updatable`] field to a value from [`update_value`]; returns whether the
+    /// account changed. `updated_at` is left alone: it says when a *sync* last changed
+    /// the record.
+    pub fn set_field(&mut self, field: &str, value: &Value) -> bool {
+        let text = value.as_str().map(str::to_string);
+        match field {
+            "lifecycle_stage" => set_if(&mut self.lifecycle_stage, Some(text)),
+            "segment" => set_if(&mut self.segment, Some(text.and_then(|t| Segment::parse(&t).ok()))),
+            "owner" => set_if(&mut self.owner, Some(text)),
+            "manager" => set_if(&mut self.manager, Some(text)),
+            f => match (f.strip_prefix("fields."), f.strip_prefix("metrics.")) {
+                (Some(name), _) if self.fields.get(name) != Some(value) => {
+                    match value {
+                        Value::Null => self.fields.remove(name),
+                        v => self.fields.insert(name.to_string(), v.clone()),
+                    };
+                    true
+                }
+                (_, Some(name)) => match value.as_f64() {
+                    Some(n) if self.metrics.get(name).map(|v| v.to_bits()) != Some(n.to_bits()) => {
+                        self.metrics.insert(name.to_string(), n);
+                        true
+                    }
+                    _ => false,
+                },
+                _ => false,
+            },
+        }
+    }
+}
+
+/// A field's value as the timeline prints it: text bare, `none` when unset.
+pub fn field_text(value: &Value) -> String {
+    match value {
+        Value::Null => "none".into(),
+        Value::String(s) => s.clone(),
+        // Metrics are stored as floats: 12 reads as 12, not 12.0.
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
+            _ => n.to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
+impl AccountPatch {
+    /// The value this patch brings for an [`updatable`] field, if it carries the field.
+    pub fn value_of(&self, field: &str) -> Option<Value> {
+        let text = |v: &Option<String>| v.clone().map(Value::from);
+        match field {
+            "lifecycle_stage" => text(&self.lifecycle_stage),
+            "segment" => self.segment.as_ref().map(|s| Value::from(s.as_str())),
+            "owner" => text(&self.owner),
+            "manager" => text(&self.manager),
+            f => match (f.strip_prefix("fields."), f.strip_prefix("metrics.")) {
+                (Some(name), _) => self.fields.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone()),
+                (_, Some(name)) => self.metrics.iter().rev().find(|(k, _)| k == name).map(|(_, n)| Value::from(*n)),
+                _ => None,
+            },
+        }
+    }
+
+    /// Leaves `field` out of the patch: the account keeps the value it has.
+    pub fn drop_field(&mut self, field: &str) {
+        match field {
+            "lifecycle_stage" => self.lifecycle_stage = None,
+            "segment" => self.segment = None,
+            "owner" => self.owner = None,
+            "manager" => self.manager = None,
+            f => {
+                if let Some(name) = f.strip_prefix("fields.") {
+                    self.fields.retain(|(k, _)| k != name);
+                } else if let Some(name) = f.strip_prefix("metrics.") {
+                    self.metrics.retain(|(k, _)| k != name);
+                }
+            }
+        }
+    }
+}
+
 /// The coverage model an account is served by. CRMs spell these
 /// many ways; [`Segment::parse`] folds the common spellings onto the three standard ones
 /// and keeps any other plain name as a custom segment.
@@ -268,6 +405,27 @@ mod tests {
         for raw in ["", "   ", "Tier 1!", "smb/ent"] {
             assert!(Segment::parse(raw).is_err(), "{raw:?} should be rejected");
         }
+    }
+
+    #[test]
+    fn an_update_value_takes_its_fields_type_and_sets_it() {
+        assert_eq!(update_value("metrics.seats", " 12 "), Ok(Value::from(12.0)));
+        assert!(update_value("metrics.seats", "twelve").unwrap_err().contains("takes a number"));
+        assert!(update_value("metrics.seats", "NaN").is_err(), "a metric is a finite number");
+        assert_eq!(update_value("segment", "Mid-Market"), Ok(Value::from("mid_market")));
+        assert!(update_value("segment", "Tier 1!").is_err());
+        assert_eq!(update_value("owner", ""), Ok(Value::Null), "empty text clears an optional field");
+        assert_eq!(update_value("fields.note", ""), Ok(Value::from("")), "a CRM column keeps what it is given");
+
+        let mut account = Account::new("A1", DateTime::from_timestamp(0, 0).unwrap());
+        assert!(account.set_field("segment", &update_value("segment", "smb").unwrap()));
+        assert!(account.set_field("metrics.seats", &Value::from(3.0)));
+        assert!(!account.set_field("metrics.seats", &Value::from(3.0)), "the same value is no change");
+        assert!(account.set_field("fields.go_live", &Value::from("2026-12-24")));
+        assert_eq!(account.segment, Some(Segment::Smb));
+        assert_eq!(field_text(&account.field("metrics.seats")), "3");
+        assert_eq!(field_text(&account.field("lifecycle_stage")), "none");
+        assert_eq!(account.trigger_dates().count(), 1, "a date written by an update is a trigger date");
     }
 
     #[test]

@@ -17,7 +17,9 @@ mod ledger;
 mod outbox;
 mod task;
 
-pub use account::{Account, AccountPatch, Segment, SegmentError};
+pub use account::{
+    field_text, updatable, update_value, Account, AccountPatch, FieldUpdate, Segment, SegmentError, UPDATABLE,
+};
 pub use contact::{Contact, ContactPatch};
 pub use event::{Event, EventPatch};
 pub use health::{Band, HealthPoint};

@@ -233,7 +233,7 @@ impl Store {
     /// the seal against the counters. Reads only.
     pub fn verify(&self) -> Result<Verification, StoreError> {
         let mut v = Verification::default();
-        let trees: [(&'static str, &sled::Tree); 16] = [
+        let trees: [(&'static str, &sled::Tree); 17] = [
             ("accounts", &self.accounts),
             ("contacts", &self.contacts),
             ("events", &self.events),
@@ -246,13 +246,14 @@ impl Store {
             ("suppression", &self.suppression),
             ("sends", &self.sends),
             ("evaluated", &self.evaluated),
+            ("overrides", &self.overrides),
             ("contacts_by_account", &self.contacts_by_account),
             ("event_ids", &self.event_ids),
             ("outbox_index", &self.outbox_index),
             ("task_index", &self.task_index),
         ];
         // Trees of records (format byte, checksum, JSON); the last four hold index keys.
-        for (name, tree) in &trees[..12] {
+        for (name, tree) in &trees[..13] {
             let mut n = 0;
             for kv in tree.iter() {
                 let (k, val) = kv?;
@@ -263,7 +264,7 @@ impl Store {
             }
             v.records.insert(name, n);
         }
-        for (name, tree) in &trees[12..] {
+        for (name, tree) in &trees[13..] {
             v.records.insert(name, tree.len() as u64);
         }
 

@@ -7,8 +7,12 @@
 //!   none are, so nothing is half-recorded and a re-run decides the missing ones again,
 //!   under the same occurrence keys.
 //! - A ledger key is written once: `commit` never replaces an entry already present.
-//! - A firing's outbox entries and tasks are written in that same transaction, and only
-//!   when its ledger entry is new: a decided action is never lost and never doubled.
+//! - A firing's outbox entries, tasks and field updates are written in that same
+//!   transaction, and only when its ledger entry is new: a decided action is never lost
+//!   and never doubled. An account a field update changed is marked in the change log in
+//!   that transaction too (an incremental pass sees it), and the source's value the
+//!   update replaced is kept ([`super::overrides`]) so a sync that repeats it leaves the
+//!   update in place.
 //! - Ticks are marked complete only after every chunk of the pass has committed.
 //! - A chunk's progress mark is written in the chunk's own transaction: a mark says its
 //!   accounts' decisions are all there.
@@ -19,7 +23,7 @@ use sled::Transactional;
 
 use super::outbox::{insert_outbox, upsert_task};
 use super::{codec, decode, keys, Store, StoreError};
-use crate::model::{Account, AccountState, HealthPoint, LedgerEntry, OutboxEntry, TaskRequest};
+use crate::model::{Account, AccountState, FieldUpdate, HealthPoint, LedgerEntry, OutboxEntry, TaskRequest};
 
 /// What one chunk of an evaluation pass decided, written atomically by [`Store::commit`].
 #[derive(Debug, Default)]
@@ -32,6 +36,9 @@ pub struct Commit {
     pub outbox: Vec<(usize, OutboxEntry)>,
     /// Tasks, each with the index in `entries` of the firing that asked for it.
     pub tasks: Vec<(usize, TaskRequest)>,
+    /// Playbook updates of account fields, each with the index in `entries` of the firing
+    /// that decided it.
+    pub updates: Vec<(usize, FieldUpdate)>,
     /// When accounts' running sequences or `while_true` windows next come due: written
     /// with their state, so an incremental pass cannot lose a timer to a crash.
     pub wakes: Vec<(DateTime<Utc>, String)>,
@@ -202,6 +209,10 @@ impl Store {
             wakes.insert(super::incremental::wake_key(*at, id), &[]);
         }
         let trees = (
+            &self.accounts,
+            &self.dates,
+            &self.changes,
+            &self.overrides,
             &self.wakes,
             &self.meta,
             &self.ledger,
@@ -213,9 +224,25 @@ impl Store {
             &self.task_index,
         );
         self.atomic(|| {
+            // Drawn inside the gate, like a sync's change marks ([`Store::change_barrier`]).
+            let seq = if commit.updates.is_empty() { 0 } else { self.next_change()? };
             trees
                 .transaction(
-                    |(wake_tree, meta, ledger, state, health_tree, outbox, outbox_index, tasks, task_index)| {
+                    |(
+                        accounts,
+                        dates,
+                        changes,
+                        overrides,
+                        wake_tree,
+                        meta,
+                        ledger,
+                        state,
+                        health_tree,
+                        outbox,
+                        outbox_index,
+                        tasks,
+                        task_index,
+                    )| {
                         let mut new = vec![false; entries.len()];
                         for (i, (key, value)) in entries.iter().enumerate() {
                             if ledger.get(key)?.is_none() {
@@ -231,6 +258,12 @@ impl Store {
                         for (i, task) in &commit.tasks {
                             if new[*i] {
                                 upsert_task(meta, tasks, task_index, task, commit.entries[*i].at)?;
+                            }
+                        }
+                        for (i, update) in &commit.updates {
+                            if new[*i] {
+                                let trees = super::overrides::Trees { accounts, dates, changes, overrides };
+                                super::overrides::apply(&trees, update, seq)?;
                             }
                         }
                         for (id, value) in &states {

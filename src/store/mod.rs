@@ -21,6 +21,7 @@ mod integrity;
 mod keys;
 mod ledger;
 mod outbox;
+mod overrides;
 
 use std::collections::HashMap;
 use std::io;
@@ -39,6 +40,7 @@ use integrity::{damaged_by_panic, remove_unfinished_snapshots};
 pub use integrity::{restore, Seal, Verification, SEAL_FILE};
 pub use ledger::{AccountCursor, ChunkRange, Commit, EncodedAccount, Progress};
 pub use outbox::{cap_full, CapCheck, SendMark, Suppression};
+pub use overrides::Overrides;
 
 /// `meta` key: added to sled's id generator, which a backup does not carry over, so a
 /// restored store's change sequence continues above the original's.
@@ -151,6 +153,8 @@ pub struct Store {
     dates: sled::Tree,
     wakes: sled::Tree,
     evaluated: sled::Tree,
+    /// Fields a playbook's update set, per account ([`overrides`]).
+    overrides: sled::Tree,
 }
 
 impl Store {
@@ -257,6 +261,7 @@ impl Store {
             dates: db.open_tree("dates")?,
             wakes: db.open_tree("wakes")?,
             evaluated: db.open_tree("evaluated")?,
+            overrides: db.open_tree("overrides")?,
             db,
         };
         if layout != Some(STORE_LAYOUT) {
@@ -344,7 +349,18 @@ impl Store {
         let mut pending: HashMap<String, Account> = HashMap::new();
         // The date index keys of each account as stored before this batch.
         let mut stored_dates: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
-        for patch in patches {
+        // Accounts with fields a playbook set, as this batch leaves them; those changed are
+        // written with the accounts ([`overrides`]).
+        let any_overrides = !self.overrides.is_empty();
+        let mut overridden: HashMap<String, (Overrides, bool)> = HashMap::new();
+        for mut patch in patches {
+            if any_overrides {
+                if !overridden.contains_key(&patch.id) {
+                    overridden.insert(patch.id.clone(), (self.overrides_of(&patch.id)?, false));
+                }
+                let (kept, dirty) = overridden.get_mut(&patch.id).expect("just loaded");
+                *dirty |= overrides::reconcile(kept, &mut patch);
+            }
             // A record already dirty in this batch must be written whatever this row does.
             let (existing, dirty) = match pending.remove(&patch.id) {
                 Some(a) => (Some(a), true),
@@ -369,7 +385,7 @@ impl Store {
             }
             outcomes.push(outcome);
         }
-        if pending.is_empty() {
+        if pending.is_empty() && !overridden.values().any(|(_, dirty)| *dirty) {
             return Ok(outcomes);
         }
         let mut batch = sled::Batch::default();
@@ -385,6 +401,13 @@ impl Store {
                 dates.insert(key, &[]);
             }
         }
+        let mut kept = sled::Batch::default();
+        for (id, (o, _)) in overridden.iter().filter(|(_, (_, dirty))| *dirty) {
+            match o.is_empty() {
+                true => kept.remove(id.as_bytes()),
+                false => kept.insert(id.as_bytes(), codec::encode(o)),
+            }
+        }
         self.atomic(|| {
             let seq = self.next_change()?;
             let mut changes = sled::Batch::default();
@@ -392,8 +415,8 @@ impl Store {
                 changes.insert(incremental::change_key(seq, id), &[]);
             }
             transact(
-                &[&self.accounts, &self.dates, &self.changes],
-                &[&batch, &dates, &changes],
+                &[&self.accounts, &self.dates, &self.changes, &self.overrides],
+                &[&batch, &dates, &changes, &kept],
                 &self.meta,
                 (integrity::ACCOUNT_COUNT, inserted(&outcomes)),
             )

@@ -305,7 +305,7 @@ pub struct RawWebhook {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpdate {
-    /// `lifecycle_stage`, or `fields.<name>`.
+    /// `lifecycle_stage`, `segment`, `owner`, `manager`, `fields.<name>` or `metrics.<name>`.
     #[serde(deserialize_with = "text")]
     pub field: String,
     #[serde(deserialize_with = "scalar")]
