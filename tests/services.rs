@@ -367,3 +367,47 @@ fn check_reports_what_loaded_or_every_error() {
     let json = serde_json::to_value(&bad).unwrap();
     assert!(json["errors"][0]["file"].as_str().unwrap().ends_with("broken.yaml"), "{json}");
 }
+
+#[test]
+fn preview_renders_customer_mail_with_its_unsubscribe_link_and_internal_mail_without() {
+    let (ws, store) = book_of_business();
+    ws.write(
+        "playbooks/outreach.yaml",
+        "id: outreach\nname: Outreach\ntrigger:\n  condition: true\nactions:\n  - email: { to: contacts, template: hello }\n",
+    );
+    ws.write("playbooks/templates/hello.txt", "Subject: Hi {{ recipient.email }}\nAbout {{ account.name }}.\n");
+    let contact = keel::model::ContactPatch {
+        id: "C-1".into(),
+        account_id: Some("A-1".into()),
+        email: Some("kim@customer.example".into()),
+        name: Some("Kim".into()),
+        ..Default::default()
+    };
+    store.upsert_contacts(vec![contact], now()).unwrap();
+    let config = ws.config();
+    let loaded = keel::lang::Loaded::load(&config.rules_dir, &config.playbooks_dir).unwrap_or_else(|e| panic!("{e:?}"));
+    let args = |template: &str, account: &str, contact: Option<&str>| keel::services::preview::PreviewArgs {
+        template: template.into(),
+        account: account.into(),
+        contact: contact.map(Into::into),
+        now: now(),
+    };
+    let render = |a| keel::services::preview::preview(&loaded.set, &store, &config, &a);
+
+    let customer = render(args("hello", "A-1", Some("Kim@customer.example"))).unwrap();
+    assert_eq!(customer.subject, "Hi kim@customer.example");
+    let url = customer.unsubscribe_url.clone().expect("customer mail carries its link");
+    assert!(customer.text.starts_with("About Acme Analytics."), "{}", customer.text);
+    assert!(customer.text.contains(&format!("Unsubscribe: {url}")), "added where the template has none");
+    assert!(customer.eml.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"), "{}", customer.eml);
+
+    let internal = render(args("hello", "A-1", None)).unwrap();
+    assert_eq!((internal.to.as_str(), internal.unsubscribe_url.as_deref()), ("ana@keel.example", None));
+    assert!(!internal.text.contains("Unsubscribe"));
+
+    let unknown = render(args("helo", "A-1", None)).unwrap_err();
+    assert!(matches!(&unknown, ServiceError::UnknownTemplate { known, .. } if known == &["hello"]), "{unknown:?}");
+    let stranger = render(args("hello", "A-2", Some("kim@customer.example"))).unwrap_err();
+    assert!(matches!(stranger, ServiceError::NoSuchContact { .. }), "{stranger:?}");
+    assert!(matches!(render(args("hello", "A-9", None)), Err(ServiceError::NotFound { what: "account", .. })));
+}
