@@ -411,3 +411,40 @@ fn preview_renders_customer_mail_with_its_unsubscribe_link_and_internal_mail_wit
     assert!(matches!(stranger, ServiceError::NoSuchContact { .. }), "{stranger:?}");
     assert!(matches!(render(args("hello", "A-9", None)), Err(ServiceError::NotFound { what: "account", .. })));
 }
+
+#[test]
+fn health_scores_today_by_default_and_reports_bands_changes_and_unscored_accounts() {
+    let ws = Workspace::new("timezone: Pacific/Honolulu\n");
+    ws.write(
+        "rules/health.yaml",
+        "bands: { green: 80, yellow: 60 }\ndamping: { margin: 0 }\ncategories:\n  all: { weight: 1, score: account.metrics.score }\n",
+    );
+    let store = ws.store();
+    let account = |id: &str, score: Option<f64>| keel::model::AccountPatch {
+        id: id.into(),
+        arr: Some(1000.0),
+        metrics: score.map(|s| ("score".to_string(), s)).into_iter().collect(),
+        ..Default::default()
+    };
+    store.upsert_accounts(vec![account("A", Some(90.0)), account("B", Some(40.0)), account("C", None)], now()).unwrap();
+    let config = ws.config();
+    let mut engine = keel::lang::script::ScriptEngine::new(&keel::lang::script::Limits::default());
+    let model = keel::lang::health::HealthModel::load(&mut engine, &config.rules_dir).unwrap();
+    let day = |at| keel::services::health::ScoreArgs { at, now: now(), timezone: config.timezone };
+
+    let first = keel::services::health::score(&store, &model, &engine, day(None)).unwrap();
+    // 09:00 UTC is 23:00 the evening before in Honolulu: today is still the 30th there.
+    assert_eq!(first.date, "2026-11-30".parse::<NaiveDate>().unwrap());
+    assert_eq!((first.scored, first.unscored), (2, 1));
+    let green = first.band(keel::model::Band::Green);
+    assert_eq!((green.accounts, green.arr), (1, 1000.0));
+    assert_eq!(first.band(keel::model::Band::Red).accounts, 1);
+    assert!(first.changes.is_empty() && first.errors.is_empty());
+
+    store.upsert_accounts(vec![account("A", Some(65.0))], now()).unwrap();
+    let later = "2026-12-20".parse().unwrap();
+    let second = keel::services::health::score(&store, &model, &engine, day(Some(later))).unwrap();
+    assert_eq!(second.date, later);
+    let changes: Vec<_> = second.changes.iter().map(|c| (c.from, c.to, c.accounts)).collect();
+    assert_eq!(changes, [(keel::model::Band::Green, keel::model::Band::Yellow, 1)]);
+}

@@ -43,9 +43,10 @@ pub fn load_model(session: &Session) -> anyhow::Result<(ScriptEngine, HealthMode
 pub fn run(session: &Session, args: HealthArgs) -> anyhow::Result<ExitCode> {
     let (engine, model) = load_model(session)?;
     let store = session.open_store()?;
-    let date = args.at.unwrap_or_else(|| session.now.with_timezone(&session.config.timezone).date_naive());
     let started = Instant::now();
-    let report = health::score(&store, &model, &engine, date)?;
+    let day = health::ScoreArgs { at: args.at, now: session.now, timezone: session.config.timezone };
+    let report = health::score(&store, &model, &engine, day)?;
+    let date = report.date;
     let elapsed = started.elapsed();
     let scored = report.scored;
 

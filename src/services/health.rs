@@ -8,7 +8,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
 use serde::Serialize;
 
 use super::ServiceError;
@@ -62,13 +63,24 @@ impl HealthReport {
     }
 }
 
-/// Scores every account for `date`, records the points, and reports what it did.
+/// Which day [`score`] scores.
+#[derive(Debug, Clone, Copy)]
+pub struct ScoreArgs {
+    /// The day; `None`: today in `timezone`.
+    pub at: Option<NaiveDate>,
+    pub now: DateTime<Utc>,
+    /// The config's zone.
+    pub timezone: Tz,
+}
+
+/// Scores every account for the day, records the points, and reports what it did.
 pub fn score(
     store: &Store,
     model: &HealthModel,
     engine: &ScriptEngine,
-    date: NaiveDate,
+    args: ScoreArgs,
 ) -> Result<HealthReport, ServiceError> {
+    let date = args.at.unwrap_or_else(|| args.now.with_timezone(&args.timezone).date_naive());
     let run = score_book(store, model, engine, date)?;
     let bands: BTreeMap<Band, BandTotals> =
         run.bands.iter().map(|(b, (n, arr))| (*b, BandTotals { accounts: *n, arr: *arr })).collect();
