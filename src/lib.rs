@@ -14,6 +14,8 @@
 //! - [`daemon`]: the schedule, reloads, and the loop around evaluation and delivery;
 //! - [`deliver`]: the outbox worked off — email, webhooks, task escalations — with
 //!   retries and the protections customers' inboxes are owed;
+//! - [`services`]: every query and command as a library function with typed arguments
+//!   and a serialisable result, shared by the command line, the HTTP API and the page;
 //! - [`cli`]: the `keel` command line; `main.rs` only parses arguments and calls it.
 
 pub mod cli;

@@ -16,6 +16,7 @@ mod health;
 mod incremental;
 mod playtest;
 pub(crate) mod run;
+mod services;
 mod simulate;
 mod store;
 mod sync;

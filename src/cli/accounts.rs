@@ -5,13 +5,14 @@ use std::cmp::Ordering;
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use chrono::{Duration, NaiveDate, SecondsFormat};
+use chrono::{NaiveDate, SecondsFormat};
 use clap::{Args, Subcommand, ValueEnum};
-use serde_json::json;
 
 use super::table::{money, number, truncate, Align, Table};
 use super::{FormatArg, OutputFormat, Session};
-use crate::model::{Account, Segment};
+use crate::model::Segment;
+use crate::services::accounts::{self, AccountDetail, AccountList, ListQuery, ShowQuery, SortKey};
+use crate::services::ServiceError;
 
 #[derive(Debug, Subcommand)]
 pub enum AccountsCommand {
@@ -30,8 +31,8 @@ pub struct ListArgs {
     #[arg(long)]
     owner: Option<String>,
     /// Sort order: arr (largest first), renewal (soonest first), name, id.
-    #[arg(long, value_enum, default_value_t = SortKey::Arr)]
-    sort: SortKey,
+    #[arg(long, value_enum, default_value_t = SortArg::Arr)]
+    sort: SortArg,
     /// Reverse the sort order.
     #[arg(long)]
     reverse: bool,
@@ -43,7 +44,7 @@ pub struct ListArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum SortKey {
+enum SortArg {
     Arr,
     Renewal,
     Name,
@@ -70,33 +71,19 @@ pub fn run(session: &Session, cmd: AccountsCommand) -> anyhow::Result<ExitCode> 
 
 fn list(session: &Session, args: ListArgs) -> anyhow::Result<ExitCode> {
     let store = session.open_store()?;
-    let segment = match &args.segment {
-        Some(s) => Some(Segment::parse(s)?),
-        None => None,
+    let query = ListQuery {
+        segment: args.segment,
+        owner: args.owner,
+        sort: match args.sort {
+            SortArg::Arr => SortKey::Arr,
+            SortArg::Renewal => SortKey::Renewal,
+            SortArg::Name => SortKey::Name,
+            SortArg::Id => SortKey::Id,
+        },
+        reverse: args.reverse,
+        limit: args.limit,
     };
-    let owner = args.owner.as_deref().map(str::to_lowercase);
-    let mut accounts = Vec::new();
-    for account in store.accounts() {
-        let account = account?;
-        if segment.as_ref().is_some_and(|s| account.segment.as_ref() != Some(s)) {
-            continue;
-        }
-        if owner.as_ref().is_some_and(|o| account.owner.as_deref().map(str::to_lowercase).as_ref() != Some(o)) {
-            continue;
-        }
-        accounts.push(account);
-    }
-    accounts.sort_by(|a, b| {
-        let order = compare(args.sort, a, b);
-        if args.reverse {
-            order.reverse()
-        } else {
-            order
-        }
-    });
-    if let Some(limit) = args.limit {
-        accounts.truncate(limit);
-    }
+    let AccountList { accounts, arr } = accounts::list(&store, &query)?;
 
     let mut out = io::stdout().lock();
     match args.format.format {
@@ -114,9 +101,7 @@ fn list(session: &Session, args: ListArgs) -> anyhow::Result<ExitCode> {
                 ("RENEWAL", Align::Left),
                 ("STAGE", Align::Left),
             ]);
-            let mut arr = 0.0;
             for a in &accounts {
-                arr += a.arr.unwrap_or(0.0);
                 table.row(vec![
                     a.id.clone(),
                     truncate(a.display_name(), 32),
@@ -138,58 +123,32 @@ fn list(session: &Session, args: ListArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Sort orders as a CSM expects them: biggest ARR first, soonest renewal first; accounts
-/// missing the value go last; ties break on id so output is stable.
-fn compare(key: SortKey, a: &Account, b: &Account) -> Ordering {
-    let primary = match key {
-        SortKey::Arr => b.arr.unwrap_or(f64::NEG_INFINITY).total_cmp(&a.arr.unwrap_or(f64::NEG_INFINITY)),
-        SortKey::Renewal => a.renewal_date.unwrap_or(NaiveDate::MAX).cmp(&b.renewal_date.unwrap_or(NaiveDate::MAX)),
-        SortKey::Name => a.display_name().to_lowercase().cmp(&b.display_name().to_lowercase()),
-        SortKey::Id => Ordering::Equal,
-    };
-    primary.then_with(|| a.id.cmp(&b.id))
-}
-
 fn opt(s: Option<&str>) -> String {
     s.unwrap_or("-").to_string()
 }
 
 fn show(session: &Session, args: ShowArgs) -> anyhow::Result<ExitCode> {
     let store = session.open_store()?;
-    let Some(account) = store.account(&args.id)? else {
-        anyhow::bail!(
-            "no account with id {:?} in {} (`keel accounts list` shows the ids)",
-            args.id,
+    let query =
+        ShowQuery { id: args.id, events_days: args.events_days, now: session.now, timezone: session.config.timezone };
+    let detail = accounts::show(&store, &query).map_err(|e| match e {
+        ServiceError::NotFound { id, .. } => anyhow::anyhow!(
+            "no account with id {id:?} in {} (`keel accounts list` shows the ids)",
             store.path().display()
-        );
-    };
-    let contacts = store.contacts_of(&account.id)?;
-    let since = session.now - Duration::days(i64::from(args.events_days));
-    let events =
-        store.events_of(&account.id, since, session.now + Duration::seconds(1)).collect::<Result<Vec<_>, _>>()?;
-
-    let timeline = store.ledger_of(&account.id)?;
-    let state = store.account_state(&account.id)?;
-    let failures: Vec<serde_json::Value> =
-        state.failures().map(|(what, f)| json!({ "playbook": what, "at": f.at, "error": f.message })).collect();
-    let deliveries = store.outbox_of(&account.id)?;
-    let tasks = store.tasks_of(&account.id)?;
-    let today = session.now.with_timezone(&account.timezone.unwrap_or(session.config.timezone)).date_naive();
-    let health = store.health_on_or_before(&account.id, today)?;
-    let month_ago = match &health {
-        Some(p) => store.health_on_or_before(&account.id, p.date - Duration::days(30))?,
-        None => None,
-    };
+        ),
+        other => other.into(),
+    })?;
 
     let mut out = io::stdout().lock();
     if args.format.format == OutputFormat::Json {
-        let doc = json!({ "account": account, "health": health, "health_30_days_before": month_ago,
-                          "contacts": contacts, "events": events, "timeline": timeline, "errors": failures,
-                          "deliveries": deliveries, "tasks": tasks });
-        serde_json::to_writer_pretty(&mut out, &doc)?;
+        // Through a `Value`: keys in order, as this command has always printed them.
+        serde_json::to_writer_pretty(&mut out, &serde_json::to_value(&detail)?)?;
         writeln!(out)?;
         return Ok(ExitCode::SUCCESS);
     }
+    let AccountDetail { account, health, health_30_days_before: month_ago, contacts, events, timeline, errors, .. } =
+        &detail;
+    let today = detail.today;
 
     writeln!(out, "{}  {}", account.id, account.display_name())?;
     let days = |d: NaiveDate| {
@@ -216,9 +175,9 @@ fn show(session: &Session, args: ShowArgs) -> anyhow::Result<ExitCode> {
     field("updated_at", account.updated_at.to_rfc3339_opts(SecondsFormat::Secs, true));
     write!(out, "{}", body(&table))?;
 
-    match &health {
+    match health {
         Some(point) => {
-            let trend = match &month_ago {
+            let trend = match month_ago {
                 Some(old) => {
                     format!(", {:+.1} over 30 days (was {:.1} on {})", point.score - old.score, old.score, old.date)
                 }
@@ -267,7 +226,7 @@ fn show(session: &Session, args: ShowArgs) -> anyhow::Result<ExitCode> {
             ("ROLE", Align::Left),
             ("EMAIL OPT-OUT", Align::Left),
         ]);
-        for c in &contacts {
+        for c in contacts {
             t.row(vec![
                 format!("  {}", c.id),
                 c.name.clone(),
@@ -297,16 +256,17 @@ fn show(session: &Session, args: ShowArgs) -> anyhow::Result<ExitCode> {
     }
 
     writeln!(out, "\nTimeline: playbook decisions ({})", timeline.len())?;
-    if timeline.is_empty() && failures.is_empty() {
+    if timeline.is_empty() && errors.is_empty() {
         writeln!(out, "  none yet (`keel run` evaluates the playbooks and records what fires)")?;
     }
     let tz = session.config.timezone;
-    for (what, f) in state.failures() {
+    for f in errors {
         writeln!(
             out,
-            "  {}  {what}  error (evaluated again at the next pass)\n    {}",
+            "  {}  {}  error (evaluated again at the next pass)\n    {}",
             f.at.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z"),
-            f.message
+            f.playbook,
+            f.error
         )?;
     }
     for entry in timeline.iter().rev().take(SHOWN) {
@@ -326,25 +286,25 @@ fn show(session: &Session, args: ShowArgs) -> anyhow::Result<ExitCode> {
         for action in &entry.actions {
             writeln!(out, "    → {action}")?;
         }
-        for d in deliveries.iter().filter(|d| d.playbook == entry.playbook && d.occurrence == entry.occurrence) {
+        for d in detail.deliveries_of(entry) {
             writeln!(out, "    {}", delivery_line(d, tz))?;
         }
     }
     if timeline.len() > SHOWN {
         writeln!(out, "  … {} earlier (--format json lists all)", timeline.len() - SHOWN)?;
     }
-    let escalations: Vec<_> = deliveries.iter().filter(|d| d.occurrence.starts_with("task:")).collect();
+    let escalations: Vec<_> = detail.escalations().collect();
     if !escalations.is_empty() {
         writeln!(out, "\nTask escalations")?;
         for d in escalations {
             writeln!(out, "  {}", delivery_line(d, tz))?;
         }
     }
-    writeln!(out, "\nTasks ({})", tasks.len())?;
-    if tasks.is_empty() {
+    writeln!(out, "\nTasks ({})", detail.tasks.len())?;
+    if detail.tasks.is_empty() {
         writeln!(out, "  none")?;
     }
-    for t in tasks.iter().rev().take(SHOWN) {
+    for t in detail.tasks.iter().rev().take(SHOWN) {
         let due = t.due.map_or("no due date".into(), |d| format!("due {}", d.with_timezone(&tz).format("%Y-%m-%d")));
         writeln!(
             out,

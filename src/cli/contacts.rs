@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 
 use super::table::{Align, Table};
 use super::{FormatArg, OutputFormat, Session};
-use crate::decide::unsubscribe::Unsubscribe;
+use crate::services::contacts::{self, UnsubscribeBy};
 
 #[derive(Debug, Subcommand)]
 pub enum ContactsCommand {
@@ -33,26 +33,20 @@ pub fn run(session: &Session, cmd: ContactsCommand) -> anyhow::Result<ExitCode> 
     let mut out = io::stdout().lock();
     match cmd {
         ContactsCommand::Unsubscribe(args) => {
-            let (email, source) = match (args.email, args.token) {
-                (Some(e), _) => {
-                    if !e.contains('@') {
-                        anyhow::bail!("{e:?} is not an email address");
-                    }
-                    (e, "keel contacts unsubscribe")
-                }
-                (None, Some(t)) => (Unsubscribe::for_store(&session.config, &store)?.verify(&t)?, "unsubscribe link"),
+            let by = match (args.email, args.token) {
+                (Some(e), _) => UnsubscribeBy::Address(e),
+                (None, Some(t)) => UnsubscribeBy::Token(t),
                 (None, None) => unreachable!("clap requires one"),
             };
-            let new = store.suppress(&email, "unsubscribed", source, session.now)?;
-            store.flush()?;
-            if new {
-                writeln!(out, "{} unsubscribed: no customer-facing email goes to it from now on (mail already queued is suppressed, not sent).", email.trim().to_lowercase())?;
+            let done = contacts::unsubscribe(&store, &session.config, &by, session.now)?;
+            if done.added {
+                writeln!(out, "{} unsubscribed: no customer-facing email goes to it from now on (mail already queued is suppressed, not sent).", done.email)?;
             } else {
-                writeln!(out, "{} was already on the suppression list.", email.trim().to_lowercase())?;
+                writeln!(out, "{} was already on the suppression list.", done.email)?;
             }
         }
         ContactsCommand::Suppressed(format) => {
-            let list: Vec<_> = store.suppressions().collect::<Result<_, _>>()?;
+            let list = contacts::suppressed(&store)?;
             if format.format == OutputFormat::Json {
                 serde_json::to_writer_pretty(&mut out, &list)?;
                 writeln!(out)?;

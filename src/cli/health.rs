@@ -7,14 +7,13 @@ use std::time::Instant;
 use anyhow::anyhow;
 use chrono::NaiveDate;
 use clap::Args;
-use serde_json::json;
 
 use super::table::{money, Align, Table};
 use super::{FormatArg, OutputFormat, Session};
 use crate::lang::health::HealthModel;
 use crate::lang::script::{Limits, ScriptEngine};
 use crate::model::Band;
-use crate::services::health::score_book;
+use crate::services::health;
 
 #[derive(Debug, Args)]
 pub struct HealthArgs {
@@ -44,55 +43,50 @@ pub fn load_model(session: &Session) -> anyhow::Result<(ScriptEngine, HealthMode
 pub fn run(session: &Session, args: HealthArgs) -> anyhow::Result<ExitCode> {
     let (engine, model) = load_model(session)?;
     let store = session.open_store()?;
-    let date = args.at.unwrap_or_else(|| session.now.with_timezone(&session.config.timezone).date_naive());
     let started = Instant::now();
-    let run = score_book(&store, &model, &engine, date)?;
+    let day = health::ScoreArgs { at: args.at, now: session.now, timezone: session.config.timezone };
+    let report = health::score(&store, &model, &engine, day)?;
+    let date = report.date;
     let elapsed = started.elapsed();
-    let scored: u64 = run.bands.values().map(|(n, _)| n).sum();
+    let scored = report.scored;
 
     let mut out = io::stdout().lock();
     if args.format.format == OutputFormat::Json {
-        let bands: serde_json::Map<String, serde_json::Value> =
-            run.bands.iter().map(|(b, (n, arr))| (b.to_string(), json!({ "accounts": n, "arr": arr }))).collect();
-        let changes: Vec<_> =
-            run.changes.iter().map(|((from, to), n)| json!({ "from": from, "to": to, "accounts": n })).collect();
-        let errors: Vec<_> =
-            run.errors.iter().map(|(id, e)| json!({ "account": id, "error": e.to_string() })).collect();
-        let doc = json!({ "date": date, "model": model.file, "scored": scored, "unscored": run.unscored,
-                          "bands": bands, "changes": changes, "errors": errors });
-        serde_json::to_writer_pretty(&mut out, &doc)?;
+        // Through a `Value`: keys in order, as this command has always printed them.
+        serde_json::to_writer_pretty(&mut out, &serde_json::to_value(&report)?)?;
         writeln!(out)?;
     } else {
         writeln!(
             out,
             "Scored {scored} accounts for {date} with {} in {:.2} s ({} accounts/s)",
-            model.file.display(),
+            report.model.display(),
             elapsed.as_secs_f64(),
             crate::sync::group_thousands(scored as f64 / elapsed.as_secs_f64().max(1e-9))
         )?;
         let mut table = Table::new(&[("BAND", Align::Left), ("ACCOUNTS", Align::Right), ("ARR", Align::Right)]);
         for band in [Band::Green, Band::Yellow, Band::Red] {
-            let (n, arr) = run.bands.get(&band).copied().unwrap_or_default();
-            table.row(vec![band.to_string(), n.to_string(), money(arr)]);
+            let totals = report.band(band);
+            table.row(vec![band.to_string(), totals.accounts.to_string(), money(totals.arr)]);
         }
-        if run.unscored > 0 {
-            table.row(vec!["unscored".into(), run.unscored.to_string(), "-".into()]);
+        if report.unscored > 0 {
+            table.row(vec!["unscored".into(), report.unscored.to_string(), "-".into()]);
         }
         write!(out, "{}", table.render())?;
-        if run.changes.is_empty() {
+        if report.changes.is_empty() {
             writeln!(out, "No band changes since each account's previous point.")?;
         } else {
-            let changes: Vec<String> = run.changes.iter().map(|((f, t), n)| format!("{n} {f} → {t}")).collect();
+            let changes: Vec<String> =
+                report.changes.iter().map(|c| format!("{} {} → {}", c.accounts, c.from, c.to)).collect();
             writeln!(out, "Band changes since each account's previous point: {}", changes.join(", "))?;
         }
     }
-    if run.errors.is_empty() {
+    if report.errors.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
     let mut err = io::stderr().lock();
-    for (account, e) in run.errors.iter().take(20) {
-        writeln!(err, "  account {account}: {e}")?;
+    for e in report.errors.iter().take(20) {
+        writeln!(err, "  account {}: {}", e.account, e.error)?;
     }
-    writeln!(err, "error: {} account(s) could not be scored; the others were", run.errors.len())?;
+    writeln!(err, "error: {} account(s) could not be scored; the others were", report.errors.len())?;
     Ok(ExitCode::FAILURE)
 }

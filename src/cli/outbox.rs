@@ -8,7 +8,9 @@ use clap::{Args, Subcommand};
 
 use super::table::{truncate, Align, Table};
 use super::{FormatArg, OutputFormat, Session};
-use crate::model::{OutboxEntry, Status};
+use crate::model::Status;
+use crate::services::outbox::{self, ListQuery, RetryTarget, Which};
+use crate::services::ServiceError;
 
 #[derive(Debug, Subcommand)]
 pub enum OutboxCommand {
@@ -52,32 +54,24 @@ pub fn run(session: &Session, cmd: OutboxCommand) -> anyhow::Result<ExitCode> {
 
 fn list(session: &Session, args: ListArgs) -> anyhow::Result<ExitCode> {
     let store = session.open_store()?;
-    let keep = |e: &OutboxEntry| {
-        let status_ok = if args.all {
-            true
-        } else if args.dead {
-            matches!(e.status, Status::Dead { .. })
-        } else {
-            e.status == Status::Pending
-        };
-        status_ok && args.account.as_ref().is_none_or(|a| *a == e.account)
+    let which = if args.all {
+        Which::All
+    } else if args.dead {
+        Which::Dead
+    } else {
+        Which::Pending
     };
-    let entries: Vec<OutboxEntry> = match &args.account {
-        Some(a) => store.outbox_of(a)?.into_iter().filter(keep).collect(),
-        None => store.outbox().filter(|e| e.as_ref().map_or(true, keep)).collect::<Result<_, _>>()?,
-    };
+    let entries = outbox::list(&store, &ListQuery { which, account: args.account })?;
     let mut out = io::stdout().lock();
     if args.format.format == OutputFormat::Json {
         serde_json::to_writer_pretty(&mut out, &entries)?;
         writeln!(out)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let what = if args.all {
-        ""
-    } else if args.dead {
-        "dead "
-    } else {
-        "pending "
+    let what = match which {
+        Which::All => "",
+        Which::Dead => "dead ",
+        Which::Pending => "pending ",
     };
     if entries.is_empty() {
         writeln!(out, "No {what}outbox entries.")?;
@@ -113,7 +107,7 @@ fn list(session: &Session, args: ListArgs) -> anyhow::Result<ExitCode> {
     }
     write!(out, "{}", table.render())?;
     writeln!(out, "{} {what}entr{}", entries.len(), if entries.len() == 1 { "y" } else { "ies" })?;
-    if args.dead {
+    if which == Which::Dead {
         writeln!(
             out,
             "`keel outbox retry ID` (or `--all-dead`) puts them back; `--format json` shows each one's history."
@@ -124,32 +118,13 @@ fn list(session: &Session, args: ListArgs) -> anyhow::Result<ExitCode> {
 
 fn retry(session: &Session, args: RetryArgs) -> anyhow::Result<ExitCode> {
     let store = session.open_store()?;
-    let now = session.now;
-    let targets: Vec<OutboxEntry> = match args.id {
-        Some(id) => {
-            let e = store.outbox_entry(id)?.ok_or_else(|| {
-                anyhow::anyhow!("no outbox entry {id}; `keel outbox list --dead` lists the dead ones")
-            })?;
-            if !matches!(e.status, Status::Dead { .. }) {
-                anyhow::bail!("outbox entry {id} is {}, not dead: only dead entries are retried", e.status.name());
-            }
-            vec![e]
+    let target = args.id.map_or(RetryTarget::AllDead, RetryTarget::One);
+    let back = outbox::retry(&store, target, session.now).map_err(|e| match e {
+        ServiceError::NotFound { id, .. } => {
+            anyhow::anyhow!("no outbox entry {id}; `keel outbox list --dead` lists the dead ones")
         }
-        None => store
-            .outbox()
-            .filter(|e| e.as_ref().map_or(true, |e| matches!(e.status, Status::Dead { .. })))
-            .collect::<Result<_, _>>()?,
-    };
-    let mut back = Vec::with_capacity(targets.len());
-    for mut e in targets {
-        e.status = Status::Pending;
-        e.attempts = 0;
-        e.next_at = now;
-        e.note(now, "put back by `keel outbox retry`");
-        back.push(e);
-    }
-    store.update_outbox(&back)?;
-    store.flush()?;
+        other => other.into(),
+    })?;
     let mut out = io::stdout().lock();
     writeln!(
         out,

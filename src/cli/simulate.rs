@@ -13,7 +13,8 @@ use chrono_tz::Tz;
 
 use crate::decide::tick::Context;
 use crate::deliver::forecast::Verdict;
-use crate::services::simulate::{simulate, Request, SimulateError};
+use crate::services::simulate::{simulate, Request};
+use crate::services::ServiceError;
 
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
@@ -60,7 +61,7 @@ pub fn run(session: &Session, args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let ctx = Context { store: &store, loaded: &loaded, config };
     let request = Request { at, playbook: args.playbook, account: args.account };
     let report = simulate(ctx, &request).map_err(|e| match e {
-        SimulateError::NoAccount { id } => anyhow::anyhow!("no account with id {id:?} in {}", store.path().display()),
+        ServiceError::NotFound { id, .. } => anyhow::anyhow!("no account with id {id:?} in {}", store.path().display()),
         e => e.into(),
     })?;
 

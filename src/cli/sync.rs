@@ -6,14 +6,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use chrono::NaiveDate;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::table::{money, Align, Table};
 use super::{Session, EXIT_ROWS_REJECTED};
 use crate::config::Source;
-use crate::model::Segment;
 use crate::store::Store;
 use crate::sync::{sync_file, Kind, Progress, SyncReport};
 
@@ -120,52 +118,22 @@ fn print_rejections(out: &mut impl Write, report: &SyncReport, max: usize) -> io
 
 /// The book of business at a glance: accounts and ARR per segment, renewals due soon.
 fn book_overview(session: &Session, store: &Store) -> anyhow::Result<String> {
-    let today: NaiveDate = session.now.with_timezone(&session.config.timezone).date_naive();
-    let horizon = today + chrono::Days::new(90);
-    // (segment, accounts, ARR, renewals within 90 days)
-    let mut rows: Vec<(String, u64, f64, u64)> = Vec::new();
-    let order = |s: &str| match s {
-        "enterprise" => 0,
-        "mid_market" => 1,
-        "smb" => 2,
-        "(none)" => 4,
-        _ => 3,
-    };
-    for account in store.accounts() {
-        let account = account?;
-        let segment = account.segment.as_ref().map_or("(none)", Segment::as_str);
-        let i = match rows.iter().position(|r| r.0 == segment) {
-            Some(i) => i,
-            None => {
-                rows.push((segment.to_string(), 0, 0.0, 0));
-                rows.len() - 1
-            }
-        };
-        let row = &mut rows[i];
-        row.1 += 1;
-        row.2 += account.arr.unwrap_or(0.0);
-        row.3 += u64::from(account.renewal_date.is_some_and(|d| d >= today && d <= horizon));
-    }
-    rows.sort_by_key(|r| (order(&r.0), r.0.clone()));
+    let book = crate::services::book::overview(store, session.now, session.config.timezone)?;
     let mut table = Table::new(&[
         ("SEGMENT", Align::Left),
         ("ACCOUNTS", Align::Right),
         ("ARR", Align::Right),
         ("RENEWING IN 90 DAYS", Align::Right),
     ]);
-    let (mut n, mut arr, mut due) = (0, 0.0, 0);
-    for (segment, count, seg_arr, renewing) in &rows {
-        table.row(vec![segment.clone(), count.to_string(), money(*seg_arr), renewing.to_string()]);
-        n += count;
-        arr += seg_arr;
-        due += renewing;
+    for row in book.segments.iter().chain([&book.total]) {
+        table.row(vec![row.segment.clone(), row.accounts.to_string(), money(row.arr), row.renewing.to_string()]);
     }
-    table.row(vec!["total".into(), n.to_string(), money(arr), due.to_string()]);
     Ok(format!(
-        "Book of business in {} ({} contacts, {} events), as of {today}:\n{}\nNext: keel --config {} accounts list --sort renewal\n",
-        store.path().display(),
-        store.contact_count(),
-        store.event_count(),
+        "Book of business in {} ({} contacts, {} events), as of {}:\n{}\nNext: keel --config {} accounts list --sort renewal\n",
+        book.store.display(),
+        book.contacts,
+        book.events,
+        book.today,
         table.render(),
         session.config.file.display(),
     ))

@@ -3,12 +3,13 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use chrono::{NaiveDate, TimeZone};
+use chrono::NaiveDate;
 use clap::{Args, Subcommand};
 
 use super::table::{truncate, Align, Table};
 use super::{FormatArg, OutputFormat, Session};
-use crate::model::{Task, TaskStatus};
+use crate::services::tasks::{self, ListQuery, SnoozeArgs};
+use crate::services::ServiceError;
 
 #[derive(Debug, Subcommand)]
 pub enum TasksCommand {
@@ -43,75 +44,37 @@ pub struct ListArgs {
 }
 
 pub fn run(session: &Session, cmd: TasksCommand) -> anyhow::Result<ExitCode> {
-    match cmd {
-        TasksCommand::List(args) => list(session, args),
-        TasksCommand::Done { id } => set(session, id, |t| {
-            t.status = TaskStatus::Done;
-            Ok(format!("task {id} is done"))
-        }),
-        TasksCommand::Cancel { id } => set(session, id, |t| {
-            t.status = TaskStatus::Cancelled;
-            Ok(format!("task {id} is cancelled"))
-        }),
-        TasksCommand::Snooze { id, until } => {
-            let tz = session.config.timezone;
-            let today = session.now.with_timezone(&tz).date_naive();
-            if until <= today {
-                anyhow::bail!("--until {until} is not after today ({today}); snooze to a later day");
-            }
-            set(session, id, |t| {
-                t.status = TaskStatus::Snoozed;
-                t.snoozed_until = Some(until);
-                // Due again on the day it wakes (not overdue, not escalated, before).
-                let wake = tz
-                    .from_local_datetime(&until.and_hms_opt(0, 0, 0).expect("midnight"))
-                    .earliest()
-                    .map(|d| d.to_utc());
-                if let Some(w) = wake {
-                    if t.due.is_none_or(|d| d < w) {
-                        t.due = Some(w);
-                    }
-                }
-                Ok(format!("task {id} is snoozed until {until}"))
-            })
+    let (task, said) = match cmd {
+        TasksCommand::List(args) => return list(session, args),
+        TasksCommand::Done { id } => (tasks::done(&session.open_store()?, id, session.now), "is done".to_string()),
+        TasksCommand::Cancel { id } => {
+            (tasks::cancel(&session.open_store()?, id, session.now), "is cancelled".to_string())
         }
-    }
-}
-
-fn set(
-    session: &Session,
-    id: u64,
-    change: impl FnOnce(&mut Task) -> anyhow::Result<String>,
-) -> anyhow::Result<ExitCode> {
-    let store = session.open_store()?;
-    let mut task = store.task(id)?.ok_or_else(|| anyhow::anyhow!("no task {id}; `keel tasks list` lists them"))?;
-    if !task.is_open() {
-        anyhow::bail!("task {id} is {} already", task.status.as_str());
-    }
-    let said = change(&mut task)?;
-    task.updated = session.now;
-    store.update_task(&task)?;
-    store.flush()?;
-    writeln!(io::stdout(), "{said}: {} ({})", task.title, task.account)?;
+        TasksCommand::Snooze { id, until } => {
+            let args = SnoozeArgs { id, until, now: session.now, timezone: session.config.timezone };
+            let task = match tasks::snooze(&session.open_store()?, &args) {
+                Err(ServiceError::NotAfterToday { until, today }) => {
+                    anyhow::bail!("--until {until} is not after today ({today}); snooze to a later day")
+                }
+                other => other,
+            };
+            (task, format!("is snoozed until {until}"))
+        }
+    };
+    let task = task.map_err(|e| match e {
+        ServiceError::NotFound { id, .. } => anyhow::anyhow!("no task {id}; `keel tasks list` lists them"),
+        other => other.into(),
+    })?;
+    writeln!(io::stdout(), "task {} {said}: {} ({})", task.id, task.title, task.account)?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn list(session: &Session, args: ListArgs) -> anyhow::Result<ExitCode> {
     let store = session.open_store()?;
     let tz = session.config.timezone;
-    let now = session.now;
-    let today = now.with_timezone(&tz).date_naive();
-    let mut tasks: Vec<Task> = store
-        .tasks()
-        .filter(|t| {
-            t.as_ref().map_or(true, |t| {
-                (args.all || t.is_awake(today))
-                    && (!args.overdue || t.is_overdue(now, today))
-                    && args.owner.as_ref().is_none_or(|o| o.eq_ignore_ascii_case(&t.owner))
-            })
-        })
-        .collect::<Result<_, _>>()?;
-    tasks.sort_by(|a, b| a.due.is_none().cmp(&b.due.is_none()).then(a.due.cmp(&b.due)).then(a.id.cmp(&b.id)));
+    let query = ListQuery { owner: args.owner, overdue: args.overdue, all: args.all };
+    let list = tasks::list(&store, &query, session.now, tz)?;
+    let tasks = &list.tasks;
     let mut out = io::stdout().lock();
     if args.format.format == OutputFormat::Json {
         serde_json::to_writer_pretty(&mut out, &tasks)?;
@@ -122,9 +85,9 @@ fn list(session: &Session, args: ListArgs) -> anyhow::Result<ExitCode> {
         writeln!(
             out,
             "No {}tasks.",
-            if args.overdue {
+            if query.overdue {
                 "overdue "
-            } else if args.all {
+            } else if query.all {
                 ""
             } else {
                 "open "
@@ -141,10 +104,8 @@ fn list(session: &Session, args: ListArgs) -> anyhow::Result<ExitCode> {
         ("ACCOUNT", Align::Left),
         ("TITLE", Align::Left),
     ]);
-    let mut overdue = 0;
-    for t in &tasks {
-        let late = t.is_overdue(now, today);
-        overdue += late as usize;
+    for t in tasks {
+        let late = list.is_overdue(t.id);
         let due = t.due.map_or("-".into(), |d| d.with_timezone(&tz).format("%Y-%m-%d").to_string());
         table.row(vec![
             t.id.to_string(),
@@ -157,6 +118,6 @@ fn list(session: &Session, args: ListArgs) -> anyhow::Result<ExitCode> {
         ]);
     }
     write!(out, "{}", table.render())?;
-    writeln!(out, "{} task(s), {overdue} overdue. `keel tasks done ID` closes one.", tasks.len())?;
+    writeln!(out, "{} task(s), {} overdue. `keel tasks done ID` closes one.", tasks.len(), list.overdue.len())?;
     Ok(ExitCode::SUCCESS)
 }

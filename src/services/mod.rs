@@ -1,7 +1,21 @@
 //! Services: every query and command Keel offers, as functions that take typed
 //! arguments and return serialisable results. The command line, the HTTP API and the
 //! page call these and only format what they return.
+//!
+//! Invariants: a service never prints and never reads the clock (callers pass `now`);
+//! it returns a [`ServiceError`] a front end can word for its users; it imports nothing
+//! from the front ends (`cli`, `daemon`).
 
+pub mod accounts;
+pub mod book;
+pub mod check;
+pub mod contacts;
+mod error;
 pub mod health;
+pub mod outbox;
 pub mod playtest;
+pub mod preview;
 pub mod simulate;
+pub mod tasks;
+
+pub use error::ServiceError;

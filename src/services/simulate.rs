@@ -18,17 +18,7 @@ use crate::decide::tick::{self, Context, Mode, Options};
 use crate::deliver::forecast::{Forecast, Verdict};
 use crate::lang::playbook::PlaybookSet;
 use crate::model::{Decision, LedgerEntry};
-use crate::store::StoreError;
-
-#[derive(Debug, thiserror::Error)]
-pub enum SimulateError {
-    #[error("no playbook {id:?}; the playbooks are: {known}")]
-    NoPlaybook { id: String, known: String },
-    #[error("no account with id {id:?} in the store")]
-    NoAccount { id: String },
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
+use super::ServiceError;
 
 /// What to simulate.
 #[derive(Debug, Clone, Default)]
@@ -106,18 +96,18 @@ pub struct Report {
 }
 
 /// Dry-runs the pass the daemon would run at `request.at`.
-pub fn simulate(ctx: Context, request: &Request) -> Result<Report, SimulateError> {
+pub fn simulate(ctx: Context, request: &Request) -> Result<Report, ServiceError> {
     let (store, set) = (ctx.store, &ctx.loaded.set);
     if let Some(id) = &request.playbook {
         if set.get(id).is_none() {
             let known = set.playbooks.iter().map(|p| p.id.as_str()).collect::<Vec<_>>().join(", ");
-            return Err(SimulateError::NoPlaybook { id: id.clone(), known });
+            return Err(ServiceError::InvalidArgument(format!("no playbook {id:?}; the playbooks are: {known}")));
         }
     }
     let only: Option<Vec<String>> = request.account.clone().map(|id| vec![id]);
     if let Some(id) = &request.account {
         if store.account(id)?.is_none() {
-            return Err(SimulateError::NoAccount { id: id.clone() });
+            return Err(ServiceError::not_found("account", id));
         }
     }
     let options = Options { playbook: request.playbook.as_deref(), accounts: only.as_deref(), given_health: None };

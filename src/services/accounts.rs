@@ -1,0 +1,183 @@
+//! Accounts: the book of business filtered and sorted as CSMs and CS Ops look at it
+//! ([`list`]), and one account with everything Keel knows and did about it ([`show`]).
+//!
+//! Invariants: the list order is total (ties break on id), so the same store always lists
+//! the same way; accounts missing the sort value go last whichever the direction of the
+//! primary key. Only reads: nothing here writes to the store.
+
+use std::cmp::Ordering;
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use super::ServiceError;
+use crate::model::{Account, Contact, Event, HealthPoint, LedgerEntry, OutboxEntry, Segment, Task};
+use crate::store::Store;
+
+/// How [`list`] orders accounts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SortKey {
+    /// Largest ARR first.
+    #[default]
+    Arr,
+    /// Soonest renewal first.
+    Renewal,
+    /// By display name, case-insensitive.
+    Name,
+    Id,
+}
+
+/// What [`list`] keeps and in which order.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ListQuery {
+    /// Only this segment (any spelling [`Segment::parse`] folds).
+    pub segment: Option<String>,
+    /// Only accounts owned by this CSM (email, case-insensitive).
+    pub owner: Option<String>,
+    pub sort: SortKey,
+    /// Reverse the whole order (the id tie-break too).
+    pub reverse: bool,
+    /// At most this many, after sorting.
+    pub limit: Option<usize>,
+}
+
+/// The accounts that matched, in order, with their ARR summed.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountList {
+    pub accounts: Vec<Account>,
+    /// ARR of the accounts listed (missing ARR counts as 0).
+    pub arr: f64,
+}
+
+pub fn list(store: &Store, query: &ListQuery) -> Result<AccountList, ServiceError> {
+    let segment = query.segment.as_deref().map(Segment::parse).transpose()?;
+    let owner = query.owner.as_deref().map(str::to_lowercase);
+    let mut accounts = Vec::new();
+    for account in store.accounts() {
+        let account = account?;
+        if segment.as_ref().is_some_and(|s| account.segment.as_ref() != Some(s)) {
+            continue;
+        }
+        if owner.as_ref().is_some_and(|o| account.owner.as_deref().map(str::to_lowercase).as_ref() != Some(o)) {
+            continue;
+        }
+        accounts.push(account);
+    }
+    accounts.sort_by(|a, b| {
+        let order = compare(query.sort, a, b);
+        if query.reverse {
+            order.reverse()
+        } else {
+            order
+        }
+    });
+    if let Some(limit) = query.limit {
+        accounts.truncate(limit);
+    }
+    let arr = accounts.iter().map(|a| a.arr.unwrap_or(0.0)).sum();
+    Ok(AccountList { accounts, arr })
+}
+
+/// Sort orders as a CSM expects them: biggest ARR first, soonest renewal first; accounts
+/// missing the value go last; ties break on id so output is stable.
+fn compare(key: SortKey, a: &Account, b: &Account) -> Ordering {
+    let primary = match key {
+        SortKey::Arr => b.arr.unwrap_or(f64::NEG_INFINITY).total_cmp(&a.arr.unwrap_or(f64::NEG_INFINITY)),
+        SortKey::Renewal => a.renewal_date.unwrap_or(NaiveDate::MAX).cmp(&b.renewal_date.unwrap_or(NaiveDate::MAX)),
+        SortKey::Name => a.display_name().to_lowercase().cmp(&b.display_name().to_lowercase()),
+        SortKey::Id => Ordering::Equal,
+    };
+    primary.then_with(|| a.id.cmp(&b.id))
+}
+
+/// Which account [`show`] shows, and as of when.
+#[derive(Debug, Clone)]
+pub struct ShowQuery {
+    pub id: String,
+    /// How many days of events, back from `now`.
+    pub events_days: u32,
+    pub now: DateTime<Utc>,
+    /// The config's zone: "today" for an account that names none.
+    pub timezone: Tz,
+}
+
+/// A failed evaluation the last pass left on the account (retried at the next pass).
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    /// A playbook id, or `(health)`.
+    pub playbook: String,
+    pub at: DateTime<Utc>,
+    pub error: String,
+}
+
+/// One account as a CSM reviews it: fields, health and its trend, contacts, recent events,
+/// and the timeline — every playbook decision, what it did, and where its mail stands.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountDetail {
+    pub account: Account,
+    /// The latest point on or before the account's today.
+    pub health: Option<HealthPoint>,
+    /// The latest point on or before 30 days before `health`'s: the trend.
+    pub health_30_days_before: Option<HealthPoint>,
+    pub contacts: Vec<Contact>,
+    /// Events of the last `events_days` days, oldest first.
+    pub events: Vec<Event>,
+    /// The ledger: playbook decisions, oldest first.
+    pub timeline: Vec<LedgerEntry>,
+    /// Evaluations that failed at the last pass.
+    pub errors: Vec<Failure>,
+    /// The account's outbox entries (emails, webhooks, task escalations).
+    pub deliveries: Vec<OutboxEntry>,
+    pub tasks: Vec<Task>,
+    /// The account's today (its zone, else the config's): what relative dates count from.
+    #[serde(skip)]
+    pub today: NaiveDate,
+}
+
+impl AccountDetail {
+    /// The deliveries a decision on the timeline made.
+    pub fn deliveries_of<'a>(&'a self, entry: &'a LedgerEntry) -> impl Iterator<Item = &'a OutboxEntry> + 'a {
+        self.deliveries.iter().filter(move |d| d.playbook == entry.playbook && d.occurrence == entry.occurrence)
+    }
+
+    /// Escalation emails of overdue tasks (no decision on the timeline made them).
+    pub fn escalations(&self) -> impl Iterator<Item = &OutboxEntry> {
+        self.deliveries.iter().filter(|d| d.occurrence.starts_with("task:"))
+    }
+}
+
+pub fn show(store: &Store, query: &ShowQuery) -> Result<AccountDetail, ServiceError> {
+    let account = store.account(&query.id)?.ok_or_else(|| ServiceError::not_found("account", &query.id))?;
+    let contacts = store.contacts_of(&account.id)?;
+    let since = query.now - Duration::days(i64::from(query.events_days));
+    let events =
+        store.events_of(&account.id, since, query.now + Duration::seconds(1)).collect::<Result<Vec<_>, _>>()?;
+    let timeline = store.ledger_of(&account.id)?;
+    let errors = store
+        .account_state(&account.id)?
+        .failures()
+        .map(|(what, f)| Failure { playbook: what.to_string(), at: f.at, error: f.message.clone() })
+        .collect();
+    let deliveries = store.outbox_of(&account.id)?;
+    let tasks = store.tasks_of(&account.id)?;
+    let today = query.now.with_timezone(&account.timezone.unwrap_or(query.timezone)).date_naive();
+    let health = store.health_on_or_before(&account.id, today)?;
+    let health_30_days_before = match &health {
+        Some(p) => store.health_on_or_before(&account.id, p.date - Duration::days(30))?,
+        None => None,
+    };
+    Ok(AccountDetail {
+        account,
+        health,
+        health_30_days_before,
+        contacts,
+        events,
+        timeline,
+        errors,
+        deliveries,
+        tasks,
+        today,
+    })
+}

@@ -1,0 +1,58 @@
+//! [`ServiceError`]: why a service refused or failed, typed so that each front end (the
+//! command line, the HTTP API, the manager's page) can say it in its own words — the CLI
+//! names its flags, an API answers 404 or 400.
+//!
+//! Invariants: every variant is about the caller's input or the store, never a panic;
+//! store errors pass through unchanged (same message, same causes), so a damaged store
+//! reads the same from every front end.
+
+use chrono::NaiveDate;
+
+use crate::decide::unsubscribe::TokenError;
+use crate::model::{SegmentError, TaskStatus};
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// No record `id` of kind `what` (`account`, `task`, `outbox entry`).
+    #[error("no {what} {id:?}")]
+    NotFound { what: &'static str, id: String },
+    /// An argument no record could satisfy (not an email address, …).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// A segment name that is neither standard nor plain.
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
+    /// A task is snoozed to a day that is not after today (in the config's zone).
+    #[error("snooze day {until} is not after today ({today})")]
+    NotAfterToday { until: NaiveDate, today: NaiveDate },
+    /// Done, cancelled or snoozed only apply to an open (or snoozed) task.
+    #[error("task {id} is {} already", status.as_str())]
+    TaskClosed { id: u64, status: TaskStatus },
+    /// Only dead outbox entries are put back in the queue.
+    #[error("outbox entry {id} is {status}, not dead: only dead entries are retried")]
+    NotDead { id: u64, status: &'static str },
+    /// An unsubscribe token that this Keel did not issue.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// An email template no playbook uses.
+    #[error("no email template {name:?} used by the playbooks; known: {}", known.join(", "))]
+    UnknownTemplate { name: String, known: Vec<String> },
+    /// A preview for a contact the account does not have.
+    #[error("account {account} has no contact with the address {address}")]
+    NoSuchContact { account: String, address: String },
+    /// A template failed for the account, or the message could not be built.
+    #[error("{0}")]
+    Render(String),
+    /// The config holds a value the service cannot use (`email.from` not an address).
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ServiceError {
+    pub(crate) fn not_found(what: &'static str, id: impl ToString) -> ServiceError {
+        ServiceError::NotFound { what, id: id.to_string() }
+    }
+}

@@ -1,0 +1,113 @@
+//! Tasks (CTAs) playbooks opened: the list a CSM works from, and closing or snoozing one.
+//!
+//! Invariants:
+//! - Only an open or snoozed task can be done, cancelled or snoozed; a closed one is
+//!   refused with [`ServiceError::TaskClosed`] (so doing it twice is an error, not a
+//!   silent second write).
+//! - A snooze is to a day after today (the config's zone); the task is due again at the
+//!   start of that day at the earliest, so it is neither overdue nor escalated before it
+//!   wakes.
+//! - A snoozed task whose day has come lists as open.
+
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use super::ServiceError;
+use crate::model::{Task, TaskStatus};
+use crate::store::Store;
+
+/// Which tasks [`list`] shows.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ListQuery {
+    /// Only this owner's (email, case-insensitive).
+    pub owner: Option<String>,
+    /// Only tasks past their due time.
+    pub overdue: bool,
+    /// Done and cancelled ones too (and snoozed ones still asleep).
+    pub all: bool,
+}
+
+/// Tasks, soonest due first (those with no due date last), ties by id.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskList {
+    pub tasks: Vec<Task>,
+    /// Ids of the listed tasks that are overdue now.
+    pub overdue: Vec<u64>,
+}
+
+impl TaskList {
+    pub fn is_overdue(&self, id: u64) -> bool {
+        self.overdue.contains(&id)
+    }
+}
+
+pub fn list(store: &Store, query: &ListQuery, now: DateTime<Utc>, timezone: Tz) -> Result<TaskList, ServiceError> {
+    let today = now.with_timezone(&timezone).date_naive();
+    let mut tasks: Vec<Task> = store
+        .tasks()
+        .filter(|t| {
+            t.as_ref().map_or(true, |t| {
+                (query.all || t.is_awake(today))
+                    && (!query.overdue || t.is_overdue(now, today))
+                    && query.owner.as_ref().is_none_or(|o| o.eq_ignore_ascii_case(&t.owner))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    tasks.sort_by(|a, b| a.due.is_none().cmp(&b.due.is_none()).then(a.due.cmp(&b.due)).then(a.id.cmp(&b.id)));
+    let overdue = tasks.iter().filter(|t| t.is_overdue(now, today)).map(|t| t.id).collect();
+    Ok(TaskList { tasks, overdue })
+}
+
+/// Marks an open task done; returns it as stored.
+pub fn done(store: &Store, id: u64, now: DateTime<Utc>) -> Result<Task, ServiceError> {
+    change(store, id, now, |t| t.status = TaskStatus::Done)
+}
+
+/// Cancels an open task (it will not escalate; the playbook may open a new one).
+pub fn cancel(store: &Store, id: u64, now: DateTime<Utc>) -> Result<Task, ServiceError> {
+    change(store, id, now, |t| t.status = TaskStatus::Cancelled)
+}
+
+/// What [`snooze`] needs.
+#[derive(Debug, Clone)]
+pub struct SnoozeArgs {
+    pub id: u64,
+    /// The day it wakes, in `timezone`.
+    pub until: NaiveDate,
+    pub now: DateTime<Utc>,
+    /// The config's zone: what "today" and the wake day mean.
+    pub timezone: Tz,
+}
+
+/// Hides an open task until a later day; from that day on it is open again, and due.
+pub fn snooze(store: &Store, args: &SnoozeArgs) -> Result<Task, ServiceError> {
+    let today = args.now.with_timezone(&args.timezone).date_naive();
+    if args.until <= today {
+        return Err(ServiceError::NotAfterToday { until: args.until, today });
+    }
+    // The first instant of the wake day (a zone's midnight may not exist: DST).
+    let wake =
+        args.timezone.from_local_datetime(&args.until.and_time(chrono::NaiveTime::MIN)).earliest().map(|d| d.to_utc());
+    change(store, args.id, args.now, |t| {
+        t.status = TaskStatus::Snoozed;
+        t.snoozed_until = Some(args.until);
+        if let Some(w) = wake {
+            if t.due.is_none_or(|d| d < w) {
+                t.due = Some(w);
+            }
+        }
+    })
+}
+
+fn change(store: &Store, id: u64, now: DateTime<Utc>, apply: impl FnOnce(&mut Task)) -> Result<Task, ServiceError> {
+    let mut task = store.task(id)?.ok_or_else(|| ServiceError::not_found("task", id))?;
+    if !task.is_open() {
+        return Err(ServiceError::TaskClosed { id, status: task.status });
+    }
+    apply(&mut task);
+    task.updated = now;
+    store.update_task(&task)?;
+    store.flush()?;
+    Ok(task)
+}
