@@ -57,7 +57,7 @@ pub struct Selected {
     pub date: NaiveDate,
 }
 
-/// Chooses the accounts for a pass of `due` at `now` (`date`: its day in `tz`), reading
+/// Chooses the accounts for a pass of `due` at `now` (its day taken in `tz`), reading
 /// nothing but the store (`dry_run`: writing nothing either).
 pub fn select(
     store: &Store,
@@ -65,10 +65,10 @@ pub fn select(
     model: &HealthModel,
     tz: Tz,
     now: DateTime<Utc>,
-    date: NaiveDate,
     incremental: bool,
     dry_run: bool,
 ) -> Result<Selected, StoreError> {
+    let date = now.with_timezone(&tz).date_naive();
     // Drawing a barrier writes sled's id counter; a dry run reads every change so far
     // instead (it records no watermark, so it needs none).
     let barrier = if dry_run { u64::MAX } else { store.change_barrier()? };

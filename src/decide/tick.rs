@@ -211,7 +211,7 @@ pub fn tick(
             let why = format!("{} named account(s)", ids.len());
             Selected { selection: Selection::Only(ids), why, barrier: 0, now, date }
         }
-        None => incremental::select(store, &due, &loaded.model, tz, now, date, config.evaluation.incremental, !commit)?,
+        None => incremental::select(store, &due, &loaded.model, tz, now, config.evaluation.incremental, !commit)?,
     };
     let unsubscribe =
         if commit { Unsubscribe::for_store(config, store)? } else { Unsubscribe::for_reading(config, store)? };

@@ -180,6 +180,9 @@ struct Case {
     multi_day: bool,
 }
 
+/// Where `load` reports an error: the path in the file, the message, a help line.
+type ReportError<'a> = dyn FnMut(&[Seg], String, Option<String>) + 'a;
+
 /// Reads and checks a test file against the playbook set: unknown keys, unknown
 /// playbooks and accounts are errors with file:line:column, like `keel check`'s.
 fn load(file: &Path, set: &PlaybookSet) -> Result<Vec<Case>, Vec<Diagnostic>> {
@@ -239,7 +242,7 @@ fn load(file: &Path, set: &PlaybookSet) -> Result<Vec<Case>, Vec<Diagnostic>> {
                 Err(e) => err(&segs(&at("id")), format!("invalid test account: {e}"), None),
             }
         }
-        let check_expect = |expect: &[RawExpect], base: &[Seg], err: &mut dyn FnMut(&[Seg], String, Option<String>)| {
+        let check_expect = |expect: &[RawExpect], base: &[Seg], err: &mut ReportError| {
             for (k, e) in expect.iter().enumerate() {
                 let at = |key: &'static str| {
                     let mut path = base.to_vec();

@@ -14,11 +14,11 @@ use std::sync::atomic::AtomicBool;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
+use super::ServiceError;
 use crate::decide::tick::{self, Context, Mode, Options};
 use crate::deliver::forecast::{Forecast, Verdict};
 use crate::lang::playbook::PlaybookSet;
 use crate::model::{Decision, LedgerEntry};
-use super::ServiceError;
 
 /// What to simulate.
 #[derive(Debug, Clone, Default)]

@@ -1,0 +1,85 @@
+//! What a pass reports: per playbook, how many accounts it evaluated, fired, skipped,
+//! stopped and failed for, and the first failures in full (every one is counted).
+
+use std::collections::BTreeMap;
+use std::time::Duration as StdDuration;
+
+use serde::Serialize;
+
+/// How many failures a report keeps in full (the count is always exact).
+const KEEP_FAILURES: usize = 100;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PlaybookStats {
+    /// Accounts the playbook was evaluated for.
+    pub evaluated: u64,
+    pub fired: u64,
+    pub skipped: u64,
+    pub exited: u64,
+    pub errors: u64,
+    /// Emails and webhooks decided dead: a template failed for the account.
+    pub dead: u64,
+    /// Tasks opened with a part whose template failed.
+    pub failed_tasks: u64,
+}
+
+/// A playbook that failed for one account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    pub playbook: String,
+    pub account: String,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PassReport {
+    pub accounts: u64,
+    pub playbooks: BTreeMap<String, PlaybookStats>,
+    /// The first failures (all are counted in `playbooks`).
+    pub failures: Vec<Failure>,
+    /// Stopped by shutdown before every account was evaluated.
+    pub cancelled: bool,
+    /// Accounts an earlier, interrupted run of this same pass had already decided and
+    /// committed: this run resumed after them.
+    pub resumed: u64,
+    /// Which accounts the pass took, and why (a full pass's reason, or what an
+    /// incremental pass found).
+    pub selection: String,
+    #[serde(skip)]
+    pub elapsed: StdDuration,
+}
+
+impl PassReport {
+    pub(super) fn merge(&mut self, other: PassReport) {
+        self.accounts += other.accounts;
+        for (id, s) in other.playbooks {
+            let t = self.playbooks.entry(id).or_default();
+            t.evaluated += s.evaluated;
+            t.fired += s.fired;
+            t.skipped += s.skipped;
+            t.exited += s.exited;
+            t.errors += s.errors;
+            t.dead += s.dead;
+            t.failed_tasks += s.failed_tasks;
+        }
+        let room = KEEP_FAILURES.saturating_sub(self.failures.len());
+        self.failures.extend(other.failures.into_iter().take(room));
+        self.cancelled |= other.cancelled;
+        self.resumed += other.resumed;
+    }
+
+    pub(super) fn fail(&mut self, playbook: &str, account: &str, error: String) {
+        self.playbooks.entry(playbook.to_string()).or_default().errors += 1;
+        if self.failures.len() < KEEP_FAILURES {
+            self.failures.push(Failure { playbook: playbook.into(), account: account.into(), error });
+        }
+    }
+
+    pub fn fired(&self) -> u64 {
+        self.playbooks.values().map(|s| s.fired).sum()
+    }
+
+    pub fn errors(&self) -> u64 {
+        self.playbooks.values().map(|s| s.errors).sum()
+    }
+}
