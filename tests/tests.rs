@@ -14,6 +14,7 @@ mod examples;
 mod faults;
 mod health;
 mod incremental;
+mod layers;
 mod playtest;
 pub(crate) mod run;
 mod services;
