@@ -18,7 +18,6 @@ use super::table::{Align, Table};
 use super::{FormatArg, OutputFormat, Session};
 use crate::daemon::{self, Clock, Daemon, ManualClock, OffsetClock, SystemClock, Tick};
 use crate::deliver::{Deliverer, DeliveryReport};
-use crate::model::Status;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -70,7 +69,7 @@ pub fn run(session: &Session, args: RunArgs) -> anyhow::Result<ExitCode> {
         let stats = tick.report.as_ref().map(|r| r.playbooks.values());
         let (decided_dead, failed_tasks) =
             stats.into_iter().flatten().fold((0, 0), |(d, t), s| (d + s.dead, t + s.failed_tasks));
-        let dead = Dead { new: decided_dead + delivery.dead, total: dead_count(daemon.store())?, failed_tasks };
+        let dead = Dead { new: decided_dead + delivery.dead, total: crate::services::outbox::dead_count(daemon.store())?, failed_tasks };
         if args.format.format == OutputFormat::Text {
             for line in &synced {
                 println!("{line}");
@@ -131,16 +130,6 @@ struct Dead {
     total: u64,
     /// Tasks this run opened whose templates failed for their account.
     failed_tasks: u64,
-}
-
-/// How many outbox entries are dead. The outbox keeps no index by state, so this reads
-/// every entry: once per `run --once`, not per pass of the daemon.
-fn dead_count(store: &crate::store::Store) -> anyhow::Result<u64> {
-    let mut n = 0;
-    for entry in store.outbox() {
-        n += u64::from(matches!(entry?.status, Status::Dead { .. }));
-    }
-    Ok(n)
 }
 
 fn report(
@@ -237,7 +226,7 @@ fn report(
                 if earlier == 1 { "it" } else { "them" },
             )?;
         }
-        let open = store.tasks().filter(|t| t.as_ref().is_ok_and(|t| t.is_open())).count();
+        let open = crate::services::tasks::open_count(store)?;
         if open > 0 {
             writeln!(out, "{open} open task(s): `keel tasks list`.")?;
         }

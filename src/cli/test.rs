@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::Session;
-use crate::services::playtest::run_file;
+use crate::services::playtest::{run_file, test_files};
 
 #[derive(Debug, Args)]
 pub struct TestArgs {
@@ -21,14 +21,8 @@ pub fn run(session: &Session, args: TestArgs) -> anyhow::Result<ExitCode> {
     let loaded = super::load_playbooks(session, "no test was run")?;
     let files = if args.files.is_empty() {
         let dir = config.playbooks_dir.join("tests");
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        test_files(&dir)
             .map_err(|e| anyhow::anyhow!("cannot read {}: {e} (write tests there, or name test files)", dir.display()))?
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-            .collect();
-        files.sort();
-        files
     } else {
         args.files
     };

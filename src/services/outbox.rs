@@ -89,6 +89,16 @@ pub fn retry(store: &Store, target: RetryTarget, now: DateTime<Utc>) -> Result<V
     Ok(back)
 }
 
+/// How many outbox entries are dead. The outbox keeps no index by state, so this reads
+/// every entry: once per `run --once`, not per pass of the daemon.
+pub fn dead_count(store: &Store) -> Result<u64, ServiceError> {
+    let mut n = 0;
+    for entry in store.outbox() {
+        n += u64::from(is_dead(&entry?));
+    }
+    Ok(n)
+}
+
 fn is_dead(e: &OutboxEntry) -> bool {
     matches!(e.status, Status::Dead { .. })
 }

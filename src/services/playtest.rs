@@ -362,6 +362,17 @@ fn check_keys(map: &serde_yaml::Mapping, keys: &[&str], report: &mut dyn FnMut(&
     known
 }
 
+/// The test files of a folder (`*.yaml`, `*.yml`), in name order.
+pub fn test_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
 /// Reads and checks `file` without running its cases: how many it holds, or every error.
 pub fn check_file(file: &Path, set: &PlaybookSet) -> Result<usize, Vec<Diagnostic>> {
     load(file, set).map(|cases| cases.len())

@@ -100,6 +100,15 @@ pub fn snooze(store: &Store, args: &SnoozeArgs) -> Result<Task, ServiceError> {
     })
 }
 
+/// How many tasks are open (snoozed ones included).
+pub fn open_count(store: &Store) -> Result<u64, ServiceError> {
+    let mut n = 0;
+    for task in store.tasks() {
+        n += u64::from(task?.is_open());
+    }
+    Ok(n)
+}
+
 fn change(store: &Store, id: u64, now: DateTime<Utc>, apply: impl FnOnce(&mut Task)) -> Result<Task, ServiceError> {
     let mut task = store.task(id)?.ok_or_else(|| ServiceError::not_found("task", id))?;
     if !task.is_open() {
