@@ -302,3 +302,44 @@ fn over_30_days_simulate_lists_exactly_what_run_once_then_records() {
     assert!(steps > 0, "no sequence step came due in 30 days");
     assert!(others > 0, "no skip or exit in 30 days");
 }
+
+#[test]
+fn a_running_sequence_shows_its_next_step_and_what_delivery_would_do_with_each_email() {
+    let ws = shipped("");
+    ws.write("a.csv", "id,name,segment,owner,start_date,metrics.logins_30d\nNEW,New Co,smb,d@x.example,2026-11-23,0\nQUIET,Quiet Co,smb,d@x.example,2026-11-23,0\n");
+    ws.write("c.csv", "id,account_id,email,name\nC1,NEW,sam@new.example,Sam\nC2,QUIET,quinn@quiet.example,Quinn\n");
+    ws.keel(&["sync", "accounts", "a.csv"]).ok();
+    ws.keel(&["sync", "contacts", "c.csv"]).ok();
+    // Day 0 (a Monday, 10:00 UTC): the welcome goes out.
+    ws.keel_at("2026-11-23T10:00:00Z", &["run", "--once"]).ok();
+    ws.keel(&["contacts", "unsubscribe", "quinn@quiet.example"]).ok();
+    // Day 3 at 10:00: the nudge step is due (no logins); at the end of the day it would
+    // wait for the sending window.
+    let at_ten = ws.keel(&["simulate", "--at", "2026-11-26T10:00:00Z", "--playbook", "smb-onboarding"]).ok();
+    assert!(
+        at_ten.contains(
+            "smb-onboarding · NEW New Co\n  why:  step 2 of the sequence started by start_date=2026-11-23, after 3d"
+        ),
+        "{at_ten}"
+    );
+    assert!(at_ten.contains("sent: email to sam@new.example: sends at 2026-11-26 10:00 UTC"), "{at_ten}");
+    assert!(at_ten.contains("sent: email to quinn@quiet.example: suppressed: unsubscribed"), "{at_ten}");
+    let evening = ws.keel(&["simulate", "--at", "2026-11-26", "--playbook", "smb-onboarding"]).ok();
+    assert!(
+        evening.contains("sent: email to sam@new.example: deferred: 23:59 in UTC is in quiet hours (20:00–08:00); next window Fri 2026-11-27 08:00 UTC"),
+        "{evening}"
+    );
+    // Activated by day 3: when the next step comes due, the sequence stops instead.
+    ws.write("a.csv", "id,name,segment,owner,start_date,metrics.logins_30d,metrics.active_users\nNEW,New Co,smb,d@x.example,2026-11-23,40,5\n");
+    ws.keel(&["sync", "accounts", "a.csv"]).ok();
+    let exits =
+        ws.keel(&["simulate", "--at", "2026-11-26T10:00:00Z", "--playbook", "smb-onboarding", "--account", "NEW"]).ok();
+    assert!(exits.contains("smb-onboarding · NEW New Co (exits)\n  why:  `account.metrics.active_users >= 3` holds: the sequence stops"), "{exits}");
+    assert!(exits.contains("Nothing would fire."), "{exits}");
+    // (The red save plan's email to a manager the record lacks goes dead: exit 3.)
+    let run = ws.keel_at("2026-11-26T10:00:00Z", &["run", "--once"]);
+    assert!(matches!(run.code(), 0 | 3), "{}{}", run.stdout(), run.stderr());
+    let later =
+        ws.keel(&["simulate", "--at", "2026-12-07T10:00:00Z", "--playbook", "smb-onboarding", "--account", "NEW"]).ok();
+    assert!(later.contains("Nothing would fire."), "the stopped sequence sends no webinar invite on day 14: {later}");
+}

@@ -69,7 +69,11 @@ pub fn run(session: &Session, args: RunArgs) -> anyhow::Result<ExitCode> {
         let stats = tick.report.as_ref().map(|r| r.playbooks.values());
         let (decided_dead, failed_tasks) =
             stats.into_iter().flatten().fold((0, 0), |(d, t), s| (d + s.dead, t + s.failed_tasks));
-        let dead = Dead { new: decided_dead + delivery.dead, total: crate::services::outbox::dead_count(daemon.store())?, failed_tasks };
+        let dead = Dead {
+            new: decided_dead + delivery.dead,
+            total: crate::services::outbox::dead_count(daemon.store())?,
+            failed_tasks,
+        };
         if args.format.format == OutputFormat::Text {
             for line in &synced {
                 println!("{line}");

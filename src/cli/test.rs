@@ -21,8 +21,9 @@ pub fn run(session: &Session, args: TestArgs) -> anyhow::Result<ExitCode> {
     let loaded = super::load_playbooks(session, "no test was run")?;
     let files = if args.files.is_empty() {
         let dir = config.playbooks_dir.join("tests");
-        test_files(&dir)
-            .map_err(|e| anyhow::anyhow!("cannot read {}: {e} (write tests there, or name test files)", dir.display()))?
+        test_files(&dir).map_err(|e| {
+            anyhow::anyhow!("cannot read {}: {e} (write tests there, or name test files)", dir.display())
+        })?
     } else {
         args.files
     };
