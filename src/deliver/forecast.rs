@@ -86,3 +86,61 @@ impl<'a> Forecast<'a> {
         Ok(Verdict::Send { at })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::FrequencyCap;
+    use crate::model::Email;
+
+    fn email(id: u64, to: &str, on_cap: CapPolicy, at: DateTime<Utc>) -> OutboxEntry {
+        OutboxEntry {
+            id,
+            account: "A".into(),
+            playbook: "p".into(),
+            occurrence: format!("o{id}"),
+            key: format!("k{id}"),
+            created: at,
+            payload: Payload::Email(Email {
+                to: to.into(),
+                audience: Audience::Customer { contact: "C".into(), timezone: "UTC".into() },
+                template: "t".into(),
+                subject: "s".into(),
+                text: "x".into(),
+                html: None,
+                unsubscribe_url: None,
+                digest: None,
+                on_cap,
+            }),
+            status: Status::Pending,
+            next_at: at,
+            attempts: 0,
+            history: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn planned_emails_count_against_the_cap_of_the_ones_after_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let cap = FrequencyCap { max: 1, per: chrono::Duration::days(7) };
+        let protections = Protections { cap: Some(cap), ..Protections::default() };
+        // A Tuesday at 10:00 UTC: inside the sending window.
+        let now: DateTime<Utc> = "2026-11-24T10:00:00Z".parse().unwrap();
+        let mut forecast = Forecast::new(&store, &protections, "UTC".parse().unwrap());
+        let first = forecast.verdict(&email(1, "sam@x.example", CapPolicy::Defer, now), now).unwrap();
+        assert_eq!(first, Verdict::Send { at: now });
+        // The same address again, in another case: capped until the first leaves the window.
+        let second = forecast.verdict(&email(2, "SAM@x.example ", CapPolicy::Defer, now), now).unwrap();
+        assert!(
+            matches!(&second, Verdict::Deferred { until, .. } if *until == now + chrono::Duration::days(7)),
+            "{second:?}"
+        );
+        let dropped = forecast.verdict(&email(3, "sam@x.example", CapPolicy::Drop, now), now).unwrap();
+        assert!(matches!(dropped, Verdict::Dropped { .. }), "{dropped:?}");
+        // Another address is not affected; at 22:00 it waits for the window instead.
+        let late = now + chrono::Duration::hours(12);
+        let other = forecast.verdict(&email(4, "kim@x.example", CapPolicy::Defer, late), late).unwrap();
+        assert!(matches!(&other, Verdict::Deferred { why, .. } if why.contains("quiet hours")), "{other:?}");
+    }
+}
