@@ -28,7 +28,12 @@ pub fn due_at(tz: Tz, since: DateTime<Utc>, span: Span) -> DateTime<Utc> {
     if span.minutes() % DAY != 0 {
         return since + span.to_chrono();
     }
-    start_of_day(tz, since.with_timezone(&tz).date_naive() + Duration::days(span.minutes() / DAY))
+    let day = since.with_timezone(&tz).date_naive();
+    match day.checked_add_signed(Duration::days(span.minutes() / DAY)) {
+        Some(due) => start_of_day(tz, due),
+        // Past the end of the calendar: never.
+        None => DateTime::<Utc>::MAX_UTC,
+    }
 }
 
 /// The first instant of `day` in `tz`. A zone whose clocks skip midnight starts the day
@@ -43,7 +48,11 @@ pub fn start_of_day(tz: Tz, day: NaiveDate) -> DateTime<Utc> {
 /// The last second of `day` in `tz`: "a day" for `simulate --at DATE` and `keel test`,
 /// the pass the daemon would run then, caught up with every tick of the day.
 pub fn end_of_day(tz: Tz, day: NaiveDate) -> DateTime<Utc> {
-    start_of_day(tz, day + Duration::days(1)) - Duration::seconds(1)
+    match day.succ_opt() {
+        Some(next) => start_of_day(tz, next) - Duration::seconds(1),
+        // The calendar's last day: its last second in UTC.
+        None => Utc.from_utc_datetime(&day.and_time(NaiveTime::MIN)) + Duration::seconds(24 * 3600 - 1),
+    }
 }
 
 #[cfg(test)]
@@ -84,5 +93,9 @@ mod tests {
         // The DST day is 25 hours long.
         assert_eq!(end_of_day(ny, "2026-11-01".parse().unwrap()), at("2026-11-02T04:59:59Z"));
         assert_eq!(start_of_day(ny, "2026-11-01".parse().unwrap()), at("2026-11-01T04:00:00Z"));
+        // The calendar's ends do not overflow.
+        assert!(end_of_day(ny, NaiveDate::MAX) > at("2026-01-01T00:00:00Z"));
+        let near_the_end = DateTime::<Utc>::MAX_UTC - Duration::days(2);
+        assert_eq!(due_at(chrono_tz::UTC, near_the_end, span("3650d")), DateTime::<Utc>::MAX_UTC);
     }
 }

@@ -105,6 +105,9 @@ struct RawExpect {
     exits: Vec<String>,
 }
 
+/// The longest a case may run, in days after `at` (a pass per day).
+const MAX_DAYS: u32 = 3660;
+
 const ACCOUNT_KEYS: &[&str] = &[
     "id",
     "name",
@@ -278,6 +281,9 @@ fn load(file: &Path, set: &PlaybookSet) -> Result<Vec<Case>, Vec<Diagnostic>> {
                         path.extend_from_slice(rest);
                         owned(&path)
                     };
+                    if raw.day > MAX_DAYS {
+                        err(&segs(&here(&[Seg::Key("day")])), format!("a case spans at most {MAX_DAYS} days"), None);
+                    }
                     if last.is_some_and(|l| raw.day <= l) {
                         err(&segs(&here(&[Seg::Key("day")])), "days must be listed in order, each once".into(), None);
                     }
@@ -436,7 +442,12 @@ fn run_case(case: &Case, loaded: &Loaded, config: &Config) -> Result<Vec<String>
         case.accounts.iter().zip(&ids).filter_map(|(a, id)| a.yesterday.map(|s| (id.clone(), s))).collect();
     let mut health: BTreeMap<String, f64> =
         case.accounts.iter().zip(&ids).filter_map(|(a, id)| a.health.map(|s| (id.clone(), s))).collect();
-    let first = if yesterday.is_empty() { case.at } else { case.at - Duration::days(1) };
+    let last = case.days.last().map_or(0, |d| d.day);
+    let (Some(first), Some(_)) = (case.at.pred_opt(), case.at.checked_add_days(chrono::Days::new(u64::from(last) + 1)))
+    else {
+        return Ok(vec![format!("{} is too close to the end of the calendar to run", case.at)]);
+    };
+    let first = if yesterday.is_empty() { case.at } else { first };
     let loaded_at = start_of_day(tz, first) - Duration::seconds(1);
     let accounts = records.iter().map(parse).collect::<Result<Vec<Account>, _>>()?;
     store.upsert_accounts(accounts.into_iter().map(Into::into).collect(), loaded_at)?;
@@ -457,7 +468,6 @@ fn run_case(case: &Case, loaded: &Loaded, config: &Config) -> Result<Vec<String>
                 .push(format!("the day before: playbook {} failed for account {}: {}", f.playbook, f.account, f.error));
         }
     }
-    let last = case.days.last().map_or(0, |d| d.day);
     for n in 0..=last {
         let date = case.at + Duration::days(i64::from(n));
         let start = start_of_day(tz, date);
