@@ -643,7 +643,7 @@ impl Ctx<'_> {
                 let help = update.field.starts_with("metrics.").then(|| {
                     "write a number (`value: 3`), or a template that renders one (`value: \"{{ account.metrics.seats * 2 }}\"`)".into()
                 });
-                self.err(&sub("update", "value"), e, help);
+                self.err(&sub("update", "value"), e.to_string(), help);
                 return None;
             }
         }
