@@ -200,7 +200,7 @@ impl Planner<'_> {
                             email.html = r.html;
                             Status::Pending
                         }
-                        Err(e) => dead(e),
+                        Err(e) => dead(e.to_string()),
                     };
                     if let Some(url) = unsubscribe_url {
                         with_unsubscribe_link(&mut email, &url);
