@@ -200,7 +200,7 @@ impl Planner<'_> {
                             email.html = r.html;
                             Status::Pending
                         }
-                        Err(e) => dead(e),
+                        Err(e) => dead(e.to_string()),
                     };
                     if let Some(url) = unsubscribe_url {
                         with_unsubscribe_link(&mut email, &url);
@@ -241,7 +241,7 @@ impl Planner<'_> {
             Action::Update { field, value } => {
                 let typed = render_one(self.set, value, ctx)
                     .map_err(|e| format!("the value template failed: {e}"))
-                    .and_then(|text| update_value(field, &one_line(&text)));
+                    .and_then(|text| update_value(field, &one_line(&text)).map_err(|e| e.to_string()));
                 match typed {
                     Ok(value) => {
                         work.updates.push(FieldUpdate { account: account.clone(), field: field.clone(), value })

@@ -47,7 +47,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::{Config, DeliveryConfig, Protections};
-use crate::lang::render::{render_email, RenderedEmail};
+use crate::lang::render::{render_email, RenderError, RenderedEmail};
 use crate::lang::Loaded;
 use crate::model::{delivery_key, Audience, CapPolicy, Email, OutboxEntry, Payload, Status, Task};
 use crate::store::{CapCheck, Store, StoreError};
@@ -322,7 +322,8 @@ impl Deliverer {
                 let rendered = match rendered {
                     Ok(r) => r,
                     Err(error) => {
-                        let outcome = self.settle(&mut entries, Err(Failure::permanent(error)), now, None)?;
+                        let outcome =
+                            self.settle(&mut entries, Err(Failure::permanent(error.to_string())), now, None)?;
                         return Ok((outcome, n));
                     }
                 };
@@ -488,7 +489,7 @@ impl Deliverer {
         m: &Email,
         items: &[OutboxEntry],
         now: DateTime<Utc>,
-    ) -> Result<RenderedEmail, String> {
+    ) -> Result<RenderedEmail, RenderError> {
         let mut parts: Vec<serde_json::Value> = items
             .iter()
             .filter_map(|i| match &i.payload {

@@ -30,6 +30,21 @@ pub fn for_recipient(base: &Value, recipient: Value, unsubscribe_url: Option<&st
     context! { recipient => recipient, unsubscribe_url => unsubscribe_url.unwrap_or(""), ..base.clone() }
 }
 
+/// Why a template did not render. minijinja's reason is part of the message, so it is not
+/// also given as `source()`.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// The playbooks name an email template that is not loaded.
+    #[error("no email template {0:?} in the loaded playbooks")]
+    NoEmail(String),
+    /// One part of an email (subject, text, HTML), named by its template.
+    #[error("template {template}: {reason}")]
+    Part { template: String, reason: minijinja::Error },
+    /// An inline template of a playbook.
+    #[error("{0}")]
+    Inline(minijinja::Error),
+}
+
 /// An email's parts, rendered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderedEmail {
@@ -40,10 +55,13 @@ pub struct RenderedEmail {
 }
 
 /// Renders the email template `name` (subject, text, optional HTML) with `ctx`.
-pub fn render_email(set: &PlaybookSet, name: &str, ctx: &Value) -> Result<RenderedEmail, String> {
-    let t = set.emails.get(name).ok_or_else(|| format!("no email template {name:?} in the loaded playbooks"))?;
+pub fn render_email(set: &PlaybookSet, name: &str, ctx: &Value) -> Result<RenderedEmail, RenderError> {
+    let t = set.emails.get(name).ok_or_else(|| RenderError::NoEmail(name.to_string()))?;
     let render = |tname: &str| {
-        set.templates.get_template(tname).and_then(|t| t.render(ctx)).map_err(|e| format!("template {tname}: {e}"))
+        set.templates
+            .get_template(tname)
+            .and_then(|t| t.render(ctx))
+            .map_err(|reason| RenderError::Part { template: tname.to_string(), reason })
     };
     Ok(RenderedEmail {
         subject: one_line(&render(&t.subject)?),
@@ -53,8 +71,8 @@ pub fn render_email(set: &PlaybookSet, name: &str, ctx: &Value) -> Result<Render
 }
 
 /// Renders one inline template of a playbook.
-pub fn render_one(set: &PlaybookSet, name: &str, ctx: &Value) -> Result<String, String> {
-    set.templates.get_template(name).and_then(|t| t.render(ctx)).map_err(|e| e.to_string())
+pub fn render_one(set: &PlaybookSet, name: &str, ctx: &Value) -> Result<String, RenderError> {
+    set.templates.get_template(name).and_then(|t| t.render(ctx)).map_err(RenderError::Inline)
 }
 
 /// One action in words, its templates rendered for this account. A template that fails

@@ -23,6 +23,44 @@ use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use cron::Schedule;
 
+/// Why a cron schedule was refused; `text` is the schedule as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CronError {
+    #[error(
+        "cron schedule {text:?} has {fields} fields; expected 5 (minute hour day-of-month month day-of-week) or 6 (with seconds first)"
+    )]
+    FieldCount { text: String, fields: usize },
+    /// One field is wrong, named with its range (checked here, before the `cron` crate).
+    #[error("cron schedule {text:?}: {problem}")]
+    Field { text: String, problem: FieldProblem },
+    /// The `cron` crate refused it; `why` is the last line of its message (the lines
+    /// before repeat the expression with a caret).
+    #[error("invalid cron schedule {text:?}: {why}")]
+    Invalid { text: String, why: String },
+    #[error("cron schedule {text:?} never fires: no day matches its day of month and month (like 31 February)")]
+    NeverFires { text: String },
+}
+
+/// What is wrong with one field of a cron schedule. `field` is the field's name
+/// ("minute", "day of month").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FieldProblem {
+    #[error("the {field} step in {item:?} must be at least 1")]
+    ZeroStep { field: &'static str, item: String },
+    #[error("the {field} step in {item:?} is not a number")]
+    StepNotANumber { field: &'static str, item: String },
+    #[error("{field} {number} is out of {low}–{high}")]
+    OutOfRange { field: &'static str, number: String, low: u32, high: u32 },
+    #[error("the {field} range {range:?} runs backwards")]
+    Backwards { field: &'static str, range: String },
+    #[error("bad day of week {0:?}")]
+    BadWeekday(String),
+    #[error("day of week {0} is out of range 0-7")]
+    WeekdayOutOfRange(u32),
+    #[error("day-of-week range {0:?} runs backwards")]
+    WeekdaysBackwards(String),
+}
+
 #[derive(Debug, Clone)]
 pub struct CronSchedule {
     /// As written.
@@ -32,31 +70,28 @@ pub struct CronSchedule {
 }
 
 impl CronSchedule {
-    pub fn parse(text: &str) -> Result<CronSchedule, String> {
+    pub fn parse(text: &str) -> Result<CronSchedule, CronError> {
         let fields: Vec<&str> = text.split_whitespace().collect();
         let (sec, rest) = match fields.len() {
             5 => ("0", &fields[..]),
             6 => (fields[0], &fields[1..]),
-            n => {
-                return Err(format!(
-                    "cron schedule {text:?} has {n} fields; expected 5 (minute hour day-of-month month day-of-week) or 6 (with seconds first)"
-                ))
-            }
+            n => return Err(CronError::FieldCount { text: text.to_string(), fields: n }),
         };
         let (min, hour, dom, month, dow) = (rest[0], rest[1], rest[2], rest[3], rest[4]);
         let named = [("second", sec, 0, 59), ("minute", min, 0, 59), ("hour", hour, 0, 23)];
         let named = named.into_iter().skip(if fields.len() == 5 { 1 } else { 0 });
+        let bad_field = |problem| CronError::Field { text: text.to_string(), problem };
         for (name, field, low, high) in named.chain([("day of month", dom, 1, 31), ("month", month, 1, 12)]) {
-            check_field(name, field, low, high).map_err(|e| format!("cron schedule {text:?}: {e}"))?;
+            check_field(name, field, low, high).map_err(bad_field)?;
         }
-        let dow = translate_weekdays(dow).map_err(|e| format!("cron schedule {text:?}: {e}"))?;
+        let dow = translate_weekdays(dow).map_err(bad_field)?;
         let build = |dom: &str, dow: &str| {
             Schedule::from_str(&format!("{sec} {min} {hour} {dom} {month} {dow}")).map_err(|e| {
                 // The crate's message repeats the expression with a caret; its last line
                 // says what is wrong.
                 let e = e.to_string();
                 let why = e.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or(&e).trim().to_string();
-                format!("invalid cron schedule {text:?}: {why}")
+                CronError::Invalid { text: text.to_string(), why }
             })
         };
         let restricted = |f: &str| f != "*" && f != "?";
@@ -71,9 +106,7 @@ impl CronSchedule {
         let start = DateTime::<Utc>::from_timestamp(NEVER_FIRES_FROM, 0).expect("a valid instant");
         match schedule.next_after(&start) {
             Some(next) if next - start <= Duration::days(5 * 366) => Ok(schedule),
-            _ => Err(format!(
-                "cron schedule {text:?} never fires: no day matches its day of month and month (like 31 February)"
-            )),
+            _ => Err(CronError::NeverFires { text: text.to_string() }),
         }
     }
 
@@ -121,7 +154,7 @@ const NEVER_FIRES_FROM: i64 = 946_684_800;
 /// out-of-range number is named with its field and range ("minute 61 is out of 0–59")
 /// rather than by the `cron` crate's own wording. Names (`Jan`) and `*`/`?` are left to
 /// the crate.
-fn check_field(name: &str, field: &str, low: u32, high: u32) -> Result<(), String> {
+fn check_field(name: &'static str, field: &str, low: u32, high: u32) -> Result<(), FieldProblem> {
     for item in field.split(',') {
         let (range, step) = match item.split_once('/') {
             Some((r, s)) => (r, Some(s)),
@@ -129,9 +162,9 @@ fn check_field(name: &str, field: &str, low: u32, high: u32) -> Result<(), Strin
         };
         if let Some(step) = step {
             match step.parse::<u32>() {
-                Ok(0) => return Err(format!("the {name} step in {item:?} must be at least 1")),
+                Ok(0) => return Err(FieldProblem::ZeroStep { field: name, item: item.to_string() }),
                 Ok(_) => {}
-                Err(_) => return Err(format!("the {name} step in {item:?} is not a number")),
+                Err(_) => return Err(FieldProblem::StepNotANumber { field: name, item: item.to_string() }),
             }
         }
         let (a, b) = range.split_once('-').unwrap_or((range, range));
@@ -139,13 +172,13 @@ fn check_field(name: &str, field: &str, low: u32, high: u32) -> Result<(), Strin
             if !part.is_empty() && part.chars().all(|c| c.is_ascii_digit()) {
                 match part.parse::<u32>() {
                     Ok(n) if (low..=high).contains(&n) => {}
-                    _ => return Err(format!("{name} {part} is out of {low}–{high}")),
+                    _ => return Err(FieldProblem::OutOfRange { field: name, number: part.to_string(), low, high }),
                 }
             }
         }
         if let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>()) {
             if a > b {
-                return Err(format!("the {name} range {range:?} runs backwards"));
+                return Err(FieldProblem::Backwards { field: name, range: range.to_string() });
             }
         }
     }
@@ -153,15 +186,15 @@ fn check_field(name: &str, field: &str, low: u32, high: u32) -> Result<(), Strin
 }
 
 /// crontab day-of-week (0–7, Sunday 0 or 7) → the `cron` crate's (1–7, Sunday 1).
-fn translate_weekdays(field: &str) -> Result<String, String> {
+fn translate_weekdays(field: &str) -> Result<String, FieldProblem> {
     if field == "*" || field == "?" {
         return Ok(field.to_string());
     }
-    let number = |s: &str| -> Result<Option<u32>, String> {
+    let number = |s: &str| -> Result<Option<u32>, FieldProblem> {
         if s.chars().all(|c| c.is_ascii_digit()) {
-            let n: u32 = s.parse().map_err(|_| format!("bad day of week {s:?}"))?;
+            let n: u32 = s.parse().map_err(|_| FieldProblem::BadWeekday(s.to_string()))?;
             if n > 7 {
-                return Err(format!("day of week {n} is out of range 0-7"));
+                return Err(FieldProblem::WeekdayOutOfRange(n));
             }
             Ok(Some(n))
         } else {
@@ -180,7 +213,7 @@ fn translate_weekdays(field: &str) -> Result<String, String> {
             Some((a, b)) => match (number(a)?, number(b)?) {
                 (Some(a), Some(b)) => {
                     if a > b {
-                        return Err(format!("day-of-week range {item:?} runs backwards"));
+                        return Err(FieldProblem::WeekdaysBackwards(item.to_string()));
                     }
                     if b == 7 && a > 0 && step.is_none() {
                         // 5-7 is Fri, Sat, Sun: Sunday wraps to the crate's 1.
@@ -287,21 +320,35 @@ mod tests {
 
     #[test]
     fn bad_schedules_say_what_is_wrong() {
-        assert!(CronSchedule::parse("0 8 * *").unwrap_err().contains("has 4 fields"));
-        assert!(CronSchedule::parse("0 8 * * 8").unwrap_err().contains("out of range"));
-        assert!(CronSchedule::parse("61 8 * * *").unwrap_err().contains("minute 61 is out of 0–59"));
-        assert!(CronSchedule::parse("0 24 * * *").unwrap_err().contains("hour 24 is out of 0–23"));
-        assert!(CronSchedule::parse("0 8 0 * *").unwrap_err().contains("day of month 0 is out of 1–31"));
-        assert!(CronSchedule::parse("0 8 1 13 *").unwrap_err().contains("month 13 is out of 1–12"));
-        assert!(CronSchedule::parse("60 0 8 * * *").unwrap_err().contains("second 60 is out of 0–59"));
-        assert!(CronSchedule::parse("*/0 8 * * *").unwrap_err().contains("step"));
-        assert!(CronSchedule::parse("0 8 * * 5-2").unwrap_err().contains("backwards"));
+        assert!(CronSchedule::parse("0 8 * *").unwrap_err().to_string().contains("has 4 fields"));
+        assert!(CronSchedule::parse("0 8 * * 8").unwrap_err().to_string().contains("out of range"));
+        assert!(CronSchedule::parse("61 8 * * *").unwrap_err().to_string().contains("minute 61 is out of 0–59"));
+        assert!(CronSchedule::parse("0 24 * * *").unwrap_err().to_string().contains("hour 24 is out of 0–23"));
+        assert!(CronSchedule::parse("0 8 0 * *").unwrap_err().to_string().contains("day of month 0 is out of 1–31"));
+        assert!(CronSchedule::parse("0 8 1 13 *").unwrap_err().to_string().contains("month 13 is out of 1–12"));
+        assert!(CronSchedule::parse("60 0 8 * * *").unwrap_err().to_string().contains("second 60 is out of 0–59"));
+        assert!(CronSchedule::parse("*/0 8 * * *").unwrap_err().to_string().contains("step"));
+        assert!(CronSchedule::parse("0 8 * * 5-2").unwrap_err().to_string().contains("backwards"));
+    }
+
+    #[test]
+    fn a_bad_field_is_named_with_its_range() {
+        let err = CronSchedule::parse("61 8 * * *").unwrap_err();
+        assert_eq!(
+            err,
+            CronError::Field {
+                text: "61 8 * * *".into(),
+                problem: FieldProblem::OutOfRange { field: "minute", number: "61".into(), low: 0, high: 59 }
+            }
+        );
+        assert_eq!(err.to_string(), "cron schedule \"61 8 * * *\": minute 61 is out of 0–59");
+        assert!(matches!(CronSchedule::parse("0 8 * * */x"), Err(CronError::Invalid { .. })));
     }
 
     #[test]
     fn a_schedule_that_can_never_fire_is_refused() {
-        assert!(CronSchedule::parse("0 0 31 2 *").unwrap_err().contains("never fires"));
-        assert!(CronSchedule::parse("0 0 31 4,6 *").unwrap_err().contains("never fires"));
+        assert!(CronSchedule::parse("0 0 31 2 *").unwrap_err().to_string().contains("never fires"));
+        assert!(CronSchedule::parse("0 0 31 4,6 *").unwrap_err().to_string().contains("never fires"));
         // Once every four years is still a schedule.
         assert!(CronSchedule::parse("0 0 29 2 *").is_ok());
         // crontab's "either": 31 February never comes, but Mondays do.

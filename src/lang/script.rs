@@ -355,6 +355,19 @@ impl ScriptEngine {
     }
 }
 
+/// Why a value could not be put in an [`AccountScope`].
+#[derive(Debug, thiserror::Error)]
+pub enum ScopeError {
+    /// Rhai's serde conversion refused the value. `what` names it as scripts see it
+    /// ("the account", "account.health", "event"); Rhai's reason is part of the message,
+    /// so it is not also given as `source()`.
+    #[error("cannot expose {what} to scripts: {reason}")]
+    Expose { what: String, reason: Box<EvalAltResult> },
+    /// [`AccountScope::set_account_property`] before any [`AccountScope::set_account`].
+    #[error("no account in scope")]
+    NoAccount,
+}
+
 /// A reusable scope: shared constants, then the account being evaluated.
 pub struct AccountScope {
     scope: Scope<'static>,
@@ -365,9 +378,9 @@ impl AccountScope {
     /// Puts `account` (any serialisable record: an `Account`, or a richer view of it) in
     /// scope as `account`, replacing the previous one. Converted with Rhai's serde support,
     /// not through JSON text.
-    pub fn set_account<T: Serialize>(&mut self, account: &T) -> Result<(), String> {
-        let value =
-            rhai::serde::to_dynamic(account).map_err(|e| format!("cannot expose the account to scripts: {e}"))?;
+    pub fn set_account<T: Serialize>(&mut self, account: &T) -> Result<(), ScopeError> {
+        let value = rhai::serde::to_dynamic(account)
+            .map_err(|reason| ScopeError::Expose { what: "the account".into(), reason })?;
         self.scope.rewind(self.base);
         self.scope.push_constant_dynamic("account", value);
         Ok(())
@@ -378,12 +391,12 @@ impl AccountScope {
     /// Replaces one property of the account in scope (the pass scores health with the
     /// account in scope, then adds the health it scored): converting the whole account
     /// again cost a quarter of a full pass's Rhai time.
-    pub fn set_account_property<T: Serialize>(&mut self, name: &str, value: &T) -> Result<(), String> {
-        let value =
-            rhai::serde::to_dynamic(value).map_err(|e| format!("cannot expose account.{name} to scripts: {e}"))?;
+    pub fn set_account_property<T: Serialize>(&mut self, name: &str, value: &T) -> Result<(), ScopeError> {
+        let value = rhai::serde::to_dynamic(value)
+            .map_err(|reason| ScopeError::Expose { what: format!("account.{name}"), reason })?;
         self.scope.rewind(self.base + 1);
         let Some(mut account) = self.scope.remove::<rhai::Map>("account") else {
-            return Err("no account in scope".into());
+            return Err(ScopeError::NoAccount);
         };
         account.insert(name.into(), value);
         self.scope.push_constant_dynamic("account", account.into());
@@ -397,8 +410,9 @@ impl AccountScope {
 
     /// Adds another variable for the current account (e.g. `event` for event triggers);
     /// gone at the next [`AccountScope::set_account`].
-    pub fn set_var<T: Serialize>(&mut self, name: &'static str, value: &T) -> Result<(), String> {
-        let value = rhai::serde::to_dynamic(value).map_err(|e| format!("cannot expose {name} to scripts: {e}"))?;
+    pub fn set_var<T: Serialize>(&mut self, name: &'static str, value: &T) -> Result<(), ScopeError> {
+        let value =
+            rhai::serde::to_dynamic(value).map_err(|reason| ScopeError::Expose { what: name.into(), reason })?;
         self.scope.push_constant_dynamic(name, value);
         Ok(())
     }

@@ -169,19 +169,29 @@ pub struct FieldUpdate {
     pub value: Value,
 }
 
+/// Why an update's text does not fit its field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpdateError {
+    /// A metric was given text that is not a finite number.
+    #[error("`{field}` is a metric and takes a number, not {text:?}")]
+    NotANumber { field: String, text: String },
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
+}
+
 /// The value an update's rendered text stands for in `field`, as the account stores it:
 /// a metric is a finite number, a segment a segment's name, the rest text; empty text
 /// clears an optional field. An error says why the text does not fit.
-pub fn update_value(field: &str, text: &str) -> Result<Value, String> {
+pub fn update_value(field: &str, text: &str) -> Result<Value, UpdateError> {
     let text = text.trim();
     if field.starts_with("metrics.") {
         return match text.parse::<f64>() {
             Ok(n) if n.is_finite() => Ok(Value::from(n)),
-            _ => Err(format!("`{field}` is a metric and takes a number, not {text:?}")),
+            _ => Err(UpdateError::NotANumber { field: field.to_string(), text: text.to_string() }),
         };
     }
     if field == "segment" && !text.is_empty() {
-        return Segment::parse(text).map(|s| Value::from(s.as_str())).map_err(|e| e.to_string());
+        return Ok(Value::from(Segment::parse(text)?.as_str()));
     }
     if text.is_empty() && !field.starts_with("fields.") {
         return Ok(Value::Null);
@@ -410,10 +420,16 @@ mod tests {
     #[test]
     fn an_update_value_takes_its_fields_type_and_sets_it() {
         assert_eq!(update_value("metrics.seats", " 12 "), Ok(Value::from(12.0)));
-        assert!(update_value("metrics.seats", "twelve").unwrap_err().contains("takes a number"));
-        assert!(update_value("metrics.seats", "NaN").is_err(), "a metric is a finite number");
+        assert_eq!(
+            update_value("metrics.seats", "twelve").unwrap_err().to_string(),
+            "`metrics.seats` is a metric and takes a number, not \"twelve\""
+        );
+        assert!(
+            matches!(update_value("metrics.seats", "NaN"), Err(UpdateError::NotANumber { .. })),
+            "a metric is a finite number"
+        );
         assert_eq!(update_value("segment", "Mid-Market"), Ok(Value::from("mid_market")));
-        assert!(update_value("segment", "Tier 1!").is_err());
+        assert_eq!(update_value("segment", "Tier 1!"), Err(UpdateError::Segment(SegmentError("Tier 1!".into()))));
         assert_eq!(update_value("owner", ""), Ok(Value::Null), "empty text clears an optional field");
         assert_eq!(update_value("fields.note", ""), Ok(Value::from("")), "a CRM column keeps what it is given");
 

@@ -18,7 +18,8 @@ mod outbox;
 mod task;
 
 pub use account::{
-    field_text, updatable, update_value, Account, AccountPatch, FieldUpdate, Segment, SegmentError, UPDATABLE,
+    field_text, updatable, update_value, Account, AccountPatch, FieldUpdate, Segment, SegmentError, UpdateError,
+    UPDATABLE,
 };
 pub use contact::{Contact, ContactPatch};
 pub use event::{Event, EventPatch};
@@ -33,16 +34,29 @@ pub use task::{Escalation, Task, TaskRequest, TaskStatus};
 /// UUIDs; 256 leaves room for composite ids without letting a bad column in.
 pub const MAX_ID_LEN: usize = 256;
 
-/// Checks an external id; the message says what is wrong in words a CS Ops person reads.
-pub fn validate_id(id: &str) -> Result<(), String> {
+/// Why an external id was refused, in words a CS Ops person reads.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("id is empty")]
+    Empty,
+    /// The id's length in bytes.
+    #[error("id is {0} bytes long; the limit is {MAX_ID_LEN}")]
+    TooLong(usize),
+    /// The first control character found.
+    #[error("id contains the control character {0:?}")]
+    ControlCharacter(char),
+}
+
+/// Checks an external id.
+pub fn validate_id(id: &str) -> Result<(), IdError> {
     if id.is_empty() {
-        return Err("id is empty".into());
+        return Err(IdError::Empty);
     }
     if id.len() > MAX_ID_LEN {
-        return Err(format!("id is {} bytes long; the limit is {MAX_ID_LEN}", id.len()));
+        return Err(IdError::TooLong(id.len()));
     }
     if let Some(c) = id.chars().find(|c| c.is_control()) {
-        return Err(format!("id contains the control character {:?}", c));
+        return Err(IdError::ControlCharacter(c));
     }
     Ok(())
 }
@@ -61,5 +75,19 @@ fn set_if<T: PartialEq>(slot: &mut T, value: Option<T>) -> bool {
             true
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_id_says_what_is_wrong_with_it() {
+        assert_eq!(validate_id("0015g00000XyZ"), Ok(()));
+        assert_eq!(validate_id("").unwrap_err().to_string(), "id is empty");
+        let long = "x".repeat(MAX_ID_LEN + 1);
+        assert_eq!(validate_id(&long).unwrap_err().to_string(), "id is 257 bytes long; the limit is 256");
+        assert_eq!(validate_id("a\0b").unwrap_err().to_string(), "id contains the control character '\\0'");
     }
 }

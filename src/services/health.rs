@@ -118,7 +118,7 @@ pub fn score_book(
     for account in store.accounts() {
         let account = account?;
         if let Err(message) = scope.set_account(&account) {
-            let error = EvalError { file: model.file.clone(), position: (1, 1), message };
+            let error = EvalError { file: model.file.clone(), position: (1, 1), message: message.to_string() };
             run.errors.push((account.id, ScoreError { category: "(account)".into(), error }));
             continue;
         }

@@ -91,7 +91,7 @@ pub fn preview(
         ),
     };
     let ctx = for_recipient(&base, recipient, unsubscribe.as_deref());
-    let r = render_email(set, &args.template, &ctx).map_err(ServiceError::Render)?;
+    let r = render_email(set, &args.template, &ctx).map_err(|e| ServiceError::Render(e.to_string()))?;
     let mut email = crate::model::Email {
         to: to.clone(),
         audience: crate::model::Audience::Internal,

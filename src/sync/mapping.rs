@@ -44,9 +44,29 @@ pub enum Target<F> {
     Ignore,
 }
 
+/// Why a config's column target was refused; the message lists what is expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    /// `metrics.<name>` for a record kind without metrics.
+    #[error("{kind} have no metrics; map the column to {extra}.{name} instead")]
+    NoMetrics { kind: &'static str, extra: &'static str, name: String },
+    #[error("metric name {0:?} must be lower-case letters, digits and '_', starting with a letter (e.g. logins_30d)")]
+    MetricName(String),
+    /// `fields.` (or `properties.`) with nothing after the dot.
+    #[error("{0}. needs a name after the dot")]
+    EmptyExtraName(&'static str),
+    /// No such field; `expected` lists the targets, `near` is the closest one's name.
+    #[error("unknown {kind} field {target:?}; expected {expected}{}", did_you_mean_hint(.near.as_deref()))]
+    Unknown { kind: &'static str, target: String, expected: String, near: Option<String> },
+}
+
+fn did_you_mean_hint(near: Option<&str>) -> String {
+    near.map(|n| format!(" (did you mean `{n}`?)")).unwrap_or_default()
+}
+
 impl<F: FieldSet> Target<F> {
-    /// Parses a target as written in the config; the error lists what is expected.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    /// Parses a target as written in the config.
+    pub fn parse(s: &str) -> Result<Self, TargetError> {
         let s = s.trim();
         if s == "ignore" {
             return Ok(Target::Ignore);
@@ -56,27 +76,26 @@ impl<F: FieldSet> Target<F> {
         }
         if let Some(name) = s.strip_prefix("metrics.") {
             if !F::HAS_METRICS {
-                return Err(format!("{} have no metrics; map the column to {}.{name} instead", F::KIND, F::EXTRA));
+                return Err(TargetError::NoMetrics { kind: F::KIND, extra: F::EXTRA, name: name.to_string() });
             }
             if !is_metric_name(name) {
-                return Err(format!(
-                    "metric name {name:?} must be lower-case letters, digits and '_', starting with a letter (e.g. logins_30d)"
-                ));
+                return Err(TargetError::MetricName(name.to_string()));
             }
             return Ok(Target::Metric(name.to_string()));
         }
         if let Some(name) = s.strip_prefix(F::EXTRA).and_then(|r| r.strip_prefix('.')) {
             if name.is_empty() {
-                return Err(format!("{}. needs a name after the dot", F::EXTRA));
+                return Err(TargetError::EmptyExtraName(F::EXTRA));
             }
             return Ok(Target::Extra(name.to_string()));
         }
-        let mut msg = format!("unknown {} field {s:?}; expected {}", singular(F::KIND), Self::expected());
         let names = F::NAMES.iter().map(|(n, _)| *n).chain(["ignore"]);
-        if let Some(near) = did_you_mean(s, names) {
-            msg.push_str(&format!(" (did you mean `{near}`?)"));
-        }
-        Err(msg)
+        Err(TargetError::Unknown {
+            kind: singular(F::KIND),
+            target: s.to_string(),
+            expected: Self::expected(),
+            near: did_you_mean(s, names).map(|n| n.to_string()),
+        })
     }
 
     /// The target of a column the config does not map: the field of that exact name,
@@ -96,7 +115,7 @@ impl<F: FieldSet> Target<F> {
     }
 }
 
-fn singular(kind: &str) -> &str {
+fn singular(kind: &'static str) -> &'static str {
     kind.strip_suffix('s').unwrap_or(kind)
 }
 
@@ -277,12 +296,23 @@ mod tests {
 
     #[test]
     fn a_misspelt_target_says_what_was_expected_and_suggests() {
-        let err = Target::<AccountField>::parse("renewal_dat").unwrap_err();
-        assert!(err.contains("did you mean `renewal_date`?"), "{err}");
+        let err = Target::<AccountField>::parse("renewal_dat").unwrap_err().to_string();
+        assert!(err.ends_with(", ignore (did you mean `renewal_date`?)"), "{err}");
         assert!(err.contains("metrics.<name>"), "{err}");
+        let err = Target::<EventField>::parse("nothing_like_it").unwrap_err().to_string();
+        assert!(err.starts_with("unknown event field \"nothing_like_it\"; expected id, "), "{err}");
+        assert!(err.ends_with("properties.<name>, ignore"), "no suggestion when nothing is near: {err}");
         let err = Target::<AccountField>::parse("metrics.Logins 30d").unwrap_err();
-        assert!(err.contains("lower-case"), "{err}");
-        assert!(Target::<ContactField>::parse("metrics.nps").unwrap_err().contains("no metrics"));
+        assert_eq!(err, TargetError::MetricName("Logins 30d".into()));
+        assert!(err.to_string().contains("lower-case"), "{err}");
+        assert_eq!(
+            Target::<ContactField>::parse("metrics.nps").unwrap_err().to_string(),
+            "contacts have no metrics; map the column to fields.nps instead"
+        );
+        assert_eq!(
+            Target::<EventField>::parse("properties.").unwrap_err().to_string(),
+            "properties. needs a name after the dot"
+        );
     }
 
     #[test]

@@ -30,10 +30,10 @@ use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-pub use mapping::{AccountField, ColumnMap, ContactField, EventField, FieldSet, Target};
+pub use mapping::{AccountField, ColumnMap, ContactField, EventField, FieldSet, Target, TargetError};
 pub use quotes::{MAX_QUOTED_BYTES, MAX_QUOTED_LINES};
-pub use records::{Kind, ParseOptions};
-pub use values::Cell;
+pub use records::{FieldError, Kind, ParseOptions};
+pub use values::{Cell, ValueError};
 
 use crate::store::{Outcome, Store, StoreError};
 
@@ -341,15 +341,17 @@ impl<K: Kind> RowBuilder<K> {
         }
         let result = match target {
             Target::Field(field) => K::set(&mut self.patch, *field, cell, opts),
-            Target::Metric(name) => cell.number().map(|v| K::set_metric(&mut self.patch, name, v)),
+            Target::Metric(name) => {
+                cell.number().map(|v| K::set_metric(&mut self.patch, name, v)).map_err(FieldError::from)
+            }
             Target::Extra(key) => {
                 K::set_extra(&mut self.patch, key, cell.to_json());
                 Ok(())
             }
             Target::Ignore => Ok(()),
         };
-        if let Err(message) = result {
-            self.errors.push((Some(column()), message));
+        if let Err(e) = result {
+            self.errors.push((Some(column()), e.to_string()));
         }
     }
 
@@ -745,7 +747,10 @@ fn json_row<K: Kind>(
                         match Target::<K>::parse(&format!("metrics.{name}")) {
                             Ok(t) => t,
                             Err(e) => {
-                                row.errors.push((Some(ColumnRef { number: None, name: format!("{key}.{name}") }), e));
+                                row.errors.push((
+                                    Some(ColumnRef { number: None, name: format!("{key}.{name}") }),
+                                    e.to_string(),
+                                ));
                                 continue;
                             }
                         }

@@ -5,14 +5,28 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::mapping::{AccountField, ContactField, EventField, FieldSet};
-use super::values::Cell;
-use crate::model::{validate_id, AccountPatch, ContactPatch, Event, EventPatch, Segment};
+use super::values::{Cell, ValueError};
+use crate::model::{validate_id, AccountPatch, ContactPatch, Event, EventPatch, IdError, Segment, SegmentError};
 use crate::store::{Outcome, Store, StoreError};
 
 /// Per-source parsing options from the config.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ParseOptions<'a> {
     pub date_format: Option<&'a str>,
+}
+
+/// Why one cell could not set its field: the import reports it against the row and
+/// column and goes on with the next cell.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FieldError {
+    #[error(transparent)]
+    Value(#[from] ValueError),
+    #[error(transparent)]
+    Id(#[from] IdError),
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
+    #[error("ARR cannot be negative, found {0}")]
+    NegativeArr(f64),
 }
 
 pub trait Kind: FieldSet {
@@ -22,7 +36,7 @@ pub trait Kind: FieldSet {
     /// Column groups a CSV header must map at least one of, e.g. events need a timestamp.
     const REQUIRED: &'static [&'static [Self]];
 
-    fn set(patch: &mut Self::Patch, field: Self, cell: Cell, opts: &ParseOptions) -> Result<(), String>;
+    fn set(patch: &mut Self::Patch, field: Self, cell: Cell, opts: &ParseOptions) -> Result<(), FieldError>;
     fn set_metric(_patch: &mut Self::Patch, _name: &str, _value: f64) {
         unreachable!("only kinds with HAS_METRICS map metrics")
     }
@@ -37,7 +51,7 @@ pub trait Kind: FieldSet {
     fn store(store: &Store, records: Vec<Self::Record>, now: DateTime<Utc>) -> Result<Vec<Outcome>, StoreError>;
 }
 
-fn id(cell: Cell) -> Result<String, String> {
+fn id(cell: Cell) -> Result<String, FieldError> {
     let id = cell.text()?;
     validate_id(&id)?;
     Ok(id)
@@ -48,15 +62,15 @@ impl Kind for AccountField {
     type Patch = AccountPatch;
     const REQUIRED: &'static [&'static [Self]] = &[&[Self::Id]];
 
-    fn set(p: &mut AccountPatch, field: Self, cell: Cell, opts: &ParseOptions) -> Result<(), String> {
+    fn set(p: &mut AccountPatch, field: Self, cell: Cell, opts: &ParseOptions) -> Result<(), FieldError> {
         match field {
             Self::Id => p.id = id(cell)?,
             Self::Name => p.name = Some(cell.text()?),
-            Self::Segment => p.segment = Some(Segment::parse(&cell.text()?).map_err(|e| e.to_string())?),
+            Self::Segment => p.segment = Some(Segment::parse(&cell.text()?)?),
             Self::Arr => {
                 let arr = cell.number()?;
                 if arr < 0.0 {
-                    return Err(format!("ARR cannot be negative, found {arr}"));
+                    return Err(FieldError::NegativeArr(arr));
                 }
                 p.arr = Some(arr)
             }
@@ -99,7 +113,7 @@ impl Kind for ContactField {
     type Patch = ContactPatch;
     const REQUIRED: &'static [&'static [Self]] = &[&[Self::Id, Self::Email]];
 
-    fn set(p: &mut ContactPatch, field: Self, cell: Cell, _opts: &ParseOptions) -> Result<(), String> {
+    fn set(p: &mut ContactPatch, field: Self, cell: Cell, _opts: &ParseOptions) -> Result<(), FieldError> {
         match field {
             Self::Id => p.id = id(cell)?,
             Self::AccountId => p.account_id = Some(id(cell)?),
@@ -142,7 +156,7 @@ impl Kind for EventField {
     type Patch = EventPatch;
     const REQUIRED: &'static [&'static [Self]] = &[&[Self::AccountId], &[Self::Name], &[Self::Timestamp]];
 
-    fn set(p: &mut EventPatch, field: Self, cell: Cell, _opts: &ParseOptions) -> Result<(), String> {
+    fn set(p: &mut EventPatch, field: Self, cell: Cell, _opts: &ParseOptions) -> Result<(), FieldError> {
         match field {
             Self::Id => p.id = Some(id(cell)?),
             Self::AccountId => p.account_id = Some(id(cell)?),

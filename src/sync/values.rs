@@ -6,7 +6,42 @@
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use chrono_tz::Tz;
-use serde_json::Value;
+use serde_json::{Number, Value};
+
+/// Why a cell does not hold the value its field takes. The message quotes the cell as
+/// the source wrote it and says what was expected.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ValueError {
+    /// A JSON value that is not text, a number or a boolean; the field is its kind.
+    #[error("expected text, found {0}")]
+    NotText(&'static str),
+    #[error("number {0} is out of range")]
+    OutOfRange(Number),
+    /// A JSON value that is not a number; the field is its kind.
+    #[error("expected a number, found {0}")]
+    NotANumber(&'static str),
+    #[error("expected a number, found {0:?}")]
+    NotNumberText(String),
+    /// Commas that do not group thousands: most likely a decimal comma.
+    #[error("expected a number, found {0:?} (use '.' for decimals; ',' only between groups of three digits)")]
+    BadSeparators(String),
+    #[error("expected a finite number, found {0}")]
+    NotFinite(f64),
+    /// Text that does not match the source's own `date_format`. chrono's reason is part
+    /// of the message, so it is not also given as `source()`.
+    #[error("invalid date {text:?}: expected the format {format:?} ({reason})")]
+    DateFormat { text: String, format: String, reason: chrono::ParseError },
+    #[error("invalid date {0:?}: expected YYYY-MM-DD (or set date_format for this source)")]
+    Date(String),
+    #[error("invalid timestamp {0:?}: expected RFC 3339, like 2026-11-20T14:03:11Z")]
+    Timestamp(String),
+    #[error("expected true/false (or yes/no, 1/0), found {0:?}")]
+    Boolean(String),
+    #[error("unknown time zone {0:?}: expected an IANA name like America/New_York")]
+    TimeZone(String),
+    #[error("invalid email address {0:?}")]
+    Email(String),
+}
 
 /// One cell of a row, from CSV (text) or JSON (any JSON value).
 #[derive(Debug, Clone, Copy)]
@@ -27,12 +62,12 @@ impl Cell<'_> {
     }
 
     /// The cell as trimmed text; JSON numbers and booleans are taken as written.
-    pub fn text(&self) -> Result<String, String> {
+    pub fn text(&self) -> Result<String, ValueError> {
         match self {
             Cell::Text(s) => Ok(s.trim().to_string()),
             Cell::Json(Value::String(s)) => Ok(s.trim().to_string()),
             Cell::Json(v @ (Value::Number(_) | Value::Bool(_))) => Ok(v.to_string()),
-            Cell::Json(v) => Err(format!("expected text, found {}", json_kind(v))),
+            Cell::Json(v) => Err(ValueError::NotText(json_kind(v))),
         }
     }
 
@@ -47,27 +82,30 @@ impl Cell<'_> {
     /// A finite number. Text may carry a currency sign and thousands separators as CRM
     /// exports write them (`$120,000.50`); separators must group by three, so a decimal
     /// comma (`1234,56`) is an error rather than a number a thousand times too large.
-    pub fn number(&self) -> Result<f64, String> {
+    pub fn number(&self) -> Result<f64, ValueError> {
         let parsed = match self {
-            Cell::Json(Value::Number(n)) => n.as_f64().ok_or_else(|| format!("number {n} is out of range"))?,
+            Cell::Json(Value::Number(n)) => n.as_f64().ok_or_else(|| ValueError::OutOfRange(n.clone()))?,
             Cell::Json(Value::String(s)) => parse_number_text(s)?,
             Cell::Text(s) => parse_number_text(s)?,
-            Cell::Json(v) => return Err(format!("expected a number, found {}", json_kind(v))),
+            Cell::Json(v) => return Err(ValueError::NotANumber(json_kind(v))),
         };
         if parsed.is_finite() {
             Ok(parsed)
         } else {
-            Err(format!("expected a finite number, found {parsed}"))
+            Err(ValueError::NotFinite(parsed))
         }
     }
 
     /// A calendar date: `YYYY-MM-DD` (or an RFC 3339 timestamp, whose date is taken), or
     /// the source's own `date_format` when the config gives one.
-    pub fn date(&self, format: Option<&str>) -> Result<NaiveDate, String> {
+    pub fn date(&self, format: Option<&str>) -> Result<NaiveDate, ValueError> {
         let s = self.text()?;
         if let Some(format) = format {
-            return NaiveDate::parse_from_str(&s, format)
-                .map_err(|e| format!("invalid date {s:?}: expected the format {format:?} ({e})"));
+            return NaiveDate::parse_from_str(&s, format).map_err(|reason| ValueError::DateFormat {
+                text: s.clone(),
+                format: format.to_string(),
+                reason,
+            });
         }
         if let Ok(d) = NaiveDate::parse_from_str(&s, "%Y-%m-%d") {
             return Ok(d);
@@ -75,12 +113,12 @@ impl Cell<'_> {
         if let Ok(t) = DateTime::parse_from_rfc3339(&s) {
             return Ok(t.date_naive());
         }
-        Err(format!("invalid date {s:?}: expected YYYY-MM-DD (or set date_format for this source)"))
+        Err(ValueError::Date(s))
     }
 
     /// An instant: RFC 3339 (`2026-11-20T14:03:11Z`, any offset), `YYYY-MM-DD HH:MM:SS`
     /// taken as UTC, or a bare date at 00:00 UTC.
-    pub fn timestamp(&self) -> Result<DateTime<Utc>, String> {
+    pub fn timestamp(&self) -> Result<DateTime<Utc>, ValueError> {
         let s = self.text()?;
         if let Ok(t) = DateTime::parse_from_rfc3339(&s) {
             return Ok(t.with_timezone(&Utc));
@@ -93,11 +131,11 @@ impl Cell<'_> {
         if let Ok(d) = NaiveDate::parse_from_str(&s, "%Y-%m-%d") {
             return Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
         }
-        Err(format!("invalid timestamp {s:?}: expected RFC 3339, like 2026-11-20T14:03:11Z"))
+        Err(ValueError::Timestamp(s))
     }
 
     /// A yes/no flag as CRMs export them: true/false, yes/no, y/n, 1/0.
-    pub fn boolean(&self) -> Result<bool, String> {
+    pub fn boolean(&self) -> Result<bool, ValueError> {
         if let Cell::Json(Value::Bool(b)) = self {
             return Ok(*b);
         }
@@ -105,19 +143,19 @@ impl Cell<'_> {
         match s.to_ascii_lowercase().as_str() {
             "true" | "yes" | "y" | "1" | "t" => Ok(true),
             "false" | "no" | "n" | "0" | "f" => Ok(false),
-            _ => Err(format!("expected true/false (or yes/no, 1/0), found {s:?}")),
+            _ => Err(ValueError::Boolean(s)),
         }
     }
 
     /// An IANA time zone name (`Europe/Berlin`).
-    pub fn timezone(&self) -> Result<Tz, String> {
+    pub fn timezone(&self) -> Result<Tz, ValueError> {
         let s = self.text()?;
-        s.parse::<Tz>().map_err(|_| format!("unknown time zone {s:?}: expected an IANA name like America/New_York"))
+        s.parse::<Tz>().map_err(|_| ValueError::TimeZone(s))
     }
 
     /// An email address: one `@` with text on both sides, no spaces or control characters
     /// (addresses end up in mail headers, so anything that could break a header is refused).
-    pub fn email(&self) -> Result<String, String> {
+    pub fn email(&self) -> Result<String, ValueError> {
         let s = self.text()?;
         let ok = match s.split_once('@') {
             Some((local, domain)) => {
@@ -135,12 +173,12 @@ impl Cell<'_> {
         if ok {
             Ok(s)
         } else {
-            Err(format!("invalid email address {s:?}"))
+            Err(ValueError::Email(s))
         }
     }
 }
 
-fn parse_number_text(raw: &str) -> Result<f64, String> {
+fn parse_number_text(raw: &str) -> Result<f64, ValueError> {
     let s = raw.trim();
     let unsigned = s.strip_prefix('-');
     let (negative, body) = match unsigned {
@@ -148,7 +186,7 @@ fn parse_number_text(raw: &str) -> Result<f64, String> {
         None => (false, s),
     };
     let body = body.trim_start_matches(['$', '€', '£']).trim();
-    let bad = || format!("expected a number, found {raw:?}");
+    let bad = || ValueError::NotNumberText(raw.to_string());
     let digits: std::borrow::Cow<str> = if body.contains(',') {
         let (int, frac) = match body.split_once('.') {
             Some((i, f)) => (i, Some(f)),
@@ -158,9 +196,7 @@ fn parse_number_text(raw: &str) -> Result<f64, String> {
         let first = groups.next().unwrap_or("");
         if first.is_empty() || first.len() > 3 || !groups.all(|g| g.len() == 3 && g.bytes().all(|b| b.is_ascii_digit()))
         {
-            return Err(format!(
-                "expected a number, found {raw:?} (use '.' for decimals; ',' only between groups of three digits)"
-            ));
+            return Err(ValueError::BadSeparators(raw.to_string()));
         }
         let mut s = int.replace(',', "");
         if let Some(f) = frac {
@@ -202,6 +238,12 @@ mod tests {
         {
             assert_eq!(Cell::Text(raw).number(), Ok(want), "{raw:?}");
         }
+        assert_eq!(Cell::Text("1234,56").number(), Err(ValueError::BadSeparators("1234,56".into())));
+        assert_eq!(
+            Cell::Text("1234,56").number().unwrap_err().to_string(),
+            "expected a number, found \"1234,56\" (use '.' for decimals; ',' only between groups of three digits)"
+        );
+        assert_eq!(Cell::Text("1e400").number(), Err(ValueError::NotFinite(f64::INFINITY)));
         for raw in ["1234,56", "12,34", "abc", "inf", "NaN", "1e400", "$", "1.2.3"] {
             assert!(Cell::Text(raw).number().is_err(), "{raw:?} should be rejected");
         }
@@ -216,7 +258,16 @@ mod tests {
         assert_eq!(Cell::Text("2026-03-04T10:00:00+02:00").date(None), Ok(d));
         assert_eq!(Cell::Text("03/04/2026").date(Some("%m/%d/%Y")), Ok(d));
         let err = Cell::Text("2026-13-01").date(None).unwrap_err();
-        assert!(err.contains("expected YYYY-MM-DD"), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "invalid date \"2026-13-01\": expected YYYY-MM-DD (or set date_format for this source)"
+        );
+        let err = Cell::Text("2026-03-04").date(Some("%m/%d/%Y")).unwrap_err();
+        assert!(matches!(err, ValueError::DateFormat { .. }), "{err}");
+        assert!(
+            err.to_string().starts_with("invalid date \"2026-03-04\": expected the format \"%m/%d/%Y\" ("),
+            "{err}"
+        );
     }
 
     #[test]

@@ -254,12 +254,12 @@ impl<'e, 'a> Worker<'e, 'a> {
         // the health it scored is then added to it.
         let base = AccountView { account, health: None, contacts: &contacts };
         if let Err(e) = self.scope.set_account(&base) {
-            self.report.fail("(account)", &account.id, e);
+            self.report.fail("(account)", &account.id, e.to_string());
             return Ok(());
         }
         let health = self.health(account, commit)?;
         if let Err(e) = self.scope.set_account_property("health", &HealthField(&health)) {
-            self.report.fail("(account)", &account.id, e);
+            self.report.fail("(account)", &account.id, e.to_string());
             return Ok(());
         }
         let view = AccountView { account, health, contacts: &contacts };

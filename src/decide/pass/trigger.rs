@@ -219,7 +219,7 @@ impl Worker<'_, '_> {
                         }
                         if let Some(c) = condition {
                             self.scope.clear_vars();
-                            self.scope.set_var("event", event)?;
+                            self.scope.set_var("event", event).map_err(|e| e.to_string())?;
                             if self.truth(c)? != Truth::True {
                                 continue;
                             }

@@ -218,7 +218,7 @@ impl PlaybookSet {
             .filter_map(|r| {
                 let e = crate::lang::env::expand(&r.text, env_var).err()?;
                 Some(Diagnostic {
-                    message: e,
+                    message: e.to_string(),
                     help: Some("webhooks read it from Keel's environment when they are sent".into()),
                     ..r.at.clone()
                 })

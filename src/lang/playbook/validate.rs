@@ -155,7 +155,7 @@ impl Ctx<'_> {
         match Span::parse(text) {
             Ok(s) => Some(s),
             Err(e) => {
-                self.err(path, e, None);
+                self.err(path, e.to_string(), None);
                 None
             }
         }
@@ -168,7 +168,7 @@ impl Ctx<'_> {
             return;
         }
         if let Err(e) = crate::lang::env::expand(text, |_| Some(String::new())) {
-            self.err(path, e, Some("`${VAR}` reads an environment variable; `$$` is a literal `$`".into()));
+            self.err(path, e.to_string(), Some("`${VAR}` reads an environment variable; `$$` is a literal `$`".into()));
             return;
         }
         let key = key_path(path);
@@ -288,7 +288,7 @@ impl Ctx<'_> {
             Some(text) => match CronSchedule::parse(text) {
                 Ok(c) => Some(c),
                 Err(e) => {
-                    self.err(&[Seg::Key("schedule")], e, Some(CRON_HELP.into()));
+                    self.err(&[Seg::Key("schedule")], e.to_string(), Some(CRON_HELP.into()));
                     None
                 }
             },
@@ -462,7 +462,7 @@ impl Ctx<'_> {
                 let cron = match CronSchedule::parse(t.schedule.as_deref().unwrap_or_default()) {
                     Ok(c) => Some(c),
                     Err(e) => {
-                        self.err(&at("schedule"), e, Some(CRON_HELP.into()));
+                        self.err(&at("schedule"), e.to_string(), Some(CRON_HELP.into()));
                         None
                     }
                 };
@@ -596,7 +596,7 @@ impl Ctx<'_> {
                 Some(t) => match crate::lang::duration::parse_delay(t) {
                     Ok(d) => d,
                     Err(e) => {
-                        self.err(&sub("webhook", "timeout"), e, None);
+                        self.err(&sub("webhook", "timeout"), e.to_string(), None);
                         return None;
                     }
                 },
@@ -643,7 +643,7 @@ impl Ctx<'_> {
                 let help = update.field.starts_with("metrics.").then(|| {
                     "write a number (`value: 3`), or a template that renders one (`value: \"{{ account.metrics.seats * 2 }}\"`)".into()
                 });
-                self.err(&sub("update", "value"), e, help);
+                self.err(&sub("update", "value"), e.to_string(), help);
                 return None;
             }
         }
