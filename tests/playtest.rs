@@ -136,3 +136,40 @@ fn a_days_case_is_checked_like_the_rest_of_the_file() {
        |                 ^^^^^^^^^^^^
     "#);
 }
+
+#[test]
+fn a_playbook_that_fails_on_a_day_no_expectation_names_still_fails_the_case() {
+    let ws = with_test(
+        "tests:
+  - name: quiet days are checked too
+    at: 2026-11-22
+    accounts:
+      - { id: A, segment: smb, metrics: { step: 0 } }
+    days:
+      - { day: 0, expect: [ { playbook: boom, not: [A] } ] }
+      - { day: 2, accounts: [ { id: A, metrics: { step: 2 } } ] }
+      - { day: 3, accounts: [ { id: A, metrics: { step: 3 } } ] }
+      - { day: 4, expect: [ { playbook: boom, not: [A] } ] }
+  - name: nothing to check
+    at: 2026-11-22
+    accounts:
+      - { id: A }
+    expect: []
+",
+    );
+    ws.write(
+        "pb/boom.yaml",
+        "id: boom\nname: Throws on day 2\ntrigger:\n  condition: |\n    if account.metrics.step == 2 { throw \"boom on day 2\" } else { false }\nactions:\n  - task: { title: t, owner: o@x.example }\n",
+    );
+    ws.write("keel.yaml", &format!("timezone: UTC\nrules: {}\nplaybooks: pb\n", repo().join("rules").display()));
+    let run = ws.keel(&["test", "case.yaml"]);
+    assert_eq!(run.code(), 1);
+    assert!(run.stderr().contains("`expect` is empty: the case would check nothing"), "{}", run.stderr());
+    // Without the empty case, the failing day fails the other.
+    let text = std::fs::read_to_string(ws.path("case.yaml")).unwrap();
+    ws.write("case.yaml", &text[..text.find("  - name: nothing to check").unwrap()]);
+    let run = ws.keel(&["test", "case.yaml"]);
+    assert_eq!(run.code(), 1);
+    assert!(run.stdout().contains("FAIL  quiet days are checked too"), "{}", run.stdout());
+    assert!(run.stdout().contains("day 2 (2026-11-24): playbook boom failed for account A"), "{}", run.stdout());
+}

@@ -97,6 +97,12 @@ fn simulate_changes_nothing_in_the_store() {
     // unsubscribe key to keep), and the next day has things to decide.
     ws.keel_at("2026-11-10T12:00:00Z", &["run", "--once"]).ok();
     let before = ws.keel(&["accounts", "show", "A", "--format", "json"]).ok();
+    let content = ws.store().content_digest().unwrap();
+    // sled consolidates a page's fragments the first time it reads the page after writes
+    // (the same content, rewritten in one piece); after one simulate, a second leaves even
+    // the files' bytes as they were.
+    ws.keel(&["simulate", "--at", "2026-11-22"]).ok();
+    assert_eq!(ws.store().content_digest().unwrap(), content, "simulate changed what the store holds");
     let bytes = ws.files_under(".keel/store");
     let out = ws.keel(&["simulate", "--at", "2026-11-22", "--format", "json"]).ok();
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -342,4 +348,51 @@ fn a_running_sequence_shows_its_next_step_and_what_delivery_would_do_with_each_e
     let later =
         ws.keel(&["simulate", "--at", "2026-12-07T10:00:00Z", "--playbook", "smb-onboarding", "--account", "NEW"]).ok();
     assert!(later.contains("Nothing would fire."), "the stopped sequence sends no webinar invite on day 14: {later}");
+}
+
+#[test]
+fn simulate_over_the_sample_book_changes_nothing_the_store_holds() {
+    let ws = sample_book();
+    ws.keel(&["sync"]).ok();
+    ws.keel_at("2026-11-20T15:00:00Z", &["run", "--once"]);
+    let before = ws.store().content_digest().unwrap();
+    let out = ws.keel(&["simulate", "--at", "2026-11-23", "--format", "json"]).ok();
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(report["firings"].as_array().unwrap().len() > 10, "a day with things to decide: {report}");
+    assert_eq!(ws.store().content_digest().unwrap(), before, "every tree's keys and values are as they were");
+}
+
+#[test]
+fn an_email_after_an_update_to_do_not_contact_in_the_same_firing_is_shown_suppressed() {
+    let ws = shipped("");
+    ws.write(
+        "playbooks/opt-out.yaml",
+        "id: opt-out\nname: Opted out\ntrigger:\n  condition: account.fields.churned == \"yes\"\nactions:\n  - update: { field: fields.do_not_contact, value: \"true\" }\n  - email: { to: contacts, template: smb_welcome }\n",
+    );
+    ws.write("a.csv", "id,name,segment,fields.churned\nA,Acme,smb,yes\n");
+    ws.write("c.csv", "id,account_id,email,name\nC1,A,sam@acme.example,Sam\n");
+    ws.keel(&["sync", "accounts", "a.csv"]).ok();
+    ws.keel(&["sync", "contacts", "c.csv"]).ok();
+    let out = ws.keel(&["simulate", "--at", "2026-11-24T15:00:00Z", "--playbook", "opt-out"]).ok();
+    assert!(
+        out.contains(
+            "sent: email to sam@acme.example: suppressed: do-not-contact (the account's fields.do_not_contact)"
+        ),
+        "{out}"
+    );
+    // And that is what delivery then does.
+    let run = ws.keel_at("2026-11-24T15:00:00Z", &["run", "--once"]);
+    assert!(run.stdout().contains("1 suppressed"), "{}", run.stdout());
+}
+
+#[test]
+fn a_moment_outside_the_years_keel_runs_for_is_refused_in_words() {
+    let ws = shipped("");
+    let run = ws.keel(&["simulate", "--at", "2400-06-01"]);
+    assert_eq!(run.code(), 1);
+    assert!(
+        run.stderr().contains("2400-06-01 is outside the years Keel runs passes for (1970–2099)"),
+        "{}",
+        run.stderr()
+    );
 }

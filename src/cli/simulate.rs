@@ -19,8 +19,8 @@ use crate::services::ServiceError;
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
     /// The moment to simulate: an RFC 3339 instant, or a day YYYY-MM-DD (its end in the
-    /// config's time zone: the pass the daemon would run then, caught up with every tick
-    /// of the day). Default: now.
+    /// config's time zone: everything due by then, decided in one pass, as after
+    /// downtime). Default: now.
     #[arg(long, value_parser = parse_day)]
     at: Option<Day>,
     /// Only this playbook.

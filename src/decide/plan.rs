@@ -130,7 +130,7 @@ impl Planner<'_> {
                     title: title_text,
                     description,
                     owner: owner_text,
-                    due: due_in.map(|d| f.now + d.to_chrono()),
+                    due: due_in.and_then(|d| f.now.checked_add_signed(d.to_chrono())),
                     priority: priority.as_str().to_string(),
                     escalation: escalate.as_ref().zip(escalate_to).map(|(e, to)| Escalation {
                         after_minutes: e.after.minutes(),

@@ -9,6 +9,25 @@ use crate::lang::duration::Span;
 
 const DAY: i64 = 24 * 60;
 
+/// The years a pass may stand for. The cron crate's schedules end with 2099, and a clock
+/// outside this range is a typo, not a plan.
+pub const YEARS: std::ops::RangeInclusive<i32> = 1970..=2099;
+
+/// Whether a pass may run at `at`: an error in words when its year is outside [`YEARS`].
+pub fn check_moment(at: DateTime<Utc>) -> Result<(), String> {
+    use chrono::Datelike;
+    if YEARS.contains(&at.year()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} is outside the years Keel runs passes for ({}–{})",
+            at.format("%Y-%m-%d"),
+            YEARS.start(),
+            YEARS.end()
+        ))
+    }
+}
+
 /// Whether `span` has passed since `since` at `now` (`date`: `now`'s day in `tz`). Whole
 /// days count on the calendar, so a daily 08:00 pass acts on the seventh day of `7d` even
 /// across a DST change, or when last week's tick ran a few seconds late.
@@ -46,7 +65,7 @@ pub fn start_of_day(tz: Tz, day: NaiveDate) -> DateTime<Utc> {
 }
 
 /// The last second of `day` in `tz`: "a day" for `simulate --at DATE` and `keel test`,
-/// the pass the daemon would run then, caught up with every tick of the day.
+/// everything due by then decided in one pass, as the daemon would after downtime.
 pub fn end_of_day(tz: Tz, day: NaiveDate) -> DateTime<Utc> {
     match day.succ_opt() {
         Some(next) => start_of_day(tz, next) - Duration::seconds(1),

@@ -3,9 +3,10 @@
 //!
 //! It applies the delivery rules in delivery's own order, with delivery's own functions
 //! (the suppression check, the sending window, the frequency-cap rule): suppressed →
-//! deferred to the next sending window → capped (deferred or dropped) → sent. Emails a
-//! dry run plans count against the cap of the emails planned after them, as they would
-//! once sent.
+//! deferred to the next sending window → capped (deferred or dropped) → sent (a digest:
+//! joins its group's one email). Emails already queued and due count against the cap
+//! first, then the emails a dry run plans, in order, as they would once sent; a firing's
+//! own `update`s (a `fields.do_not_contact`) are seen by its emails.
 
 use std::collections::HashMap;
 
@@ -15,7 +16,7 @@ use serde::Serialize;
 
 use super::protect;
 use crate::config::Protections;
-use crate::model::{Audience, CapPolicy, OutboxEntry, Payload, Status};
+use crate::model::{Account, Audience, CapPolicy, OutboxEntry, Payload, Status};
 use crate::store::{cap_full, Store, StoreError};
 
 /// Delivery's answer for one entry.
@@ -43,11 +44,33 @@ pub struct Forecast<'a> {
     timezone: Tz,
     /// Sends this forecast has already let through, by address.
     planned: HashMap<String, Vec<DateTime<Utc>>>,
+    /// Accounts as the dry run's own `update`s leave them, by id.
+    updated: HashMap<String, Account>,
 }
 
 impl<'a> Forecast<'a> {
     pub fn new(store: &'a Store, protections: &'a Protections, timezone: Tz) -> Forecast<'a> {
-        Forecast { store, protections, timezone, planned: HashMap::new() }
+        Forecast { store, protections, timezone, planned: HashMap::new(), updated: HashMap::new() }
+    }
+
+    /// Counts the customer emails already queued and due by `at` against the cap: one
+    /// delivery round sends them first, in due order.
+    pub fn queued_until(&mut self, at: DateTime<Utc>) -> Result<(), StoreError> {
+        const MOST: usize = 100_000;
+        for e in self.store.outbox_due(at, MOST)? {
+            if let Payload::Email(m) = &e.payload {
+                if matches!(m.audience, Audience::Customer { .. }) && m.digest.is_none() {
+                    self.planned.entry(m.to.trim().to_lowercase()).or_default().push(e.next_at.max(at));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The account as the firing being forecast leaves it (its `update`s applied): an
+    /// update to `fields.do_not_contact` suppresses the email of the same firing.
+    pub fn account_after(&mut self, account: Account) {
+        self.updated.insert(account.id.clone(), account);
     }
 
     /// What delivery would do with `entry`, due at its `next_at` (not before `now`).
@@ -57,11 +80,14 @@ impl<'a> Forecast<'a> {
         }
         let at = entry.next_at.max(now);
         let Payload::Email(m) = &entry.payload else { return Ok(Verdict::Send { at }) };
-        if m.digest.is_some() {
-            return Ok(Verdict::Digest);
-        }
-        let Audience::Customer { contact, timezone } = &m.audience else { return Ok(Verdict::Send { at }) };
-        if let Some(reason) = super::suppression(self.store, &m.to, contact, &entry.account)? {
+        // Internal mail goes out as it is; a digest is one email per group, after the pass.
+        let sent = if m.digest.is_some() { Verdict::Digest } else { Verdict::Send { at } };
+        let Audience::Customer { contact, timezone } = &m.audience else { return Ok(sent) };
+        let reason = match self.updated.get(&entry.account) {
+            Some(account) => super::suppression_with(self.store, &m.to, contact, Some(account))?,
+            None => super::suppression(self.store, &m.to, contact, &entry.account)?,
+        };
+        if let Some(reason) = reason {
             return Ok(Verdict::Suppressed { reason });
         }
         let tz: Tz = timezone.parse().unwrap_or(self.timezone);
@@ -83,7 +109,7 @@ impl<'a> Forecast<'a> {
             }
         }
         self.planned.entry(key).or_default().push(at);
-        Ok(Verdict::Send { at })
+        Ok(sent)
     }
 }
 

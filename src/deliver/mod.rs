@@ -586,13 +586,24 @@ pub fn do_not_contact(a: &crate::model::Account) -> bool {
 /// Why customer mail to this address must not go out, if it must not: the suppression
 /// list, the contact's own opt-out, the account's do-not-contact.
 pub fn suppression(store: &Store, to: &str, contact: &str, account: &str) -> Result<Option<String>, StoreError> {
+    suppression_with(store, to, contact, store.account(account)?.as_ref())
+}
+
+/// [`suppression`] with the account record given (a dry run's, with the firing's updates
+/// applied).
+pub fn suppression_with(
+    store: &Store,
+    to: &str,
+    contact: &str,
+    account: Option<&crate::model::Account>,
+) -> Result<Option<String>, StoreError> {
     if let Some(s) = store.suppression(to)? {
         return Ok(Some(format!("{} ({}, since {})", s.reason, s.source, s.at.format("%Y-%m-%d"))));
     }
     if store.contact(contact)?.is_some_and(|c| c.unsubscribed) {
         return Ok(Some("unsubscribed (the contact record says so)".into()));
     }
-    if store.account(account)?.is_some_and(|a| do_not_contact(&a)) {
+    if account.is_some_and(do_not_contact) {
         return Ok(Some("do-not-contact (the account's fields.do_not_contact)".into()));
     }
     Ok(None)

@@ -265,13 +265,54 @@ fn load(file: &Path, set: &PlaybookSet) -> Result<Vec<Case>, Vec<Diagnostic>> {
             }
         };
         let case_path = [Seg::Key("tests"), Seg::Index(i)];
+        let last_day = case.days.as_ref().and_then(|d| d.iter().map(|d| d.day).max()).unwrap_or(0);
+        let span =
+            case.at.pred_opt().zip(case.at.checked_add_days(chrono::Days::new(u64::from(last_day.min(MAX_DAYS)))));
+        if let Err(e) = span.ok_or_else(|| "out of range".to_string()).and_then(|(from, to)| {
+            crate::decide::time::check_moment(end_of_day(chrono_tz::UTC, from))?;
+            crate::decide::time::check_moment(end_of_day(chrono_tz::UTC, to))
+        }) {
+            err(
+                &segs(&case_at(&[Seg::Key("at")])),
+                format!("the case's days must lie in the years Keel runs passes for: {e}"),
+                None,
+            );
+        }
+        for (key, ids) in [
+            ("contacts", case.contacts.iter().map(|c| c.account_id.as_str()).collect::<Vec<_>>()),
+            ("events", case.events.iter().map(|e| e.account_id.as_str()).collect()),
+        ] {
+            for (j, id) in ids.into_iter().enumerate() {
+                if !all_ids.contains(id) {
+                    err(
+                        &segs(&case_at(&[Seg::Key(key), Seg::Index(j), Seg::Key("account_id")])),
+                        format!("account {id:?} is not among this test's accounts"),
+                        None,
+                    );
+                }
+            }
+        }
         let (days, multi_day) = match (case.expect, case.days) {
             (Some(expect), None) => {
+                if expect.is_empty() {
+                    err(
+                        &segs(&case_at(&[Seg::Key("expect")])),
+                        "`expect` is empty: the case would check nothing".into(),
+                        None,
+                    );
+                }
                 check_expect(&expect, &case_path, &mut err);
                 let day = Day { day: 0, accounts: Vec::new(), health: BTreeMap::new(), events: Vec::new(), expect };
                 (vec![day], false)
             }
             (None, Some(raw_days)) => {
+                if raw_days.iter().all(|d| d.expect.is_empty()) {
+                    err(
+                        &segs(&case_at(&[Seg::Key("days")])),
+                        "no day has an `expect`: the case would check nothing".into(),
+                        None,
+                    );
+                }
                 let mut days = Vec::new();
                 let mut last: Option<u32> = None;
                 for (d, raw) in raw_days.into_iter().enumerate() {
@@ -488,11 +529,12 @@ fn run_case(case: &Case, loaded: &Loaded, config: &Config) -> Result<Vec<String>
         let at = end_of_day(tz, date);
         let options = Options { given_health: Some(&health), ..Options::default() };
         let done = tick::tick(ctx, at, Mode::Commit, options, &never)?;
-        let Some(day) = today else { continue };
         let prefix = if case.multi_day { format!("day {n} ({date}): ") } else { String::new() };
+        // A failure fails the case whichever day it happens on, listed or not.
         for f in done.report.iter().flat_map(|r| &r.failures) {
             failures.push(format!("{prefix}playbook {} failed for account {}: {}", f.playbook, f.account, f.error));
         }
+        let Some(day) = today else { continue };
         // The day's decisions, by playbook and account.
         let mut decided: BTreeMap<(String, String), Vec<(Decision, String)>> = BTreeMap::new();
         for id in &ids {

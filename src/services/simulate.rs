@@ -18,7 +18,7 @@ use super::ServiceError;
 use crate::decide::tick::{self, Context, Mode, Options};
 use crate::deliver::forecast::{Forecast, Verdict};
 use crate::lang::playbook::PlaybookSet;
-use crate::model::{Decision, LedgerEntry};
+use crate::model::{Account, Decision, LedgerEntry};
 
 /// What to simulate.
 #[derive(Debug, Clone, Default)]
@@ -98,6 +98,7 @@ pub struct Report {
 /// Dry-runs the pass the daemon would run at `request.at`.
 pub fn simulate(ctx: Context, request: &Request) -> Result<Report, ServiceError> {
     let (store, set) = (ctx.store, &ctx.loaded.set);
+    crate::decide::time::check_moment(request.at).map_err(ServiceError::InvalidArgument)?;
     if let Some(id) = &request.playbook {
         if set.get(id).is_none() {
             let known = set.playbooks.iter().map(|p| p.id.as_str()).collect::<Vec<_>>().join(", ");
@@ -127,6 +128,21 @@ pub fn simulate(ctx: Context, request: &Request) -> Result<Report, ServiceError>
         notes: done.notes,
         failures: Vec::new(),
     };
+    // `run --once` and the daemon import the configured files first; a dry run writes
+    // nothing, so it reads the store as last synced. Say so when a file is newer.
+    let written = std::fs::metadata(store.path().join("db")).and_then(|m| m.modified()).ok();
+    let sync = &ctx.config.sync;
+    for file in [&sync.accounts.file, &sync.contacts.file, &sync.events.file].into_iter().flatten() {
+        let modified = std::fs::metadata(file).and_then(|m| m.modified()).ok();
+        if let (Some(file_at), Some(store_at)) = (modified, written) {
+            if file_at > store_at {
+                report.notes.push(format!(
+                    "{} changed after the store was last written: this shows the store as last synced (`keel sync` first; `run --once` imports it before its pass)",
+                    file.display()
+                ));
+            }
+        }
+    }
     if let Some(pass) = &done.report {
         report.accounts = pass.accounts;
         report.selection = pass.selection.clone();
@@ -144,11 +160,28 @@ pub fn simulate(ctx: Context, request: &Request) -> Result<Report, ServiceError>
         names.insert(id.to_string(), name);
     }
     let mut forecast = Forecast::new(store, &ctx.config.email.protections, tz);
+    forecast.queued_until(at)?;
+    // Each account as its firings' updates leave it, so far in this run.
+    let mut after: BTreeMap<String, Account> = BTreeMap::new();
     for chunk in &done.decided {
         for (i, entry) in chunk.entries.iter().enumerate() {
             let account_name = names.get(&entry.account).cloned().unwrap_or_default();
             match entry.decision {
                 Decision::Fired => {
+                    let updates: Vec<_> = chunk.updates.iter().filter(|(f, _)| *f == i).map(|(_, u)| u).collect();
+                    if !updates.is_empty() {
+                        let account = match after.remove(&entry.account) {
+                            Some(a) => Some(a),
+                            None => store.account(&entry.account)?,
+                        };
+                        if let Some(mut account) = account {
+                            for u in updates {
+                                account.set_field(&u.field, &u.value);
+                            }
+                            forecast.account_after(account.clone());
+                            after.insert(entry.account.clone(), account);
+                        }
+                    }
                     let mut deliveries = Vec::new();
                     for (_, o) in chunk.outbox.iter().filter(|(f, _)| *f == i) {
                         deliveries.push(Delivery {

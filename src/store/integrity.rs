@@ -231,6 +231,30 @@ impl Store {
     /// Walks every tree: each record decoded and checksummed, each index key against its
     /// record and each record against its index keys, the counters against the trees,
     /// the seal against the counters. Reads only.
+    /// A digest of everything the store holds — every tree's keys and values, in order —
+    /// so two stores (or one store before and after a command) can be compared for
+    /// content. It is what "a dry run writes nothing" is checked against: sled may rewrite
+    /// a page it reads (consolidating the page's fragments into one), so the files' bytes
+    /// can change under a read while the content cannot.
+    pub fn content_digest(&self) -> Result<String, StoreError> {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        let mut names = self.db.tree_names();
+        names.sort();
+        for name in names {
+            h.update((name.len() as u64).to_be_bytes());
+            h.update(&name);
+            for kv in self.db.open_tree(&name)?.iter() {
+                let (k, v) = kv?;
+                h.update((k.len() as u64).to_be_bytes());
+                h.update(&k);
+                h.update((v.len() as u64).to_be_bytes());
+                h.update(&v);
+            }
+        }
+        Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    }
+
     pub fn verify(&self) -> Result<Verification, StoreError> {
         let mut v = Verification::default();
         let trees: [(&'static str, &sled::Tree); 17] = [
