@@ -28,10 +28,11 @@ fn shipped(extra_config: &str) -> Workspace {
 }
 
 #[test]
-fn a_renewal_fires_on_its_day_and_within_the_catch_up_window_only() {
+fn a_renewal_milestone_fires_from_its_day_until_the_renewal_and_not_before() {
     let ws = shipped("");
-    // Simulating 2026-11-22: renewal-90 is due for renewals on 2027-02-20 (today),
-    // 2027-02-17 (3 days late, inside the 7-day catch-up) but not 2027-02-12 (8 days late).
+    // Simulating 2026-11-22: renewal-90 (catch_up: until_date) is due for renewals on
+    // 2027-02-20 (today), 2027-02-17 and 2027-02-12 (late, but the renewals are ahead and
+    // no later milestone is due yet), not for 2027-02-21 (tomorrow).
     ws.write(
         "a.csv",
         "id,name,owner,arr,renewal_date\nTODAY,Today Co,a@x.example,1000,2027-02-20\nLATE,Late Co,a@x.example,1000,2027-02-17\nOLD,Old Co,a@x.example,1000,2027-02-12\nSOON,Soon Co,a@x.example,1000,2027-02-21\n",
@@ -42,9 +43,15 @@ fn a_renewal_fires_on_its_day_and_within_the_catch_up_window_only() {
     Simulating 1 playbook(s) over 4 account(s) for 2026-11-22 (UTC). Nothing is recorded or sent.
 
     renewal-90 · LATE Late Co
-      why:  renewal_date 2027-02-17 -90d = 2026-11-19, due 3 days ago, within the 7d catch-up
+      why:  renewal_date 2027-02-17 -90d = 2026-11-19, due 3 days ago, caught up until 2027-02-17
       read: renewal_date = "2027-02-17"
       does: task "Renewal in 90 days: initial renewal conversation with Late Co" for a@x.example (normal, due in 14d)
+      does: email renewal_90 to a@x.example
+      sent: email to a@x.example: sends at 2026-11-22 23:59 UTC
+    renewal-90 · OLD Old Co
+      why:  renewal_date 2027-02-12 -90d = 2026-11-14, due 8 days ago, caught up until 2027-02-12
+      read: renewal_date = "2027-02-12"
+      does: task "Renewal in 90 days: initial renewal conversation with Old Co" for a@x.example (normal, due in 14d)
       does: email renewal_90 to a@x.example
       sent: email to a@x.example: sends at 2026-11-22 23:59 UTC
     renewal-90 · TODAY Today Co
@@ -54,7 +61,7 @@ fn a_renewal_fires_on_its_day_and_within_the_catch_up_window_only() {
       does: email renewal_90 to a@x.example
       sent: email to a@x.example: sends at 2026-11-22 23:59 UTC
 
-    Would fire 2 time(s): renewal-90 2
+    Would fire 3 time(s): renewal-90 3
     "#);
 }
 

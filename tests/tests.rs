@@ -12,6 +12,7 @@ mod daemon;
 mod deliver;
 mod examples;
 mod faults;
+mod first_day;
 mod health;
 mod incremental;
 mod layers;

@@ -113,6 +113,9 @@ pub fn run(session: &Session, args: SimulateArgs) -> anyhow::Result<ExitCode> {
         let summary: Vec<String> = per.iter().map(|(p, n)| format!("{p} {n}")).collect();
         if report.firings.is_empty() {
             writeln!(out, "Nothing would fire.")?;
+            for why in &report.why_nothing {
+                writeln!(out, "  why:  {why}")?;
+            }
         } else {
             writeln!(out, "\nWould fire {} time(s): {}", report.firings.len(), summary.join(", "))?;
         }

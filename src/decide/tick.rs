@@ -70,6 +70,8 @@ pub struct Options<'a> {
     pub accounts: Option<&'a [String]>,
     /// Health scores stated for accounts (by id) instead of scoring them: `keel test`.
     pub given_health: Option<&'a BTreeMap<String, f64>>,
+    /// Say why a playbook decided nothing for an account (a dry run's `explain`).
+    pub explain: bool,
 }
 
 /// What a tick did.
@@ -226,6 +228,7 @@ pub fn tick(
         workers: config.evaluation.workers,
         cancel,
         given_health: options.given_health,
+        explain: options.explain && !commit,
     };
     let (mut report, decided) = match mode {
         Mode::Commit => (evaluator.run(&due, now)?, Vec::new()),

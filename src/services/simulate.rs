@@ -92,6 +92,11 @@ pub struct Report {
     pub exited: Vec<Other>,
     /// A schedule trigger's first run, missed ticks skipped.
     pub notes: Vec<String>,
+    /// With one playbook and one account named: why nothing was decided (outside the
+    /// audience, the condition false with the values read, the date not due, already in
+    /// the ledger, the playbook not due at that moment).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub why_nothing: Vec<String>,
     pub failures: Vec<Failure>,
 }
 
@@ -111,7 +116,10 @@ pub fn simulate(ctx: Context, request: &Request) -> Result<Report, ServiceError>
             return Err(ServiceError::not_found("account", id));
         }
     }
-    let options = Options { playbook: request.playbook.as_deref(), accounts: only.as_deref(), given_health: None };
+    // One playbook for one account: say why, when it decides nothing.
+    let explain = request.playbook.is_some() && request.account.is_some();
+    let options =
+        Options { playbook: request.playbook.as_deref(), accounts: only.as_deref(), given_health: None, explain };
     let at = request.at;
     let done = tick::tick(ctx, at, Mode::DryRun, options, &AtomicBool::new(false))?;
     let tz = ctx.config.timezone;
@@ -126,8 +134,26 @@ pub fn simulate(ctx: Context, request: &Request) -> Result<Report, ServiceError>
         skipped: Vec::new(),
         exited: Vec::new(),
         notes: done.notes,
+        why_nothing: Vec::new(),
         failures: Vec::new(),
     };
+    if let (true, Some(id)) = (explain, request.playbook.as_deref()) {
+        if !done.due.iter().any(|(d, _)| d == id) {
+            let pb = set.get(id).expect("checked above");
+            let last = store.last_tick(id)?;
+            let (cron, zone) = tick::schedule_of(ctx.config, pb);
+            let next = last.and_then(|l| cron.next_in(zone, l));
+            report.why_nothing.push(match (last, next) {
+                (Some(l), Some(n)) => format!(
+                    "{id} is not due at {}: its last pass was {}, its next tick is {}",
+                    at.format("%Y-%m-%d %H:%M UTC"),
+                    l.format("%Y-%m-%d %H:%M UTC"),
+                    n.format("%Y-%m-%d %H:%M UTC")
+                ),
+                _ => format!("{id} is not due at {}", at.format("%Y-%m-%d %H:%M UTC")),
+            });
+        }
+    }
     // `run --once` and the daemon import the configured files first; a dry run writes
     // nothing, so it reads the store as last synced. Say so when a file is newer.
     let written = std::fs::metadata(store.path().join("db")).and_then(|m| m.modified()).ok();
@@ -146,6 +172,7 @@ pub fn simulate(ctx: Context, request: &Request) -> Result<Report, ServiceError>
     if let Some(pass) = &done.report {
         report.accounts = pass.accounts;
         report.selection = pass.selection.clone();
+        report.why_nothing.extend(pass.quiet.iter().map(|q| q.error.clone()));
         report.failures = pass
             .failures
             .iter()

@@ -82,6 +82,8 @@ pub struct Evaluator<'a> {
     /// Health scores stated by id instead of scored (`keel test`'s `health:`); the band
     /// comes from the model's thresholds.
     pub given_health: Option<&'a BTreeMap<String, f64>>,
+    /// Say why each playbook decided nothing for an account ([`PassReport::quiet`]).
+    pub explain: bool,
 }
 
 impl Evaluator<'_> {
@@ -287,10 +289,17 @@ impl<'e, 'a> Worker<'e, 'a> {
             ps.error = None;
             let mut out = Decisions::new(&view);
             let result = self.playbook(due, &mut ps, &events, &mut out);
-            let stats = self.report.playbooks.get_mut(id).expect("every due playbook has stats");
-            stats.evaluated += 1;
+            self.report.playbooks.get_mut(id).expect("every due playbook has stats").evaluated += 1;
             match result {
                 Ok(()) => {
+                    if let Some(why) = out.quiet.take().filter(|_| out.entries.is_empty()) {
+                        self.report.quiet.push(Failure {
+                            playbook: id.clone(),
+                            account: account.id.clone(),
+                            error: why,
+                        });
+                    }
+                    let stats = self.report.playbooks.get_mut(id).expect("every due playbook has stats");
                     stats.dead += out.dead;
                     stats.failed_tasks += out.failed_tasks;
                     for e in &out.entries {

@@ -45,6 +45,10 @@ pub struct PassReport {
     /// Which accounts the pass took, and why (a full pass's reason, or what an
     /// incremental pass found).
     pub selection: String,
+    /// With `explain`: why a playbook decided nothing for an account (`error` holds the
+    /// reason).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub quiet: Vec<Failure>,
     #[serde(skip)]
     pub elapsed: StdDuration,
 }
@@ -65,6 +69,7 @@ impl PassReport {
         let room = KEEP_FAILURES.saturating_sub(self.failures.len());
         self.failures.extend(other.failures.into_iter().take(room));
         self.cancelled |= other.cancelled;
+        self.quiet.extend(other.quiet);
         self.resumed += other.resumed;
     }
 

@@ -25,7 +25,7 @@ use super::{Due, Worker};
 use crate::decide::plan::{Firing, Planner};
 use crate::decide::time;
 use crate::lang::duration::Span;
-use crate::lang::playbook::{Fire, Playbook, Step, Trigger, DEFAULT_CATCH_UP_DAYS};
+use crate::lang::playbook::{CatchUp, DateField, Fire, Playbook, Step, Trigger, DEFAULT_CATCH_UP_DAYS};
 use crate::lang::render::{context, describe_in, one_line};
 use crate::lang::script::{EvalError, Expression, Truth};
 use crate::lang::view::AccountView;
@@ -55,26 +55,26 @@ pub(super) enum DateDue {
     NotYet,
     /// Due `late` days ago (0: today), inside the catch-up window: fire.
     Fire { late: i64 },
-    /// Fell due since the playbook's previous pass but too long ago to act on: record
-    /// the skip.
+    /// Due `late` days ago, past the catch-up window: recorded as skipped (once: the
+    /// ledger keeps the key), so no date passes without a visible decision.
     Skip { late: i64 },
-    /// Older than the window and decided (or passed over) before: nothing to record.
-    Past,
 }
 
-/// The date trigger's rule, as a pure function: `due_day` against the pass's `date`, the
-/// catch-up window, and the day of the playbook's previous pass (`None`: its first).
-pub(super) fn date_due(date: NaiveDate, due_day: NaiveDate, catch_up: Span, previous: Option<NaiveDate>) -> DateDue {
-    if due_day > date {
+/// The date trigger's rule, as a pure function: `due_day` (the field's `date` plus the
+/// offset) against the pass's `date` and the catch-up window.
+pub(super) fn date_due(today: NaiveDate, due_day: NaiveDate, date: NaiveDate, catch_up: CatchUp) -> DateDue {
+    if due_day > today {
         return DateDue::NotYet;
     }
-    let late = (date - due_day).num_days();
-    if Duration::days(late) < catch_up.to_chrono().max(Duration::days(1)) {
+    let late = (today - due_day).num_days();
+    let inside = match catch_up {
+        CatchUp::Span(span) => Duration::days(late) < span.to_chrono().max(Duration::days(1)),
+        CatchUp::UntilDate => today <= date,
+    };
+    if inside {
         DateDue::Fire { late }
-    } else if previous.is_some_and(|p| due_day >= p) {
-        DateDue::Skip { late }
     } else {
-        DateDue::Past
+        DateDue::Skip { late }
     }
 }
 
@@ -88,6 +88,8 @@ pub(super) struct Decisions<'v> {
     /// Of the work above: outbox entries decided dead, tasks whose templates failed.
     pub(super) dead: u64,
     pub(super) failed_tasks: u64,
+    /// With `explain`: why this playbook decided nothing for the account.
+    pub(super) quiet: Option<String>,
     view: &'v AccountView<'v>,
 }
 
@@ -100,6 +102,7 @@ impl<'v> Decisions<'v> {
             updates: Vec::new(),
             dead: 0,
             failed_tasks: 0,
+            quiet: None,
             view,
         }
     }
@@ -158,7 +161,19 @@ impl Worker<'_, '_> {
                             let why = format!("`{}` became true (before: {was})", one_line(condition.source()));
                             if !fired(&occurrence)? {
                                 self.fire(pb, ps, occurrence, why, None, out)?;
+                            } else if self.ev.explain {
+                                out.quiet = Some(format!("{occurrence} is already in the ledger"));
                             }
+                        } else if self.ev.explain {
+                            out.quiet = Some(if holds {
+                                format!(
+                                    "`{}` is still true since episode {}: it fires again only after it has been false",
+                                    one_line(condition.source()),
+                                    ps.episodes
+                                )
+                            } else {
+                                self.not_holding(pb, Some(condition), out.view)?
+                            });
                         }
                         ps.inside = holds;
                     }
@@ -172,6 +187,16 @@ impl Worker<'_, '_> {
                             if !fired(&occurrence)? {
                                 self.fire(pb, ps, occurrence, why, None, out)?;
                             }
+                        } else if self.ev.explain {
+                            out.quiet = Some(match ps.last_fired.filter(|_| holds) {
+                                Some(last) => format!(
+                                    "`{}` is true, but it fired {}; it fires again from {} (every {every})",
+                                    one_line(condition.source()),
+                                    last.format("%Y-%m-%d %H:%M UTC"),
+                                    self.due_at(last, *every).format("%Y-%m-%d %H:%M UTC")
+                                ),
+                                None => self.not_holding(pb, Some(condition), out.view)?,
+                            });
                         }
                     }
                 }
@@ -179,38 +204,69 @@ impl Worker<'_, '_> {
             Trigger::Date { field, offset, catch_up, condition } => {
                 let account = out.view.account;
                 let (name, value) = (field.name(), field.value(account));
-                let Some(value) = value else { return self.sequences(pb, ps, out) };
+                let Some(value) = value else {
+                    if self.ev.explain {
+                        out.quiet = Some(self.outside_or(pb, out.view, format!("the account has no {name}"))?);
+                    }
+                    return self.sequences(pb, ps, out);
+                };
                 let due_day = value + Duration::minutes(offset.minutes());
-                let previous = due.previous.map(|p| p.with_timezone(&self.ev.timezone).date_naive());
-                let verdict = date_due(self.date, due_day, *catch_up, previous);
-                if verdict == DateDue::NotYet || verdict == DateDue::Past {
+                let verdict = date_due(self.date, due_day, value, *catch_up);
+                if verdict == DateDue::NotYet {
+                    if self.ev.explain {
+                        let days = (due_day - self.date).num_days();
+                        let why = format!("{name} {value} {offset} = {due_day}: not due yet (in {days} days)");
+                        out.quiet = Some(self.outside_or(pb, out.view, why)?);
+                    }
                     return self.sequences(pb, ps, out);
                 }
                 let occurrence = format!("{name}={value}");
-                if !fired(&occurrence)? && self.holds(pb.audience.as_ref(), condition.as_ref())? {
-                    match verdict {
-                        DateDue::Fire { late } => {
-                            let when = if late == 0 {
-                                "due today".to_string()
-                            } else {
-                                format!("due {late} days ago, within the {catch_up} catch-up")
-                            };
-                            let why = format!("{name} {value} {offset} = {due_day}, {when}");
-                            self.fire(pb, ps, occurrence, why, None, out)?;
-                        }
-                        DateDue::Skip { late } => {
-                            // It fell due while Keel was not running, too long ago to act on.
-                            let why = format!(
+                let decided = fired(&occurrence)?;
+                if self.ev.explain && decided {
+                    out.quiet = Some(format!("{occurrence} is already in the ledger (`keel accounts show` lists it)"));
+                }
+                if !decided && !self.holds(pb.audience.as_ref(), condition.as_ref())? && self.ev.explain {
+                    out.quiet = Some(self.not_holding(pb, condition.as_ref(), out.view)?);
+                }
+                if !decided && self.holds(pb.audience.as_ref(), condition.as_ref())? {
+                    let skip = match verdict {
+                        DateDue::Fire { late } => match self.superseded_by(pb, field, *offset, value)? {
+                            Some((later, later_day)) => Some(format!(
+                                "{name} {value} {offset} = {due_day}: {later} ({later_day}) is the most recent step due, and only it fires"
+                            )),
+                            None => {
+                                let when = match (late, catch_up) {
+                                    (0, _) => "due today".to_string(),
+                                    (_, CatchUp::UntilDate) => format!("due {late} days ago, caught up until {value}"),
+                                    _ => format!("due {late} days ago, within the {catch_up} catch-up"),
+                                };
+                                let why = format!("{name} {value} {offset} = {due_day}, {when}");
+                                self.fire(pb, ps, occurrence.clone(), why, None, out)?;
+                                None
+                            }
+                        },
+                        DateDue::Skip { late } => Some(match catch_up {
+                            CatchUp::UntilDate => format!("{name} {value} {offset} = {due_day}: {value} has passed"),
+                            CatchUp::Span(_) => format!(
                                 "{name} {value} {offset} = {due_day}: fell due {late} days ago, older than the {catch_up} catch-up window"
-                            );
-                            tracing::info!(playbook = %pb.id, account = %account_id, %due_day, "skipped: older than the catch-up window");
-                            out.entries.push(self.entry(pb, out.view, occurrence, Decision::Skipped, why, Vec::new()));
-                        }
-                        DateDue::NotYet | DateDue::Past => {}
+                            ),
+                        }),
+                        DateDue::NotYet => None,
+                    };
+                    if let Some(why) = skip {
+                        tracing::debug!(playbook = %pb.id, account = %account_id, %due_day, "date trigger skipped: {why}");
+                        out.entries.push(self.entry(pb, out.view, occurrence, Decision::Skipped, why, Vec::new()));
                     }
                 }
             }
             Trigger::Event { name, condition } => {
+                if self.ev.explain {
+                    out.quiet = Some(if self.holds(pb.audience.as_ref(), None)? {
+                        format!("no {name:?} event of the last {DEFAULT_CATCH_UP_DAYS} days that is not already decided meets the trigger")
+                    } else {
+                        self.not_holding(pb, None, out.view)?
+                    });
+                }
                 if self.holds(pb.audience.as_ref(), None)? {
                     for event in events.iter().filter(|e| e.name == *name) {
                         let occurrence = format!("event:{}", event.id);
@@ -236,6 +292,13 @@ impl Worker<'_, '_> {
             }
             Trigger::Schedule { cron, timezone, condition } => {
                 let occurrence = format!("tick:{}", due.tick.to_rfc3339());
+                if self.ev.explain {
+                    out.quiet = Some(if fired(&occurrence)? {
+                        format!("{occurrence} is already in the ledger")
+                    } else {
+                        self.not_holding(pb, condition.as_ref(), out.view)?
+                    });
+                }
                 if !fired(&occurrence)? && self.holds(pb.audience.as_ref(), condition.as_ref())? {
                     let tz = timezone.unwrap_or(self.ev.timezone);
                     let why = format!(
@@ -248,6 +311,76 @@ impl Worker<'_, '_> {
             }
         }
         self.sequences(pb, ps, out)
+    }
+
+    /// "Outside the audience" when it is, else `why` (`explain` only).
+    fn outside_or(&mut self, pb: &Playbook, view: &AccountView, why: String) -> Result<String, Fail> {
+        match &pb.audience {
+            Some(a) if self.truth(a)? != Truth::True => self.not_holding(pb, None, view),
+            _ => Ok(why),
+        }
+    }
+
+    /// Why the audience or the trigger's condition does not hold, with the values read
+    /// (`explain` only).
+    fn not_holding(
+        &mut self,
+        pb: &Playbook,
+        condition: Option<&Expression>,
+        view: &AccountView,
+    ) -> Result<String, Fail> {
+        let word = |t: Truth| match t {
+            Truth::True => "true",
+            Truth::False => "false",
+            Truth::Unknown => "unknown (a value it reads is missing)",
+        };
+        let read: Vec<String> = self.values(pb, view).iter().map(|(k, v)| format!("{k} = {v}")).collect();
+        let read = if read.is_empty() { String::new() } else { format!(" (read: {})", read.join(", ")) };
+        if let Some(audience) = &pb.audience {
+            let t = self.truth(audience)?;
+            if t != Truth::True {
+                return Ok(format!("outside the audience: `{}` is {}{read}", one_line(audience.source()), word(t)));
+            }
+        }
+        if let Some(c) = condition {
+            let t = self.truth(c)?;
+            if t != Truth::True {
+                return Ok(format!("`{}` is {}{read}", one_line(c.source()), word(t)));
+            }
+        }
+        Ok(format!("audience and condition hold{read}"))
+    }
+
+    /// For a date trigger that catches up until the date: the enabled playbook on the
+    /// same field, also catching up until the date, whose step is due too and closer to
+    /// the date (the most recent due step), for this account's audience and condition.
+    /// Renewal preparation started late sends −30's task, not −90's, −60's and −30's at
+    /// once.
+    fn superseded_by(
+        &mut self,
+        pb: &Playbook,
+        field: &DateField,
+        offset: Span,
+        value: NaiveDate,
+    ) -> Result<Option<(String, NaiveDate)>, Fail> {
+        let set = self.ev.set;
+        let mut best: Option<(&Playbook, NaiveDate)> = None;
+        for other in set.playbooks.iter().filter(|p| p.enabled && p.id != pb.id) {
+            let Trigger::Date { field: f, offset: o, catch_up: CatchUp::UntilDate, condition } = &other.trigger else {
+                continue;
+            };
+            if f != field || o.minutes() <= offset.minutes() {
+                continue;
+            }
+            let due_day = value + Duration::minutes(o.minutes());
+            if due_day > self.date || best.is_some_and(|(_, d)| d >= due_day) {
+                continue;
+            }
+            if self.holds(other.audience.as_ref(), condition.as_ref())? {
+                best = Some((other, due_day));
+            }
+        }
+        Ok(best.map(|(p, d)| (p.id.clone(), d)))
     }
 
     /// Records a firing: the first step's actions when it is due now, and a sequence
@@ -438,20 +571,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_date_trigger_fires_inside_its_window_and_records_a_skip_only_for_what_fell_due_since_the_last_pass() {
+    fn a_date_trigger_fires_inside_its_window_and_is_skipped_after_it() {
         let d = |s: &str| s.parse::<NaiveDate>().unwrap();
-        let week = Span::parse("7d").unwrap();
+        let week = CatchUp::Span(Span::parse("7d").unwrap());
         let today = d("2026-11-22");
-        assert_eq!(date_due(today, d("2026-11-23"), week, None), DateDue::NotYet);
-        assert_eq!(date_due(today, today, week, None), DateDue::Fire { late: 0 });
-        assert_eq!(date_due(today, d("2026-11-16"), week, None), DateDue::Fire { late: 6 });
-        // Seven days late is outside a 7-day window: on a first pass nothing is recorded,
-        assert_eq!(date_due(today, d("2026-11-15"), week, None), DateDue::Past);
-        // after downtime since the 10th it is recorded as skipped, once the last pass
-        // was before it fell due.
-        assert_eq!(date_due(today, d("2026-11-15"), week, Some(d("2026-11-10"))), DateDue::Skip { late: 7 });
-        assert_eq!(date_due(today, d("2026-11-15"), week, Some(d("2026-11-16"))), DateDue::Past);
+        let renewal = d("2027-01-01");
+        assert_eq!(date_due(today, d("2026-11-23"), renewal, week), DateDue::NotYet);
+        assert_eq!(date_due(today, today, renewal, week), DateDue::Fire { late: 0 });
+        assert_eq!(date_due(today, d("2026-11-16"), renewal, week), DateDue::Fire { late: 6 });
+        // Seven days late is outside a 7-day window: a visible skip, on a first pass too.
+        assert_eq!(date_due(today, d("2026-11-15"), renewal, week), DateDue::Skip { late: 7 });
         // A window shorter than a day still covers the due day itself.
-        assert_eq!(date_due(today, today, Span::parse("0d").unwrap(), None), DateDue::Fire { late: 0 });
+        let none = CatchUp::Span(Span::parse("0d").unwrap());
+        assert_eq!(date_due(today, today, renewal, none), DateDue::Fire { late: 0 });
+        // Until the date: 67 days late still fires while the renewal is ahead, and on its
+        // day; the day after, it is skipped.
+        let until = CatchUp::UntilDate;
+        assert_eq!(date_due(today, d("2026-09-16"), d("2026-12-15"), until), DateDue::Fire { late: 67 });
+        assert_eq!(date_due(today, d("2026-08-24"), today, until), DateDue::Fire { late: 90 });
+        assert_eq!(date_due(today, d("2026-08-23"), d("2026-11-21"), until), DateDue::Skip { late: 91 });
     }
 }

@@ -52,11 +52,32 @@ pub enum Trigger {
     /// per `every` (`while_true`).
     Condition { condition: Expression, fire: Fire },
     /// Fires once when today ≥ the date + offset, within the catch-up window.
-    Date { field: DateField, offset: Span, catch_up: Span, condition: Option<Expression> },
+    Date { field: DateField, offset: Span, catch_up: CatchUp, condition: Option<Expression> },
     /// Fires for each matching event.
     Event { name: String, condition: Option<Expression> },
     /// Fires for each account in the audience at each tick.
     Schedule { cron: CronSchedule, timezone: Option<Tz>, condition: Option<Expression> },
+}
+
+/// How long after its due day a date trigger may still fire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatchUp {
+    /// For this long (at least the due day itself).
+    Span(Span),
+    /// Until the date itself (`catch_up: until_date`): renewal preparation that started
+    /// late still gets its task — but among the playbooks on the same date field that
+    /// catch up this way, only the most recent due step fires; the earlier ones are
+    /// recorded as skipped.
+    UntilDate,
+}
+
+impl std::fmt::Display for CatchUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CatchUp::Span(s) => write!(f, "{s}"),
+            CatchUp::UntilDate => f.write_str("until_date"),
+        }
+    }
 }
 
 impl Playbook {

@@ -440,11 +440,20 @@ impl Ctx<'_> {
                     Some(o) => self.span(&at("offset"), o),
                     None => Some(Span::parse("0d").expect("valid")),
                 };
-                let catch_up = match &t.catch_up {
-                    Some(c) => self.span(&at("catch_up"), c),
-                    None => Some(Span::parse(&format!("{DEFAULT_CATCH_UP_DAYS}d")).expect("valid")),
+                let catch_up = match t.catch_up.as_deref() {
+                    Some("until_date") => {
+                        if offset.is_some_and(|o| o.minutes() > 0) {
+                            let message =
+                                "`catch_up: until_date` needs a date before the field's (an offset of 0d or less)";
+                            self.err(&at("catch_up"), message.into(), None);
+                            return None;
+                        }
+                        Some(CatchUp::UntilDate)
+                    }
+                    Some(c) => self.span(&at("catch_up"), c).map(CatchUp::Span),
+                    None => Some(CatchUp::Span(Span::parse(&format!("{DEFAULT_CATCH_UP_DAYS}d")).expect("valid"))),
                 };
-                if catch_up.is_some_and(Span::is_negative) {
+                if matches!(catch_up, Some(CatchUp::Span(s)) if s.is_negative()) {
                     self.err(&at("catch_up"), "`catch_up` must not be negative".into(), None);
                     return None;
                 }

@@ -1,0 +1,143 @@
+//! The first day with a real book: no date goes by without a visible decision, renewals
+//! caught late get their most recent milestone (not all three), and `simulate` says why
+//! nothing fires for one account and one playbook.
+
+use std::path::Path;
+
+use crate::util::Workspace;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The shipped rules and playbooks, in UTC.
+fn shipped() -> Workspace {
+    Workspace::new(&format!(
+        "timezone: UTC\nrules: {}\nplaybooks: {}\n",
+        repo().join("rules").display(),
+        repo().join("playbooks").display()
+    ))
+}
+
+/// (playbook, decision, why) of an account's ledger.
+fn decisions(ws: &Workspace, account: &str) -> Vec<(String, String, String)> {
+    let store = ws.store();
+    store
+        .ledger_of(account)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.playbook, e.decision.as_str().to_string(), e.why))
+        .collect()
+}
+
+#[test]
+fn a_renewal_23_days_out_on_a_first_pass_gets_its_30_day_task_and_the_earlier_milestones_are_skipped_visibly() {
+    let ws = shipped();
+    ws.write(
+        "a.csv",
+        "id,name,owner,arr,renewal_date,start_date\nSOON,Soon Co,csm@x.example,1000,2026-12-15,2024-12-15\nPAST,Past Co,csm@x.example,1000,2026-11-01,2024-11-01\n",
+    );
+    ws.keel(&["sync", "accounts", "a.csv"]).ok();
+    let run = ws.keel_at("2026-11-22T15:00:00Z", &["run", "--once"]);
+    assert!(matches!(run.code(), 0 | 3), "{}{}", run.stdout(), run.stderr());
+    let soon = decisions(&ws, "SOON");
+    let of =
+        |pb: &str| soon.iter().find(|(p, _, _)| p == pb).unwrap_or_else(|| panic!("{pb} decided nothing: {soon:?}"));
+    assert_eq!(of("renewal-30").1, "fired", "{soon:?}");
+    assert!(of("renewal-30").2.contains("due 7 days ago, caught up until 2026-12-15"), "{soon:?}");
+    for earlier in ["renewal-60", "renewal-90"] {
+        assert_eq!(of(earlier).1, "skipped", "{soon:?}");
+        assert!(of(earlier).2.contains("renewal-30 (2026-11-15) is the most recent step due"), "{soon:?}");
+    }
+    // A renewal that passed before Keel started: each milestone skipped, saying so.
+    let past = decisions(&ws, "PAST");
+    for pb in ["renewal-30", "renewal-60", "renewal-90"] {
+        assert!(
+            past.iter().any(|(p, d, why)| p == pb && d == "skipped" && why.contains("2026-11-01 has passed")),
+            "{pb}: {past:?}"
+        );
+    }
+    // The run's table counts them, and the timeline shows them.
+    assert!(
+        run.stdout().lines().any(|l| l.starts_with("renewal-90") && l.split_whitespace().nth(3) == Some("2")),
+        "{}",
+        run.stdout()
+    );
+    let show = ws.keel(&["accounts", "show", "SOON"]).ok();
+    assert!(show.contains("renewal-90") && show.contains("skipped"), "{show}");
+    // Later milestones fire on their own day, once.
+    let next = ws.keel_at("2026-11-23T15:00:00Z", &["run", "--once"]);
+    assert!(matches!(next.code(), 0 | 3));
+    let after: Vec<_> = decisions(&ws, "SOON").into_iter().filter(|(p, _, _)| p.starts_with("renewal-")).collect();
+    assert_eq!(after.len(), 3, "nothing decided twice: {after:?}");
+}
+
+#[test]
+fn a_start_date_long_past_on_a_first_pass_is_recorded_as_skipped_with_its_dates() {
+    let ws = shipped();
+    ws.write("a.csv", "id,name,segment,owner,start_date\nOLD,Old Co,enterprise,csm@x.example,2025-11-22\n");
+    ws.keel(&["sync", "accounts", "a.csv"]).ok();
+    let run = ws.keel_at("2026-11-22T15:00:00Z", &["run", "--once"]);
+    assert!(matches!(run.code(), 0 | 3), "{}{}", run.stdout(), run.stderr());
+    let old = decisions(&ws, "OLD");
+    assert!(
+        old.iter().any(|(p, d, why)| p == "enterprise-onboarding"
+            && d == "skipped"
+            && why.contains(
+                "start_date 2025-11-22 0d = 2025-11-22: fell due 365 days ago, older than the 7d catch-up window"
+            )),
+        "{old:?}"
+    );
+}
+
+#[test]
+fn simulate_for_one_account_and_one_playbook_says_why_nothing_fires() {
+    let ws = shipped();
+    ws.write(
+        "a.csv",
+        "id,name,segment,owner,manager,renewal_date,metrics.nps\nENT,Ent Co,enterprise,csm@x.example,mgr@x.example,2027-09-01,9\n",
+    );
+    ws.keel(&["sync", "accounts", "a.csv"]).ok();
+    let why = |playbook: &str| {
+        let out =
+            ws.keel(&["simulate", "--at", "2026-11-22T15:00:00Z", "--playbook", playbook, "--account", "ENT"]).ok();
+        assert!(out.contains("Nothing would fire."), "{out}");
+        out
+    };
+    assert!(why("renewal-90").contains("why:  renewal_date 2027-09-01 -90d = 2027-06-03: not due yet (in 193 days)"));
+    let smb = why("smb-onboarding");
+    assert!(
+        smb.contains(
+            "why:  outside the audience: `account.segment == \"smb\"` is false (read: segment = \"enterprise\""
+        ),
+        "{smb}"
+    );
+    let red = why("red-save-plan");
+    assert!(red.contains("why:  `account.health.band == \"red\"` is "), "{red}");
+    assert!(red.contains("(read: health.band = "), "{red}");
+    // Once decided, the ledger is the reason.
+    let run = ws.keel_at("2026-11-22T15:00:00Z", &["run", "--once"]);
+    assert!(matches!(run.code(), 0 | 3));
+    ws.write("a.csv", "id,name,segment,owner,manager,renewal_date,metrics.nps\nENT,Ent Co,enterprise,csm@x.example,mgr@x.example,2027-02-20,9\n");
+    ws.keel(&["sync", "accounts", "a.csv"]).ok();
+    ws.keel_at("2026-11-22T16:00:00Z", &["run", "--once"]);
+    let again =
+        ws.keel(&["simulate", "--at", "2026-11-22T17:00:00Z", "--playbook", "renewal-90", "--account", "ENT"]).ok();
+    assert!(again.contains("why:  renewal_date=2027-02-20 is already in the ledger"), "{again}");
+    // JSON says the same.
+    let json = ws
+        .keel(&[
+            "simulate",
+            "--at",
+            "2026-11-22T17:00:00Z",
+            "--playbook",
+            "renewal-90",
+            "--account",
+            "ENT",
+            "--format",
+            "json",
+        ])
+        .ok();
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(report["why_nothing"][0].as_str().unwrap().contains("already in the ledger"), "{report}");
+}
