@@ -47,6 +47,9 @@ fn main() -> ExitCode {
     }));
     match keel::cli::run(cli) {
         Ok(code) => code,
+        // `keel accounts list | head`: the reader went away; like every Unix tool, stop
+        // quietly.
+        Err(err) if broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             // A user error reads as a message about their input, cargo-style, never a panic.
             eprint!("error: {err}");
@@ -59,4 +62,13 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether `err` is a write to a closed pipe.
+fn broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>().and_then(|e| e.io_error_kind())
+                == Some(std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -345,13 +345,13 @@ fn a_running_daemon_survives_a_non_ascii_typo_and_takes_a_bom_file() {
     let (line, column) = find(&broken, " &&\n");
     let at = format!("--> ./playbooks/red-save-plan.yaml:{line}:{}", column + 3);
     wait_for(&rx, &mut log, "the diagnostic at the character column", |l| l.contains(&at));
-    wait_for(&rx, &mut log, "a tick of the old set after the rejected change", tick);
+    wait_for(&rx, &mut log, "a pass of the old set after the rejected change", |l| l.contains("pass done"));
 
     // Fixed, and saved by an editor that writes a BOM and CRLF: applied.
     let fixed = original.replace("name: Red health → manager save plan", "name: Santé rouge → plan (é, 日本)");
     ws.write("playbooks/red-save-plan.yaml", &windows(&fixed));
     wait_for(&rx, &mut log, "the applied reload", |l| l.contains("reloaded the config, rules and playbooks"));
-    wait_for(&rx, &mut log, "a tick after the reload", tick);
+    wait_for(&rx, &mut log, "a pass after the reload", |l| l.contains("pass done"));
 
     let (status, _) = terminate(&mut child);
     assert_eq!(status.code(), Some(0), "still running, and a clean stop exits 0:\n{}", log.join("\n"));

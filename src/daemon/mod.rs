@@ -183,19 +183,40 @@ impl Daemon {
                 "resumed an interrupted pass: accounts its earlier run committed were not evaluated again"
             );
         }
-        tracing::info!(accounts = report.accounts, duration_ms = ms, selection = %report.selection, "pass done");
+        let skipped: u64 = report.playbooks.values().map(|s| s.skipped).sum();
+        tracing::info!(
+            accounts = report.accounts,
+            playbooks = due.len(),
+            fired = report.fired(),
+            skipped,
+            errors = report.errors(),
+            duration_ms = ms,
+            selection = %report.selection,
+            "pass done"
+        );
+        // A playbook that decided something gets its line at info; the rest at debug, so
+        // an idle hourly daemon logs one line per pass.
         for (id, tick) in due {
             let s = report.playbooks.get(id).cloned().unwrap_or_default();
-            tracing::info!(
-                playbook = %id,
-                tick = %tick.format("%Y-%m-%dT%H:%M:%SZ"),
-                accounts = s.evaluated,
-                fired = s.fired,
-                skipped = s.skipped,
-                errors = s.errors,
-                duration_ms = ms,
-                "tick evaluated"
-            );
+            macro_rules! tick_line {
+                ($level:ident) => {
+                    tracing::$level!(
+                        playbook = %id,
+                        tick = %tick.format("%Y-%m-%dT%H:%M:%SZ"),
+                        accounts = s.evaluated,
+                        fired = s.fired,
+                        skipped = s.skipped,
+                        errors = s.errors,
+                        duration_ms = ms,
+                        "tick evaluated"
+                    )
+                };
+            }
+            if s.fired + s.skipped + s.exited + s.errors > 0 {
+                tick_line!(info);
+            } else {
+                tick_line!(debug);
+            }
         }
         for f in &report.failures {
             tracing::warn!(playbook = %f.playbook, account = %f.account, error = %f.error, "evaluation failed");

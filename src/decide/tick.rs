@@ -179,7 +179,7 @@ pub fn tick(
                 let when = next.map_or("never".into(), |t| t.format("%Y-%m-%d %H:%M %Z").to_string());
                 notes.push(format!("{}: a schedule trigger's first run; it fires from its next tick, {when}", pb.id));
                 if commit {
-                    tracing::info!(playbook = %pb.id, next = ?next, "first run of a schedule trigger: fires from its next tick");
+                    tracing::info!(playbook = %pb.id, next = %when, "first run of a schedule trigger: fires from its next tick");
                     store.set_last_tick(&pb.id, now)?;
                 }
             }

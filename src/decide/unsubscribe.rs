@@ -20,7 +20,7 @@ const MAC_BYTES: usize = 16;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
-    #[error("this is not an unsubscribe token (expected two parts joined by a dot)")]
+    #[error("this unsubscribe link is incomplete or was changed: copy the whole link from the email (or unsubscribe by address)")]
     Malformed,
     #[error("this unsubscribe token was not issued by this Keel (its signature does not match)")]
     BadSignature,
