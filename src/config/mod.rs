@@ -388,6 +388,24 @@ mod tests {
     }
 
     #[test]
+    fn email_currency_and_date_format_default_and_are_checked() {
+        let c = load_str("").unwrap();
+        assert_eq!((c.email.currency.as_str(), c.email.date_format.as_str()), ("USD", "%b %-d, %Y"));
+        let c = load_str("timezone: Europe/Paris\nemail:\n  currency: eur\n  date_format: \"%d/%m/%Y\"\n").unwrap();
+        let f = c.formats();
+        assert_eq!(
+            (f.currency.as_str(), f.date_format.as_str(), f.timezone),
+            ("EUR", "%d/%m/%Y", chrono_tz::Europe::Paris)
+        );
+        let bad = load_str("email:\n  currency: dollars\n").unwrap_err().to_string();
+        assert!(bad.contains("invalid currency \"dollars\": expected an ISO 4217 code"), "{bad}");
+        let bad = load_str("email:\n  date_format: \"%H:%M\"\n").unwrap_err().to_string();
+        assert!(bad.contains("asks for a time or zone"), "{bad}");
+        let bad = load_str("email:\n  date_format: \"%Q\"\n").unwrap_err().to_string();
+        assert!(bad.contains("invalid date format"), "{bad}");
+    }
+
+    #[test]
     fn an_empty_config_gets_defaults_relative_to_its_folder() {
         let c = load_str("").unwrap();
         assert_eq!(c.timezone, Tz::UTC);
