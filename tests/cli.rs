@@ -78,11 +78,11 @@ fn accounts_list_filters_and_sorts() {
     let ws = book();
     ws.keel(&["sync"]).ok();
     insta::assert_snapshot!(ws.keel(&["accounts", "list"]).ok(), @r"
-    ID   NAME             SEGMENT          ARR  OWNER                 RENEWAL     STAGE
-    A-1  Acme Analytics   enterprise  $480,000  ana@keel.example      2027-02-01  adoption
-    A-2  Bluepeak Health  mid_market   $62,000  ben@keel.example      2026-12-20  renewal
-    A-4  Delta Freight    smb           $7,100  digital@keel.example  -           onboarding
-    A-3  Cobalt Retail    smb           $5,400  digital@keel.example  2027-09-30  onboarding
+    ID   NAME             SEGMENT          ARR  HEALTH  BAND  OWNER                 RENEWAL     STAGE
+    A-1  Acme Analytics   enterprise  $480,000       -  -     ana@keel.example      2027-02-01  adoption
+    A-2  Bluepeak Health  mid_market   $62,000       -  -     ben@keel.example      2026-12-20  renewal
+    A-4  Delta Freight    smb           $7,100       -  -     digital@keel.example  -           onboarding
+    A-3  Cobalt Retail    smb           $5,400       -  -     digital@keel.example  2027-09-30  onboarding
     4 accounts, $554,500 ARR
     ");
     let by_renewal = ws.keel(&["accounts", "list", "--sort", "renewal", "--format", "json"]).ok();
@@ -99,6 +99,43 @@ fn accounts_list_filters_and_sorts() {
         .keel(&["accounts", "list", "--segment", "enterprise", "--limit", "0"])
         .ok()
         .contains("No accounts match"));
+}
+
+#[test]
+fn accounts_list_shows_health_filters_by_band_and_sorts_by_it() {
+    use keel::model::{Band, HealthPoint};
+    let ws = book();
+    ws.keel(&["sync"]).ok();
+    {
+        let store = ws.store();
+        let point = |score, band| HealthPoint {
+            date: "2026-11-30".parse().unwrap(),
+            score,
+            band,
+            components: Default::default(),
+        };
+        let (red, green, yellow) = (point(38.3, Band::Red), point(91.0, Band::Green), point(64.0, Band::Yellow));
+        store.record_health(&[("A-1", &green), ("A-2", &red), ("A-3", &yellow)]).unwrap();
+    }
+    insta::assert_snapshot!(ws.keel(&["accounts", "list", "--sort", "health"]).ok(), @r"
+    ID   NAME             SEGMENT          ARR  HEALTH  BAND    OWNER                 RENEWAL     STAGE
+    A-2  Bluepeak Health  mid_market   $62,000    38.3  red     ben@keel.example      2026-12-20  renewal
+    A-3  Cobalt Retail    smb           $5,400    64.0  yellow  digital@keel.example  2027-09-30  onboarding
+    A-1  Acme Analytics   enterprise  $480,000    91.0  green   ana@keel.example      2027-02-01  adoption
+    A-4  Delta Freight    smb           $7,100       -  -       digital@keel.example  -           onboarding
+    4 accounts, $554,500 ARR
+    ");
+    let red: Vec<serde_json::Value> =
+        serde_json::from_str(&ws.keel(&["accounts", "list", "--band", "red", "--format", "json"]).ok()).unwrap();
+    assert_eq!(red.len(), 1, "{red:?}");
+    assert_eq!((red[0]["id"].as_str(), red[0]["health"]["score"].as_f64()), (Some("A-2"), Some(38.3)));
+    let bad = ws.keel(&["accounts", "list", "--band", "purple"]);
+    assert_eq!(bad.code(), 2, "a usage error: {}", bad.stderr());
+    assert!(bad.stderr().contains("red, yellow, green"), "{}", bad.stderr());
+    let tasks = ws.keel(&["tasks", "list", "--limit", "1"]).ok();
+    assert!(tasks.contains("No open tasks"), "{tasks}");
+    let outbox = ws.keel(&["outbox", "list", "--limit", "1"]).ok();
+    assert!(outbox.contains("No pending outbox entries"), "{outbox}");
 }
 
 #[test]

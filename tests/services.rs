@@ -32,6 +32,10 @@ fn book_of_business() -> (Workspace, Store) {
     (ws, store)
 }
 
+fn list(store: &Store, query: &accounts::ListQuery) -> Result<accounts::AccountList, ServiceError> {
+    accounts::list(store, query, now(), chrono_tz::Europe::Berlin)
+}
+
 fn ids(list: &accounts::AccountList) -> Vec<&str> {
     list.accounts.iter().map(|a| a.id.as_str()).collect()
 }
@@ -109,14 +113,14 @@ fn accounts_list_filters_by_segment_and_owner_case_insensitively() {
         owner: owner.map(Into::into),
         ..accounts::ListQuery::default()
     };
-    let smb = accounts::list(&store, &query(Some("SMB"), None)).unwrap();
+    let smb = list(&store, &query(Some("SMB"), None)).unwrap();
     assert_eq!(ids(&smb), ["A-4", "A-3"], "a CRM spelling of the segment works");
     assert_eq!(smb.arr, 12_500.0, "the ARR of the listed accounts only");
-    let digital = accounts::list(&store, &query(None, Some("DIGITAL@keel.example"))).unwrap();
+    let digital = list(&store, &query(None, Some("DIGITAL@keel.example"))).unwrap();
     assert_eq!(ids(&digital), ["A-4", "A-3", "A-5"], "owner matches whatever the case");
-    let both = accounts::list(&store, &query(Some("mid market"), Some("ana@keel.example"))).unwrap();
+    let both = list(&store, &query(Some("mid market"), Some("ana@keel.example"))).unwrap();
     assert!(both.accounts.is_empty(), "both filters apply");
-    let bad = accounts::list(&store, &query(Some("not/a segment"), None)).unwrap_err();
+    let bad = list(&store, &query(Some("not/a segment"), None)).unwrap_err();
     assert!(matches!(bad, ServiceError::Segment(_)), "{bad:?}");
 }
 
@@ -124,7 +128,7 @@ fn accounts_list_filters_by_segment_and_owner_case_insensitively() {
 fn accounts_list_sorts_missing_values_last_and_breaks_ties_on_id() {
     let (_ws, store) = book_of_business();
     let sorted = |sort, reverse, limit| {
-        let list = accounts::list(&store, &accounts::ListQuery { sort, reverse, limit, ..Default::default() });
+        let list = list(&store, &accounts::ListQuery { sort, reverse, limit, ..Default::default() });
         ids(&list.unwrap()).into_iter().map(String::from).collect::<Vec<_>>()
     };
     use accounts::SortKey::*;
@@ -133,6 +137,91 @@ fn accounts_list_sorts_missing_values_last_and_breaks_ties_on_id() {
     assert_eq!(sorted(Name, false, None), ["A-1", "A-2", "A-3", "A-4", "A-5"]);
     assert_eq!(sorted(Id, true, None), ["A-5", "A-4", "A-3", "A-2", "A-1"]);
     assert_eq!(sorted(Arr, false, Some(2)), ["A-1", "A-2"], "the limit applies after sorting");
+}
+
+fn point(date: &str, score: f64, band: keel::model::Band) -> HealthPoint {
+    HealthPoint { date: date.parse().unwrap(), score, band, components: Default::default() }
+}
+
+#[test]
+fn accounts_list_shows_health_as_of_today_filters_by_band_and_sorts_lowest_first() {
+    use keel::model::Band::*;
+    let (_ws, store) = book_of_business();
+    store
+        .record_health(&[
+            ("A-1", &point("2026-11-20", 85.0, Green)),
+            // Scored after today (2026-12-01 in Berlin): not what the list shows.
+            ("A-1", &point("2026-12-05", 20.0, Red)),
+            ("A-2", &point("2026-12-01", 41.5, Red)),
+            ("A-3", &point("2026-11-30", 41.5, Red)),
+            ("A-5", &point("2026-11-01", 70.0, Yellow)),
+        ])
+        .unwrap();
+    let all = list(&store, &accounts::ListQuery::default()).unwrap();
+    let health: Vec<_> = all.accounts.iter().map(|a| (a.id.as_str(), a.health.map(|h| (h.score, h.band)))).collect();
+    assert_eq!(
+        health,
+        [
+            ("A-1", Some((85.0, Green))),
+            ("A-2", Some((41.5, Red))),
+            ("A-4", None),
+            ("A-3", Some((41.5, Red))),
+            ("A-5", Some((70.0, Yellow)))
+        ],
+        "the latest point on or before today, none for an account never scored"
+    );
+    let json = serde_json::to_value(&all.accounts[0]).unwrap();
+    assert_eq!((json["id"].as_str(), json["health"]["band"].as_str()), (Some("A-1"), Some("green")), "{json}");
+    assert_eq!(json["health"]["score"].as_f64(), Some(85.0), "{json}");
+
+    let query = |band, sort, limit| accounts::ListQuery { band, sort, limit, ..Default::default() };
+    let by_health = list(&store, &query(None, accounts::SortKey::Health, None)).unwrap();
+    assert_eq!(ids(&by_health), ["A-2", "A-3", "A-5", "A-1", "A-4"], "lowest first, ties by id, unscored last");
+    let red = list(&store, &query(Some(Red), accounts::SortKey::Arr, None)).unwrap();
+    assert_eq!(ids(&red), ["A-2", "A-3"], "only the band, in the asked order");
+    assert_eq!(red.arr, 67_400.0);
+    let worst = list(&store, &query(None, accounts::SortKey::Health, Some(1))).unwrap();
+    assert_eq!(ids(&worst), ["A-2"], "the limit applies after the health sort");
+    let green_smb =
+        list(&store, &accounts::ListQuery { band: Some(Green), segment: Some("smb".into()), ..Default::default() });
+    assert!(green_smb.unwrap().accounts.is_empty());
+}
+
+#[test]
+fn tasks_and_outbox_lists_stop_at_the_limit() {
+    let (_ws, store) = book_of_business();
+    let day = |d: i64| Some(now() + Duration::days(d));
+    fire(
+        &store,
+        "A-1",
+        "p1",
+        vec![email("A-1", "p1", "o", "x@keel.example", Status::Pending)],
+        Some(task("A-1", "p1", day(3))),
+    );
+    fire(
+        &store,
+        "A-2",
+        "p2",
+        vec![email("A-2", "p2", "o", "y@keel.example", Status::Pending)],
+        Some(task("A-2", "p2", day(1))),
+    );
+    fire(
+        &store,
+        "A-3",
+        "p3",
+        vec![email("A-3", "p3", "o", "z@keel.example", Status::Pending)],
+        Some(task("A-3", "p3", day(2))),
+    );
+    let tz = chrono_tz::Europe::Berlin;
+    let two = tasks::list(&store, &tasks::ListQuery { limit: Some(2), ..Default::default() }, now(), tz).unwrap();
+    let accounts: Vec<_> = two.tasks.iter().map(|t| t.account.as_str()).collect();
+    assert_eq!(accounts, ["A-2", "A-3"], "the soonest due");
+    assert_eq!(two.matched, 3, "and how many there were");
+    let q = outbox::ListQuery { limit: Some(2), ..Default::default() };
+    let first: Vec<_> = outbox::list(&store, &q).unwrap().iter().map(|e| e.target()).collect();
+    assert_eq!(first, ["x@keel.example", "y@keel.example"], "the oldest two");
+    let q = outbox::ListQuery { limit: Some(0), account: Some("A-1".into()), ..Default::default() };
+    assert!(outbox::list(&store, &q).unwrap().is_empty());
 }
 
 #[test]
@@ -300,7 +389,7 @@ fn outbox_retry_puts_back_dead_entries_only() {
     fire(&store, "A-2", "renewal", vec![email("A-2", "renewal", "episode:1", "d@x.example", dead())], None);
     let before: Vec<OutboxEntry> = store.outbox().map(Result::unwrap).collect();
     let list = |which, account: Option<&str>| {
-        let q = outbox::ListQuery { which, account: account.map(Into::into) };
+        let q = outbox::ListQuery { which, account: account.map(Into::into), limit: None };
         outbox::list(&store, &q).unwrap().iter().map(|e| e.target()).collect::<Vec<_>>()
     };
     assert_eq!(list(outbox::Which::Dead, None), ["a@x.example", "d@x.example"]);
@@ -376,6 +465,11 @@ fn preview_renders_customer_mail_with_its_unsubscribe_link_and_internal_mail_wit
         "id: outreach\nname: Outreach\ntrigger:\n  condition: true\nactions:\n  - email: { to: contacts, template: hello }\n",
     );
     ws.write("playbooks/templates/hello.txt", "Subject: Hi {{ recipient.email }}\nAbout {{ account.name }}.\n");
+    ws.write(
+        "playbooks/brief.yaml",
+        "id: brief\nname: Brief\ntrigger:\n  condition: true\nactions:\n  - email: { to: \"{{ account.manager }}\", template: note }\n",
+    );
+    ws.write("playbooks/templates/note.txt", "Subject: {{ account.name }}\nARR {{ account.arr | money }}.\n");
     let contact = keel::model::ContactPatch {
         id: "C-1".into(),
         account_id: Some("A-1".into()),
@@ -390,6 +484,7 @@ fn preview_renders_customer_mail_with_its_unsubscribe_link_and_internal_mail_wit
         template: template.into(),
         account: account.into(),
         contact: contact.map(Into::into),
+        playbook: None,
         now: now(),
     };
     let render = |a| keel::services::preview::preview(&loaded.set, &store, &config, &a);
@@ -401,12 +496,26 @@ fn preview_renders_customer_mail_with_its_unsubscribe_link_and_internal_mail_wit
     assert!(customer.text.contains(&format!("Unsubscribe: {url}")), "added where the template has none");
     assert!(customer.eml.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"), "{}", customer.eml);
 
-    let internal = render(args("hello", "A-1", None)).unwrap();
-    assert_eq!((internal.to.as_str(), internal.unsubscribe_url.as_deref()), ("ana@keel.example", None));
-    assert!(!internal.text.contains("Unsubscribe"));
+    let needs = render(args("hello", "A-1", None)).unwrap_err();
+    assert!(
+        matches!(&needs, ServiceError::NeedsContact { contacts, .. } if contacts == &["kim@customer.example"]),
+        "customer mail needs a contact: {needs:?}"
+    );
+
+    let internal = render(args("note", "A-1", None)).unwrap();
+    assert_eq!(
+        (internal.to.as_str(), internal.unsubscribe_url.as_deref(), internal.playbook.as_str()),
+        ("mo@keel.example", None, "brief"),
+        "the manager, as the playbook's `to` says"
+    );
+    assert!(internal.text.starts_with("ARR $480,000."), "{}", internal.text);
+    assert!(!internal.eml.contains("List-Unsubscribe"));
 
     let unknown = render(args("helo", "A-1", None)).unwrap_err();
-    assert!(matches!(&unknown, ServiceError::UnknownTemplate { known, .. } if known == &["hello"]), "{unknown:?}");
+    assert!(
+        matches!(&unknown, ServiceError::UnknownTemplate { known, .. } if known == &["hello", "note"]),
+        "{unknown:?}"
+    );
     let stranger = render(args("hello", "A-2", Some("kim@customer.example"))).unwrap_err();
     assert!(matches!(stranger, ServiceError::NoSuchContact { .. }), "{stranger:?}");
     assert!(matches!(render(args("hello", "A-9", None)), Err(ServiceError::NotFound { what: "account", .. })));

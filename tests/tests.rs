@@ -17,6 +17,7 @@ mod health;
 mod incremental;
 mod layers;
 mod playtest;
+mod preview;
 pub(crate) mod run;
 mod services;
 mod simulate;

@@ -10,7 +10,7 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use super::table::{money, number, truncate, Align, Table};
 use super::{FormatArg, OutputFormat, Session};
-use crate::model::Segment;
+use crate::model::{Band, Segment};
 use crate::services::accounts::{self, AccountDetail, AccountList, ListQuery, ShowQuery, SortKey};
 use crate::services::ServiceError;
 
@@ -30,7 +30,11 @@ pub struct ListArgs {
     /// Only accounts owned by this CSM (email, case-insensitive).
     #[arg(long)]
     owner: Option<String>,
-    /// Sort order: arr (largest first), renewal (soonest first), name, id.
+    /// Only accounts whose latest health is in this band.
+    #[arg(long, value_enum)]
+    band: Option<BandArg>,
+    /// Sort order: arr (largest first), renewal (soonest first), health (lowest first),
+    /// name, id. Accounts missing the value go last.
     #[arg(long, value_enum, default_value_t = SortArg::Arr)]
     sort: SortArg,
     /// Reverse the sort order.
@@ -49,6 +53,14 @@ enum SortArg {
     Renewal,
     Name,
     Id,
+    Health,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BandArg {
+    Red,
+    Yellow,
+    Green,
 }
 
 #[derive(Debug, Args)]
@@ -74,16 +86,22 @@ fn list(session: &Session, args: ListArgs) -> anyhow::Result<ExitCode> {
     let query = ListQuery {
         segment: args.segment,
         owner: args.owner,
+        band: args.band.map(|b| match b {
+            BandArg::Red => Band::Red,
+            BandArg::Yellow => Band::Yellow,
+            BandArg::Green => Band::Green,
+        }),
         sort: match args.sort {
             SortArg::Arr => SortKey::Arr,
             SortArg::Renewal => SortKey::Renewal,
             SortArg::Name => SortKey::Name,
             SortArg::Id => SortKey::Id,
+            SortArg::Health => SortKey::Health,
         },
         reverse: args.reverse,
         limit: args.limit,
     };
-    let AccountList { accounts, arr } = accounts::list(&store, &query)?;
+    let AccountList { accounts, arr } = accounts::list(&store, &query, session.now, session.config.timezone)?;
 
     let mut out = io::stdout().lock();
     match args.format.format {
@@ -97,6 +115,8 @@ fn list(session: &Session, args: ListArgs) -> anyhow::Result<ExitCode> {
                 ("NAME", Align::Left),
                 ("SEGMENT", Align::Left),
                 ("ARR", Align::Right),
+                ("HEALTH", Align::Right),
+                ("BAND", Align::Left),
                 ("OWNER", Align::Left),
                 ("RENEWAL", Align::Left),
                 ("STAGE", Align::Left),
@@ -107,6 +127,8 @@ fn list(session: &Session, args: ListArgs) -> anyhow::Result<ExitCode> {
                     truncate(a.display_name(), 32),
                     opt(a.segment.as_ref().map(Segment::as_str)),
                     a.arr.map_or_else(|| "-".into(), money),
+                    a.health.map_or_else(|| "-".into(), |h| format!("{:.1}", h.score)),
+                    opt(a.health.map(|h| h.band.as_str())),
                     opt(a.owner.as_deref()),
                     a.renewal_date.map_or_else(|| "-".into(), |d| d.to_string()),
                     opt(a.lifecycle_stage.as_deref()),
@@ -154,9 +176,9 @@ fn show(session: &Session, args: ShowArgs) -> anyhow::Result<ExitCode> {
     let days = |d: NaiveDate| {
         let n = (d - today).num_days();
         match n.cmp(&0) {
-            Ordering::Greater => format!("{d} (in {n} days)"),
+            Ordering::Greater => format!("{d} (in {n} day{})", if n == 1 { "" } else { "s" }),
             Ordering::Equal => format!("{d} (today)"),
-            Ordering::Less => format!("{d} ({} days ago)", -n),
+            Ordering::Less => format!("{d} ({} day{} ago)", -n, if n == -1 { "" } else { "s" }),
         }
     };
     let mut table = Table::new(&[("", Align::Left), ("", Align::Left)]);

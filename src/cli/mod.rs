@@ -128,7 +128,7 @@ impl Session {
 /// `consequence` ("nothing was simulated") saying what did not happen.
 pub(crate) fn load_playbooks(session: &Session, consequence: &str) -> anyhow::Result<Loaded> {
     let config = &session.config;
-    Loaded::load(&config.rules_dir, &config.playbooks_dir).map_err(|errors| load_failed(&errors, consequence))
+    config.load_playbooks().map_err(|errors| load_failed(&errors, consequence))
 }
 
 /// The error for `errors` found loading the rules and playbooks.

@@ -31,6 +31,9 @@ pub struct ListArgs {
     /// Only this account's.
     #[arg(long)]
     account: Option<String>,
+    /// Show at most this many (the oldest first).
+    #[arg(long)]
+    limit: Option<usize>,
     #[command(flatten)]
     format: FormatArg,
 }
@@ -61,7 +64,7 @@ fn list(session: &Session, args: ListArgs) -> anyhow::Result<ExitCode> {
     } else {
         Which::Pending
     };
-    let entries = outbox::list(&store, &ListQuery { which, account: args.account })?;
+    let entries = outbox::list(&store, &ListQuery { which, account: args.account, limit: args.limit })?;
     let mut out = io::stdout().lock();
     if args.format.format == OutputFormat::Json {
         serde_json::to_writer_pretty(&mut out, &entries)?;

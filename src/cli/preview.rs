@@ -1,5 +1,6 @@
 //! `keel preview TEMPLATE --account ID`: an email template rendered for a real account,
-//! as the exact message Keel would send (headers and parts), to the terminal or a file.
+//! as the exact message the playbook's action would send (its recipient, headers and
+//! parts), to the terminal or a file.
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -18,10 +19,13 @@ pub struct PreviewArgs {
     /// The account whose data fills it in.
     #[arg(long)]
     account: String,
-    /// Render as customer mail to this contact's address (recipient, unsubscribe link);
-    /// default: internal mail to the account's owner.
+    /// For customer mail (a playbook sending to `contacts`): the contact to render it for
+    /// (required there). Internal mail goes where the playbook's `to` says.
     #[arg(long)]
     contact: Option<String>,
+    /// The playbook whose action to preview, when several send this template.
+    #[arg(long)]
+    playbook: Option<String>,
     /// Write the message (.eml) here instead of the terminal.
     #[arg(long, short = 'o')]
     out: Option<PathBuf>,
@@ -34,6 +38,7 @@ pub fn run(session: &Session, args: PreviewArgs) -> anyhow::Result<ExitCode> {
         template: args.template,
         account: args.account,
         contact: args.contact,
+        playbook: args.playbook,
         now: session.now,
     };
     let p = preview::preview(&loaded.set, &store, &session.config, &query).map_err(|e| match e {
@@ -48,9 +53,12 @@ pub fn run(session: &Session, args: PreviewArgs) -> anyhow::Result<ExitCode> {
         None => {
             // The parts as written, not transfer-encoded, so a person can read them.
             let mut out = io::stdout().lock();
+            let how = if p.digest { ", in a digest" } else { "" };
+            writeln!(out, "Playbook: {} ({} mail{how})", p.playbook, p.audience)?;
             writeln!(out, "From: {}\nTo: {}\nSubject: {}", p.from, p.to, p.subject)?;
             if let Some(url) = &p.unsubscribe_url {
                 writeln!(out, "List-Unsubscribe: <{url}>")?;
+                writeln!(out, "List-Unsubscribe-Post: List-Unsubscribe=One-Click")?;
             }
             writeln!(out, "\n{}", p.text.trim_end())?;
             if let Some(html) = &p.html {

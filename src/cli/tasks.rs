@@ -39,6 +39,9 @@ pub struct ListArgs {
     /// Every task, done and cancelled too.
     #[arg(long)]
     all: bool,
+    /// Show at most this many (the soonest due).
+    #[arg(long)]
+    limit: Option<usize>,
     #[command(flatten)]
     format: FormatArg,
 }
@@ -72,7 +75,7 @@ pub fn run(session: &Session, cmd: TasksCommand) -> anyhow::Result<ExitCode> {
 fn list(session: &Session, args: ListArgs) -> anyhow::Result<ExitCode> {
     let store = session.open_store()?;
     let tz = session.config.timezone;
-    let query = ListQuery { owner: args.owner, overdue: args.overdue, all: args.all };
+    let query = ListQuery { owner: args.owner, overdue: args.overdue, all: args.all, limit: args.limit };
     let list = tasks::list(&store, &query, session.now, tz)?;
     let tasks = &list.tasks;
     let mut out = io::stdout().lock();
@@ -118,6 +121,11 @@ fn list(session: &Session, args: ListArgs) -> anyhow::Result<ExitCode> {
         ]);
     }
     write!(out, "{}", table.render())?;
-    writeln!(out, "{} task(s), {} overdue. `keel tasks done ID` closes one.", tasks.len(), list.overdue.len())?;
+    let shown = if list.matched > tasks.len() {
+        format!("{} of {} task(s) shown", tasks.len(), list.matched)
+    } else {
+        format!("{} task(s)", tasks.len())
+    };
+    writeln!(out, "{shown}, {} overdue. `keel tasks done ID` closes one.", list.overdue.len())?;
     Ok(ExitCode::SUCCESS)
 }

@@ -172,6 +172,10 @@ pub struct EmailConfig {
     /// Signs unsubscribe tokens; `None`: a key Keel keeps in the store.
     pub unsubscribe_secret: Option<Secret>,
     pub protections: Protections,
+    /// `email.currency`: what templates' `money` filter prints (ISO code, default USD).
+    pub currency: String,
+    /// `email.date_format`: templates' `date` filter without an argument.
+    pub date_format: String,
 }
 
 #[derive(Debug, Clone)]
@@ -214,6 +218,24 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// How templates print money and dates (`email.currency`, `email.date_format`, and
+    /// the config's zone for moments whose recipient and account name none).
+    pub fn formats(&self) -> crate::lang::render::Formats {
+        crate::lang::render::Formats {
+            currency: self.email.currency.clone(),
+            date_format: self.email.date_format.clone(),
+            timezone: self.timezone,
+        }
+    }
+
+    /// Loads the rules and playbooks this config names, templates printing figures as
+    /// [`Config::formats`] says.
+    pub fn load_playbooks(&self) -> Result<crate::lang::Loaded, Vec<Diagnostic>> {
+        let mut loaded = crate::lang::Loaded::load(&self.rules_dir, &self.playbooks_dir)?;
+        crate::lang::render::register_filters(&mut loaded.set.templates, &self.formats());
+        Ok(loaded)
+    }
+
     /// Reads, parses and validates the config file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = diagnostic::read_source(path).map_err(|source| match source.kind() {
@@ -281,6 +303,11 @@ impl Config {
                     .filter(|u| !u.trim().is_empty())
                     .unwrap_or_else(|| format!("http://{listen}/unsubscribe")),
                 unsubscribe_secret: raw.email.unsubscribe_secret.filter(|s| !s.expose().is_empty()),
+                currency: raw.email.currency.map_or_else(|| "USD".to_string(), |c| c.0),
+                date_format: raw
+                    .email
+                    .date_format
+                    .map_or_else(|| crate::lang::render::DEFAULT_DATE_FORMAT.to_string(), |f| f.0),
                 protections: {
                     let default = Protections::default();
                     Protections {
@@ -358,6 +385,24 @@ mod tests {
     fn load_str(text: &str) -> Result<Config, ConfigError> {
         let path = Path::new("conf/keel.yaml");
         parse(path, text).map(|raw| Config::from_raw(path, raw))
+    }
+
+    #[test]
+    fn email_currency_and_date_format_default_and_are_checked() {
+        let c = load_str("").unwrap();
+        assert_eq!((c.email.currency.as_str(), c.email.date_format.as_str()), ("USD", "%b %-d, %Y"));
+        let c = load_str("timezone: Europe/Paris\nemail:\n  currency: eur\n  date_format: \"%d/%m/%Y\"\n").unwrap();
+        let f = c.formats();
+        assert_eq!(
+            (f.currency.as_str(), f.date_format.as_str(), f.timezone),
+            ("EUR", "%d/%m/%Y", chrono_tz::Europe::Paris)
+        );
+        let bad = load_str("email:\n  currency: dollars\n").unwrap_err().to_string();
+        assert!(bad.contains("invalid currency \"dollars\": expected an ISO 4217 code"), "{bad}");
+        let bad = load_str("email:\n  date_format: \"%H:%M\"\n").unwrap_err().to_string();
+        assert!(bad.contains("asks for a time or zone"), "{bad}");
+        let bad = load_str("email:\n  date_format: \"%Q\"\n").unwrap_err().to_string();
+        assert!(bad.contains("invalid date format"), "{bad}");
     }
 
     #[test]

@@ -181,6 +181,42 @@ pub struct RawEmail {
     pub quiet_hours: Option<RawQuietHours>,
     /// Days customer-facing mail goes out on, in the recipient's zone.
     pub business_days: Option<Vec<Day>>,
+    /// The currency templates' `money` filter prints (ISO 4217 code).
+    pub currency: Option<CurrencyCode>,
+    /// The format of templates' `date` filter (strftime).
+    pub date_format: Option<EmailDateFormat>,
+}
+
+/// An ISO 4217 currency code (three letters), checked while parsing.
+#[derive(Debug, Clone)]
+pub struct CurrencyCode(pub String);
+
+impl<'de> Deserialize<'de> for CurrencyCode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let Expanded(raw) = Expanded::deserialize(d)?;
+        let code = raw.trim().to_ascii_uppercase();
+        if code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase()) {
+            Ok(CurrencyCode(code))
+        } else {
+            Err(de::Error::custom(format!(
+                "invalid currency {raw:?}: expected an ISO 4217 code, like \"USD\" or \"EUR\""
+            )))
+        }
+    }
+}
+
+/// A strftime format that can print a date (templates' `date`), checked while parsing.
+#[derive(Debug, Clone)]
+pub struct EmailDateFormat(pub String);
+
+impl<'de> Deserialize<'de> for EmailDateFormat {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let Expanded(raw) = Expanded::deserialize(d)?;
+        match crate::lang::render::date_format_problem(&raw) {
+            None => Ok(EmailDateFormat(raw)),
+            Some(problem) => Err(de::Error::custom(problem)),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -260,7 +260,7 @@ impl Daemon {
                 return self.rejected(vec![d]);
             }
         };
-        match Loaded::load(&config.rules_dir, &config.playbooks_dir) {
+        match config.load_playbooks() {
             Ok(loaded) => {
                 // As at start: a webhook that cannot expand its `${VAR}` here is refused.
                 let unset = loaded.set.unset_environment();

@@ -72,7 +72,48 @@ pub struct Firing<'a> {
     pub tick: DateTime<Utc>,
 }
 
+/// One recipient of an email action, as planning resolves it.
+#[derive(Debug, Clone)]
+pub struct Recipient {
+    /// The address (may be empty: a `to` template that rendered empty).
+    pub to: String,
+    pub audience: Audience,
+    /// What the template sees as `recipient`: the contact, or `{ email }` for internal mail.
+    pub context: Value,
+    /// Customer mail only: the address's unsubscribe link.
+    pub unsubscribe_url: Option<String>,
+}
+
 impl Planner<'_> {
+    /// Who an email action's `to` sends to for this account: each contact with an address
+    /// (customer mail, with its zone and unsubscribe link; the protections drop the
+    /// unsubscribed ones later), or the rendered address (internal mail). This is the one
+    /// implementation: planning and `keel preview` both call it. `Err`: the `to` template
+    /// failed, in words.
+    pub fn recipients(&self, to: &Recipients, view: &AccountView, ctx: &Value) -> Result<Vec<Recipient>, String> {
+        Ok(match to {
+            Recipients::Contacts => view
+                .contacts
+                .iter()
+                .filter_map(|c| {
+                    let email = c.email.as_deref()?.trim();
+                    let tz = c.timezone.or(view.account.timezone).unwrap_or(self.timezone).name().to_string();
+                    Some(Recipient {
+                        to: email.to_string(),
+                        audience: Audience::Customer { contact: c.id.clone(), timezone: tz },
+                        context: Value::from_serialize(c),
+                        unsubscribe_url: Some(self.unsubscribe.url(email)),
+                    })
+                })
+                .collect(),
+            Recipients::Address(t) => {
+                let to = one_line(&render_one(self.set, t, ctx).map_err(|e| format!("the `to` template failed: {e}"))?);
+                let context = Value::from_serialize(serde_json::json!({ "email": to }));
+                vec![Recipient { to, audience: Audience::Internal, context, unsubscribe_url: None }]
+            }
+        })
+    }
+
     /// The work of a step's actions for one firing.
     /// `ctx` is the firing's template context ([`crate::lang::render::context`]), built once per firing.
     pub fn plan(&self, actions: &[Action], f: &Firing, ctx: &Value) -> Work {
@@ -140,37 +181,15 @@ impl Planner<'_> {
                 });
             }
             Action::Email { to, template, digest, on_cap } => {
-                let recipients: Vec<(String, Audience, Value, Option<String>)> = match to {
-                    Recipients::Contacts => f
-                        .view
-                        .contacts
-                        .iter()
-                        .filter_map(|c| {
-                            let email = c.email.as_deref()?.trim();
-                            let tz = c.timezone.or(f.view.account.timezone).unwrap_or(self.timezone).name().to_string();
-                            let audience = Audience::Customer { contact: c.id.clone(), timezone: tz };
-                            Some((
-                                email.to_string(),
-                                audience,
-                                Value::from_serialize(c),
-                                Some(self.unsubscribe.url(email)),
-                            ))
-                        })
-                        .collect(),
-                    Recipients::Address(t) => match render_one(self.set, t, ctx) {
-                        Ok(to) => {
-                            let to = one_line(&to);
-                            let who = Value::from_serialize(serde_json::json!({ "email": to }));
-                            vec![(to, Audience::Internal, who, None)]
-                        }
-                        Err(e) => {
-                            let payload = Payload::Email(empty_email(String::new(), template, *on_cap));
-                            work.outbox.push(entry("", payload, dead(format!("the `to` template failed: {e}"))));
-                            return;
-                        }
-                    },
+                let recipients = match self.recipients(to, f.view, ctx) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let payload = Payload::Email(empty_email(String::new(), template, *on_cap));
+                        work.outbox.push(entry("", payload, dead(e)));
+                        return;
+                    }
                 };
-                for (to, audience, who, unsubscribe_url) in recipients {
+                for Recipient { to, audience, context: who, unsubscribe_url } in recipients {
                     if to.is_empty() {
                         let payload = Payload::Email(empty_email(to, template, *on_cap));
                         work.outbox.push(entry(

@@ -503,24 +503,8 @@ impl Deliverer {
             name(a).cmp(&name(b))
         });
         let loaded = self.loaded.read().expect("loaded lock").clone();
-        let name = loaded
-            .set
-            .playbooks
-            .iter()
-            .find(|p| p.id == leader.playbook)
-            .map_or(leader.playbook.clone(), |p| p.name.clone());
-        let first = parts.first().cloned().unwrap_or_default();
-        let ctx = context! {
-            accounts => Value::from_serialize(&parts),
-            account => Value::from_serialize(first.get("account")),
-            health => Value::from_serialize(first.get("health")),
-            contacts => Value::from(Vec::<Value>::new()),
-            playbook => context! { id => leader.playbook.clone(), name => name },
-            today => now.with_timezone(&self.timezone).date_naive().to_string(),
-            event => Value::from(()),
-            recipient => context! { email => m.to.clone() },
-            unsubscribe_url => m.unsubscribe_url.clone().unwrap_or_default(),
-        };
+        let today = now.with_timezone(&self.timezone).date_naive();
+        let ctx = digest_context(&loaded.set, &leader.playbook, &parts, today, &m.to, m.unsubscribe_url.as_deref());
         render_email(&loaded.set, &m.template, &ctx)
     }
 
@@ -607,4 +591,30 @@ pub fn suppression_with(
         return Ok(Some("do-not-contact (the account's fields.do_not_contact)".into()));
     }
     Ok(None)
+}
+
+/// What a digest's template sees: its parts (`accounts`, sorted as the caller gives them),
+/// the first one as `account`/`health`, and the recipient. The deliverer renders each
+/// digest from this, and `keel preview` a digest of one account.
+pub fn digest_context(
+    set: &crate::lang::playbook::PlaybookSet,
+    playbook: &str,
+    parts: &[serde_json::Value],
+    today: chrono::NaiveDate,
+    to: &str,
+    unsubscribe_url: Option<&str>,
+) -> Value {
+    let name = set.playbooks.iter().find(|p| p.id == playbook).map_or(playbook.to_string(), |p| p.name.clone());
+    let first = parts.first().cloned().unwrap_or_default();
+    context! {
+        accounts => Value::from_serialize(parts),
+        account => Value::from_serialize(first.get("account")),
+        health => Value::from_serialize(first.get("health")),
+        contacts => Value::from(Vec::<Value>::new()),
+        playbook => context! { id => playbook.to_string(), name => name },
+        today => today.to_string(),
+        event => Value::from(()),
+        recipient => context! { email => to.to_string() },
+        unsubscribe_url => unsubscribe_url.unwrap_or_default().to_string(),
+    }
 }

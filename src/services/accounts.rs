@@ -4,6 +4,10 @@
 //! Invariants: the list order is total (ties break on id), so the same store always lists
 //! the same way; accounts missing the sort value go last whichever the direction of the
 //! primary key. Only reads: nothing here writes to the store.
+//!
+//! Cost: [`list`] reads one health point per account it lists, and only then: when
+//! neither `--band` nor `--sort health` needs it earlier, health is read after the limit,
+//! so `--limit 20` over a million accounts reads 20 points.
 
 use std::cmp::Ordering;
 
@@ -12,7 +16,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use super::ServiceError;
-use crate::model::{Account, Contact, Event, HealthPoint, LedgerEntry, OutboxEntry, Segment, Task};
+use crate::model::{Account, Band, Contact, Event, HealthPoint, LedgerEntry, OutboxEntry, Segment, Task};
 use crate::store::Store;
 
 /// How [`list`] orders accounts.
@@ -27,6 +31,8 @@ pub enum SortKey {
     /// By display name, case-insensitive.
     Name,
     Id,
+    /// Lowest health score first (the most at risk); accounts never scored last.
+    Health,
 }
 
 /// What [`list`] keeps and in which order.
@@ -36,6 +42,8 @@ pub struct ListQuery {
     pub segment: Option<String>,
     /// Only accounts owned by this CSM (email, case-insensitive).
     pub owner: Option<String>,
+    /// Only accounts whose latest health point (as of their today) is in this band.
+    pub band: Option<Band>,
     pub sort: SortKey,
     /// Reverse the whole order (the id tie-break too).
     pub reverse: bool,
@@ -46,14 +54,52 @@ pub struct ListQuery {
 /// The accounts that matched, in order, with their ARR summed.
 #[derive(Debug, Clone, Serialize)]
 pub struct AccountList {
-    pub accounts: Vec<Account>,
+    pub accounts: Vec<ListedAccount>,
     /// ARR of the accounts listed (missing ARR counts as 0).
     pub arr: f64,
 }
 
-pub fn list(store: &Store, query: &ListQuery) -> Result<AccountList, ServiceError> {
+/// One listed account with its latest health (as of the account's today).
+#[derive(Debug, Clone, Serialize)]
+pub struct ListedAccount {
+    #[serde(flatten)]
+    pub account: Account,
+    /// `None` when the account has never been scored (`keel health` scores them).
+    pub health: Option<HealthSummary>,
+}
+
+impl std::ops::Deref for ListedAccount {
+    type Target = Account;
+    fn deref(&self) -> &Account {
+        &self.account
+    }
+}
+
+/// The score and band of a health point: what a list row shows (not its components).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct HealthSummary {
+    pub score: f64,
+    pub band: Band,
+    /// The day it was scored.
+    pub date: NaiveDate,
+}
+
+/// Lists the accounts `query` keeps. `now` and `timezone` (the config's, for accounts that
+/// name no zone) say which day's health point counts: the latest on or before the
+/// account's today, as `accounts show` reads it.
+pub fn list(store: &Store, query: &ListQuery, now: DateTime<Utc>, timezone: Tz) -> Result<AccountList, ServiceError> {
     let segment = query.segment.as_deref().map(Segment::parse).transpose()?;
     let owner = query.owner.as_deref().map(str::to_lowercase);
+    // Health is read before sorting only when the filter or the order needs it.
+    let health_first = query.band.is_some() || query.sort == SortKey::Health;
+    let health_of = |account: &Account| -> Result<Option<HealthSummary>, ServiceError> {
+        let today = now.with_timezone(&account.timezone.unwrap_or(timezone)).date_naive();
+        Ok(store.health_on_or_before(&account.id, today)?.map(|p| HealthSummary {
+            score: p.score,
+            band: p.band,
+            date: p.date,
+        }))
+    };
     let mut accounts = Vec::new();
     for account in store.accounts() {
         let account = account?;
@@ -63,7 +109,11 @@ pub fn list(store: &Store, query: &ListQuery) -> Result<AccountList, ServiceErro
         if owner.as_ref().is_some_and(|o| account.owner.as_deref().map(str::to_lowercase).as_ref() != Some(o)) {
             continue;
         }
-        accounts.push(account);
+        let health = if health_first { health_of(&account)? } else { None };
+        if query.band.is_some_and(|b| health.is_none_or(|h| h.band != b)) {
+            continue;
+        }
+        accounts.push(ListedAccount { account, health });
     }
     accounts.sort_by(|a, b| {
         let order = compare(query.sort, a, b);
@@ -76,18 +126,27 @@ pub fn list(store: &Store, query: &ListQuery) -> Result<AccountList, ServiceErro
     if let Some(limit) = query.limit {
         accounts.truncate(limit);
     }
+    if !health_first {
+        for row in &mut accounts {
+            row.health = health_of(&row.account)?;
+        }
+    }
     let arr = accounts.iter().map(|a| a.arr.unwrap_or(0.0)).sum();
     Ok(AccountList { accounts, arr })
 }
 
-/// Sort orders as a CSM expects them: biggest ARR first, soonest renewal first; accounts
-/// missing the value go last; ties break on id so output is stable.
-fn compare(key: SortKey, a: &Account, b: &Account) -> Ordering {
+/// Sort orders as a CSM expects them: biggest ARR first, soonest renewal first, lowest
+/// health first; accounts missing the value go last; ties break on id so output is stable.
+fn compare(key: SortKey, a: &ListedAccount, b: &ListedAccount) -> Ordering {
     let primary = match key {
         SortKey::Arr => b.arr.unwrap_or(f64::NEG_INFINITY).total_cmp(&a.arr.unwrap_or(f64::NEG_INFINITY)),
         SortKey::Renewal => a.renewal_date.unwrap_or(NaiveDate::MAX).cmp(&b.renewal_date.unwrap_or(NaiveDate::MAX)),
         SortKey::Name => a.display_name().to_lowercase().cmp(&b.display_name().to_lowercase()),
         SortKey::Id => Ordering::Equal,
+        SortKey::Health => {
+            let score = |r: &ListedAccount| r.health.map_or(f64::INFINITY, |h| h.score);
+            score(a).total_cmp(&score(b))
+        }
     };
     primary.then_with(|| a.id.cmp(&b.id))
 }

@@ -74,7 +74,7 @@ impl CheckReport {
 /// Validates what `config` names (the config itself was validated loading it).
 pub fn check(config: &Config) -> CheckReport {
     let problems = |ds: Vec<Diagnostic>| ds.into_iter().map(Problem).collect();
-    match Loaded::load(&config.rules_dir, &config.playbooks_dir) {
+    match config.load_playbooks() {
         Ok(Loaded { model, set, .. }) => CheckReport {
             config: config.file.clone(),
             loaded: Some(Loadout {

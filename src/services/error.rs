@@ -38,6 +38,18 @@ pub enum ServiceError {
     /// An email template no playbook uses.
     #[error("no email template {name:?} used by the playbooks; known: {}", known.join(", "))]
     UnknownTemplate { name: String, known: Vec<String> },
+    /// Several playbooks send the template: which one's action to preview?
+    #[error("email template {template:?} is sent by several playbooks ({}); pass --playbook to say which", playbooks.join(", "))]
+    AmbiguousTemplate { template: String, playbooks: Vec<String> },
+    /// `--playbook` names a playbook that does not send the template.
+    #[error("playbook {playbook:?} does not send the email template {template:?}; it is sent by: {}", if sent_by.is_empty() { "no playbook".to_string() } else { sent_by.join(", ") })]
+    NotSentBy { template: String, playbook: String, sent_by: Vec<String> },
+    /// Customer mail goes to each contact: the preview needs one.
+    #[error("playbook {playbook} sends {template:?} to the account's contacts: pass --contact ADDRESS to preview it for one ({})", if contacts.is_empty() { format!("account {account} has no contact with an address") } else { format!("{account}'s: {}", contacts.join(", ")) })]
+    NeedsContact { template: String, playbook: String, account: String, contacts: Vec<String> },
+    /// `--contact` for internal mail, which no contact receives.
+    #[error("playbook {playbook} sends {template:?} to {to:?}, not to contacts: drop --contact")]
+    NotCustomerMail { template: String, playbook: String, to: String },
     /// A preview for a contact the account does not have.
     #[error("account {account} has no contact with the address {address}")]
     NoSuchContact { account: String, address: String },

@@ -31,10 +31,13 @@ pub struct ListQuery {
     pub which: Which,
     /// Only this account's.
     pub account: Option<String>,
+    /// At most this many (the oldest); reading stops there.
+    pub limit: Option<usize>,
 }
 
 /// Entries in id order (the order they were decided).
 pub fn list(store: &Store, query: &ListQuery) -> Result<Vec<OutboxEntry>, ServiceError> {
+    let limit = query.limit.unwrap_or(usize::MAX);
     let keep = |e: &OutboxEntry| {
         let status_ok = match query.which {
             Which::All => true,
@@ -44,8 +47,8 @@ pub fn list(store: &Store, query: &ListQuery) -> Result<Vec<OutboxEntry>, Servic
         status_ok && query.account.as_ref().is_none_or(|a| *a == e.account)
     };
     Ok(match &query.account {
-        Some(a) => store.outbox_of(a)?.into_iter().filter(keep).collect(),
-        None => store.outbox().filter(|e| e.as_ref().map_or(true, keep)).collect::<Result<_, _>>()?,
+        Some(a) => store.outbox_of(a)?.into_iter().filter(keep).take(limit).collect(),
+        None => store.outbox().filter(|e| e.as_ref().map_or(true, keep)).take(limit).collect::<Result<_, _>>()?,
     })
 }
 

@@ -26,12 +26,16 @@ pub struct ListQuery {
     pub overdue: bool,
     /// Done and cancelled ones too (and snoozed ones still asleep).
     pub all: bool,
+    /// At most this many, after sorting.
+    pub limit: Option<usize>,
 }
 
 /// Tasks, soonest due first (those with no due date last), ties by id.
 #[derive(Debug, Clone, Serialize)]
 pub struct TaskList {
     pub tasks: Vec<Task>,
+    /// How many matched before the limit.
+    pub matched: usize,
     /// Ids of the listed tasks that are overdue now.
     pub overdue: Vec<u64>,
 }
@@ -55,8 +59,12 @@ pub fn list(store: &Store, query: &ListQuery, now: DateTime<Utc>, timezone: Tz) 
         })
         .collect::<Result<_, _>>()?;
     tasks.sort_by(|a, b| a.due.is_none().cmp(&b.due.is_none()).then(a.due.cmp(&b.due)).then(a.id.cmp(&b.id)));
+    let matched = tasks.len();
+    if let Some(limit) = query.limit {
+        tasks.truncate(limit);
+    }
     let overdue = tasks.iter().filter(|t| t.is_overdue(now, today)).map(|t| t.id).collect();
-    Ok(TaskList { tasks, overdue })
+    Ok(TaskList { tasks, matched, overdue })
 }
 
 /// Marks an open task done; returns it as stored.

@@ -28,6 +28,9 @@ impl PlaybookSet {
             env_refs: Vec::new(),
         };
         set.templates.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        // `money`, `number`, `date`, `plural`; the config's currency and date format
+        // replace these defaults (`Config::load_playbooks`).
+        crate::lang::render::register_filters(&mut set.templates, &crate::lang::render::Formats::default());
         // Account data is data: HTML-escaped in `.html` email parts, JSON-encoded in
         // webhook bodies; plain-text parts and subjects print it as it is.
         set.templates.set_auto_escape_callback(|name| {
