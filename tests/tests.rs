@@ -17,6 +17,7 @@ mod incremental;
 mod layers;
 mod playtest;
 pub(crate) mod run;
+mod schedule;
 mod services;
 mod simulate;
 mod store;
