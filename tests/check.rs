@@ -221,6 +221,28 @@ fn a_cron_that_never_fires_or_is_out_of_range_is_an_error_naming_the_field() {
     }
 }
 
+/// The monthly syntax's mistakes at their file:line:column, in the schedule as written:
+/// a seventh `#`, a weekday 8, `L` as a weekday, an offset from the last day, and a `#`
+/// day beside a day of month (which croniter would silently read as the `#` day alone).
+#[test]
+fn monthly_cron_mistakes_are_shown_where_they_are_written() {
+    let pb = |id: &str, schedule: &str| {
+        format!("id: {id}\nname: {id}\ntrigger:\n  schedule: \"{schedule}\"\nactions:\n  - task: {{ title: t, owner: o }}\n")
+    };
+    let files = [
+        ("a.yaml", pb("a", "0 9 * * 1#6")),
+        ("b.yaml", pb("b", "0 9 * * 8#1")),
+        ("c.yaml", pb("c", "0 9 * * L")),
+        ("d.yaml", pb("d", "0 9 L-3 * *")),
+        ("e.yaml", pb("e", "0 9 1 * 1#1")),
+        ("ok.yaml", pb("ok", "30 8 * * 5#L")),
+    ];
+    let ws = workspace(&files.iter().map(|(name, text)| (*name, text.as_str())).collect::<Vec<_>>());
+    let run = ws.keel(&["check"]);
+    assert_eq!(run.code(), 1, "{}", run.stdout());
+    insta::assert_snapshot!(run.stderr());
+}
+
 #[test]
 fn a_number_where_text_or_an_expression_belongs_is_an_error_at_its_key() {
     let errors = load(&[

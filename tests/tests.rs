@@ -19,6 +19,7 @@ mod layers;
 mod playtest;
 mod preview;
 pub(crate) mod run;
+mod schedule;
 mod services;
 mod simulate;
 mod store;

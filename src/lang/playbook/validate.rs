@@ -17,7 +17,7 @@ use crate::lang::duration::Span;
 use crate::lang::schedule::CronSchedule;
 use crate::lang::script::{Expression, Origin, ScriptEngine};
 
-const CRON_HELP: &str = "5 fields like crontab: \"0 8 * * 1-5\" is weekdays at 08:00";
+const CRON_HELP: &str = "5 fields like crontab: \"0 8 * * 1-5\" is weekdays at 08:00, \"0 9 * * 1#1\" the first Monday of the month, \"0 9 L * *\" its last day";
 
 /// A template's problem; `offset` is where in its source, when known.
 pub(super) struct TemplateProblem {
