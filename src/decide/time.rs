@@ -9,8 +9,9 @@ use crate::lang::duration::Span;
 
 const DAY: i64 = 24 * 60;
 
-/// The years a pass may stand for. The cron crate's schedules end with 2099, and a clock
-/// outside this range is a typo, not a plan.
+/// The years a pass may stand for: a clock outside them is a typo, not a plan (and keeps
+/// every date the pass computes from it, due dates and windows, far from the calendar's
+/// ends).
 pub const YEARS: std::ops::RangeInclusive<i32> = 1970..=2099;
 
 /// Whether a pass may run at `at`: an error in words when its year is outside [`YEARS`].

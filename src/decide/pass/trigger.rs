@@ -215,7 +215,8 @@ impl Worker<'_, '_> {
                 if verdict == DateDue::NotYet {
                     if self.ev.explain {
                         let days = (due_day - self.date).num_days();
-                        let why = format!("{name} {value} {offset} = {due_day}: not due yet (in {days} days)");
+                        let unit = if days == 1 { "day" } else { "days" };
+                        let why = format!("{name} {value} {offset} = {due_day}: not due yet (in {days} {unit})");
                         out.quiet = Some(self.outside_or(pb, out.view, why)?);
                     }
                     return self.sequences(pb, ps, out);
