@@ -141,3 +141,35 @@ fn simulate_for_one_account_and_one_playbook_says_why_nothing_fires() {
     let report: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert!(report["why_nothing"][0].as_str().unwrap().contains("already in the ledger"), "{report}");
 }
+
+#[test]
+fn a_first_pass_that_fires_for_much_of_the_book_says_so_before_delivering() {
+    let ws = Workspace::new(&format!(
+        "timezone: UTC\nrules: {}\nplaybooks: {}\n",
+        repo().join("rules").display(),
+        repo().join("playbooks").display()
+    ));
+    // 100 accounts, 40 of them red by the shipped health model.
+    let header = "id,name,segment,owner,manager,metrics.logins_30d,metrics.active_users,metrics.licensed_users,metrics.avg_session_minutes,metrics.open_tickets,metrics.feature_adoption_pct,metrics.workflow_completion_pct,metrics.data_quality_pct,metrics.integrations,metrics.exec_sponsor_meetings_90d,metrics.qbrs_attended_12m,metrics.nps,metrics.roi_achieved_pct,metrics.expansion_potential_pct";
+    let healthy = "2000,100,100,35,0,95,95,95,10,5,4,9,120,90";
+    let sick = "20,10,100,2,14,10,10,50,0,0,0,2,5,5";
+    let mut csv = format!("{header}\n");
+    for i in 0..100 {
+        let metrics = if i < 40 { sick } else { healthy };
+        csv.push_str(&format!("A{i:03},Acct {i},enterprise,csm@x.example,mgr@x.example,{metrics}\n"));
+    }
+    ws.write("a.csv", &csv);
+    ws.keel(&["sync", "accounts", "a.csv"]).ok();
+    let run = ws.keel_at("2026-11-24T15:00:00Z", &["run", "--once"]);
+    assert!(matches!(run.code(), 0 | 3), "{}{}", run.stdout(), run.stderr());
+    assert!(
+        run.stderr().contains(
+            "note: red-save-plan's first pass fired for 40 of 100 accounts: what is already true of the book, not news"
+        ),
+        "{}",
+        run.stderr()
+    );
+    // Later passes are news again: no note.
+    let next = ws.keel_at("2026-11-25T15:00:00Z", &["run", "--once"]);
+    assert!(!next.stderr().contains("first pass fired"), "{}", next.stderr());
+}

@@ -62,6 +62,14 @@ pub fn run(session: &Session, args: RunArgs) -> anyhow::Result<ExitCode> {
     let deliverer = Arc::new(Deliverer::new(&session.config, store, daemon.loaded_arc(), clock)?);
     if args.once {
         let tick = daemon.tick(&AtomicBool::new(false))?;
+        // Before anything is sent: a first pass that fired for much of the book is what
+        // is already true, and a person should see it before the mail goes out.
+        for f in tick.report.iter().flat_map(|r| r.floods()) {
+            eprintln!(
+                "note: {}'s first pass fired for {} of {} accounts: what is already true of the book, not news (`keel simulate --playbook {}` lists them); delivering now",
+                f.playbook, f.fired, f.evaluated, f.playbook
+            );
+        }
         let delivery = runtime.block_on(deliverer.deliver_due(&CancellationToken::new()))?;
         daemon.store().flush()?;
         // What this run put in `dead`: what its pass decided dead (a template that failed

@@ -218,6 +218,9 @@ impl Daemon {
                 tick_line!(debug);
             }
         }
+        for f in report.floods() {
+            tracing::warn!(playbook = %f.playbook, fired = f.fired, accounts = f.evaluated, "a first pass fired for much of the book: what is already true, not news");
+        }
         for f in &report.failures {
             tracing::warn!(playbook = %f.playbook, account = %f.account, error = %f.error, "evaluation failed");
         }

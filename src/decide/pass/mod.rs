@@ -130,7 +130,7 @@ impl Evaluator<'_> {
         });
         let mut report = PassReport::default();
         for d in due {
-            report.playbooks.entry(d.playbook.id.clone()).or_default();
+            report.playbooks.entry(d.playbook.id.clone()).or_default().first_pass = d.previous.is_none();
         }
         let results: Vec<Result<PassReport, StoreError>> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..self.workers.max(1))

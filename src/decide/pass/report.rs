@@ -21,6 +21,23 @@ pub struct PlaybookStats {
     pub dead: u64,
     /// Tasks opened with a part whose template failed.
     pub failed_tasks: u64,
+    /// This was the playbook's first pass (it never completed one before).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub first_pass: bool,
+}
+
+/// A first pass fires for more than this share of the accounts it evaluated…
+pub const FLOOD_SHARE: f64 = 0.2;
+/// …and at least this many times: a first pass over a book decides "what is already
+/// true", and that much of it at once is worth a look before anyone gets the mail.
+pub const FLOOD_MIN: u64 = 20;
+
+/// A playbook whose first pass fired for much of its audience.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Flood {
+    pub playbook: String,
+    pub fired: u64,
+    pub evaluated: u64,
 }
 
 /// A playbook that failed for one account.
@@ -65,6 +82,7 @@ impl PassReport {
             t.errors += s.errors;
             t.dead += s.dead;
             t.failed_tasks += s.failed_tasks;
+            t.first_pass |= s.first_pass;
         }
         let room = KEEP_FAILURES.saturating_sub(self.failures.len());
         self.failures.extend(other.failures.into_iter().take(room));
@@ -78,6 +96,16 @@ impl PassReport {
         if self.failures.len() < KEEP_FAILURES {
             self.failures.push(Failure { playbook: playbook.into(), account: account.into(), error });
         }
+    }
+
+    /// The playbooks whose first pass fired for more than [`FLOOD_SHARE`] of the accounts
+    /// they evaluated (and at least [`FLOOD_MIN`] times).
+    pub fn floods(&self) -> Vec<Flood> {
+        self.playbooks
+            .iter()
+            .filter(|(_, s)| s.first_pass && s.fired >= FLOOD_MIN && s.fired as f64 > FLOOD_SHARE * s.evaluated as f64)
+            .map(|(id, s)| Flood { playbook: id.clone(), fired: s.fired, evaluated: s.evaluated })
+            .collect()
     }
 
     pub fn fired(&self) -> u64 {
