@@ -118,12 +118,8 @@ fn a_partial_record_updates_only_the_fields_it_carries() {
     assert_eq!(store.account("ACC-1").unwrap().unwrap(), want, "an empty cell never blanks a field");
 }
 
-#[test]
-fn bad_rows_come_back_with_line_and_column_while_good_rows_land() {
-    let ws = Workspace::new(CRM_CONFIG);
-    ws.write(
-        "accounts.csv",
-        "\
+/// Rows with a bad id or too few cells, and rows whose optional cells cannot be read.
+const BAD_ROWS_CSV: &str = "\
 Account ID,Account Name,Segment,ARR,Renewal Date,CSM,TZ
 GOOD-1,One,SMB,1000,2027-01-01,a@x.example,UTC
 ,No Id,SMB,1000,2027-01-01,a@x.example,UTC
@@ -135,15 +131,19 @@ SHORT,Six
 GOOD-2,\"Multi
 line name\",SMB,2000,2027-02-01,b@x.example,Asia/Tokyo
 BAD-TZ,Seven,SMB,1000,2027-01-01,a@x.example,Mars/Base
-",
-    );
+";
+
+#[test]
+fn bad_rows_come_back_with_line_and_column_while_good_rows_land() {
+    let ws = Workspace::new(&CRM_CONFIG.replace("  accounts:\n", "  accounts:\n    on_bad_value: reject_row\n"));
+    ws.write("accounts.csv", BAD_ROWS_CSV);
     let store = ws.store();
     let report = ws.sync::<AccountField>(&store, "accounts.csv", |c| &c.sync.accounts);
     assert_eq!((report.inserted, report.rejected), (2, 7), "{report}");
     let errors: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
     insta::assert_snapshot!(errors.join("\n"), @r#"
     3: missing id
-    4:5: column "Renewal Date": invalid date "2027-13-01": expected YYYY-MM-DD (or set date_format for this source)
+    4:5: column "Renewal Date": invalid date "2027-13-01": expected YYYY-MM-DD (or set date_format for this source or column)
     5:4: column "ARR": expected a number, found "1234,56" (use '.' for decimals; ',' only between groups of three digits)
     6:3: column "Segment": segment "Tier 1!" is neither a standard segment (enterprise, mid_market, smb) nor a plain name (letters, digits, spaces, '-' or '_')
     7:4: column "ARR": expected a number, found "lots"
@@ -157,6 +157,36 @@ BAD-TZ,Seven,SMB,1000,2027-01-01,a@x.example,Mars/Base
 }
 
 #[test]
+fn by_default_an_unreadable_optional_cell_is_left_out_and_its_row_stored() {
+    let ws = Workspace::new(CRM_CONFIG);
+    ws.write("accounts.csv", BAD_ROWS_CSV);
+    let run = ws.keel(&["sync", "accounts", "accounts.csv"]);
+    assert_eq!(run.code(), 65, "a missing id still rejects its row");
+    assert!(
+        run.stdout().contains("7 inserted, 0 updated, 0 unchanged, 2 rejected, 6 unreadable values left out"),
+        "{}",
+        run.stdout()
+    );
+    insta::assert_snapshot!(run.stderr(), @r#"
+      accounts.csv:3: missing id
+      accounts.csv:4:5: column "Renewal Date": invalid date "2027-13-01": expected YYYY-MM-DD (or set date_format for this source or column) (warning: the row was stored without this value)
+      accounts.csv:5:4: column "ARR": expected a number, found "1234,56" (use '.' for decimals; ',' only between groups of three digits) (warning: the row was stored without this value)
+      accounts.csv:6:3: column "Segment": segment "Tier 1!" is neither a standard segment (enterprise, mid_market, smb) nor a plain name (letters, digits, spaces, '-' or '_') (warning: the row was stored without this value)
+      accounts.csv:7:4: column "ARR": expected a number, found "lots" (warning: the row was stored without this value)
+      accounts.csv:7:6: column "CSM": invalid email address "not-an-email" (warning: the row was stored without this value)
+      accounts.csv:8: row has 2 cells; the header has 7
+      accounts.csv:11:7: column "TZ": unknown time zone "Mars/Base": expected an IANA name like America/New_York (warning: the row was stored without this value)
+    error: 2 row(s) rejected; the other 7 row(s) were stored
+    "#);
+    let store = ws.store();
+    let two = store.account("BAD-DATE").unwrap().expect("the customer is kept");
+    assert_eq!((two.name.as_str(), two.renewal_date, two.arr), ("Two", None, Some(1000.0)));
+    let five = store.account("BAD-TWO").unwrap().unwrap();
+    assert_eq!((five.arr, five.owner), (None, None), "both bad cells left out, the rest stored");
+    assert_eq!(five.segment, Some(Segment::Smb));
+}
+
+#[test]
 fn bad_json_lines_are_rejected_by_line() {
     let ws = Workspace::new(CRM_CONFIG);
     ws.write(
@@ -165,10 +195,12 @@ fn bad_json_lines_are_rejected_by_line() {
     );
     let store = ws.store();
     let report = ws.sync::<AccountField>(&store, "accounts.ndjson", |c| &c.sync.accounts);
-    assert_eq!((report.inserted, report.rejected), (2, 4), "{report:?}");
+    // B's bad ARR is left out (on_bad_value: skip_value) and B stored without it.
+    assert_eq!((report.inserted, report.rejected, report.skipped_values), (3, 3, 1), "{report:?}");
     let lines: Vec<u64> = report.errors.iter().map(|e| e.line).collect();
     assert_eq!(lines, [2, 3, 4, 5]);
     assert!(report.errors[0].to_string().starts_with("2: key \"arr\": expected a number"), "{}", report.errors[0]);
+    assert!(report.errors[0].skipped && !report.errors[1].skipped);
 }
 
 #[test]
@@ -177,7 +209,7 @@ fn a_json_array_reports_each_bad_element_at_its_line() {
     ws.write("accounts.json", "[\n  {\"id\": \"A\"},\n  {\"id\": \"B\",\n   \"renewal_date\": \"soon\"},\n  7\n]\n");
     let store = ws.store();
     let report = ws.sync::<AccountField>(&store, "accounts.json", |c| &c.sync.accounts);
-    assert_eq!((report.inserted, report.rejected), (1, 2));
+    assert_eq!((report.inserted, report.rejected, report.skipped_values), (2, 1, 1));
     assert_eq!(report.errors.iter().map(|e| e.line).collect::<Vec<_>>(), [3, 5]);
 }
 

@@ -39,7 +39,7 @@ ACC-8,\"Eight,8
     insta::assert_snapshot!(run.stderr(), @r#"
       accounts.csv:3:2: column "Account Name": a quote opened here is never closed (the field runs over 4 line ends, to a quote on line 7 that has other text right after it); reading went on from line 4
       accounts.csv:10:2: column "Account Name": a quote opened here is never closed (the field runs over 1 line ends, to the end of the file); reading went on from line 11
-    error: 2 row(s) rejected; the other rows were stored
+    error: 2 row(s) rejected; the other 6 row(s) were stored
     "#);
     let store = ws.store();
     for id in ["ACC-1", "ACC-3", "ACC-4", "ACC-5", "ACC-6", "ACC-7"] {
@@ -143,22 +143,57 @@ fn a_row_with_too_many_cells_says_which_cell_holds_a_quote() {
     );
 }
 
+/// The same export with LF and with CRLF line ends: a blank line, a notes cell over three
+/// lines, a bad cell after the notes in the same row, and bad cells on known lines.
+fn export(end: &str) -> String {
+    [
+        "Account ID,Notes,ARR,Renewal Date",
+        "A,,1,2027-01-01",
+        "",
+        "B,,x,2027-01-01",
+        "C,\"call Ana",
+        "then Bo",
+        "then sign\",y,2027-01-01",
+        "D,\"short, quoted\",4,2027-13-01",
+        "E,,5,2027-01-01",
+        "F,,z,2027-01-01",
+        "",
+    ]
+    .join(end)
+}
+
 #[test]
-fn line_numbers_stay_right_after_blank_lines_and_crlf_line_ends() {
-    let ws = Workspace::new(CRM_CONFIG);
-    // Before, the csv crate's positions put each row where the previous one ended: line 4
-    // in both files came back as line 3 (CRLF) or 2 (after the blank lines).
-    ws.write("crlf.csv", "Account ID,ARR\r\nA,1\r\nB,2\r\nC,x\r\n");
-    ws.write("blank.csv", "Account ID,Notes,ARR\nA,,1\n\n\nC,,x\nD,\"two\r\nlines\",y\nE,,z\n");
+fn line_numbers_are_the_editors_with_lf_and_crlf_line_ends() {
+    let ws = Workspace::new(&CRM_CONFIG.replace("  accounts:\n", "  accounts:\n    on_bad_value: reject_row\n"));
+    ws.write("lf.csv", &export("\n"));
+    ws.write("crlf.csv", &export("\r\n"));
+    // A notes cell with CRLF inside it in an LF file, and the other way round.
+    ws.write("mixed.csv", "Account ID,Notes,ARR\nA,\"two\r\nlines\",x\nB,,y\n");
+    ws.write("mixed2.csv", "Account ID,Notes,ARR\r\nA,\"two\nlines\",x\r\nB,,y\r\n");
     let store = ws.store();
-    let crlf = ws.sync::<AccountField>(&store, "crlf.csv", |c| &c.sync.accounts);
-    assert_eq!(errors(&crlf), "4:2: column \"ARR\": expected a number, found \"x\"");
-    let blank = ws.sync::<AccountField>(&store, "blank.csv", |c| &c.sync.accounts);
-    assert_eq!(
-        errors(&blank),
-        "5:3: column \"ARR\": expected a number, found \"x\"\n6:3: column \"ARR\": expected a number, found \"y\"\n\
-         8:3: column \"ARR\": expected a number, found \"z\""
-    );
+    // Line 7 holds C's ARR "y": the cell is on its own line, not its row's first (5).
+    let want = "4:3: column \"ARR\": expected a number, found \"x\"\n\
+                7:3: column \"ARR\": expected a number, found \"y\"\n\
+                8:4: column \"Renewal Date\": invalid date \"2027-13-01\": expected YYYY-MM-DD (or set date_format for \
+                this source or column)\n\
+                10:3: column \"ARR\": expected a number, found \"z\"";
+    for file in ["lf.csv", "crlf.csv"] {
+        let report = ws.sync::<AccountField>(&store, file, |c| &c.sync.accounts);
+        assert_eq!(errors(&report), want, "{file}");
+        assert_eq!((report.stored(), report.rejected), (2, 4), "{file}");
+    }
+    for file in ["mixed.csv", "mixed2.csv"] {
+        let report = ws.sync::<AccountField>(&store, file, |c| &c.sync.accounts);
+        assert_eq!(
+            errors(&report),
+            "3:3: column \"ARR\": expected a number, found \"x\"\n4:3: column \"ARR\": expected a number, found \"y\"",
+            "{file}"
+        );
+    }
+    // And as `keel sync` prints it: file:line:column.
+    drop(store);
+    let run = ws.keel(&["sync", "accounts", "crlf.csv"]);
+    assert!(run.stderr().contains("  crlf.csv:7:3: column \"ARR\""), "{}", run.stderr());
 }
 
 #[test]
@@ -186,7 +221,11 @@ fn a_repeated_id_is_reported_with_both_lines_and_both_rows_apply_in_order() {
     drop(store);
     // Fewer lines printed than there are repeats: the rest are counted, not hidden.
     let run = ws.keel(&["sync", "accounts", "accounts.csv", "--max-errors", "1"]);
-    assert!(run.stderr().contains("… and more: 0 rejected row(s) and 3 repeated id(s) in all"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("… and more: 0 rejected row(s), 0 value(s) left out and 3 repeated id(s) in all"),
+        "{}",
+        run.stderr()
+    );
 }
 
 #[test]
