@@ -309,3 +309,74 @@ fn events_round_trip_and_the_same_event_twice_is_one_event() {
     assert_eq!(login.properties["plan"], json!("pro"));
     assert_eq!(all[2].timestamp.to_rfc3339(), "2026-11-25T07:00:00+00:00");
 }
+
+#[test]
+fn date_formats_are_per_column_and_per_source_tried_in_order_with_iso_always() {
+    let config = r#"
+sync:
+  accounts:
+    date_format: ["%d.%m.%Y"]
+    columns:
+      "Account ID": id
+      "Renewal": { field: renewal_date, date_format: ["%m/%d/%Y", "%b %d, %Y"] }
+      "Start": start_date
+"#;
+    let ws = Workspace::new(config);
+    // ISO start dates with US renewal dates; a German start date; one cell no format reads.
+    ws.write(
+        "accounts.csv",
+        "Account ID,Renewal,Start\nA,03/31/2027,2024-04-01\nB,Jan 15, 2027,15.01.2025\nC,2027-02-01,2025-02-01\nD,31.03.2027,2024-04-01\n",
+    );
+    ws.write(
+        "accounts.csv",
+        &std::fs::read_to_string(ws.path("accounts.csv")).unwrap().replace("Jan 15, 2027", "\"Jan 15, 2027\""),
+    );
+    let store = ws.store();
+    let report = ws.sync::<AccountField>(&store, "accounts.csv", |c| &c.sync.accounts);
+    assert_eq!((report.inserted, report.rejected, report.skipped_values), (4, 0, 1), "{report}");
+    let date = |y, m, d| NaiveDate::from_ymd_opt(y, m, d);
+    let get = |id: &str| store.account(id).unwrap().unwrap();
+    assert_eq!((get("A").renewal_date, get("A").start_date), (date(2027, 3, 31), date(2024, 4, 1)));
+    assert_eq!((get("B").renewal_date, get("B").start_date), (date(2027, 1, 15), date(2025, 1, 15)));
+    assert_eq!(get("C").renewal_date, date(2027, 2, 1), "ISO is read whatever the formats");
+    assert_eq!((get("D").renewal_date, get("D").start_date), (None, date(2024, 4, 1)));
+    assert_eq!(
+        report.errors[0].to_string(),
+        "5:2: column \"Renewal\": invalid date \"31.03.2027\": expected one of the formats \"%m/%d/%Y\", \
+         \"%b %d, %Y\" or YYYY-MM-DD (warning: the row was stored without this value)"
+    );
+}
+
+#[test]
+fn every_row_rejected_is_said_so_not_that_the_others_were_stored() {
+    let config = "sync:\n  accounts:\n    on_bad_value: reject_row\n    date_format: \"%m/%d/%Y\"\n";
+    let ws = Workspace::new(config);
+    ws.write("accounts.csv", "id,renewal_date\nA,31.03.2027\nB,soon\n");
+    let run = ws.keel(&["sync", "accounts", "accounts.csv"]);
+    assert_eq!(run.code(), 65);
+    assert!(run.stderr().ends_with("error: 2 row(s) rejected; no row was stored\n"), "{}", run.stderr());
+}
+
+#[test]
+fn contacts_and_events_for_an_account_not_in_the_store_are_kept_and_listed() {
+    let ws = Workspace::new(CRM_CONFIG);
+    ws.write("accounts.csv", "Account ID,Account Name\nACC-1,One\n");
+    ws.write(
+        "contacts.csv",
+        "email,Account\nana@x.example,ACC-1\nbo@x.example,GONE-1\ncy@x.example,GONE-2\ndi@x.example,GONE-1\n",
+    );
+    ws.write(
+        "events.ndjson",
+        "{\"accountId\":\"ACC-1\",\"event\":\"Login\",\"timestamp\":\"2026-11-20T14:03:11Z\"}\n\
+         {\"accountId\":\"GONE-3\",\"event\":\"Login\",\"timestamp\":\"2026-11-20T14:03:11Z\"}\n",
+    );
+    ws.keel(&["sync", "accounts", "accounts.csv"]).ok();
+    let run = ws.keel(&["sync", "contacts", "contacts.csv"]);
+    assert!(run.ok().contains("4 inserted, 0 updated, 0 unchanged, 0 rejected, 3 for an account not in the store"));
+    insta::assert_snapshot!(run.stderr(), @"  warning: 3 contacts stored for an account not in the store: contacts.csv:3 (GONE-1), contacts.csv:4 (GONE-2), contacts.csv:5 (GONE-1)");
+    let run = ws.keel(&["sync", "events", "events.ndjson"]);
+    assert!(run.ok().contains("1 for an account not in the store"), "{}", run.stdout());
+    assert!(run.stderr().contains("events.ndjson:2 (GONE-3)"), "{}", run.stderr());
+    let store = ws.store();
+    assert!(store.contact("bo@x.example").unwrap().is_some(), "kept: an accounts file synced later adopts it");
+}

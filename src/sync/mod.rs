@@ -299,6 +299,27 @@ pub fn sync_file<K: Kind>(
     Ok(report)
 }
 
+/// The header row of a CSV source, as a sync reads it (BOM and spaces trimmed), for
+/// `keel check` to hold a mapping against; `None` for JSON sources, whose keys vary by row.
+pub fn csv_header(path: &Path) -> Result<Option<Vec<String>>, SyncError> {
+    let read_err = |source| SyncError::Read { path: path.to_path_buf(), source };
+    let mut file = File::open(path).map_err(read_err)?;
+    let mut head = [0u8; 64];
+    let n = file.read(&mut head).map_err(read_err)?;
+    if Format::detect(path, &head[..n]) != Format::Csv {
+        return Ok(None);
+    }
+    let file = File::open(path).map_err(read_err)?;
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(file);
+    let headers = reader.byte_headers().map_err(|e| SyncError::File {
+        path: path.to_path_buf(),
+        message: format!("cannot read the header row: {e}"),
+    })?;
+    Ok(Some(
+        headers.iter().map(|h| String::from_utf8_lossy(h).trim_start_matches('\u{feff}').trim().to_string()).collect(),
+    ))
+}
+
 /// Collects built rows into batches for the store and tallies the outcomes.
 struct Sink<'s, K: Kind> {
     store: &'s Store,
