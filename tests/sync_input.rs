@@ -374,3 +374,41 @@ proptest! {
         }
     }
 }
+
+/// One generated row: a notes cell of `notes` lines (quoted when more than one), and
+/// whether its ARR cell (after the notes) is bad.
+fn rows() -> impl Strategy<Value = Vec<(usize, bool)>> {
+    proptest::collection::vec((1usize..4, any::<bool>()), 1..30)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Whatever the mix of LF and CRLF (between rows and inside notes cells) and of
+    /// multi-line cells, a bad cell is reported on the line an editor shows it on.
+    #[test]
+    fn a_bad_cell_is_reported_on_its_own_line(rows in rows(), crlf_rows: bool, crlf_cells: bool) {
+        let ws = Workspace::new(&CRM_CONFIG.replace("  accounts:\n", "  accounts:\n    on_bad_value: reject_row\n"));
+        let (end, inner) = (if crlf_rows { "\r\n" } else { "\n" }, if crlf_cells { "\r\n" } else { "\n" });
+        let mut body = format!("Account ID,Notes,ARR{end}");
+        let (mut line, mut want) = (2u64, Vec::new());
+        for (i, &(notes, bad)) in rows.iter().enumerate() {
+            let cell = if notes == 1 {
+                "one line".to_string()
+            } else {
+                format!("\"{}\"", (0..notes).map(|n| format!("note {n}, ok")).collect::<Vec<_>>().join(inner))
+            };
+            let arr_line = line + notes as u64 - 1;
+            if bad {
+                want.push(format!("{arr_line}:3: column \"ARR\": expected a number, found \"bad\""));
+            }
+            body.push_str(&format!("R-{i},{cell},{}{end}", if bad { "bad" } else { "1" }));
+            line = arr_line + 1;
+        }
+        std::fs::write(ws.path("rows.csv"), &body).unwrap();
+        let store = ws.store();
+        let report = ws.sync::<AccountField>(&store, "rows.csv", |c| &c.sync.accounts);
+        prop_assert_eq!(errors(&report), want.join("\n"));
+        prop_assert_eq!(report.stored() + report.rejected, rows.len() as u64);
+    }
+}

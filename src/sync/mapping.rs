@@ -417,6 +417,26 @@ mod tests {
     }
 
     #[test]
+    fn a_mapped_column_missing_next_to_a_near_unmapped_one_is_a_typo() {
+        let map = ColumnMap::<AccountField>::from_pairs([
+            ("Account ID".to_string(), Target::Field(AccountField::Id)),
+            ("Acount Name".to_string(), Target::Field(AccountField::Name)),
+            ("Start".to_string(), Target::Field(AccountField::StartDate)),
+            ("NPS".to_string(), Target::Metric("nps".into())),
+        ]);
+        let headers: Vec<String> =
+            ["Account ID", "Account Name", "Stage", "lifecycle_stage"].iter().map(|s| s.to_string()).collect();
+        // Nothing maps "Stage", so it would land in fields: "Start" next to it is taken for
+        // a typo too. "NPS" has no near column: a partial export, not a typo.
+        assert_eq!(map.typos_in(&headers), vec![("Acount Name", "Account Name"), ("Start", "Stage")]);
+        let mapped_stage = ColumnMap::<AccountField>::from_pairs([
+            ("Start".to_string(), Target::Field(AccountField::StartDate)),
+            ("Stage".to_string(), Target::Field(AccountField::LifecycleStage)),
+        ]);
+        assert_eq!(mapped_stage.typos_in(&headers), vec![], "a near column that is mapped is not the typo's");
+    }
+
+    #[test]
     fn unmapped_columns_keep_their_data() {
         let map =
             ColumnMap::<AccountField>::from_pairs([("Account Name".to_string(), Target::Field(AccountField::Name))]);
