@@ -2,7 +2,15 @@
 //!
 //! Invariants:
 //! - A bad row never stops the good ones: it is reported with its line (and column, for
-//!   CSV) and the reason, and counted as rejected; every good row is stored. A stray CSV
+//!   CSV) and the reason, and counted as rejected; every good row is stored. Under
+//!   [`OnBadValue::SkipValue`] (the default) an unreadable optional cell is left out of
+//!   its row, which is stored and the cell reported as a warning; a bad required field
+//!   still rejects the row. A cell is reported on the line it is on, also after a
+//!   multi-line cell in its row.
+//! - Contacts and events whose account is not in the store are stored, counted and
+//!   listed by line ([`SyncReport::orphans`]), never silently.
+//! - A mapped column the CSV header lacks next to an unmapped column of a near name is a
+//!   mapping typo and fails the file before any row is stored. A stray CSV
 //!   quote is one bad row, not the rows it would swallow: reading resumes on the line after
 //!   it (module `quotes`). Line numbers are the file's, as an editor counts them.
 //! - An account or contact id that a file holds twice is reported with both lines; both
@@ -392,8 +400,8 @@ impl<K: Kind> Sink<'_, K> {
             return Ok(());
         }
         let (lines, records): (Vec<u64>, Vec<K::Record>) = self.pending.drain(..).unzip();
-        // Looked up before storing, so an account the same file creates (none does today:
-        // accounts have no account_of) would not hide it, and after, only stored rows count.
+        // Each contact's or event's account, looked up once per id per sync; only rows the
+        // store then accepts are counted as orphans.
         let mut orphan_of = Vec::with_capacity(records.len());
         for record in &records {
             let orphan = match K::account_of(record) {
