@@ -358,7 +358,12 @@ proptest! {
         let config = ws.config();
         let report = keel::sync::sync_file(&store, &ws.path("random.csv"), &config.sync.accounts.spec, crate::util::now(), &())
             .expect("a random file is rows to report, not a failure");
-        let last_line = lines.len() as u64 + 1;
+        // Lines as an editor counts them: a junk `\r` alone ends a line too.
+        let last_line = body
+            .iter()
+            .enumerate()
+            .filter(|&(i, &b)| b == b'\r' || (b == b'\n' && (i == 0 || body[i - 1] != b'\r')))
+            .count() as u64;
         for e in &report.errors {
             prop_assert!((2..=last_line).contains(&e.line), "{e} names no line of the file");
         }
@@ -411,4 +416,29 @@ proptest! {
         prop_assert_eq!(errors(&report), want.join("\n"));
         prop_assert_eq!(report.stored() + report.rejected, rows.len() as u64);
     }
+}
+
+#[test]
+fn old_mac_cr_line_ends_are_counted_like_lf() {
+    let ws = Workspace::new(&CRM_CONFIG.replace("  accounts:\n", "  accounts:\n    on_bad_value: reject_row\n"));
+    // The csv crate counts only `\n`, so every row of this file was reported on line 1.
+    ws.write("cr.csv", &export("\r"));
+    ws.write("stray.csv", "Account ID,Account Name,ARR\rA,\"Open,1\rB,Bee,x\r");
+    let store = ws.store();
+    let report = ws.sync::<AccountField>(&store, "cr.csv", |c| &c.sync.accounts);
+    assert_eq!(
+        errors(&report),
+        "4:3: column \"ARR\": expected a number, found \"x\"\n\
+         7:3: column \"ARR\": expected a number, found \"y\"\n\
+         8:4: column \"Renewal Date\": invalid date \"2027-13-01\": expected YYYY-MM-DD (or set date_format for \
+         this source or column)\n\
+         10:3: column \"ARR\": expected a number, found \"z\""
+    );
+    let report = ws.sync::<AccountField>(&store, "stray.csv", |c| &c.sync.accounts);
+    assert_eq!(
+        errors(&report),
+        "2:2: column \"Account Name\": a quote opened here is never closed (the field runs over 2 line ends, to the \
+         end of the file); reading went on from line 3\n\
+         3:3: column \"ARR\": expected a number, found \"x\""
+    );
 }

@@ -555,7 +555,6 @@ fn read_csv<K: Kind>(
     let mut record = csv::ByteRecord::new();
     let mut rows: u64 = 0;
     // Where the csv reader's next row starts (its line as the csv crate counts).
-    let mut row_line = reader.position().line();
     reader.get_mut().row_start = reader.position().byte();
     // Reads on from `byte`, the start of `line`, after a row that could not be trusted.
     let resume = |reader: &mut csv::Reader<RowLimit>, byte: u64, line: u64| {
@@ -578,7 +577,7 @@ fn read_csv<K: Kind>(
                     return Err(read_err(source));
                 }
                 // One row ran past MAX_ROW_BYTES: a stray quote if the raw bytes show one.
-                let (line, content) = raw.start(reader.get_ref().row_start, row_line).map_err(read_err)?;
+                let (line, content) = raw.start(reader.get_ref().row_start).map_err(read_err)?;
                 let scan = raw.scan(content, line, content + MAX_ROW_BYTES).map_err(read_err)?;
                 let next = match stray_quote(&scan) {
                     Some(stray) => {
@@ -600,7 +599,7 @@ fn read_csv<K: Kind>(
                 match next {
                     Some((byte, line)) => {
                         resume(&mut reader, byte, line)?;
-                        row_line = line;
+                        raw.reset(byte, line).map_err(read_err)?;
                         continue;
                     }
                     None => break,
@@ -617,8 +616,7 @@ fn read_csv<K: Kind>(
         };
         let end = reader.position().byte();
         reader.get_mut().row_start = end;
-        row_line = reader.position().line();
-        let (line, content) = raw.start(position.byte(), position.line()).map_err(read_err)?;
+        let (line, content) = raw.start(position.byte()).map_err(read_err)?;
         rows += 1;
         if rows.is_multiple_of(4096) {
             progress.advance(position.byte());
@@ -629,7 +627,7 @@ fn read_csv<K: Kind>(
         }
         // A row can only span lines through a quoted cell; that, or a wrong cell count, is
         // when a stray quote may be at work, so only then are the raw bytes read again.
-        let spans_lines = record.as_slice().contains(&b'\n');
+        let spans_lines = record.as_slice().iter().any(|&b| b == b'\n' || b == b'\r');
         if spans_lines || wrong_count {
             let scan = raw.scan(content, line, end).map_err(read_err)?;
             if let Some(stray) = stray_quote(&scan) {
@@ -638,7 +636,7 @@ fn read_csv<K: Kind>(
                 let message = format!("{}; reading went on from line {resume_line}", stray.message);
                 sink.row(stray.span.line, Err(vec![(Some(column), message)]))?;
                 resume(&mut reader, stray.span.next_line_byte, resume_line)?;
-                row_line = resume_line;
+                raw.reset(stray.span.next_line_byte, resume_line).map_err(read_err)?;
                 continue;
             }
             if wrong_count {
@@ -746,19 +744,72 @@ impl Seek for RowLimit {
 /// A second, buffered reader over the CSV file that follows the csv reader row by row.
 ///
 /// The csv crate puts a row's position where the previous row ended, before the blank
-/// lines and the `\n` of a CRLF it skips, so its line numbers run short after either;
-/// this reader steps over those bytes to give each row its real first line. It also
+/// lines and the `\n` of a CRLF it skips, and counts only `\n`, so its line numbers run
+/// short after either and stay at 1 in a file with old-Mac `\r` line ends. This reader
+/// counts the lines itself, as an editor does (`\r\n`, `\n` or a lone `\r` is one line
+/// end), and steps over the skipped bytes to give each row its real first line. It also
 /// re-reads a suspect row's raw bytes for [`quotes::scan_row`]. Following in step costs a
 /// second sequential read of the file, from the page cache.
 struct RawRows {
     reader: BufReader<File>,
     /// File offset of the reader.
     pos: u64,
+    /// Lines are counted up to this offset; `line` is the line it is on.
+    counted_to: u64,
+    line: u64,
+    /// The byte before `counted_to` was a `\r` (a `\n` right after it ends no new line).
+    after_cr: bool,
 }
 
 impl RawRows {
     fn open(path: &Path) -> io::Result<RawRows> {
-        Ok(RawRows { reader: BufReader::with_capacity(1 << 18, File::open(path)?), pos: 0 })
+        let reader = BufReader::with_capacity(1 << 18, File::open(path)?);
+        Ok(RawRows { reader, pos: 0, counted_to: 0, line: 1, after_cr: false })
+    }
+
+    /// Where reading goes on after a row that could not be trusted: `byte` starts `line`.
+    /// A `\r` just before it (a scan that stopped inside a `\r\n`) makes a `\n` at `byte`
+    /// the rest of that line end, not a line of its own.
+    fn reset(&mut self, byte: u64, line: u64) -> io::Result<()> {
+        let mut after_cr = false;
+        if byte > 0 {
+            self.move_to(byte - 1)?;
+            let mut b = [0u8; 1];
+            after_cr = self.reader.read(&mut b)? == 1 && b[0] == b'\r';
+            self.pos = byte;
+        }
+        (self.counted_to, self.line, self.after_cr) = (byte, line, after_cr);
+        Ok(())
+    }
+
+    fn count(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if b == b'\r' || (b == b'\n' && !self.after_cr) {
+                self.line += 1;
+            }
+            self.after_cr = b == b'\r';
+        }
+        self.counted_to += bytes.len() as u64;
+    }
+
+    /// Counts the lines of the bytes from where counting stopped up to `byte`.
+    fn count_to(&mut self, byte: u64) -> io::Result<()> {
+        if byte <= self.counted_to {
+            return Ok(());
+        }
+        self.move_to(self.counted_to)?;
+        while self.counted_to < byte {
+            let chunk = self.reader.fill_buf()?;
+            if chunk.is_empty() {
+                break;
+            }
+            let n = chunk.len().min((byte - self.counted_to) as usize);
+            let chunk = chunk[..n].to_vec();
+            self.count(&chunk);
+            self.reader.consume(n);
+            self.pos += n as u64;
+        }
+        Ok(())
     }
 
     fn move_to(&mut self, byte: u64) -> io::Result<()> {
@@ -770,20 +821,21 @@ impl RawRows {
         Ok(())
     }
 
-    /// Steps over the line ends before the row the csv reader placed at `byte` on `line`,
-    /// and returns the row's real first line and first byte.
-    fn start(&mut self, byte: u64, line: u64) -> io::Result<(u64, u64)> {
-        self.move_to(byte)?;
-        let mut line = line;
+    /// Steps over the line ends before the row the csv reader placed at `byte`, and
+    /// returns the row's real first line and first byte.
+    fn start(&mut self, byte: u64) -> io::Result<(u64, u64)> {
+        self.count_to(byte)?;
+        self.move_to(self.counted_to)?;
         loop {
             let chunk = self.reader.fill_buf()?;
             let skip = chunk.iter().take_while(|&&b| b == b'\n' || b == b'\r').count();
-            line += chunk[..skip].iter().filter(|&&b| b == b'\n').count() as u64;
             let done = skip < chunk.len() || chunk.is_empty();
+            let skipped = chunk[..skip].to_vec();
+            self.count(&skipped);
             self.reader.consume(skip);
             self.pos += skip as u64;
             if done {
-                return Ok((line, self.pos));
+                return Ok((self.line, self.pos));
             }
         }
     }
