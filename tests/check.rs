@@ -307,3 +307,72 @@ fn an_oversized_action_text_is_refused_at_its_key() {
     );
     assert!(errors.contains("big.yaml:7:14"), "{}", &errors[..500.min(errors.len())]);
 }
+
+/// A workspace whose config uses the shipped rules and playbooks and maps `accounts.csv`.
+fn sync_workspace(columns: &str, header: &str) -> Workspace {
+    let config = format!(
+        "rules: {}\nplaybooks: {}\nsync:\n  accounts:\n    file: accounts.csv\n    columns:\n{columns}",
+        repo().join("rules").display(),
+        repo().join("playbooks").display()
+    );
+    let ws = Workspace::new(&config);
+    ws.write("accounts.csv", &format!("{header}\nACC-1,Acme,2027-01-31\n"));
+    ws
+}
+
+#[test]
+fn check_reads_the_configured_files_header_and_points_at_a_mapping_typo() {
+    let ws = sync_workspace(
+        "      \"Account ID\": id\n      \"Acount Name\": name\n      \"Renewal\": renewal_date\n",
+        "Account ID,Account Name,Renewal",
+    );
+    let run = ws.keel(&["check"]);
+    assert_eq!(run.code(), 1, "{}", run.stdout());
+    insta::assert_snapshot!(run.stderr(), @r#"
+    error: mapped column "Acount Name" is not in the header row of ./accounts.csv
+     --> keel.yaml:8:7
+      |
+    8 |       "Acount Name": name
+      |       ^^^^^^^^^^^^^
+      |
+      = key: sync.accounts.columns
+      = help: did you mean "Account Name"? (the file has a column of that name that nothing maps)
+
+    1 error(s) in 1 file(s)
+    "#);
+    // The same typo stops a sync before any row is stored, with the same suggestion.
+    let sync = ws.keel(&["sync", "accounts", "accounts.csv"]);
+    assert_eq!(sync.code(), 1);
+    assert!(
+        sync.stderr().contains(
+            "accounts.csv: mapped column \"Acount Name\" (did you mean \"Account Name\"?) is not in the header row \
+             (sync.accounts.columns); nothing was imported"
+        ),
+        "{}",
+        sync.stderr()
+    );
+    assert_eq!(ws.store().account_count(), 0);
+    // Fixed, both pass; a file that simply lacks a mapped column (a partial export) is fine.
+    let ws = sync_workspace(
+        "      \"Account ID\": id\n      \"Account Name\": name\n      \"Renewal\": renewal_date\n      \"NPS\": metrics.nps\n",
+        "Account ID,Account Name,Renewal",
+    );
+    assert!(ws.keel(&["check"]).ok().contains("no problems found"));
+    assert!(ws.keel(&["sync", "accounts", "accounts.csv"]).ok().contains("1 inserted"));
+}
+
+#[test]
+fn a_date_format_that_cannot_read_dates_is_refused_where_it_is_written() {
+    for (format, says) in [
+        ("\"%m/%Q/%Y\"", "invalid date format \"%m/%Q/%Y\""),
+        ("[\"%m/%d/%Y\", \"%m/%Y\"]", "date format \"%m/%Y\" does not give a whole date"),
+    ] {
+        let ws = sync_workspace(
+            &format!("      \"Account ID\": id\n      \"Renewal\": {{ field: renewal_date, date_format: {format} }}\n"),
+            "Account ID,Name,Renewal",
+        );
+        let run = ws.keel(&["check"]);
+        assert_eq!(run.code(), 1);
+        assert!(run.stderr().contains(says) && run.stderr().contains("keel.yaml:8:"), "{}", run.stderr());
+    }
+}

@@ -62,14 +62,23 @@ fn the_summary_line_gives_counts_and_a_rate() {
 #[test]
 fn rejected_rows_give_a_distinct_exit_code_and_their_lines() {
     let ws = book();
-    ws.write("bad.csv", "Account ID,ARR\nOK,100\nNOPE,lots\n");
+    // A row without an id is rejected; a row with an unreadable ARR is stored without it
+    // (a warning, which alone would not change the exit code).
+    ws.write("bad.csv", "Account ID,ARR\nOK,100\n,5\nODD,lots\n");
     let run = ws.keel(&["sync", "accounts", "bad.csv"]);
     assert_eq!(run.code(), 65, "{}", run.stderr());
-    assert!(run.stdout().contains("1 inserted, 0 updated, 0 unchanged, 1 rejected"), "{}", run.stdout());
+    assert!(
+        run.stdout().contains("2 inserted, 0 updated, 0 unchanged, 1 rejected, 1 unreadable value left out"),
+        "{}",
+        run.stdout()
+    );
     insta::assert_snapshot!(run.stderr(), @r#"
-      bad.csv:3:2: column "ARR": expected a number, found "lots"
-    error: 1 row(s) rejected; the other rows were stored
+      bad.csv:3: missing id
+      bad.csv:4:2: column "ARR": expected a number, found "lots" (warning: the row was stored without this value)
+    error: 1 row(s) rejected; the other 2 row(s) were stored
     "#);
+    ws.write("odd.csv", "Account ID,ARR\nODD,lots\n");
+    assert_eq!(ws.keel(&["sync", "accounts", "odd.csv"]).code(), 0, "a value left out is a warning");
     assert!(ws.keel(&["accounts", "show", "OK"]).ok().contains("$100"));
 }
 

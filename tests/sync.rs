@@ -118,12 +118,8 @@ fn a_partial_record_updates_only_the_fields_it_carries() {
     assert_eq!(store.account("ACC-1").unwrap().unwrap(), want, "an empty cell never blanks a field");
 }
 
-#[test]
-fn bad_rows_come_back_with_line_and_column_while_good_rows_land() {
-    let ws = Workspace::new(CRM_CONFIG);
-    ws.write(
-        "accounts.csv",
-        "\
+/// Rows with a bad id or too few cells, and rows whose optional cells cannot be read.
+const BAD_ROWS_CSV: &str = "\
 Account ID,Account Name,Segment,ARR,Renewal Date,CSM,TZ
 GOOD-1,One,SMB,1000,2027-01-01,a@x.example,UTC
 ,No Id,SMB,1000,2027-01-01,a@x.example,UTC
@@ -135,15 +131,19 @@ SHORT,Six
 GOOD-2,\"Multi
 line name\",SMB,2000,2027-02-01,b@x.example,Asia/Tokyo
 BAD-TZ,Seven,SMB,1000,2027-01-01,a@x.example,Mars/Base
-",
-    );
+";
+
+#[test]
+fn bad_rows_come_back_with_line_and_column_while_good_rows_land() {
+    let ws = Workspace::new(&CRM_CONFIG.replace("  accounts:\n", "  accounts:\n    on_bad_value: reject_row\n"));
+    ws.write("accounts.csv", BAD_ROWS_CSV);
     let store = ws.store();
     let report = ws.sync::<AccountField>(&store, "accounts.csv", |c| &c.sync.accounts);
     assert_eq!((report.inserted, report.rejected), (2, 7), "{report}");
     let errors: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
     insta::assert_snapshot!(errors.join("\n"), @r#"
     3: missing id
-    4:5: column "Renewal Date": invalid date "2027-13-01": expected YYYY-MM-DD (or set date_format for this source)
+    4:5: column "Renewal Date": invalid date "2027-13-01": expected YYYY-MM-DD (or set date_format for this source or column)
     5:4: column "ARR": expected a number, found "1234,56" (use '.' for decimals; ',' only between groups of three digits)
     6:3: column "Segment": segment "Tier 1!" is neither a standard segment (enterprise, mid_market, smb) nor a plain name (letters, digits, spaces, '-' or '_')
     7:4: column "ARR": expected a number, found "lots"
@@ -157,6 +157,36 @@ BAD-TZ,Seven,SMB,1000,2027-01-01,a@x.example,Mars/Base
 }
 
 #[test]
+fn by_default_an_unreadable_optional_cell_is_left_out_and_its_row_stored() {
+    let ws = Workspace::new(CRM_CONFIG);
+    ws.write("accounts.csv", BAD_ROWS_CSV);
+    let run = ws.keel(&["sync", "accounts", "accounts.csv"]);
+    assert_eq!(run.code(), 65, "a missing id still rejects its row");
+    assert!(
+        run.stdout().contains("7 inserted, 0 updated, 0 unchanged, 2 rejected, 6 unreadable values left out"),
+        "{}",
+        run.stdout()
+    );
+    insta::assert_snapshot!(run.stderr(), @r#"
+      accounts.csv:3: missing id
+      accounts.csv:4:5: column "Renewal Date": invalid date "2027-13-01": expected YYYY-MM-DD (or set date_format for this source or column) (warning: the row was stored without this value)
+      accounts.csv:5:4: column "ARR": expected a number, found "1234,56" (use '.' for decimals; ',' only between groups of three digits) (warning: the row was stored without this value)
+      accounts.csv:6:3: column "Segment": segment "Tier 1!" is neither a standard segment (enterprise, mid_market, smb) nor a plain name (letters, digits, spaces, '-' or '_') (warning: the row was stored without this value)
+      accounts.csv:7:4: column "ARR": expected a number, found "lots" (warning: the row was stored without this value)
+      accounts.csv:7:6: column "CSM": invalid email address "not-an-email" (warning: the row was stored without this value)
+      accounts.csv:8: row has 2 cells; the header has 7
+      accounts.csv:11:7: column "TZ": unknown time zone "Mars/Base": expected an IANA name like America/New_York (warning: the row was stored without this value)
+    error: 2 row(s) rejected; the other 7 row(s) were stored
+    "#);
+    let store = ws.store();
+    let two = store.account("BAD-DATE").unwrap().expect("the customer is kept");
+    assert_eq!((two.name.as_str(), two.renewal_date, two.arr), ("Two", None, Some(1000.0)));
+    let five = store.account("BAD-TWO").unwrap().unwrap();
+    assert_eq!((five.arr, five.owner), (None, None), "both bad cells left out, the rest stored");
+    assert_eq!(five.segment, Some(Segment::Smb));
+}
+
+#[test]
 fn bad_json_lines_are_rejected_by_line() {
     let ws = Workspace::new(CRM_CONFIG);
     ws.write(
@@ -165,10 +195,12 @@ fn bad_json_lines_are_rejected_by_line() {
     );
     let store = ws.store();
     let report = ws.sync::<AccountField>(&store, "accounts.ndjson", |c| &c.sync.accounts);
-    assert_eq!((report.inserted, report.rejected), (2, 4), "{report:?}");
+    // B's bad ARR is left out (on_bad_value: skip_value) and B stored without it.
+    assert_eq!((report.inserted, report.rejected, report.skipped_values), (3, 3, 1), "{report:?}");
     let lines: Vec<u64> = report.errors.iter().map(|e| e.line).collect();
     assert_eq!(lines, [2, 3, 4, 5]);
     assert!(report.errors[0].to_string().starts_with("2: key \"arr\": expected a number"), "{}", report.errors[0]);
+    assert!(report.errors[0].skipped && !report.errors[1].skipped);
 }
 
 #[test]
@@ -177,7 +209,7 @@ fn a_json_array_reports_each_bad_element_at_its_line() {
     ws.write("accounts.json", "[\n  {\"id\": \"A\"},\n  {\"id\": \"B\",\n   \"renewal_date\": \"soon\"},\n  7\n]\n");
     let store = ws.store();
     let report = ws.sync::<AccountField>(&store, "accounts.json", |c| &c.sync.accounts);
-    assert_eq!((report.inserted, report.rejected), (1, 2));
+    assert_eq!((report.inserted, report.rejected, report.skipped_values), (2, 1, 1));
     assert_eq!(report.errors.iter().map(|e| e.line).collect::<Vec<_>>(), [3, 5]);
 }
 
@@ -276,4 +308,75 @@ fn events_round_trip_and_the_same_event_twice_is_one_event() {
     assert_eq!((login.id.as_str(), login.contact_id.as_deref()), ("m1", Some("C-1")));
     assert_eq!(login.properties["plan"], json!("pro"));
     assert_eq!(all[2].timestamp.to_rfc3339(), "2026-11-25T07:00:00+00:00");
+}
+
+#[test]
+fn date_formats_are_per_column_and_per_source_tried_in_order_with_iso_always() {
+    let config = r#"
+sync:
+  accounts:
+    date_format: ["%d.%m.%Y"]
+    columns:
+      "Account ID": id
+      "Renewal": { field: renewal_date, date_format: ["%m/%d/%Y", "%b %d, %Y"] }
+      "Start": start_date
+"#;
+    let ws = Workspace::new(config);
+    // ISO start dates with US renewal dates; a German start date; one cell no format reads.
+    ws.write(
+        "accounts.csv",
+        "Account ID,Renewal,Start\nA,03/31/2027,2024-04-01\nB,Jan 15, 2027,15.01.2025\nC,2027-02-01,2025-02-01\nD,31.03.2027,2024-04-01\n",
+    );
+    ws.write(
+        "accounts.csv",
+        &std::fs::read_to_string(ws.path("accounts.csv")).unwrap().replace("Jan 15, 2027", "\"Jan 15, 2027\""),
+    );
+    let store = ws.store();
+    let report = ws.sync::<AccountField>(&store, "accounts.csv", |c| &c.sync.accounts);
+    assert_eq!((report.inserted, report.rejected, report.skipped_values), (4, 0, 1), "{report}");
+    let date = |y, m, d| NaiveDate::from_ymd_opt(y, m, d);
+    let get = |id: &str| store.account(id).unwrap().unwrap();
+    assert_eq!((get("A").renewal_date, get("A").start_date), (date(2027, 3, 31), date(2024, 4, 1)));
+    assert_eq!((get("B").renewal_date, get("B").start_date), (date(2027, 1, 15), date(2025, 1, 15)));
+    assert_eq!(get("C").renewal_date, date(2027, 2, 1), "ISO is read whatever the formats");
+    assert_eq!((get("D").renewal_date, get("D").start_date), (None, date(2024, 4, 1)));
+    assert_eq!(
+        report.errors[0].to_string(),
+        "5:2: column \"Renewal\": invalid date \"31.03.2027\": expected one of the formats \"%m/%d/%Y\", \
+         \"%b %d, %Y\" or YYYY-MM-DD (warning: the row was stored without this value)"
+    );
+}
+
+#[test]
+fn every_row_rejected_is_said_so_not_that_the_others_were_stored() {
+    let config = "sync:\n  accounts:\n    on_bad_value: reject_row\n    date_format: \"%m/%d/%Y\"\n";
+    let ws = Workspace::new(config);
+    ws.write("accounts.csv", "id,renewal_date\nA,31.03.2027\nB,soon\n");
+    let run = ws.keel(&["sync", "accounts", "accounts.csv"]);
+    assert_eq!(run.code(), 65);
+    assert!(run.stderr().ends_with("error: 2 row(s) rejected; no row was stored\n"), "{}", run.stderr());
+}
+
+#[test]
+fn contacts_and_events_for_an_account_not_in_the_store_are_kept_and_listed() {
+    let ws = Workspace::new(CRM_CONFIG);
+    ws.write("accounts.csv", "Account ID,Account Name\nACC-1,One\n");
+    ws.write(
+        "contacts.csv",
+        "email,Account\nana@x.example,ACC-1\nbo@x.example,GONE-1\ncy@x.example,GONE-2\ndi@x.example,GONE-1\n",
+    );
+    ws.write(
+        "events.ndjson",
+        "{\"accountId\":\"ACC-1\",\"event\":\"Login\",\"timestamp\":\"2026-11-20T14:03:11Z\"}\n\
+         {\"accountId\":\"GONE-3\",\"event\":\"Login\",\"timestamp\":\"2026-11-20T14:03:11Z\"}\n",
+    );
+    ws.keel(&["sync", "accounts", "accounts.csv"]).ok();
+    let run = ws.keel(&["sync", "contacts", "contacts.csv"]);
+    assert!(run.ok().contains("4 inserted, 0 updated, 0 unchanged, 0 rejected, 3 for an account not in the store"));
+    insta::assert_snapshot!(run.stderr(), @"  warning: 3 contacts stored for an account not in the store: contacts.csv:3 (GONE-1), contacts.csv:4 (GONE-2), contacts.csv:5 (GONE-1)");
+    let run = ws.keel(&["sync", "events", "events.ndjson"]);
+    assert!(run.ok().contains("1 for an account not in the store"), "{}", run.stdout());
+    assert!(run.stderr().contains("events.ndjson:2 (GONE-3)"), "{}", run.stderr());
+    let store = ws.store();
+    assert!(store.contact("bo@x.example").unwrap().is_some(), "kept: an accounts file synced later adopts it");
 }

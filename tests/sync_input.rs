@@ -39,7 +39,7 @@ ACC-8,\"Eight,8
     insta::assert_snapshot!(run.stderr(), @r#"
       accounts.csv:3:2: column "Account Name": a quote opened here is never closed (the field runs over 4 line ends, to a quote on line 7 that has other text right after it); reading went on from line 4
       accounts.csv:10:2: column "Account Name": a quote opened here is never closed (the field runs over 1 line ends, to the end of the file); reading went on from line 11
-    error: 2 row(s) rejected; the other rows were stored
+    error: 2 row(s) rejected; the other 6 row(s) were stored
     "#);
     let store = ws.store();
     for id in ["ACC-1", "ACC-3", "ACC-4", "ACC-5", "ACC-6", "ACC-7"] {
@@ -143,22 +143,57 @@ fn a_row_with_too_many_cells_says_which_cell_holds_a_quote() {
     );
 }
 
+/// The same export with LF and with CRLF line ends: a blank line, a notes cell over three
+/// lines, a bad cell after the notes in the same row, and bad cells on known lines.
+fn export(end: &str) -> String {
+    [
+        "Account ID,Notes,ARR,Renewal Date",
+        "A,,1,2027-01-01",
+        "",
+        "B,,x,2027-01-01",
+        "C,\"call Ana",
+        "then Bo",
+        "then sign\",y,2027-01-01",
+        "D,\"short, quoted\",4,2027-13-01",
+        "E,,5,2027-01-01",
+        "F,,z,2027-01-01",
+        "",
+    ]
+    .join(end)
+}
+
 #[test]
-fn line_numbers_stay_right_after_blank_lines_and_crlf_line_ends() {
-    let ws = Workspace::new(CRM_CONFIG);
-    // Before, the csv crate's positions put each row where the previous one ended: line 4
-    // in both files came back as line 3 (CRLF) or 2 (after the blank lines).
-    ws.write("crlf.csv", "Account ID,ARR\r\nA,1\r\nB,2\r\nC,x\r\n");
-    ws.write("blank.csv", "Account ID,Notes,ARR\nA,,1\n\n\nC,,x\nD,\"two\r\nlines\",y\nE,,z\n");
+fn line_numbers_are_the_editors_with_lf_and_crlf_line_ends() {
+    let ws = Workspace::new(&CRM_CONFIG.replace("  accounts:\n", "  accounts:\n    on_bad_value: reject_row\n"));
+    ws.write("lf.csv", &export("\n"));
+    ws.write("crlf.csv", &export("\r\n"));
+    // A notes cell with CRLF inside it in an LF file, and the other way round.
+    ws.write("mixed.csv", "Account ID,Notes,ARR\nA,\"two\r\nlines\",x\nB,,y\n");
+    ws.write("mixed2.csv", "Account ID,Notes,ARR\r\nA,\"two\nlines\",x\r\nB,,y\r\n");
     let store = ws.store();
-    let crlf = ws.sync::<AccountField>(&store, "crlf.csv", |c| &c.sync.accounts);
-    assert_eq!(errors(&crlf), "4:2: column \"ARR\": expected a number, found \"x\"");
-    let blank = ws.sync::<AccountField>(&store, "blank.csv", |c| &c.sync.accounts);
-    assert_eq!(
-        errors(&blank),
-        "5:3: column \"ARR\": expected a number, found \"x\"\n6:3: column \"ARR\": expected a number, found \"y\"\n\
-         8:3: column \"ARR\": expected a number, found \"z\""
-    );
+    // Line 7 holds C's ARR "y": the cell is on its own line, not its row's first (5).
+    let want = "4:3: column \"ARR\": expected a number, found \"x\"\n\
+                7:3: column \"ARR\": expected a number, found \"y\"\n\
+                8:4: column \"Renewal Date\": invalid date \"2027-13-01\": expected YYYY-MM-DD (or set date_format for \
+                this source or column)\n\
+                10:3: column \"ARR\": expected a number, found \"z\"";
+    for file in ["lf.csv", "crlf.csv"] {
+        let report = ws.sync::<AccountField>(&store, file, |c| &c.sync.accounts);
+        assert_eq!(errors(&report), want, "{file}");
+        assert_eq!((report.stored(), report.rejected), (2, 4), "{file}");
+    }
+    for file in ["mixed.csv", "mixed2.csv"] {
+        let report = ws.sync::<AccountField>(&store, file, |c| &c.sync.accounts);
+        assert_eq!(
+            errors(&report),
+            "3:3: column \"ARR\": expected a number, found \"x\"\n4:3: column \"ARR\": expected a number, found \"y\"",
+            "{file}"
+        );
+    }
+    // And as `keel sync` prints it: file:line:column.
+    drop(store);
+    let run = ws.keel(&["sync", "accounts", "crlf.csv"]);
+    assert!(run.stderr().contains("  crlf.csv:7:3: column \"ARR\""), "{}", run.stderr());
 }
 
 #[test]
@@ -186,7 +221,11 @@ fn a_repeated_id_is_reported_with_both_lines_and_both_rows_apply_in_order() {
     drop(store);
     // Fewer lines printed than there are repeats: the rest are counted, not hidden.
     let run = ws.keel(&["sync", "accounts", "accounts.csv", "--max-errors", "1"]);
-    assert!(run.stderr().contains("… and more: 0 rejected row(s) and 3 repeated id(s) in all"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("… and more: 0 rejected row(s), 0 value(s) left out and 3 repeated id(s) in all"),
+        "{}",
+        run.stderr()
+    );
 }
 
 #[test]
@@ -319,7 +358,12 @@ proptest! {
         let config = ws.config();
         let report = keel::sync::sync_file(&store, &ws.path("random.csv"), &config.sync.accounts.spec, crate::util::now(), &())
             .expect("a random file is rows to report, not a failure");
-        let last_line = lines.len() as u64 + 1;
+        // Lines as an editor counts them: a junk `\r` alone ends a line too.
+        let last_line = body
+            .iter()
+            .enumerate()
+            .filter(|&(i, &b)| b == b'\r' || (b == b'\n' && (i == 0 || body[i - 1] != b'\r')))
+            .count() as u64;
         for e in &report.errors {
             prop_assert!((2..=last_line).contains(&e.line), "{e} names no line of the file");
         }
@@ -334,4 +378,67 @@ proptest! {
             }
         }
     }
+}
+
+/// One generated row: a notes cell of `notes` lines (quoted when more than one), and
+/// whether its ARR cell (after the notes) is bad.
+fn rows() -> impl Strategy<Value = Vec<(usize, bool)>> {
+    proptest::collection::vec((1usize..4, any::<bool>()), 1..30)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Whatever the mix of LF and CRLF (between rows and inside notes cells) and of
+    /// multi-line cells, a bad cell is reported on the line an editor shows it on.
+    #[test]
+    fn a_bad_cell_is_reported_on_its_own_line(rows in rows(), crlf_rows: bool, crlf_cells: bool) {
+        let ws = Workspace::new(&CRM_CONFIG.replace("  accounts:\n", "  accounts:\n    on_bad_value: reject_row\n"));
+        let (end, inner) = (if crlf_rows { "\r\n" } else { "\n" }, if crlf_cells { "\r\n" } else { "\n" });
+        let mut body = format!("Account ID,Notes,ARR{end}");
+        let (mut line, mut want) = (2u64, Vec::new());
+        for (i, &(notes, bad)) in rows.iter().enumerate() {
+            let cell = if notes == 1 {
+                "one line".to_string()
+            } else {
+                format!("\"{}\"", (0..notes).map(|n| format!("note {n}, ok")).collect::<Vec<_>>().join(inner))
+            };
+            let arr_line = line + notes as u64 - 1;
+            if bad {
+                want.push(format!("{arr_line}:3: column \"ARR\": expected a number, found \"bad\""));
+            }
+            body.push_str(&format!("R-{i},{cell},{}{end}", if bad { "bad" } else { "1" }));
+            line = arr_line + 1;
+        }
+        std::fs::write(ws.path("rows.csv"), &body).unwrap();
+        let store = ws.store();
+        let report = ws.sync::<AccountField>(&store, "rows.csv", |c| &c.sync.accounts);
+        prop_assert_eq!(errors(&report), want.join("\n"));
+        prop_assert_eq!(report.stored() + report.rejected, rows.len() as u64);
+    }
+}
+
+#[test]
+fn old_mac_cr_line_ends_are_counted_like_lf() {
+    let ws = Workspace::new(&CRM_CONFIG.replace("  accounts:\n", "  accounts:\n    on_bad_value: reject_row\n"));
+    // The csv crate counts only `\n`, so every row of this file was reported on line 1.
+    ws.write("cr.csv", &export("\r"));
+    ws.write("stray.csv", "Account ID,Account Name,ARR\rA,\"Open,1\rB,Bee,x\r");
+    let store = ws.store();
+    let report = ws.sync::<AccountField>(&store, "cr.csv", |c| &c.sync.accounts);
+    assert_eq!(
+        errors(&report),
+        "4:3: column \"ARR\": expected a number, found \"x\"\n\
+         7:3: column \"ARR\": expected a number, found \"y\"\n\
+         8:4: column \"Renewal Date\": invalid date \"2027-13-01\": expected YYYY-MM-DD (or set date_format for \
+         this source or column)\n\
+         10:3: column \"ARR\": expected a number, found \"z\""
+    );
+    let report = ws.sync::<AccountField>(&store, "stray.csv", |c| &c.sync.accounts);
+    assert_eq!(
+        errors(&report),
+        "2:2: column \"Account Name\": a quote opened here is never closed (the field runs over 2 line ends, to the \
+         end of the file); reading went on from line 3\n\
+         3:3: column \"ARR\": expected a number, found \"x\""
+    );
 }

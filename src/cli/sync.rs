@@ -76,7 +76,14 @@ pub fn run(session: &Session, args: SyncArgs) -> anyhow::Result<ExitCode> {
     }
     let rejected: u64 = reports.iter().map(|r| r.rejected).sum();
     if rejected > 0 {
-        writeln!(stderr, "error: {rejected} row(s) rejected; the other rows were stored")?;
+        // Said as it is: "the other rows were stored" when none were sent people looking
+        // for accounts that were never imported.
+        let stored: u64 = reports.iter().map(|r| r.stored()).sum();
+        let rest = match stored {
+            0 => "no row was stored".to_string(),
+            n => format!("the other {n} row(s) were stored"),
+        };
+        writeln!(stderr, "error: {rejected} row(s) rejected; {rest}")?;
         return Ok(ExitCode::from(EXIT_ROWS_REJECTED));
     }
     Ok(ExitCode::SUCCESS)
@@ -99,18 +106,40 @@ fn one<K: Kind>(session: &Session, store: &Store, file: &Path, source: &Source<K
     Ok(report)
 }
 
+/// Contacts or events with an unknown account listed by line after the count.
+const ORPHANS_SHOWN: usize = 5;
+
 fn print_rejections(out: &mut impl Write, report: &SyncReport, max: usize) -> io::Result<()> {
     let shown = if max == 0 { report.errors.len() } else { max.min(report.errors.len()) };
     for error in &report.errors[..shown] {
         writeln!(out, "  {}:{error}", report.file.display())?;
     }
-    // Rejected rows and repeated ids both have lines; say how many of each went unprinted.
-    let all = report.rejected + report.repeated;
+    // Rejected rows, skipped values and repeated ids all have lines; say how many of each
+    // went unprinted.
+    let all = report.rejected + report.repeated + report.skipped_values;
     if all > shown as u64 && shown > 0 {
         writeln!(
             out,
-            "  … and more: {} rejected row(s) and {} repeated id(s) in all (--max-errors 0 prints up to 1,000)",
-            report.rejected, report.repeated
+            "  … and more: {} rejected row(s), {} value(s) left out and {} repeated id(s) in all \
+             (--max-errors 0 prints up to 1,000)",
+            report.rejected, report.skipped_values, report.repeated
+        )?;
+    }
+    if report.orphans > 0 {
+        // Kept (an accounts file synced later makes them count), but never silently.
+        let first: Vec<String> = report
+            .orphan_rows
+            .iter()
+            .take(ORPHANS_SHOWN)
+            .map(|(line, account)| format!("{}:{line} ({account})", report.file.display()))
+            .collect();
+        let more = if report.orphans > first.len() as u64 { ", …" } else { "" };
+        writeln!(
+            out,
+            "  warning: {} {} stored for an account not in the store: {}{more}",
+            report.orphans,
+            report.kind,
+            first.join(", ")
         )?;
     }
     Ok(())

@@ -24,7 +24,7 @@ pub use raw::{Secret, TlsMode};
 use crate::diagnostic::{self, parse_yaml, Diagnostic};
 use crate::lang::schedule::CronSchedule;
 use crate::sync::mapping::{AccountField, ContactField, EventField, FieldSet};
-use crate::sync::SourceSpec;
+use crate::sync::{OnBadValue, SourceSpec};
 use raw::{RawConfig, RawSource};
 
 /// The config file a command reads when `--config` is not given.
@@ -365,7 +365,14 @@ fn source_of<F: FieldSet>(raw: Option<RawSource<F>>, resolve: &dyn Fn(&str) -> P
         None => Source::default(),
         Some(raw) => Source {
             file: raw.file.map(|f| resolve(&f.0)),
-            spec: SourceSpec { columns: raw.columns, date_format: raw.date_format.map(|d| d.0) },
+            spec: SourceSpec {
+                columns: raw.columns,
+                date_formats: raw.date_format.map(|d| d.0).unwrap_or_default(),
+                on_bad_value: match raw.on_bad_value {
+                    Some(raw::OnBadValue::RejectRow) => OnBadValue::RejectRow,
+                    Some(raw::OnBadValue::SkipValue) | None => OnBadValue::SkipValue,
+                },
+            },
         },
     }
 }

@@ -6,7 +6,6 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-use chrono::format::{Item, StrftimeItems};
 use chrono_tz::Tz;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
@@ -14,7 +13,7 @@ use serde::Deserialize;
 use crate::lang::duration::Span;
 use crate::lang::env;
 use crate::lang::schedule::CronSchedule;
-use crate::sync::mapping::{AccountField, ColumnMap, ContactField, EventField, FieldSet};
+use crate::sync::mapping::{AccountField, ColumnMap, ContactField, DateFormats, EventField, FieldSet};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -159,9 +158,20 @@ pub struct RawSync {
 pub struct RawSource<F: FieldSet> {
     /// The file `keel sync` reads when no file is named on the command line.
     pub file: Option<Expanded>,
-    pub date_format: Option<DateFormat>,
+    /// One format or a list, tried in order for every date column without its own
+    /// (`columns: {"Renewal Date": {field: renewal_date, date_format: …}}`); ISO always.
+    pub date_format: Option<DateFormats>,
+    pub on_bad_value: Option<OnBadValue>,
     #[serde(default)]
     pub columns: ColumnMap<F>,
+}
+
+/// `reject_row` or `skip_value` (see [`crate::sync::OnBadValue`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnBadValue {
+    RejectRow,
+    SkipValue,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -297,22 +307,6 @@ impl<'de> Deserialize<'de> for TzName {
         raw.parse::<Tz>().map(TzName).map_err(|_| {
             de::Error::custom(format!("unknown time zone {raw:?}: expected an IANA name like America/New_York or UTC"))
         })
-    }
-}
-
-/// A chrono `strftime` date format, checked for unknown `%` specifiers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DateFormat(pub String);
-
-impl<'de> Deserialize<'de> for DateFormat {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(d)?;
-        if StrftimeItems::new(&raw).any(|item| matches!(item, Item::Error)) {
-            return Err(de::Error::custom(format!(
-                "invalid date format {raw:?}: use strftime specifiers like \"%m/%d/%Y\" or \"%d.%m.%Y\""
-            )));
-        }
-        Ok(DateFormat(raw))
     }
 }
 

@@ -15,6 +15,7 @@ use std::marker::PhantomData;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
+use super::values::check_date_format;
 use crate::diagnostic::did_you_mean;
 
 /// The closed set of named fields of one record kind, for mapping.
@@ -125,21 +126,92 @@ fn is_metric_name(name: &str) -> bool {
         && chars.all(|c| c == '_' || c.is_ascii_lowercase() || c.is_ascii_digit())
 }
 
-/// A config's column → target map for one record kind, in the order written.
+/// A list of `strftime` date formats, tried in order; written as one string or a list.
+/// Each is checked while the config is read (see [`check_date_format`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DateFormats(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for DateFormats {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = DateFormats;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a date format like \"%m/%d/%Y\", or a list of them")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<DateFormats, E> {
+                check_date_format(v).map_err(E::custom)?;
+                Ok(DateFormats(vec![v.to_string()]))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<DateFormats, A::Error> {
+                let mut out = Vec::new();
+                while let Some(v) = seq.next_element::<String>()? {
+                    check_date_format(&v).map_err(de::Error::custom)?;
+                    out.push(v);
+                }
+                if out.is_empty() {
+                    return Err(de::Error::custom(
+                        "an empty list of date formats; leave date_format out for ISO dates",
+                    ));
+                }
+                Ok(DateFormats(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A config's column → target map for one record kind, with the columns' own date
+/// formats (`"Renewal Date": { field: renewal_date, date_format: "%m/%d/%Y" }`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ColumnMap<F> {
     entries: HashMap<String, Target<F>>,
+    /// The mapped columns in the order written, for reports that name them.
+    order: Vec<String>,
+    date_formats: HashMap<String, Vec<String>>,
 }
 
 impl<F: FieldSet> Default for ColumnMap<F> {
     fn default() -> Self {
-        ColumnMap { entries: HashMap::new() }
+        ColumnMap { entries: HashMap::new(), order: Vec::new(), date_formats: HashMap::new() }
     }
 }
 
 impl<F: FieldSet> ColumnMap<F> {
     pub fn from_pairs(pairs: impl IntoIterator<Item = (String, Target<F>)>) -> Self {
-        ColumnMap { entries: pairs.into_iter().collect() }
+        let mut map = ColumnMap::default();
+        for (column, target) in pairs {
+            map.order.push(column.clone());
+            map.entries.insert(column, target);
+        }
+        map
+    }
+
+    /// The date formats the config gives this column itself, if any.
+    pub fn date_formats(&self, column: &str) -> Option<&[String]> {
+        self.date_formats.get(column).map(Vec::as_slice)
+    }
+
+    /// The columns the config maps, in the order written.
+    pub fn columns(&self) -> impl Iterator<Item = &str> {
+        self.order.iter().map(String::as_str)
+    }
+
+    /// Mapped columns a file's header lacks while it has an unmapped column of a near
+    /// name, with that name: a typo (`"Acount Name": name`), which would leave the field
+    /// empty on every row while the real column lands in `fields`. A mapped column that
+    /// is simply absent is not one: partial exports (a usage file with two columns) are
+    /// normal and update only what they carry.
+    pub fn typos_in<'h>(&self, headers: &'h [String]) -> Vec<(&str, &'h str)> {
+        let unmapped: Vec<&str> = headers
+            .iter()
+            .map(String::as_str)
+            .filter(|h| !self.entries.contains_key(*h) && matches!(Target::<F>::default_for(h), Target::Extra(_)))
+            .collect();
+        self.columns()
+            .filter(|c| !headers.iter().any(|h| h == c))
+            .filter_map(|c| did_you_mean(c, unmapped.iter().copied()).map(|near| (c, near)))
+            .collect()
     }
 
     /// The target for a source column: the config's mapping, else [`Target::default_for`].
@@ -170,26 +242,55 @@ impl<'de, F: FieldSet> Deserialize<'de> for ColumnMap<F> {
                 f.write_str("a map of source column names to fields, like \"Account Name\": name")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut entries = HashMap::new();
+                let mut out = ColumnMap::default();
                 while let Some(column) = map.next_key::<String>()? {
-                    let target: TargetSpec<F> = map.next_value()?;
-                    if entries.insert(column.clone(), target.0).is_some() {
+                    let TargetSpec(target, formats) = map.next_value()?;
+                    if out.entries.insert(column.clone(), target).is_some() {
                         return Err(de::Error::custom(format!("column {column:?} is mapped twice")));
                     }
+                    if let Some(DateFormats(formats)) = formats {
+                        out.date_formats.insert(column.clone(), formats);
+                    }
+                    out.order.push(column);
                 }
-                Ok(ColumnMap { entries })
+                Ok(out)
             }
         }
         d.deserialize_map(V(PhantomData))
     }
 }
 
-struct TargetSpec<F>(Target<F>);
+/// One column's mapping: a target (`name`), or `{ field: renewal_date, date_format: … }`.
+struct TargetSpec<F>(Target<F>, Option<DateFormats>);
 
 impl<'de, F: FieldSet> Deserialize<'de> for TargetSpec<F> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Target::parse(&s).map(TargetSpec).map_err(de::Error::custom)
+        struct V<F>(PhantomData<F>);
+        impl<'de, F: FieldSet> Visitor<'de> for V<F> {
+            type Value = TargetSpec<F>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a field name, or { field: NAME, date_format: FORMAT }")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Target::parse(v).map(|t| TargetSpec(t, None)).map_err(E::custom)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let (mut target, mut formats) = (None, None);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "field" => {
+                            let s: String = map.next_value()?;
+                            target = Some(Target::parse(&s).map_err(de::Error::custom)?);
+                        }
+                        "date_format" => formats = Some(map.next_value::<DateFormats>()?),
+                        other => return Err(de::Error::unknown_field(other, &["field", "date_format"])),
+                    }
+                }
+                let target = target.ok_or_else(|| de::Error::missing_field("field"))?;
+                Ok(TargetSpec(target, formats))
+            }
+        }
+        d.deserialize_any(V(PhantomData))
     }
 }
 
@@ -313,6 +414,26 @@ mod tests {
             Target::<EventField>::parse("properties.").unwrap_err().to_string(),
             "properties. needs a name after the dot"
         );
+    }
+
+    #[test]
+    fn a_mapped_column_missing_next_to_a_near_unmapped_one_is_a_typo() {
+        let map = ColumnMap::<AccountField>::from_pairs([
+            ("Account ID".to_string(), Target::Field(AccountField::Id)),
+            ("Acount Name".to_string(), Target::Field(AccountField::Name)),
+            ("Start".to_string(), Target::Field(AccountField::StartDate)),
+            ("NPS".to_string(), Target::Metric("nps".into())),
+        ]);
+        let headers: Vec<String> =
+            ["Account ID", "Account Name", "Stage", "lifecycle_stage"].iter().map(|s| s.to_string()).collect();
+        // Nothing maps "Stage", so it would land in fields: "Start" next to it is taken for
+        // a typo too. "NPS" has no near column: a partial export, not a typo.
+        assert_eq!(map.typos_in(&headers), vec![("Acount Name", "Account Name"), ("Start", "Stage")]);
+        let mapped_stage = ColumnMap::<AccountField>::from_pairs([
+            ("Start".to_string(), Target::Field(AccountField::StartDate)),
+            ("Stage".to_string(), Target::Field(AccountField::LifecycleStage)),
+        ]);
+        assert_eq!(mapped_stage.typos_in(&headers), vec![], "a near column that is mapped is not the typo's");
     }
 
     #[test]

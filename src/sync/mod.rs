@@ -2,7 +2,15 @@
 //!
 //! Invariants:
 //! - A bad row never stops the good ones: it is reported with its line (and column, for
-//!   CSV) and the reason, and counted as rejected; every good row is stored. A stray CSV
+//!   CSV) and the reason, and counted as rejected; every good row is stored. Under
+//!   [`OnBadValue::SkipValue`] (the default) an unreadable optional cell is left out of
+//!   its row, which is stored and the cell reported as a warning; a bad required field
+//!   still rejects the row. A cell is reported on the line it is on, also after a
+//!   multi-line cell in its row.
+//! - Contacts and events whose account is not in the store are stored, counted and
+//!   listed by line ([`SyncReport::orphans`]), never silently.
+//! - A mapped column the CSV header lacks next to an unmapped column of a near name is a
+//!   mapping typo and fails the file before any row is stored. A stray CSV
 //!   quote is one bad row, not the rows it would swallow: reading resumes on the line after
 //!   it (module `quotes`). Line numbers are the file's, as an editor counts them.
 //! - An account or contact id that a file holds twice is reported with both lines; both
@@ -49,13 +57,27 @@ pub const MAX_KEPT_ERRORS: usize = 1000;
 #[derive(Debug, Clone)]
 pub struct SourceSpec<F: FieldSet> {
     pub columns: ColumnMap<F>,
-    pub date_format: Option<String>,
+    /// Date formats tried in order for date columns without their own (ISO always).
+    pub date_formats: Vec<String>,
+    pub on_bad_value: OnBadValue,
 }
 
 impl<F: FieldSet> Default for SourceSpec<F> {
     fn default() -> Self {
-        SourceSpec { columns: ColumnMap::default(), date_format: None }
+        SourceSpec { columns: ColumnMap::default(), date_formats: Vec::new(), on_bad_value: OnBadValue::default() }
     }
+}
+
+/// What an unreadable cell of an optional field does to its row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnBadValue {
+    /// The row is rejected whole (every bad cell is reported).
+    RejectRow,
+    /// The row is stored without that field and the cell is reported as a warning; a bad
+    /// id or other required field ([`Kind::is_required`]) still rejects the row. One
+    /// unreadable renewal date should not make a customer vanish.
+    #[default]
+    SkipValue,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,12 +102,14 @@ pub struct ColumnRef {
     pub name: String,
 }
 
-/// Why one row was rejected.
+/// Why one row was rejected, or (with `skipped`) why one of its cells was left out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowError {
     pub line: u64,
     pub column: Option<ColumnRef>,
     pub message: String,
+    /// A warning: the row was stored without this cell (`on_bad_value: skip_value`).
+    pub skipped: bool,
 }
 
 impl fmt::Display for RowError {
@@ -96,7 +120,11 @@ impl fmt::Display for RowError {
             }
             Some(ColumnRef { number: None, name }) => write!(f, "{}: key {name:?}: {}", self.line, self.message),
             None => write!(f, "{}: {}", self.line, self.message),
+        }?;
+        if self.skipped {
+            f.write_str(" (warning: the row was stored without this value)")?;
         }
+        Ok(())
     }
 }
 
@@ -112,15 +140,26 @@ pub struct SyncReport {
     /// Rows whose id an earlier row of the same file already had (accounts, contacts).
     /// They were applied, in file order, and are counted in inserted/updated/unchanged.
     pub repeated: u64,
+    /// Cells left out of rows that were stored (`on_bad_value: skip_value`).
+    pub skipped_values: u64,
     /// The first [`MAX_KEPT_ERRORS`] row reports, in file order: why each rejected row
-    /// was rejected, and each repeated id with the line that had it first.
+    /// was rejected, each skipped cell, and each repeated id with the line that had it first.
     pub errors: Vec<RowError>,
+    /// Contacts and events stored for an account that is not in the store, as counted;
+    /// the first [`MAX_KEPT_ERRORS`] are kept in `orphan_rows` (line, account id).
+    pub orphans: u64,
+    pub orphan_rows: Vec<(u64, String)>,
     pub elapsed: Duration,
 }
 
 impl SyncReport {
     pub fn rows(&self) -> u64 {
         self.inserted + self.updated + self.unchanged + self.rejected
+    }
+
+    /// Rows that are in the store after the sync (new, changed or already so).
+    pub fn stored(&self) -> u64 {
+        self.inserted + self.updated + self.unchanged
     }
 
     /// Rows per second over the whole sync (read, parse, store, flush).
@@ -158,9 +197,18 @@ impl fmt::Display for SyncReport {
             self.rejected
         )?;
         match self.repeated {
+            0 => {}
+            1 => write!(f, ", 1 repeated id")?,
+            n => write!(f, ", {n} repeated ids")?,
+        }
+        match self.skipped_values {
+            0 => {}
+            1 => write!(f, ", 1 unreadable value left out")?,
+            n => write!(f, ", {n} unreadable values left out")?,
+        }
+        match self.orphans {
             0 => Ok(()),
-            1 => write!(f, ", 1 repeated id"),
-            n => write!(f, ", {n} repeated ids"),
+            n => write!(f, ", {n} for an account not in the store"),
         }
     }
 }
@@ -238,14 +286,14 @@ pub fn sync_file<K: Kind>(
         now,
         pending: Vec::with_capacity(BATCH_ROWS),
         first_line: HashMap::new(),
+        known_accounts: HashMap::new(),
         report: SyncReport { kind: K::KIND, file: path.to_path_buf(), ..Default::default() },
     };
-    let opts = ParseOptions { date_format: spec.date_format.as_deref() };
     progress.start(total);
     let result = match Format::detect(path, &head[..n]) {
-        Format::Csv => read_csv(path, file, spec, &opts, &mut sink, progress),
-        Format::JsonLines => read_json_lines(path, file, spec, &opts, &mut sink, progress),
-        Format::JsonArray => read_json_array(path, file, spec, &opts, &mut sink, progress),
+        Format::Csv => read_csv(path, file, spec, &mut sink, progress),
+        Format::JsonLines => read_json_lines(path, file, spec, &mut sink, progress),
+        Format::JsonArray => read_json_array(path, file, spec, &mut sink, progress),
     };
     progress.finish();
     result?;
@@ -254,8 +302,30 @@ pub fn sync_file<K: Kind>(
     let mut report = sink.report;
     // Rows the store refused are learnt a batch later than rows that failed to parse.
     report.errors.sort_by_key(|e| e.line);
+    report.orphan_rows.sort();
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// The header row of a CSV source, as a sync reads it (BOM and spaces trimmed), for
+/// `keel check` to hold a mapping against; `None` for JSON sources, whose keys vary by row.
+pub fn csv_header(path: &Path) -> Result<Option<Vec<String>>, SyncError> {
+    let read_err = |source| SyncError::Read { path: path.to_path_buf(), source };
+    let mut file = File::open(path).map_err(read_err)?;
+    let mut head = [0u8; 64];
+    let n = file.read(&mut head).map_err(read_err)?;
+    if Format::detect(path, &head[..n]) != Format::Csv {
+        return Ok(None);
+    }
+    let file = File::open(path).map_err(read_err)?;
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(file);
+    let headers = reader.byte_headers().map_err(|e| SyncError::File {
+        path: path.to_path_buf(),
+        message: format!("cannot read the header row: {e}"),
+    })?;
+    Ok(Some(
+        headers.iter().map(|h| String::from_utf8_lossy(h).trim_start_matches('\u{feff}').trim().to_string()).collect(),
+    ))
 }
 
 /// Collects built rows into batches for the store and tallies the outcomes.
@@ -266,13 +336,31 @@ struct Sink<'s, K: Kind> {
     /// The line each id was first seen on, to report a repeat with both lines (kinds
     /// with [`Kind::id_of`] only: a repeated event is the same event delivered twice).
     first_line: HashMap<Box<str>, u64>,
+    /// Whether each account id a contact or event named is in the store (looked up once).
+    known_accounts: HashMap<String, bool>,
     report: SyncReport,
 }
 
 impl<K: Kind> Sink<'_, K> {
-    fn row(&mut self, line: u64, built: Result<K::Record, Vec<(Option<ColumnRef>, String)>>) -> Result<(), SyncError> {
+    fn row(&mut self, line: u64, built: Built<K>) -> Result<(), SyncError> {
+        self.row_at(line, built, None)
+    }
+
+    /// [`Self::row`] for a row whose cells start on different lines (a quoted cell before
+    /// them held line ends): `cell_lines[i]` is the line cell `i + 1` starts on, so a bad
+    /// cell is reported on its own line.
+    fn row_at(&mut self, line: u64, built: Built<K>, cell_lines: Option<&[u64]>) -> Result<(), SyncError> {
+        let line_of = |column: &Option<ColumnRef>| match (cell_lines, column) {
+            (Some(lines), Some(ColumnRef { number: Some(n), .. })) => lines.get(n - 1).copied().unwrap_or(line),
+            _ => line,
+        };
         match built {
-            Ok(record) => {
+            Ok((record, skipped)) => {
+                for (column, message) in skipped {
+                    self.report.skipped_values += 1;
+                    let line = line_of(&column);
+                    self.report.keep(RowError { line, column, message, skipped: true });
+                }
                 if let Some(id) = K::id_of(&record) {
                     match self.first_line.get(id) {
                         Some(&first) => {
@@ -281,7 +369,7 @@ impl<K: Kind> Sink<'_, K> {
                                 "id {id:?} repeats line {first}: both rows were applied, in file order, \
                                  so this row's values win where both rows carry one"
                             );
-                            self.report.keep(RowError { line, column: None, message });
+                            self.report.keep(RowError { line, column: None, message, skipped: false });
                         }
                         None => {
                             self.first_line.insert(id.into(), line);
@@ -298,7 +386,8 @@ impl<K: Kind> Sink<'_, K> {
                 self.report.rejected += 1;
                 for (column, message) in errors {
                     if self.report.errors.len() < MAX_KEPT_ERRORS {
-                        self.report.errors.push(RowError { line, column, message });
+                        let line = line_of(&column);
+                        self.report.errors.push(RowError { line, column, message, skipped: false });
                     }
                 }
             }
@@ -311,36 +400,72 @@ impl<K: Kind> Sink<'_, K> {
             return Ok(());
         }
         let (lines, records): (Vec<u64>, Vec<K::Record>) = self.pending.drain(..).unzip();
+        // Each contact's or event's account, looked up once per id per sync; only rows the
+        // store then accepts are counted as orphans.
+        let mut orphan_of = Vec::with_capacity(records.len());
+        for record in &records {
+            let orphan = match K::account_of(record) {
+                Some(id) => match self.known_accounts.get(id) {
+                    Some(&known) => (!known).then(|| id.to_string()),
+                    None => {
+                        let known = self.store.account(id)?.is_some();
+                        self.known_accounts.insert(id.to_string(), known);
+                        (!known).then(|| id.to_string())
+                    }
+                },
+                None => None,
+            };
+            orphan_of.push(orphan);
+        }
         let outcomes = K::store(self.store, records, self.now)?;
-        for (line, outcome) in lines.into_iter().zip(outcomes) {
+        for ((line, outcome), orphan) in lines.into_iter().zip(outcomes).zip(orphan_of) {
+            let stored = !matches!(outcome, Outcome::Rejected(_));
             match outcome {
                 Outcome::Inserted => self.report.inserted += 1,
                 Outcome::Updated => self.report.updated += 1,
                 Outcome::Unchanged => self.report.unchanged += 1,
-                Outcome::Rejected(message) => self.report.reject(RowError { line, column: None, message }),
+                Outcome::Rejected(message) => {
+                    self.report.reject(RowError { line, column: None, message, skipped: false })
+                }
+            }
+            if let (true, Some(account)) = (stored, orphan) {
+                self.report.orphans += 1;
+                if self.report.orphan_rows.len() < MAX_KEPT_ERRORS {
+                    self.report.orphan_rows.push((line, account));
+                }
             }
         }
         Ok(())
     }
 }
 
+/// Cell reports of one row: where, and what was wrong.
+type CellErrors = Vec<(Option<ColumnRef>, String)>;
+
+/// A built row with the cells left out of it, or every reason it was rejected.
+type Built<K> = Result<(<K as Kind>::Record, CellErrors), CellErrors>;
+
 /// Builds one record from its cells, collecting every bad cell of the row.
 struct RowBuilder<K: Kind> {
     patch: K::Patch,
-    errors: Vec<(Option<ColumnRef>, String)>,
+    on_bad_value: OnBadValue,
+    errors: CellErrors,
+    /// Bad cells of optional fields, left out under [`OnBadValue::SkipValue`].
+    skipped: CellErrors,
 }
 
 impl<K: Kind> RowBuilder<K> {
-    fn new() -> Self {
-        RowBuilder { patch: K::Patch::default(), errors: Vec::new() }
+    fn new(on_bad_value: OnBadValue) -> Self {
+        RowBuilder { patch: K::Patch::default(), on_bad_value, errors: Vec::new(), skipped: Vec::new() }
     }
 
-    fn cell(&mut self, target: &Target<K>, cell: Cell, opts: &ParseOptions, column: impl FnOnce() -> ColumnRef) {
+    fn cell(&mut self, target: &Target<K>, cell: Cell, formats: &[String], column: impl FnOnce() -> ColumnRef) {
         if cell.is_empty() {
             return;
         }
+        let opts = ParseOptions { date_formats: formats };
         let result = match target {
-            Target::Field(field) => K::set(&mut self.patch, *field, cell, opts),
+            Target::Field(field) => K::set(&mut self.patch, *field, cell, &opts),
             Target::Metric(name) => {
                 cell.number().map(|v| K::set_metric(&mut self.patch, name, v)).map_err(FieldError::from)
             }
@@ -351,18 +476,25 @@ impl<K: Kind> RowBuilder<K> {
             Target::Ignore => Ok(()),
         };
         if let Err(e) = result {
-            self.errors.push((Some(column()), e.to_string()));
+            let required = matches!(target, Target::Field(f) if K::is_required(*f));
+            match self.on_bad_value {
+                OnBadValue::SkipValue if !required => self.skipped.push((Some(column()), e.to_string())),
+                _ => self.errors.push((Some(column()), e.to_string())),
+            }
         }
     }
 
-    fn finish(mut self) -> Result<K::Record, Vec<(Option<ColumnRef>, String)>> {
+    fn finish(mut self) -> Built<K> {
         if !self.errors.is_empty() {
             return Err(self.errors);
         }
-        K::finish(self.patch).map_err(|message| {
-            self.errors.push((None, message));
-            self.errors
-        })
+        match K::finish(self.patch) {
+            Ok(record) => Ok((record, self.skipped)),
+            Err(message) => {
+                self.errors.push((None, message));
+                Err(self.errors)
+            }
+        }
     }
 }
 
@@ -370,7 +502,6 @@ fn read_csv<K: Kind>(
     path: &Path,
     file: File,
     spec: &SourceSpec<K>,
-    opts: &ParseOptions,
     sink: &mut Sink<K>,
     progress: &dyn Progress,
 ) -> Result<(), SyncError> {
@@ -399,7 +530,10 @@ fn read_csv<K: Kind>(
     if let Some(message) = duplicate_header(&headers) {
         return Err(file_err(message));
     }
+    check_mapped_columns(&spec.columns, &headers).map_err(file_err)?;
     let targets: Vec<Target<K>> = headers.iter().map(|h| spec.columns.resolve(h)).collect();
+    let formats: Vec<&[String]> =
+        headers.iter().map(|h| spec.columns.date_formats(h).unwrap_or(&spec.date_formats)).collect();
     check_required_columns::<K>(&targets).map_err(file_err)?;
     // Few columns map to a named field (a kind has a dozen), so a short list is linear too.
     let mut first_mapped: Vec<(K, usize)> = Vec::new();
@@ -421,7 +555,6 @@ fn read_csv<K: Kind>(
     let mut record = csv::ByteRecord::new();
     let mut rows: u64 = 0;
     // Where the csv reader's next row starts (its line as the csv crate counts).
-    let mut row_line = reader.position().line();
     reader.get_mut().row_start = reader.position().byte();
     // Reads on from `byte`, the start of `line`, after a row that could not be trusted.
     let resume = |reader: &mut csv::Reader<RowLimit>, byte: u64, line: u64| {
@@ -444,7 +577,7 @@ fn read_csv<K: Kind>(
                     return Err(read_err(source));
                 }
                 // One row ran past MAX_ROW_BYTES: a stray quote if the raw bytes show one.
-                let (line, content) = raw.start(reader.get_ref().row_start, row_line).map_err(read_err)?;
+                let (line, content) = raw.start(reader.get_ref().row_start).map_err(read_err)?;
                 let scan = raw.scan(content, line, content + MAX_ROW_BYTES).map_err(read_err)?;
                 let next = match stray_quote(&scan) {
                     Some(stray) => {
@@ -466,7 +599,7 @@ fn read_csv<K: Kind>(
                 match next {
                     Some((byte, line)) => {
                         resume(&mut reader, byte, line)?;
-                        row_line = line;
+                        raw.reset(byte, line).map_err(read_err)?;
                         continue;
                     }
                     None => break,
@@ -483,8 +616,7 @@ fn read_csv<K: Kind>(
         };
         let end = reader.position().byte();
         reader.get_mut().row_start = end;
-        row_line = reader.position().line();
-        let (line, content) = raw.start(position.byte(), position.line()).map_err(read_err)?;
+        let (line, content) = raw.start(position.byte()).map_err(read_err)?;
         rows += 1;
         if rows.is_multiple_of(4096) {
             progress.advance(position.byte());
@@ -495,7 +627,7 @@ fn read_csv<K: Kind>(
         }
         // A row can only span lines through a quoted cell; that, or a wrong cell count, is
         // when a stray quote may be at work, so only then are the raw bytes read again.
-        let spans_lines = record.as_slice().contains(&b'\n');
+        let spans_lines = record.as_slice().iter().any(|&b| b == b'\n' || b == b'\r');
         if spans_lines || wrong_count {
             let scan = raw.scan(content, line, end).map_err(read_err)?;
             if let Some(stray) = stray_quote(&scan) {
@@ -504,7 +636,7 @@ fn read_csv<K: Kind>(
                 let message = format!("{}; reading went on from line {resume_line}", stray.message);
                 sink.row(stray.span.line, Err(vec![(Some(column), message)]))?;
                 resume(&mut reader, stray.span.next_line_byte, resume_line)?;
-                row_line = resume_line;
+                raw.reset(stray.span.next_line_byte, resume_line).map_err(read_err)?;
                 continue;
             }
             if wrong_count {
@@ -530,20 +662,46 @@ fn read_csv<K: Kind>(
                 continue;
             }
         }
-        let mut row = RowBuilder::<K>::new();
+        let mut row = RowBuilder::<K>::new(spec.on_bad_value);
         for (i, (raw, target)) in record.iter().zip(&targets).enumerate() {
             if matches!(target, Target::Ignore) {
                 continue;
             }
             let column = || ColumnRef { number: Some(i + 1), name: headers[i].clone() };
             match std::str::from_utf8(raw) {
-                Ok(text) => row.cell(target, Cell::Text(text), opts, column),
+                Ok(text) => row.cell(target, Cell::Text(text), formats[i], column),
                 Err(_) => row.errors.push((Some(column()), "cell is not valid UTF-8 text".into())),
             }
         }
-        sink.row(line, row.finish())?;
+        let cell_lines = spans_lines.then(|| cell_lines(&record, line));
+        sink.row_at(line, row.finish(), cell_lines.as_deref())?;
     }
     Ok(())
+}
+
+/// The line each cell of a row that spans lines starts on: the row's first line plus the
+/// line ends in the cells before it (only quoted cells hold any, kept as written). A
+/// `\r\n` is one line end, as is a lone `\n` or `\r`, as editors count them.
+fn cell_lines(record: &csv::ByteRecord, first: u64) -> Vec<u64> {
+    let mut line = first;
+    record
+        .iter()
+        .map(|cell| {
+            let at = line;
+            line += line_ends(cell);
+            at
+        })
+        .collect()
+}
+
+fn line_ends(bytes: &[u8]) -> u64 {
+    let mut n = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'\n' || (b == b'\r' && bytes.get(i + 1) != Some(&b'\n')) {
+            n += 1;
+        }
+    }
+    n
 }
 
 /// Bytes one CSV row (all its lines) may hold. Past this it is a runaway quote, or not
@@ -586,19 +744,72 @@ impl Seek for RowLimit {
 /// A second, buffered reader over the CSV file that follows the csv reader row by row.
 ///
 /// The csv crate puts a row's position where the previous row ended, before the blank
-/// lines and the `\n` of a CRLF it skips, so its line numbers run short after either;
-/// this reader steps over those bytes to give each row its real first line. It also
+/// lines and the `\n` of a CRLF it skips, and counts only `\n`, so its line numbers run
+/// short after either and stay at 1 in a file with old-Mac `\r` line ends. This reader
+/// counts the lines itself, as an editor does (`\r\n`, `\n` or a lone `\r` is one line
+/// end), and steps over the skipped bytes to give each row its real first line. It also
 /// re-reads a suspect row's raw bytes for [`quotes::scan_row`]. Following in step costs a
 /// second sequential read of the file, from the page cache.
 struct RawRows {
     reader: BufReader<File>,
     /// File offset of the reader.
     pos: u64,
+    /// Lines are counted up to this offset; `line` is the line it is on.
+    counted_to: u64,
+    line: u64,
+    /// The byte before `counted_to` was a `\r` (a `\n` right after it ends no new line).
+    after_cr: bool,
 }
 
 impl RawRows {
     fn open(path: &Path) -> io::Result<RawRows> {
-        Ok(RawRows { reader: BufReader::with_capacity(1 << 18, File::open(path)?), pos: 0 })
+        let reader = BufReader::with_capacity(1 << 18, File::open(path)?);
+        Ok(RawRows { reader, pos: 0, counted_to: 0, line: 1, after_cr: false })
+    }
+
+    /// Where reading goes on after a row that could not be trusted: `byte` starts `line`.
+    /// A `\r` just before it (a scan that stopped inside a `\r\n`) makes a `\n` at `byte`
+    /// the rest of that line end, not a line of its own.
+    fn reset(&mut self, byte: u64, line: u64) -> io::Result<()> {
+        let mut after_cr = false;
+        if byte > 0 {
+            self.move_to(byte - 1)?;
+            let mut b = [0u8; 1];
+            after_cr = self.reader.read(&mut b)? == 1 && b[0] == b'\r';
+            self.pos = byte;
+        }
+        (self.counted_to, self.line, self.after_cr) = (byte, line, after_cr);
+        Ok(())
+    }
+
+    fn count(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if b == b'\r' || (b == b'\n' && !self.after_cr) {
+                self.line += 1;
+            }
+            self.after_cr = b == b'\r';
+        }
+        self.counted_to += bytes.len() as u64;
+    }
+
+    /// Counts the lines of the bytes from where counting stopped up to `byte`.
+    fn count_to(&mut self, byte: u64) -> io::Result<()> {
+        if byte <= self.counted_to {
+            return Ok(());
+        }
+        self.move_to(self.counted_to)?;
+        while self.counted_to < byte {
+            let chunk = self.reader.fill_buf()?;
+            if chunk.is_empty() {
+                break;
+            }
+            let n = chunk.len().min((byte - self.counted_to) as usize);
+            let chunk = chunk[..n].to_vec();
+            self.count(&chunk);
+            self.reader.consume(n);
+            self.pos += n as u64;
+        }
+        Ok(())
     }
 
     fn move_to(&mut self, byte: u64) -> io::Result<()> {
@@ -610,20 +821,21 @@ impl RawRows {
         Ok(())
     }
 
-    /// Steps over the line ends before the row the csv reader placed at `byte` on `line`,
-    /// and returns the row's real first line and first byte.
-    fn start(&mut self, byte: u64, line: u64) -> io::Result<(u64, u64)> {
-        self.move_to(byte)?;
-        let mut line = line;
+    /// Steps over the line ends before the row the csv reader placed at `byte`, and
+    /// returns the row's real first line and first byte.
+    fn start(&mut self, byte: u64) -> io::Result<(u64, u64)> {
+        self.count_to(byte)?;
+        self.move_to(self.counted_to)?;
         loop {
             let chunk = self.reader.fill_buf()?;
             let skip = chunk.iter().take_while(|&&b| b == b'\n' || b == b'\r').count();
-            line += chunk[..skip].iter().filter(|&&b| b == b'\n').count() as u64;
             let done = skip < chunk.len() || chunk.is_empty();
+            let skipped = chunk[..skip].to_vec();
+            self.count(&skipped);
             self.reader.consume(skip);
             self.pos += skip as u64;
             if done {
-                return Ok((line, self.pos));
+                return Ok((self.line, self.pos));
             }
         }
     }
@@ -711,6 +923,24 @@ fn duplicate_header(headers: &[String]) -> Option<String> {
     None
 }
 
+/// A mapped column the header lacks, next to an unmapped header column of a near name,
+/// is a typo: its field would be empty on every row while the real column lands in
+/// `fields` ([`ColumnMap::typos_in`]). Every such column is named, before any row is read.
+fn check_mapped_columns<K: FieldSet>(columns: &ColumnMap<K>, headers: &[String]) -> Result<(), String> {
+    let typos = columns.typos_in(headers);
+    if typos.is_empty() {
+        return Ok(());
+    }
+    let named: Vec<String> =
+        typos.iter().map(|(column, near)| format!("{column:?} (did you mean {near:?}?)")).collect();
+    let (noun, verb) = if typos.len() == 1 { ("column", "is") } else { ("columns", "are") };
+    Err(format!(
+        "mapped {noun} {} {verb} not in the header row (sync.{}.columns); nothing was imported",
+        named.join(", "),
+        K::KIND
+    ))
+}
+
 /// A CSV header that cannot feed a required field would reject every row: say so once.
 fn check_required_columns<K: Kind>(targets: &[Target<K>]) -> Result<(), String> {
     for group in K::REQUIRED {
@@ -728,12 +958,8 @@ fn check_required_columns<K: Kind>(targets: &[Target<K>]) -> Result<(), String> 
 
 /// Feeds one JSON object's keys to a row. `metrics` and `fields`/`properties` objects
 /// are taken apart, so `{"metrics": {"nps": 9}}` works without a mapping.
-fn json_row<K: Kind>(
-    object: &Map<String, Value>,
-    spec: &SourceSpec<K>,
-    opts: &ParseOptions,
-) -> Result<K::Record, Vec<(Option<ColumnRef>, String)>> {
-    let mut row = RowBuilder::<K>::new();
+fn json_row<K: Kind>(object: &Map<String, Value>, spec: &SourceSpec<K>) -> Built<K> {
+    let mut row = RowBuilder::<K>::new(spec.on_bad_value);
     for (key, value) in object {
         let nested = match value {
             Value::Object(inner) if key == "metrics" && K::HAS_METRICS => Some((inner, true)),
@@ -757,7 +983,7 @@ fn json_row<K: Kind>(
                     } else {
                         Target::Extra(name.clone())
                     };
-                    row.cell(&target, Cell::Json(v), opts, || ColumnRef {
+                    row.cell(&target, Cell::Json(v), &spec.date_formats, || ColumnRef {
                         number: None,
                         name: format!("{key}.{name}"),
                     });
@@ -765,7 +991,8 @@ fn json_row<K: Kind>(
             }
             None => {
                 let target = spec.columns.resolve(key);
-                row.cell(&target, Cell::Json(value), opts, || ColumnRef { number: None, name: key.clone() });
+                let formats = spec.columns.date_formats(key).unwrap_or(&spec.date_formats);
+                row.cell(&target, Cell::Json(value), formats, || ColumnRef { number: None, name: key.clone() });
             }
         }
     }
@@ -776,7 +1003,6 @@ fn read_json_lines<K: Kind>(
     path: &Path,
     file: File,
     spec: &SourceSpec<K>,
-    opts: &ParseOptions,
     sink: &mut Sink<K>,
     progress: &dyn Progress,
 ) -> Result<(), SyncError> {
@@ -810,7 +1036,7 @@ fn read_json_lines<K: Kind>(
         }
         let text = if line == 1 { text.strip_prefix('\u{feff}').unwrap_or(text) } else { text };
         let built = match serde_json::from_str::<Value>(text) {
-            Ok(Value::Object(object)) => json_row(&object, spec, opts),
+            Ok(Value::Object(object)) => json_row(&object, spec),
             Ok(_) => Err(vec![(None, "expected a JSON object on this line".to_string())]),
             Err(e) => Err(vec![(None, format!("invalid JSON at column {}: {}", e.column(), json_reason(&e)))]),
         };
@@ -823,7 +1049,6 @@ fn read_json_array<K: Kind>(
     path: &Path,
     mut file: File,
     spec: &SourceSpec<K>,
-    opts: &ParseOptions,
     sink: &mut Sink<K>,
     progress: &dyn Progress,
 ) -> Result<(), SyncError> {
@@ -861,7 +1086,7 @@ fn read_json_array<K: Kind>(
             progress.advance(offset as u64);
         }
         let (built, at) = match serde_json::from_str::<Value>(element.get()) {
-            Ok(Value::Object(object)) => (json_row(&object, spec, opts), line),
+            Ok(Value::Object(object)) => (json_row(&object, spec), line),
             Ok(_) => (Err(vec![(None, format!("element {} is not a JSON object", i + 1))]), line),
             // Within an element that parsed shallowly, only depth can fail (serde_json
             // stops at 128 levels rather than overflow the stack): say where in the file.

@@ -78,6 +78,8 @@ pub fn scan_row(mut raw: impl BufRead, start_byte: u64, start_line: u64) -> io::
     let (mut state, mut cell, mut line, mut offset) = (State::CellStart, 1usize, start_line, start_byte);
     // The quoted cell being read: its span and where it opened.
     let mut open: Option<(QuotedSpan, u64)> = None;
+    // Line ends as an editor counts them: `\r\n`, `\n` or a lone `\r` (old-Mac exports).
+    let mut prev = 0u8;
     loop {
         let chunk = raw.fill_buf()?;
         if chunk.is_empty() {
@@ -99,19 +101,24 @@ pub fn scan_row(mut raw: impl BufRead, start_byte: u64, start_line: u64) -> io::
                         cell += 1;
                         state = State::CellStart;
                     }
-                    b'\n' => line += 1,
+                    b'\r' => line += 1,
+                    b'\n' if prev != b'\r' => line += 1,
+                    b'\n' => {}
                     _ => state = State::Unquoted,
                 },
                 State::Quoted => {
                     if b == b'"' {
                         state = State::QuoteInQuoted;
                     } else if let Some((span, opened)) = &mut open {
-                        if b == b'\n' {
+                        if b == b'\r' || (b == b'\n' && prev != b'\r') {
                             line += 1;
                             span.breaks += 1;
                             if span.breaks == 1 {
                                 span.next_line_byte = offset + 1;
                             }
+                        } else if b == b'\n' && span.breaks == 1 && span.next_line_byte == offset {
+                            // The `\n` of the first break's `\r\n`: the next line starts after it.
+                            span.next_line_byte = offset + 1;
                         }
                         if span.breaks > MAX_QUOTED_LINES || (span.breaks > 0 && offset - *opened > MAX_QUOTED_BYTES) {
                             span.fault = Some(Fault::TooLong);
@@ -138,7 +145,7 @@ pub fn scan_row(mut raw: impl BufRead, start_byte: u64, start_line: u64) -> io::
                                 cell += 1;
                                 state = State::CellStart;
                             }
-                            b'\n' => {
+                            b'\n' | b'\r' => {
                                 line += 1;
                                 state = State::CellStart;
                             }
@@ -148,6 +155,7 @@ pub fn scan_row(mut raw: impl BufRead, start_byte: u64, start_line: u64) -> io::
                 }
             }
             offset += 1;
+            prev = b;
         }
         raw.consume(n);
     }
@@ -176,6 +184,14 @@ mod tests {
 
     fn scan(raw: &str) -> RowScan {
         scan_row(raw.as_bytes(), 100, 7).unwrap()
+    }
+
+    #[test]
+    fn after_a_crlf_or_a_lone_cr_the_next_line_starts_after_the_whole_line_end() {
+        for (raw, next) in [("A,\"x\r\ny", 100 + 6), ("A,\"x\ry", 100 + 5), ("A,\"x\ny", 100 + 5)] {
+            let span = scan(raw).span.unwrap();
+            assert_eq!((span.line, span.breaks, span.next_line_byte), (7, 1, next), "{raw:?}");
+        }
     }
 
     #[test]

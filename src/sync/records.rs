@@ -9,10 +9,11 @@ use super::values::{Cell, ValueError};
 use crate::model::{validate_id, AccountPatch, ContactPatch, Event, EventPatch, IdError, Segment, SegmentError};
 use crate::store::{Outcome, Store, StoreError};
 
-/// Per-source parsing options from the config.
+/// Per-column parsing options from the config.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ParseOptions<'a> {
-    pub date_format: Option<&'a str>,
+    /// Date formats tried in order before ISO (the column's own, else the source's).
+    pub date_formats: &'a [String],
 }
 
 /// Why one cell could not set its field: the import reports it against the row and
@@ -37,6 +38,14 @@ pub trait Kind: FieldSet {
     const REQUIRED: &'static [&'static [Self]];
 
     fn set(patch: &mut Self::Patch, field: Self, cell: Cell, opts: &ParseOptions) -> Result<(), FieldError>;
+    /// Whether a row is worthless without this field, so an unreadable cell rejects the
+    /// row even under `on_bad_value: skip_value` (ids, and what names or dates an event).
+    fn is_required(field: Self) -> bool;
+    /// The account a record belongs to, for reporting records whose account is not in
+    /// the store; `None` for accounts themselves (and a contact update that names none).
+    fn account_of(_record: &Self::Record) -> Option<&str> {
+        None
+    }
     fn set_metric(_patch: &mut Self::Patch, _name: &str, _value: f64) {
         unreachable!("only kinds with HAS_METRICS map metrics")
     }
@@ -76,12 +85,16 @@ impl Kind for AccountField {
             }
             Self::Owner => p.owner = Some(cell.email()?),
             Self::Manager => p.manager = Some(cell.email()?),
-            Self::RenewalDate => p.renewal_date = Some(cell.date(opts.date_format)?),
-            Self::StartDate => p.start_date = Some(cell.date(opts.date_format)?),
+            Self::RenewalDate => p.renewal_date = Some(cell.date(opts.date_formats)?),
+            Self::StartDate => p.start_date = Some(cell.date(opts.date_formats)?),
             Self::LifecycleStage => p.lifecycle_stage = Some(cell.text()?),
             Self::Timezone => p.timezone = Some(cell.timezone()?),
         }
         Ok(())
+    }
+
+    fn is_required(field: Self) -> bool {
+        field == Self::Id
     }
 
     fn set_metric(p: &mut AccountPatch, name: &str, value: f64) {
@@ -126,6 +139,15 @@ impl Kind for ContactField {
         Ok(())
     }
 
+    /// A contact without a readable address can never be emailed, so email counts too.
+    fn is_required(field: Self) -> bool {
+        matches!(field, Self::Id | Self::AccountId | Self::Email)
+    }
+
+    fn account_of(record: &ContactPatch) -> Option<&str> {
+        record.account_id.as_deref()
+    }
+
     fn set_extra(p: &mut ContactPatch, key: &str, value: Value) {
         p.fields.push((key.to_string(), value));
     }
@@ -165,6 +187,14 @@ impl Kind for EventField {
             Self::Timestamp => p.timestamp = Some(cell.timestamp()?),
         }
         Ok(())
+    }
+
+    fn is_required(field: Self) -> bool {
+        !matches!(field, Self::ContactId)
+    }
+
+    fn account_of(record: &Event) -> Option<&str> {
+        Some(&record.account_id)
     }
 
     fn set_extra(p: &mut EventPatch, key: &str, value: Value) {

@@ -27,11 +27,11 @@ pub enum ValueError {
     BadSeparators(String),
     #[error("expected a finite number, found {0}")]
     NotFinite(f64),
-    /// Text that does not match the source's own `date_format`. chrono's reason is part
-    /// of the message, so it is not also given as `source()`.
-    #[error("invalid date {text:?}: expected the format {format:?} ({reason})")]
-    DateFormat { text: String, format: String, reason: chrono::ParseError },
-    #[error("invalid date {0:?}: expected YYYY-MM-DD (or set date_format for this source)")]
+    /// Text that matches none of the column's `date_format`s, nor ISO. `formats` is the
+    /// list as the config wrote it, quoted.
+    #[error("invalid date {text:?}: expected {formats} or YYYY-MM-DD")]
+    DateFormat { text: String, formats: String },
+    #[error("invalid date {0:?}: expected YYYY-MM-DD (or set date_format for this source or column)")]
     Date(String),
     #[error("invalid timestamp {0:?}: expected RFC 3339, like 2026-11-20T14:03:11Z")]
     Timestamp(String),
@@ -96,16 +96,13 @@ impl Cell<'_> {
         }
     }
 
-    /// A calendar date: `YYYY-MM-DD` (or an RFC 3339 timestamp, whose date is taken), or
-    /// the source's own `date_format` when the config gives one.
-    pub fn date(&self, format: Option<&str>) -> Result<NaiveDate, ValueError> {
+    /// A calendar date: the column's (or source's) `date_format`s tried in the order
+    /// written, then `YYYY-MM-DD` (or an RFC 3339 timestamp, whose date is taken), which is
+    /// always accepted: an export often mixes ISO columns with one US-formatted column.
+    pub fn date(&self, formats: &[String]) -> Result<NaiveDate, ValueError> {
         let s = self.text()?;
-        if let Some(format) = format {
-            return NaiveDate::parse_from_str(&s, format).map_err(|reason| ValueError::DateFormat {
-                text: s.clone(),
-                format: format.to_string(),
-                reason,
-            });
+        if let Some(d) = formats.iter().find_map(|f| NaiveDate::parse_from_str(&s, f).ok()) {
+            return Ok(d);
         }
         if let Ok(d) = NaiveDate::parse_from_str(&s, "%Y-%m-%d") {
             return Ok(d);
@@ -113,7 +110,15 @@ impl Cell<'_> {
         if let Ok(t) = DateTime::parse_from_rfc3339(&s) {
             return Ok(t.date_naive());
         }
-        Err(ValueError::Date(s))
+        if formats.is_empty() {
+            return Err(ValueError::Date(s));
+        }
+        let quoted: Vec<String> = formats.iter().map(|f| format!("{f:?}")).collect();
+        let formats = match quoted.len() {
+            1 => format!("the format {}", quoted[0]),
+            _ => format!("one of the formats {}", quoted.join(", ")),
+        };
+        Err(ValueError::DateFormat { text: s, formats })
     }
 
     /// An instant: RFC 3339 (`2026-11-20T14:03:11Z`, any offset), `YYYY-MM-DD HH:MM:SS`
@@ -175,6 +180,28 @@ impl Cell<'_> {
         } else {
             Err(ValueError::Email(s))
         }
+    }
+}
+
+/// Why a `date_format` cannot read dates: an unknown `%` specifier, or a format that does
+/// not carry a whole date (`"%m/%Y"`, `"%H:%M"`), which would reject every cell. Checked
+/// by formatting a sample date and reading it back.
+pub fn check_date_format(format: &str) -> Result<(), String> {
+    use chrono::format::{Item, StrftimeItems};
+    if StrftimeItems::new(format).any(|item| matches!(item, Item::Error)) {
+        return Err(format!(
+            "invalid date format {format:?}: use strftime specifiers like \"%m/%d/%Y\" or \"%d.%m.%Y\""
+        ));
+    }
+    let sample = NaiveDate::from_ymd_opt(2026, 11, 23).expect("a real date");
+    let mut text = String::new();
+    // A specifier a date cannot fill (`%z`, `%H`) fails to format instead of panicking.
+    let formatted = std::fmt::Write::write_fmt(&mut text, format_args!("{}", sample.format(format)));
+    match formatted.ok().and_then(|()| NaiveDate::parse_from_str(&text, format).ok()) {
+        Some(d) if d == sample => Ok(()),
+        _ => Err(format!(
+            "date format {format:?} does not give a whole date (it needs a year, a month and a day, like \"%m/%d/%Y\")"
+        )),
     }
 }
 
@@ -252,21 +279,27 @@ mod tests {
     }
 
     #[test]
-    fn dates_default_to_iso_and_honour_a_source_format() {
+    fn dates_try_each_format_in_order_and_always_accept_iso() {
         let d = NaiveDate::from_ymd_opt(2026, 3, 4).unwrap();
-        assert_eq!(Cell::Text("2026-03-04").date(None), Ok(d));
-        assert_eq!(Cell::Text("2026-03-04T10:00:00+02:00").date(None), Ok(d));
-        assert_eq!(Cell::Text("03/04/2026").date(Some("%m/%d/%Y")), Ok(d));
-        let err = Cell::Text("2026-13-01").date(None).unwrap_err();
+        let us = ["%m/%d/%Y".to_string()];
+        let both = ["%m/%d/%Y".to_string(), "%d.%m.%Y".to_string()];
+        assert_eq!(Cell::Text("2026-03-04").date(&[]), Ok(d));
+        assert_eq!(Cell::Text("2026-03-04T10:00:00+02:00").date(&[]), Ok(d));
+        assert_eq!(Cell::Text("03/04/2026").date(&us), Ok(d));
+        assert_eq!(Cell::Text("2026-03-04").date(&us), Ok(d), "ISO is accepted whatever the formats");
+        assert_eq!(Cell::Text("04.03.2026").date(&both), Ok(d));
+        let err = Cell::Text("2026-13-01").date(&[]).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "invalid date \"2026-13-01\": expected YYYY-MM-DD (or set date_format for this source)"
+            "invalid date \"2026-13-01\": expected YYYY-MM-DD (or set date_format for this source or column)"
         );
-        let err = Cell::Text("2026-03-04").date(Some("%m/%d/%Y")).unwrap_err();
-        assert!(matches!(err, ValueError::DateFormat { .. }), "{err}");
-        assert!(
-            err.to_string().starts_with("invalid date \"2026-03-04\": expected the format \"%m/%d/%Y\" ("),
-            "{err}"
+        assert_eq!(
+            Cell::Text("04.03.2026").date(&us).unwrap_err().to_string(),
+            "invalid date \"04.03.2026\": expected the format \"%m/%d/%Y\" or YYYY-MM-DD"
+        );
+        assert_eq!(
+            Cell::Text("March 4").date(&both).unwrap_err().to_string(),
+            "invalid date \"March 4\": expected one of the formats \"%m/%d/%Y\", \"%d.%m.%Y\" or YYYY-MM-DD"
         );
     }
 
