@@ -203,3 +203,47 @@ fn accounts_show_gives_every_field_metrics_contacts_and_events() {
     assert_eq!(missing.code(), 1);
     assert!(missing.stderr().starts_with("error: no account with id \"NOPE\""), "{}", missing.stderr());
 }
+
+#[test]
+fn sync_of_one_kind_without_a_file_reads_the_configured_one_or_says_how_to_name_it() {
+    let ws = book();
+    let out = ws.keel(&["sync", "accounts"]).ok();
+    assert!(out.contains("accounts.csv: 4 accounts"), "{out}");
+    let contacts = ws.keel(&["sync", "contacts"]);
+    assert_eq!(contacts.code(), 1);
+    assert!(
+        contacts
+            .stderr()
+            .contains("no contacts file: name one (`keel sync contacts FILE`) or set sync.contacts.file in"),
+        "{}",
+        contacts.stderr()
+    );
+}
+
+#[test]
+fn a_reader_that_stops_early_ends_the_command_quietly() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let ws = book();
+    // Enough accounts that the JSON outgrows the pipe's buffer.
+    let mut csv = String::from("Account ID,Account Name\n");
+    for i in 0..3000 {
+        csv.push_str(&format!("A-{i},Account number {i} with a long enough name\n"));
+    }
+    ws.write("accounts.csv", &csv);
+    ws.keel(&["sync", "accounts"]).ok();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(["--config", "keel.yaml", "accounts", "list", "--format", "json"])
+        .current_dir(ws.dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 100];
+    child.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
+    drop(child.stdout.take()); // `| head -c 100`
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("Broken pipe") && !stderr.contains("error"), "{stderr}");
+}

@@ -88,8 +88,8 @@ fn keel_sync_imports_the_sample_book_and_shows_it_and_again_changes_nothing() {
     let first = run_keel(Path::new("keel.yaml"), &dir.path().join("examples"), &["sync"]);
     let out = first.ok();
     assert!(out.contains("400 inserted, 0 updated, 0 unchanged, 0 rejected"), "{out}");
-    assert!(out.contains("1253 inserted, 0 updated, 0 unchanged, 0 rejected"), "{out}");
-    assert!(out.contains("2188 inserted, 0 updated, 0 unchanged, 0 rejected"), "{out}");
+    assert!(out.contains("1,253 inserted, 0 updated, 0 unchanged, 0 rejected"), "{out}");
+    assert!(out.contains("2,188 inserted, 0 updated, 0 unchanged, 0 rejected"), "{out}");
     for segment in ["enterprise", "mid_market", "smb"] {
         assert!(out.lines().any(|l| l.starts_with(segment)), "the book overview lists {segment}:\n{out}");
     }
@@ -99,7 +99,7 @@ fn keel_sync_imports_the_sample_book_and_shows_it_and_again_changes_nothing() {
 
     let again = run_keel(Path::new("keel.yaml"), &dir.path().join("examples"), &["sync"]).ok();
     assert!(again.contains("0 inserted, 0 updated, 400 unchanged, 0 rejected"), "{again}");
-    assert!(again.contains("0 inserted, 0 updated, 2188 unchanged, 0 rejected"), "{again}");
+    assert!(again.contains("0 inserted, 0 updated, 2,188 unchanged, 0 rejected"), "{again}");
 
     let list = run_keel(
         Path::new("keel.yaml"),

@@ -173,3 +173,18 @@ fn a_first_pass_that_fires_for_much_of_the_book_says_so_before_delivering() {
     let next = ws.keel_at("2026-11-25T15:00:00Z", &["run", "--once"]);
     assert!(!next.stderr().contains("first pass fired"), "{}", next.stderr());
 }
+
+#[test]
+fn outbox_list_calls_a_deferred_email_deferred_as_the_run_summary_does() {
+    let ws = shipped();
+    ws.write("a.csv", "id,name,segment,owner,start_date\nNEW,New Co,smb,d@x.example,2026-11-24\n");
+    ws.write("c.csv", "id,account_id,email,name\nC1,NEW,sam@new.example,Sam\n");
+    ws.keel(&["sync", "accounts", "a.csv"]).ok();
+    ws.keel(&["sync", "contacts", "c.csv"]).ok();
+    // 23:00 UTC: quiet hours for the customer; the welcome waits for 08:00.
+    let run = ws.keel_at("2026-11-24T23:00:00Z", &["run", "--once"]);
+    assert!(run.stdout().contains("1 deferred"), "{}", run.stdout());
+    let list = ws.keel(&["outbox", "list"]).ok();
+    let row = list.lines().find(|l| l.contains("smb-onboarding")).unwrap_or_else(|| panic!("{list}"));
+    assert!(row.contains("deferred"), "{list}");
+}

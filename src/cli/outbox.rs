@@ -99,7 +99,7 @@ fn list(session: &Session, args: ListArgs) -> anyhow::Result<ExitCode> {
         };
         table.row(vec![
             e.id.to_string(),
-            e.status.name().to_string(),
+            e.state().to_string(),
             e.channel().as_str().to_string(),
             e.account.clone(),
             e.playbook.clone(),

@@ -45,7 +45,7 @@ pub fn run(session: &Session, args: RunArgs) -> anyhow::Result<ExitCode> {
     for result in daemon.sync_sources() {
         match result {
             Ok(report) => {
-                tracing::info!(file = %report.file.display(), inserted = report.inserted, updated = report.updated, rejected = report.rejected, "synced file");
+                report.log("synced file");
                 synced.push(report.to_string());
             }
             // A damaged or full store: nothing may be decided from it.

@@ -28,11 +28,13 @@ pub struct SyncArgs {
 #[derive(Debug, Subcommand)]
 enum SyncKind {
     /// Accounts (CRM export): id, name, segment, ARR, owner, renewal date, metrics, …
-    Accounts { file: PathBuf },
-    /// Contacts: id or email, account id, name, role, opt-out.
-    Contacts { file: PathBuf },
-    /// Product usage events: id, account id, name, timestamp, properties.
-    Events { file: PathBuf },
+    /// Default file: the config's sync.accounts.file.
+    Accounts { file: Option<PathBuf> },
+    /// Contacts: id or email, account id, name, role, opt-out. Default file: sync.contacts.file.
+    Contacts { file: Option<PathBuf> },
+    /// Product usage events: id, account id, name, timestamp, properties. Default file:
+    /// sync.events.file.
+    Events { file: Option<PathBuf> },
 }
 
 pub fn run(session: &Session, args: SyncArgs) -> anyhow::Result<ExitCode> {
@@ -41,9 +43,18 @@ pub fn run(session: &Session, args: SyncArgs) -> anyhow::Result<ExitCode> {
     let mut reports = Vec::new();
     let show_book = args.kind.is_none();
     match args.kind {
-        Some(SyncKind::Accounts { file }) => reports.push(one(session, &store, &file, &sources.accounts)?),
-        Some(SyncKind::Contacts { file }) => reports.push(one(session, &store, &file, &sources.contacts)?),
-        Some(SyncKind::Events { file }) => reports.push(one(session, &store, &file, &sources.events)?),
+        Some(SyncKind::Accounts { file }) => {
+            let file = file_or_configured(session, file, &sources.accounts.file, "accounts")?;
+            reports.push(one(session, &store, &file, &sources.accounts)?)
+        }
+        Some(SyncKind::Contacts { file }) => {
+            let file = file_or_configured(session, file, &sources.contacts.file, "contacts")?;
+            reports.push(one(session, &store, &file, &sources.contacts)?)
+        }
+        Some(SyncKind::Events { file }) => {
+            let file = file_or_configured(session, file, &sources.events.file, "events")?;
+            reports.push(one(session, &store, &file, &sources.events)?)
+        }
         None => {
             if let Some(file) = &sources.accounts.file {
                 reports.push(one(session, &store, file, &sources.accounts)?);
@@ -87,6 +98,21 @@ pub fn run(session: &Session, args: SyncArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_ROWS_REJECTED));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The file named on the command line, or the one the config names for `kind`.
+fn file_or_configured(
+    session: &Session,
+    named: Option<PathBuf>,
+    configured: &Option<PathBuf>,
+    kind: &str,
+) -> anyhow::Result<PathBuf> {
+    named.or_else(|| configured.clone()).ok_or_else(|| {
+        anyhow::anyhow!(
+            "no {kind} file: name one (`keel sync {kind} FILE`) or set sync.{kind}.file in {}",
+            session.config.file.display()
+        )
+    })
 }
 
 fn one<K: Kind>(session: &Session, store: &Store, file: &Path, source: &Source<K>) -> anyhow::Result<SyncReport> {

@@ -71,9 +71,7 @@ pub async fn serve(
         daemon = back;
         for result in synced {
             match result {
-                Ok(r) => {
-                    tracing::info!(file = %r.file.display(), inserted = r.inserted, updated = r.updated, unchanged = r.unchanged, rejected = r.rejected, "source file changed: imported")
-                }
+                Ok(r) => r.log("source file changed: imported"),
                 Err(e) => tracing::warn!(error = %e, "a changed source file could not be imported"),
             }
         }

@@ -69,6 +69,17 @@ impl OutboxEntry {
         }
     }
 
+    /// The state in the words `run --once`'s delivery summary uses: a pending entry is
+    /// `deferred` (quiet hours, a cap), `retrying` (an attempt failed) or `pending` (not
+    /// tried yet); the others are their status.
+    pub fn state(&self) -> &'static str {
+        match self.status {
+            Status::Pending if self.last_note().starts_with("deferred") => "deferred",
+            Status::Pending if self.attempts > 0 => "retrying",
+            _ => self.status.name(),
+        }
+    }
+
     pub fn note(&mut self, at: DateTime<Utc>, text: impl Into<String>) {
         self.history.push(Note { at, text: text.into() });
         if self.history.len() > KEEP_HISTORY {

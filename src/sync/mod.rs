@@ -179,6 +179,27 @@ impl SyncReport {
     }
 }
 
+impl SyncReport {
+    /// Logs the import: one line at info, and a warning (with the first problem) when rows
+    /// were rejected, values left out, or records name an account not in the store, so a
+    /// daemon's log shows bad data as what it is.
+    pub fn log(&self, what: &'static str) {
+        let file = self.file.display();
+        tracing::info!(%file, inserted = self.inserted, updated = self.updated, unchanged = self.unchanged, rejected = self.rejected, "{what}");
+        if self.rejected + self.skipped_values + self.orphans > 0 {
+            let first = self.errors.first().map_or(String::new(), |e| format!("{file}:{e}"));
+            tracing::warn!(
+                %file,
+                rejected = self.rejected,
+                values_left_out = self.skipped_values,
+                unknown_account = self.orphans,
+                %first,
+                "rows of the source need fixing (`keel sync` prints each)"
+            );
+        }
+    }
+}
+
 impl fmt::Display for SyncReport {
     /// `accounts.csv: 400 accounts in 0.04 s (10,000 accounts/s): 398 inserted, …`
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -191,10 +212,10 @@ impl fmt::Display for SyncReport {
             self.elapsed.as_secs_f64(),
             group_thousands(self.rate()),
             self.kind,
-            self.inserted,
-            self.updated,
-            self.unchanged,
-            self.rejected
+            group_thousands(self.inserted as f64),
+            group_thousands(self.updated as f64),
+            group_thousands(self.unchanged as f64),
+            group_thousands(self.rejected as f64)
         )?;
         match self.repeated {
             0 => {}
