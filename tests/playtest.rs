@@ -14,7 +14,7 @@ fn repo() -> &'static Path {
 fn the_shipped_playbook_tests_pass() {
     let run = run_keel(Path::new("examples/keel.yaml"), repo(), &["test"]);
     let out = run.ok();
-    assert!(out.ends_with("15 passed, 0 failed\n"), "{out}");
+    assert!(out.ends_with("16 passed, 0 failed\n"), "{out}");
     assert!(!out.contains("FAIL"), "{out}");
 }
 
