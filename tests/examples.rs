@@ -7,7 +7,7 @@ use std::path::Path;
 
 use chrono::NaiveDate;
 
-use crate::util::run_keel;
+use crate::util::{copy_tree, run_keel};
 
 #[allow(dead_code)] // the generator's file-writing half is used by its binary, not here
 #[path = "../examples/gen_accounts/book.rs"]
@@ -67,19 +67,6 @@ fn example_workspace() -> tempfile::TempDir {
     copy_tree(&repo.join("playbooks"), &dir.path().join("playbooks"));
     copy_tree(&repo.join("rules"), &dir.path().join("rules"));
     dir
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        let target = to.join(p.file_name().unwrap());
-        if p.is_dir() {
-            copy_tree(&p, &target);
-        } else {
-            fs::copy(&p, &target).unwrap();
-        }
-    }
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use keel::model::{Band, HealthPoint};
 
-use crate::util::{Workspace, CRM_CONFIG};
+use crate::util::{copy_tree, Workspace, CRM_CONFIG};
 
 /// Each shipped template and who its playbook sends it to (`None`: the contacts).
 const SHIPPED: &[(&str, Option<&str>)] = &[
@@ -22,19 +22,6 @@ const SHIPPED: &[(&str, Option<&str>)] = &[
     ("smb_webinar", None),
     ("smb_welcome", None),
 ];
-
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        let target = to.join(p.file_name().unwrap());
-        if p.is_dir() {
-            copy_tree(&p, &target);
-        } else {
-            fs::copy(&p, &target).unwrap();
-        }
-    }
-}
 
 /// The shipped playbooks and rules over one red account with a contact.
 fn shipped_book() -> Workspace {

@@ -146,17 +146,7 @@ fn a_runaway_playbook_is_stopped_and_the_others_still_evaluate() {
 
 #[test]
 fn the_sample_book_gives_a_believable_day() {
-    let ws = shipped("sync:\n  accounts:\n    columns: {}\n");
-    let config = std::fs::read_to_string(repo().join("examples/keel.yaml")).unwrap();
-    let ws2 = Workspace::new(
-        &config
-            .replace("rules: ../rules", &format!("rules: {}", repo().join("rules").display()))
-            .replace("playbooks: ../playbooks", &format!("playbooks: {}", ws.path("playbooks").display())),
-    );
-    std::fs::create_dir_all(ws2.path("data")).unwrap();
-    for name in ["accounts.csv", "contacts.csv", "events.ndjson"] {
-        std::fs::copy(repo().join("examples/data").join(name), ws2.path("data").join(name)).unwrap();
-    }
+    let ws2 = sample_book();
     ws2.keel(&["sync"]).ok();
     // On a store no pass has run on, a schedule trigger starts counting: it says so.
     let first = ws2.keel(&["simulate", "--at", "2026-11-23"]).ok();

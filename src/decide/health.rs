@@ -1,17 +1,11 @@
 //! An account's health as a pass reads it: the day's point with its trend from the
 //! stored history.
 
-use chrono::{Duration, NaiveDate};
+use chrono::Duration;
 
 use crate::lang::view::{HealthView, TREND_DAYS};
 use crate::model::HealthPoint;
 use crate::store::{Store, StoreError};
-
-/// The account's health as of `date`: its latest point on or before that day.
-pub fn as_of(store: &Store, account_id: &str, date: NaiveDate) -> Result<Option<HealthView>, StoreError> {
-    let Some(point) = store.health_on_or_before(account_id, date)? else { return Ok(None) };
-    with_trend(store, account_id, point).map(Some)
-}
 
 /// A view of `point` with its trend read from the account's stored history.
 pub fn with_trend(store: &Store, account_id: &str, point: HealthPoint) -> Result<HealthView, StoreError> {

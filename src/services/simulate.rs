@@ -145,10 +145,11 @@ pub fn simulate(ctx: Context, request: &Request) -> Result<Report, ServiceError>
             let next = last.and_then(|l| cron.next_in(zone, l));
             report.why_nothing.push(match (last, next) {
                 (Some(l), Some(n)) => format!(
-                    "{id} is not due at {}: its last pass was {}, its next tick is {}",
+                    "{id} is not due at {}: its last pass was {}, its next tick is {} (`--at {}` shows that pass)",
                     at.format("%Y-%m-%d %H:%M UTC"),
                     l.format("%Y-%m-%d %H:%M UTC"),
-                    n.format("%Y-%m-%d %H:%M UTC")
+                    n.format("%Y-%m-%d %H:%M UTC"),
+                    n.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                 ),
                 _ => format!("{id} is not due at {}", at.format("%Y-%m-%d %H:%M UTC")),
             });

@@ -111,6 +111,20 @@ pub fn run_keel_at(config: &Path, cwd: &Path, args: &[&str], now: &str) -> Run {
     Run(output)
 }
 
+/// Copies a folder and everything under it.
+pub fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let target = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_tree(&p, &target);
+        } else {
+            fs::copy(&p, &target).unwrap();
+        }
+    }
+}
+
 pub struct Run(pub Output);
 
 impl Run {

@@ -226,10 +226,12 @@ impl Worker<'_, '_> {
                 if self.ev.explain && decided {
                     out.quiet = Some(format!("{occurrence} is already in the ledger (`keel accounts show` lists it)"));
                 }
-                if !decided && !self.holds(pb.audience.as_ref(), condition.as_ref())? && self.ev.explain {
+                // Audience and condition are evaluated once per account (a pass's hot path).
+                let holds = !decided && self.holds(pb.audience.as_ref(), condition.as_ref())?;
+                if self.ev.explain && !decided && !holds {
                     out.quiet = Some(self.not_holding(pb, condition.as_ref(), out.view)?);
                 }
-                if !decided && self.holds(pb.audience.as_ref(), condition.as_ref())? {
+                if holds {
                     let skip = match verdict {
                         DateDue::Fire { late } => match self.superseded_by(pb, field, *offset, value)? {
                             Some((later, later_day)) => Some(format!(
@@ -293,14 +295,15 @@ impl Worker<'_, '_> {
             }
             Trigger::Schedule { cron, timezone, condition } => {
                 let occurrence = format!("tick:{}", due.tick.to_rfc3339());
+                let decided = fired(&occurrence)?;
                 if self.ev.explain {
-                    out.quiet = Some(if fired(&occurrence)? {
+                    out.quiet = Some(if decided {
                         format!("{occurrence} is already in the ledger")
                     } else {
                         self.not_holding(pb, condition.as_ref(), out.view)?
                     });
                 }
-                if !fired(&occurrence)? && self.holds(pb.audience.as_ref(), condition.as_ref())? {
+                if !decided && self.holds(pb.audience.as_ref(), condition.as_ref())? {
                     let tz = timezone.unwrap_or(self.ev.timezone);
                     let why = format!(
                         "schedule `{}` ticked at {}",
