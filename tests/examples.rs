@@ -110,14 +110,30 @@ fn the_readme_first_command_runs_the_main_job_emails_as_eml_files_and_tasks() {
     assert!(out.contains("400 inserted, 0 updated, 0 unchanged, 0 rejected"), "imports the sample book:\n{out}");
     assert!(out.contains("Evaluated 11 playbook(s) over 400 accounts"), "{out}");
     let delivery = out.lines().find(|l| l.starts_with("Delivery (.eml files in ")).expect("a delivery line");
-    let delivered: usize = delivery.split(": ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    // "313 delivered in 33 message(s)": the internal mail goes out as digests.
+    let count = |after: &str| -> usize {
+        let rest = &delivery[delivery.find(after).unwrap_or_else(|| panic!("{after:?} in {delivery}")) + after.len()..];
+        rest.split(' ').next().unwrap().replace(',', "").parse().unwrap()
+    };
+    let (delivered, messages) = (count(": "), count(" delivered in "));
     assert!(delivered > 100, "{delivery}");
+    assert!(messages * 3 < delivered, "digests: far fewer emails than accounts: {delivery}");
     assert!(delivery.contains(" 0 dead"), "{delivery}");
 
     // Each email is an .eml file a mail program opens: headers, then a readable body.
     let mail_dir = dir.path().join("examples/.keel/mail");
     let files: Vec<_> = fs::read_dir(&mail_dir).unwrap().map(|e| e.unwrap().path()).collect();
-    assert_eq!(files.len(), delivered, "one file per email delivered");
+    assert_eq!(files.len(), messages, "one file per email delivered");
+    // No manager or CSM gets more than one email per playbook from the first pass.
+    let mut per_recipient = std::collections::BTreeMap::<(String, String), usize>::new();
+    for f in &files {
+        let m = fs::read_to_string(f).unwrap();
+        let header = |name: &str| m.lines().find_map(|l| l.strip_prefix(name)).unwrap_or_default().to_string();
+        if !m.contains("List-Unsubscribe") {
+            *per_recipient.entry((header("To: "), header("X-Keel-Playbook: "))).or_default() += 1;
+        }
+    }
+    assert!(per_recipient.values().all(|&n| n == 1), "{per_recipient:?}");
     let red = files
         .iter()
         .map(|f| fs::read_to_string(f).unwrap())
@@ -174,7 +190,7 @@ fn the_readme_first_command_runs_the_main_job_emails_as_eml_files_and_tasks() {
     let again = keel(&["run", "--once"]).ok();
     assert!(again.contains("Nothing is due at 2026-12-01 04:00 EST."), "{again}");
     assert!(again.contains("Delivery (.eml files in ./.keel/mail): 0 delivered"), "{again}");
-    assert_eq!(fs::read_dir(&mail_dir).unwrap().count(), delivered);
+    assert_eq!(fs::read_dir(&mail_dir).unwrap().count(), messages);
 }
 
 #[test]
