@@ -151,6 +151,15 @@ fn print_rejections(out: &mut impl Write, report: &SyncReport, max: usize) -> io
             report.rejected, report.skipped_values, report.repeated
         )?;
     }
+    if !report.absent_columns.is_empty() {
+        let named: Vec<String> = report.absent_columns.iter().map(|c| format!("{c:?}")).collect();
+        writeln!(
+            out,
+            "  warning: mapped column(s) not in the header, so this file set nothing for them: {} (sync.{}.columns)",
+            named.join(", "),
+            report.kind
+        )?;
+    }
     if report.orphans > 0 {
         // Kept (an accounts file synced later makes them count), but never silently.
         let first: Vec<String> = report

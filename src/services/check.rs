@@ -144,6 +144,21 @@ fn source_typos<F: FieldSet>(
             return;
         }
     };
+    for column in columns.absent_in(&headers) {
+        let position =
+            crate::diagnostic::yaml_key_position(text, &["sync", kind, "columns", column]).map(|(l, c, _)| (l, c));
+        warnings.push(
+            Diagnostic {
+                file: config.file.clone(),
+                position,
+                key: Some(key.clone()),
+                message: format!("mapped column {column:?} is not in the header row of {}", file.display()),
+                snippet: None,
+                help: Some("a sync of this file sets nothing for it (fine for a partial export)".into()),
+            }
+            .with_source(text),
+        );
+    }
     for (column, near) in columns.typos_in(&headers) {
         let position =
             crate::diagnostic::yaml_key_position(text, &["sync", kind, "columns", column]).map(|(l, c, _)| (l, c));

@@ -214,6 +214,13 @@ impl<F: FieldSet> ColumnMap<F> {
             .collect()
     }
 
+    /// Mapped columns a file's header simply lacks (no near name either, so not a typo):
+    /// a partial export that sets nothing for them. Said as a warning, never silently.
+    pub fn absent_in(&self, headers: &[String]) -> Vec<&str> {
+        let typos: Vec<&str> = self.typos_in(headers).into_iter().map(|(c, _)| c).collect();
+        self.columns().filter(|c| !headers.iter().any(|h| h == c) && !typos.contains(c)).collect()
+    }
+
     /// The target for a source column: the config's mapping, else [`Target::default_for`].
     pub fn resolve(&self, column: &str) -> Target<F> {
         match self.entries.get(column) {

@@ -149,6 +149,8 @@ pub struct SyncReport {
     /// the first [`MAX_KEPT_ERRORS`] are kept in `orphan_rows` (line, account id).
     pub orphans: u64,
     pub orphan_rows: Vec<(u64, String)>,
+    /// Mapped columns this CSV file's header lacks: it set nothing for them.
+    pub absent_columns: Vec<String>,
     pub elapsed: Duration,
 }
 
@@ -196,6 +198,10 @@ impl SyncReport {
                 %first,
                 "rows of the source need fixing (`keel sync` prints each)"
             );
+        }
+        if !self.absent_columns.is_empty() {
+            let columns = self.absent_columns.join(", ");
+            tracing::warn!(%file, %columns, "mapped columns are not in the file's header: it set nothing for them");
         }
     }
 }
@@ -552,6 +558,7 @@ fn read_csv<K: Kind>(
         return Err(file_err(message));
     }
     check_mapped_columns(&spec.columns, &headers).map_err(file_err)?;
+    sink.report.absent_columns = spec.columns.absent_in(&headers).into_iter().map(str::to_string).collect();
     let targets: Vec<Target<K>> = headers.iter().map(|h| spec.columns.resolve(h)).collect();
     let formats: Vec<&[String]> =
         headers.iter().map(|h| spec.columns.date_formats(h).unwrap_or(&spec.date_formats)).collect();
