@@ -316,13 +316,7 @@ impl HealthModel {
     /// field, or a null one), in the order the category reads them: why a category the
     /// scorer left at `()` had nothing to score.
     pub fn missing_inputs<'m>(&'m self, category: &str, account: &Account) -> Vec<&'m Input> {
-        self.inputs(category)
-            .iter()
-            .filter(|input| match input.parts() {
-                ("metrics", name) => !account.metrics.contains_key(name),
-                (_, name) => account.fields.get(name).is_none_or(serde_json::Value::is_null),
-            })
-            .collect()
+        self.inputs(category).iter().filter(|input| input.missing_from(account)).collect()
     }
 
     /// Scores the account in `scope` for `date`. `previous` is the band of the account's

@@ -23,6 +23,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::diagnostic::position_of_byte;
+use crate::model::Account;
 
 /// One input of a category: `metrics.nps`, read at `file:line:column`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +39,15 @@ impl Input {
     /// The record key the input lives under: (`metrics` or `fields`, name).
     pub fn parts(&self) -> (&str, &str) {
         self.path.split_once('.').unwrap_or(("", &self.path))
+    }
+
+    /// Whether `account` lacks this input: no such metric; no such field, or a null one
+    /// (scripts see both as `()`).
+    pub fn missing_from(&self, account: &Account) -> bool {
+        match self.parts() {
+            ("metrics", name) => !account.metrics.contains_key(name),
+            (_, name) => account.fields.get(name).is_none_or(serde_json::Value::is_null),
+        }
     }
 }
 

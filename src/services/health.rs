@@ -135,32 +135,39 @@ fn plain(n: f64) -> String {
 }
 
 /// Tallies coverage account by account, as [`score_book`] scores them.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Tally {
     accounts: u64,
-    /// Per category, in model order: (with inputs, alone, missing input → accounts).
-    categories: BTreeMap<String, (u64, u64, BTreeMap<String, u64>)>,
+    /// Per category, in model order: (with inputs, alone, accounts lacking each of its
+    /// inputs, in the model's order of them).
+    categories: Vec<(u64, u64, Vec<u64>)>,
 }
 
 impl Tally {
+    fn new(model: &HealthModel) -> Tally {
+        let categories = model.categories().map(|c| (0, 0, vec![0; model.inputs(c).len()])).collect();
+        Tally { accounts: 0, categories }
+    }
+
     /// One account: the scorer's components (`None`: it scored no category at all).
     fn add(&mut self, model: &HealthModel, account: &Account, components: Option<&BTreeMap<String, Option<f64>>>) {
         self.accounts += 1;
         let had = |category: &str| components.and_then(|c| c.get(category).copied().flatten()).is_some();
-        let known: Vec<&str> = model.categories().filter(|c| had(c)).collect();
+        let known = model.categories().filter(|c| had(c)).count();
+        // With one category in the model, every score is "alone": that is the model,
+        // not a gap.
         let several = model.categories().nth(1).is_some();
-        for category in model.categories() {
-            let entry = self.categories.entry(category.to_string()).or_default();
+        for (category, entry) in model.categories().zip(&mut self.categories) {
             if had(category) {
                 entry.0 += 1;
-                // With one category in the model, every score is "alone": that is the
-                // model, not a gap.
-                if known.len() == 1 && several {
+                if known == 1 && several {
                     entry.1 += 1;
                 }
             }
-            for input in model.missing_inputs(category, account) {
-                *entry.2.entry(input.path.clone()).or_default() += 1;
+            for (input, lacking) in model.inputs(category).iter().zip(&mut entry.2) {
+                if input.missing_from(account) {
+                    *lacking += 1;
+                }
             }
         }
     }
@@ -170,13 +177,16 @@ impl Tally {
         let share = |n: u64| if accounts == 0 { 0.0 } else { n as f64 * 100.0 / accounts as f64 };
         let mut categories = Vec::new();
         let mut warnings = Vec::new();
-        for category in model.categories() {
-            let (with_inputs, alone, missing) = self.categories.get(category).cloned().unwrap_or_default();
-            // Most missing first; ties in the order the category reads them.
-            let order = |input: &str| model.inputs(category).iter().position(|i| i.path == input);
-            let mut missing: Vec<MissingInput> =
-                missing.into_iter().map(|(input, accounts)| MissingInput { input, accounts }).collect();
-            missing.sort_by(|a, b| b.accounts.cmp(&a.accounts).then_with(|| order(&a.input).cmp(&order(&b.input))));
+        for (category, (with_inputs, alone, lacking)) in model.categories().zip(self.categories) {
+            let mut missing: Vec<MissingInput> = model
+                .inputs(category)
+                .iter()
+                .zip(lacking)
+                .filter(|(_, n)| *n > 0)
+                .map(|(input, accounts)| MissingInput { input: input.path.clone(), accounts })
+                .collect();
+            // Most missing first; ties in the order the category reads them (a stable sort).
+            missing.sort_by_key(|m| std::cmp::Reverse(m.accounts));
             missing.truncate(TOP_MISSING);
             let weight = model.weight(category).unwrap_or(0.0);
             if accounts > 0 && with_inputs == 0 {
@@ -282,7 +292,7 @@ pub fn score_book(
     engine: &ScriptEngine,
     date: NaiveDate,
 ) -> Result<(HealthRun, Coverage), StoreError> {
-    let mut tally = Tally::default();
+    let mut tally = Tally::new(model);
     const BATCH: usize = 4096;
     engine.set_today(date);
     let mut scope = engine.scope();
