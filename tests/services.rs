@@ -260,7 +260,7 @@ fn an_accounts_timeline_holds_its_decisions_their_deliveries_and_escalations() {
     store.record_health(&[("A-1", &point("2026-10-20", 70.0)), ("A-1", &point("2026-11-30", 85.0))]).unwrap();
 
     let query = accounts::ShowQuery { id: "A-1".into(), events_days: 30, now: now(), timezone: ws.config().timezone };
-    let detail = accounts::show(&store, &query).unwrap();
+    let detail = accounts::show(&store, &query, None).unwrap();
     assert_eq!(detail.account.id, "A-1");
     let timeline: Vec<_> = detail.timeline.iter().map(|e| e.playbook.as_str()).collect();
     assert_eq!(timeline, ["renewal", "kickoff"], "this account's decisions only, oldest first");
@@ -274,7 +274,7 @@ fn an_accounts_timeline_holds_its_decisions_their_deliveries_and_escalations() {
     assert_eq!(detail.health_30_days_before.as_ref().map(|p| p.date), Some(day("2026-10-20")), "the trend's base");
     assert_eq!(detail.today, day("2026-12-01"));
 
-    let missing = accounts::show(&store, &accounts::ShowQuery { id: "A-9".into(), ..query }).unwrap_err();
+    let missing = accounts::show(&store, &accounts::ShowQuery { id: "A-9".into(), ..query }, None).unwrap_err();
     assert!(matches!(&missing, ServiceError::NotFound { what: "account", id } if id == "A-9"), "{missing:?}");
 }
 

@@ -14,6 +14,7 @@ mod examples;
 mod faults;
 mod first_day;
 mod health;
+mod health_coverage;
 mod incremental;
 mod layers;
 mod playtest;

@@ -153,7 +153,10 @@ fn show(session: &Session, args: ShowArgs) -> anyhow::Result<ExitCode> {
     let store = session.open_store()?;
     let query =
         ShowQuery { id: args.id, events_days: args.events_days, now: session.now, timezone: session.config.timezone };
-    let detail = accounts::show(&store, &query).map_err(|e| match e {
+    // The model only names what a category scored without was missing: a model that does
+    // not load (`keel check` says why) leaves the names out, not the account.
+    let model = super::health::load_model(session).ok().map(|(_, model)| model);
+    let detail = accounts::show(&store, &query, model.as_ref()).map_err(|e| match e {
         ServiceError::NotFound { id, .. } => anyhow::anyhow!(
             "no account with id {id:?} in {} (`keel accounts list` shows the ids)",
             store.path().display()
@@ -168,8 +171,17 @@ fn show(session: &Session, args: ShowArgs) -> anyhow::Result<ExitCode> {
         writeln!(out)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let AccountDetail { account, health, health_30_days_before: month_ago, contacts, events, timeline, errors, .. } =
-        &detail;
+    let AccountDetail {
+        account,
+        health,
+        health_30_days_before: month_ago,
+        health_no_inputs,
+        contacts,
+        events,
+        timeline,
+        errors,
+        ..
+    } = &detail;
     let today = detail.today;
 
     writeln!(out, "{}  {}", account.id, account.display_name())?;
@@ -206,12 +218,18 @@ fn show(session: &Session, args: ShowArgs) -> anyhow::Result<ExitCode> {
                 None => String::new(),
             };
             writeln!(out, "\nHealth {:.1} {} (scored {}{trend})", point.score, point.band, point.date)?;
-            let mut t = Table::new(&[("", Align::Left), ("", Align::Right)]);
+            // A category scored without inputs is marked with the inputs it lacked: its
+            // weight went to the others, which a bare "-" would not say.
+            let mut t = Table::new(&[("", Align::Left), ("", Align::Right), ("", Align::Left)]);
             for (category, score) in &point.components {
-                t.row(vec![
-                    format!("  {category}"),
-                    score.map_or_else(|| "- (no inputs)".into(), |s| format!("{s:.1}")),
-                ]);
+                let (value, mark) = match score {
+                    Some(s) => (format!("{s:.1}"), String::new()),
+                    None => match health_no_inputs.get(category).filter(|m| !m.is_empty()) {
+                        Some(missing) => ("-".into(), format!("no data (no inputs: {})", missing.join(", "))),
+                        None => ("-".into(), "no data (no inputs)".into()),
+                    },
+                };
+                t.row(vec![format!("  {category}"), value, mark]);
             }
             write!(out, "{}", body(&t))?;
         }

@@ -1,6 +1,7 @@
 //! `keel check`: validate the config, the health model, every rule, playbook and template,
 //! and report *every* problem at once, each with file:line:column. Webhook values whose
-//! `${VAR}` is unset here are warnings (exit 0): `keel run` refuses them where it runs.
+//! `${VAR}` is unset here are warnings (exit 0): `keel run` refuses them where it runs. A
+//! health input no source feeds is a warning too (exit 0).
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -27,9 +28,13 @@ pub fn run(session: &Session) -> anyhow::Result<ExitCode> {
         loaded.playbooks,
         loaded.enabled,
         loaded.email_templates,
-        match report.warnings.len() {
-            0 => "no problems found".to_string(),
-            n => format!("no errors, {n} warning(s) (`keel run` refuses to start until they are fixed)"),
+        match (report.warnings.len(), report.blocking) {
+            (0, _) => "no problems found".to_string(),
+            (n, 0) => format!("no errors, {n} warning(s)"),
+            (n, b) if b == n => format!("no errors, {n} warning(s) (`keel run` refuses to start until they are fixed)"),
+            (n, b) => {
+                format!("no errors, {n} warning(s) (`keel run` refuses to start until the {b} about the environment are fixed)")
+            }
         }
     )?;
     Ok(ExitCode::SUCCESS)

@@ -1,4 +1,6 @@
-//! `keel health`: score every account with the health model and record the day's point.
+//! `keel health`: score every account with the health model and record the day's point;
+//! then how many accounts each category had inputs for, and warnings when a category had
+//! inputs for nobody or much of the book was scored on one category alone.
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -14,6 +16,7 @@ use crate::lang::health::HealthModel;
 use crate::lang::script::{Limits, ScriptEngine};
 use crate::model::Band;
 use crate::services::health;
+use crate::sync::group_thousands;
 
 #[derive(Debug, Args)]
 pub struct HealthArgs {
@@ -79,6 +82,13 @@ pub fn run(session: &Session, args: HealthArgs) -> anyhow::Result<ExitCode> {
                 report.changes.iter().map(|c| format!("{} {} → {}", c.accounts, c.from, c.to)).collect();
             writeln!(out, "Band changes since each account's previous point: {}", changes.join(", "))?;
         }
+        write!(out, "{}", coverage_table(&report.coverage))?;
+    }
+    if args.format.format != OutputFormat::Json {
+        let mut err = io::stderr().lock();
+        for w in &report.coverage.warnings {
+            writeln!(err, "warning: {}", w.message)?;
+        }
     }
     if report.errors.is_empty() {
         return Ok(ExitCode::SUCCESS);
@@ -89,4 +99,29 @@ pub fn run(session: &Session, args: HealthArgs) -> anyhow::Result<ExitCode> {
     }
     writeln!(err, "error: {} account(s) could not be scored; the others were", report.errors.len())?;
     Ok(ExitCode::FAILURE)
+}
+
+/// Per category: accounts with inputs, accounts scored on it alone, the inputs most missed.
+fn coverage_table(coverage: &health::Coverage) -> String {
+    let mut table = Table::new(&[
+        ("CATEGORY", Align::Left),
+        ("WEIGHT", Align::Right),
+        ("WITH INPUTS", Align::Right),
+        ("%", Align::Right),
+        ("ALONE", Align::Right),
+        ("MISSING MOST", Align::Left),
+    ]);
+    let count = |n: u64| group_thousands(n as f64);
+    for c in &coverage.categories {
+        let missing: Vec<String> = c.missing.iter().map(|m| format!("{} ({})", m.input, count(m.accounts))).collect();
+        table.row(vec![
+            c.category.clone(),
+            super::table::number(c.weight),
+            count(c.with_inputs),
+            format!("{:.0}%", c.percent),
+            count(c.alone),
+            if missing.is_empty() { "-".into() } else { missing.join(", ") },
+        ]);
+    }
+    format!("Inputs per category, of {} accounts:\n{}", count(coverage.accounts), table.render())
 }

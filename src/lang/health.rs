@@ -20,10 +20,11 @@ use chrono::NaiveDate;
 use rhai::Dynamic;
 use serde::Deserialize;
 
+use super::inputs::{Functions, Input, RuleText};
 use super::script::{AccountScope, EvalError, Expression, Origin, ScriptEngine};
 use crate::diagnostic::parse_yaml;
 use crate::diagnostic::{read_source, yaml_key_position, Diagnostic};
-use crate::model::{Band, HealthPoint};
+use crate::model::{Account, Band, HealthPoint};
 
 /// The shipped reference model, used when the rules folder has no `health.yaml`.
 pub const BUILTIN_MODEL: &str = include_str!("../../rules/health.yaml");
@@ -113,6 +114,8 @@ struct Category {
     name: String,
     weight: f64,
     score: Expression,
+    /// What the score reads of the account, in order of first read.
+    inputs: Vec<Input>,
 }
 
 pub struct HealthModel {
@@ -146,12 +149,14 @@ impl HealthModel {
     pub fn load(engine: &mut ScriptEngine, rules_dir: &Path) -> Result<HealthModel, Vec<Diagnostic>> {
         let mut errors = Vec::new();
         let mut sources = Vec::new();
+        let mut rules = Vec::new();
         let model_path = rules_dir.join("health.yaml");
         let builtin = !model_path.is_file();
         if builtin {
             let origin = Origin::at(Path::new(BUILTIN_DIR).join("health.rhai"), 1, 1);
             engine.add_library(BUILTIN_RULES, origin).expect("the built-in health rules compile");
             sources.push(BUILTIN_RULES.to_string());
+            rules.push(RuleText { file: Path::new(BUILTIN_DIR).join("health.rhai"), text: BUILTIN_RULES.to_string() });
         }
         for file in rule_files(rules_dir, &mut errors) {
             match read_source(&file) {
@@ -161,6 +166,7 @@ impl HealthModel {
                     if let Err(e) = engine.add_library(&text, origin) {
                         errors.push(diagnostic(&file, e.position, e.message, &text));
                     }
+                    rules.push(RuleText { file: file.clone(), text });
                 }
                 Err(e) => errors.push(plain(&file, format!("cannot read this rule file: {e}"))),
             }
@@ -186,7 +192,7 @@ impl HealthModel {
         // With a rule file broken, its functions are missing: checking for unknown
         // functions would only repeat that error under other names.
         let check_functions = errors.is_empty();
-        let mut model = Self::validate(engine, &file, &text, raw, check_functions, &mut errors);
+        let mut model = Self::validate(engine, &file, &text, raw, check_functions, &rules, &mut errors);
         sources.push(text);
         model.sources = sources;
         if errors.is_empty() {
@@ -203,8 +209,10 @@ impl HealthModel {
         text: &str,
         raw: RawModel,
         check_functions: bool,
+        rules: &[RuleText],
         errors: &mut Vec<Diagnostic>,
     ) -> HealthModel {
+        let functions = Functions::new(rules);
         let at = |keys: &[&str]| yaml_key_position(text, keys).map(|(l, k, v)| (l, v.unwrap_or(k)));
         let mut err = |keys: &[&str], message: String| {
             let position = at(keys);
@@ -265,7 +273,10 @@ impl HealthModel {
                         ));
                     }
                     if unknown.is_empty() {
-                        categories.push(Category { name, weight: category.weight, score });
+                        let origin = score.origin();
+                        let inputs =
+                            functions.inputs_of(&category.score, file, |at| origin.position_of(&category.score, at));
+                        categories.push(Category { name, weight: category.weight, score, inputs });
                     }
                 }
                 Err(e) => compile_errors.push(diagnostic(file, e.position, e.message, text)),
@@ -283,6 +294,29 @@ impl HealthModel {
     /// Category names, in order.
     pub fn categories(&self) -> impl Iterator<Item = &str> {
         self.categories.iter().map(|c| c.name.as_str())
+    }
+
+    /// A category's weight; `None` for a name the model has no category of.
+    pub fn weight(&self, category: &str) -> Option<f64> {
+        self.categories.iter().find(|c| c.name == category).map(|c| c.weight)
+    }
+
+    /// The weights of every category, summed.
+    pub fn total_weight(&self) -> f64 {
+        self.categories.iter().map(|c| c.weight).sum()
+    }
+
+    /// What a category reads of the account (see [`super::inputs`]); empty for a name
+    /// the model has no category of.
+    pub fn inputs(&self, category: &str) -> &[Input] {
+        self.categories.iter().find(|c| c.name == category).map_or(&[], |c| c.inputs.as_slice())
+    }
+
+    /// The inputs of `category` that `account` does not have (no such metric; no such
+    /// field, or a null one), in the order the category reads them: why a category the
+    /// scorer left at `()` had nothing to score.
+    pub fn missing_inputs<'m>(&'m self, category: &str, account: &Account) -> Vec<&'m Input> {
+        self.inputs(category).iter().filter(|input| input.missing_from(account)).collect()
     }
 
     /// Scores the account in `scope` for `date`. `previous` is the band of the account's

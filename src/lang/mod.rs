@@ -5,13 +5,15 @@
 //! compiled values, and evaluates an expression against an account view it is handed.
 //!
 //! - [`script`]: the sandboxed Rhai engine every expression and rule runs on;
-//! - [`health`]: the health model; [`playbook`]: playbook files, validated;
+//! - [`health`]: the health model, and [`inputs`]: what each of its categories reads;
+//!   [`playbook`]: playbook files, validated;
 //! - [`render`]: templates; [`view`]: what scripts and templates see of an account;
 //! - [`duration`], [`schedule`]: `7d`, cron; [`env`]: `${VAR}` expansion.
 
 pub mod duration;
 pub mod env;
 pub mod health;
+pub mod inputs;
 pub mod playbook;
 pub mod render;
 pub mod schedule;

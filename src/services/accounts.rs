@@ -10,12 +10,14 @@
 //! so `--limit 20` over a million accounts reads 20 points.
 
 use std::cmp::Ordering;
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use super::ServiceError;
+use crate::lang::health::HealthModel;
 use crate::model::{Account, Band, Contact, Event, HealthPoint, LedgerEntry, OutboxEntry, Segment, Task};
 use crate::store::Store;
 
@@ -180,6 +182,9 @@ pub struct AccountDetail {
     pub health: Option<HealthPoint>,
     /// The latest point on or before 30 days before `health`'s: the trend.
     pub health_30_days_before: Option<HealthPoint>,
+    /// Each category `health` scored without inputs → the inputs it reads that the
+    /// account lacks now, in the order it reads them (empty without a model to ask).
+    pub health_no_inputs: BTreeMap<String, Vec<String>>,
     pub contacts: Vec<Contact>,
     /// Events of the last `events_days` days, oldest first.
     pub events: Vec<Event>,
@@ -207,7 +212,9 @@ impl AccountDetail {
     }
 }
 
-pub fn show(store: &Store, query: &ShowQuery) -> Result<AccountDetail, ServiceError> {
+/// One account. `model` (the health model in force, when it loads) names the inputs a
+/// category scored without had missing.
+pub fn show(store: &Store, query: &ShowQuery, model: Option<&HealthModel>) -> Result<AccountDetail, ServiceError> {
     let account = store.account(&query.id)?.ok_or_else(|| ServiceError::not_found("account", &query.id))?;
     let contacts = store.contacts_of(&account.id)?;
     let since = query.now - Duration::days(i64::from(query.events_days));
@@ -227,10 +234,19 @@ pub fn show(store: &Store, query: &ShowQuery) -> Result<AccountDetail, ServiceEr
         Some(p) => store.health_on_or_before(&account.id, p.date - Duration::days(30))?,
         None => None,
     };
+    let health_no_inputs = health
+        .iter()
+        .flat_map(|p| p.components.iter().filter(|(_, s)| s.is_none()))
+        .map(|(category, _)| {
+            let missing = model.map(|m| m.missing_inputs(category, &account)).unwrap_or_default();
+            (category.clone(), missing.iter().map(|i| i.path.clone()).collect())
+        })
+        .collect();
     Ok(AccountDetail {
         account,
         health,
         health_30_days_before,
+        health_no_inputs,
         contacts,
         events,
         timeline,

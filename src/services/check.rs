@@ -4,6 +4,11 @@
 //! Invariants: errors and warnings are kept apart — a webhook value whose `${VAR}` is
 //! unset in this environment is a warning here (the environment `keel run` starts in may
 //! be another one), never an error; the report is whole whether or not loading failed.
+//!
+//! A health input no source feeds is a warning at the model's line that reads it: the
+//! category then scores `()` for every account and its weight goes to the others, which
+//! nothing else would say. Judged only where it can be: with an accounts source
+//! configured, and not for a JSON one (its rows may carry any `metrics`/`fields`).
 
 use std::path::{Path, PathBuf};
 
@@ -11,8 +16,11 @@ use serde::{Serialize, Serializer};
 
 use crate::config::Config;
 use crate::diagnostic::Diagnostic;
+use crate::lang::health::{HealthModel, BUILTIN_RULES};
+use crate::lang::playbook::{Action, PlaybookSet};
 use crate::lang::Loaded;
-use crate::sync::mapping::{ColumnMap, FieldSet};
+use crate::sync::mapping::{ColumnMap, FieldSet, Target};
+use crate::sync::AccountField;
 
 /// A problem in a user's file. Serialised as its parts (file, line, column, key,
 /// message, help); the [`Diagnostic`] itself renders with its source line.
@@ -59,6 +67,9 @@ pub struct CheckReport {
     pub loaded: Option<Loadout>,
     pub errors: Vec<Problem>,
     pub warnings: Vec<Problem>,
+    /// How many of the warnings `keel run` refuses to start on (unset `${VAR}`s); the
+    /// others (an unfed health input, an unreadable source file) it runs with.
+    pub blocking: usize,
 }
 
 impl CheckReport {
@@ -74,7 +85,10 @@ impl CheckReport {
 
 /// Validates what `config` names (the config itself was validated loading it).
 pub fn check(config: &Config) -> CheckReport {
-    let mut report = check_playbooks(config);
+    let (mut report, loaded) = check_playbooks(config);
+    if let Some(loaded) = &loaded {
+        report.warnings.extend(unfed_inputs(config, &loaded.model, &loaded.set).into_iter().map(Problem));
+    }
     let (errors, warnings) = check_sources(config);
     if !errors.is_empty() {
         report.loaded = None;
@@ -176,22 +190,113 @@ fn source_typos<F: FieldSet>(
     }
 }
 
-fn check_playbooks(config: &Config) -> CheckReport {
+/// The health model's inputs that no source feeds: no `sync.accounts.columns` entry maps
+/// to it, no column of the configured accounts file maps itself to it, and no playbook's
+/// `update` sets it. Without an accounts source in the config, or with a JSON one, or one
+/// whose header cannot be read (already a warning), nothing is said: Keel cannot know.
+/// `fields.<name>` is judged only against a file's header, since any column a config
+/// leaves unmapped lands in `fields`.
+fn unfed_inputs(config: &Config, model: &HealthModel, set: &PlaybookSet) -> Vec<Diagnostic> {
+    let source = &config.sync.accounts;
+    let columns = &source.spec.columns;
+    if source.file.is_none() && columns.is_empty() {
+        return Vec::new();
+    }
+    let headers = match source.file.as_deref().map(crate::sync::csv_header) {
+        None => None,
+        Some(Ok(Some(headers))) => Some(headers),
+        Some(Ok(None) | Err(_)) => return Vec::new(),
+    };
+    let updated: Vec<&str> = set
+        .playbooks
+        .iter()
+        .flat_map(|p| p.steps.iter().flat_map(|s| &s.actions))
+        .filter_map(|a| match a {
+            Action::Update { field, .. } => Some(field.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut warnings: Vec<Diagnostic> = Vec::new();
+    let mut said: Vec<&str> = Vec::new();
+    for category in model.categories() {
+        for input in model.inputs(category) {
+            // Once per input, where the first category reading it reads it.
+            if said.contains(&input.path.as_str()) {
+                continue;
+            }
+            let target = match input.parts() {
+                ("metrics", name) => Target::<AccountField>::Metric(name.to_string()),
+                (_, name) if headers.is_some() => Target::Extra(name.to_string()),
+                _ => continue,
+            };
+            if columns.feeds(&target, headers.as_deref()) || updated.contains(&input.path.as_str()) {
+                continue;
+            }
+            said.push(&input.path);
+            let header = match &source.file {
+                Some(file) => format!(", and {} has no column that maps itself to it", file.display()),
+                None => String::new(),
+            };
+            let text = crate::diagnostic::read_source(&input.file).unwrap_or_else(|_| {
+                if input.file.ends_with("health.rhai") {
+                    BUILTIN_RULES.to_string()
+                } else {
+                    String::new()
+                }
+            });
+            warnings.push(
+                Diagnostic {
+                    file: input.file.clone(),
+                    position: Some((input.line, input.column)),
+                    key: None,
+                    message: format!(
+                        "health input {} (category {category:?}) is mapped by no source: no sync.accounts.columns \
+                         entry maps to it{header}",
+                        input.path
+                    ),
+                    snippet: None,
+                    help: Some(format!(
+                        "map the column that carries it in {} (e.g. \"Column Name\": {}); until then the category \
+                         scores without it for every account",
+                        config.file.display(),
+                        input.path
+                    )),
+                }
+                .with_source(&text),
+            );
+        }
+    }
+    warnings
+}
+
+fn check_playbooks(config: &Config) -> (CheckReport, Option<Loaded>) {
     let problems = |ds: Vec<Diagnostic>| ds.into_iter().map(Problem).collect();
     match config.load_playbooks() {
-        Ok(Loaded { model, set, .. }) => CheckReport {
-            config: config.file.clone(),
-            loaded: Some(Loadout {
-                health_model: model.file.clone(),
-                playbooks: set.playbooks.len(),
-                enabled: set.playbooks.iter().filter(|p| p.enabled).count(),
-                email_templates: set.emails.len(),
-            }),
-            errors: Vec::new(),
-            warnings: problems(set.unset_environment()),
-        },
-        Err(errors) => {
-            CheckReport { config: config.file.clone(), loaded: None, errors: problems(errors), warnings: Vec::new() }
+        Ok(loaded) => {
+            let Loaded { model, set, .. } = &loaded;
+            let report = CheckReport {
+                config: config.file.clone(),
+                loaded: Some(Loadout {
+                    health_model: model.file.clone(),
+                    playbooks: set.playbooks.len(),
+                    enabled: set.playbooks.iter().filter(|p| p.enabled).count(),
+                    email_templates: set.emails.len(),
+                }),
+                errors: Vec::new(),
+                warnings: problems(set.unset_environment()),
+                blocking: set.unset_environment().len(),
+            };
+            (report, Some(loaded))
         }
+        Err(errors) => (
+            CheckReport {
+                config: config.file.clone(),
+                loaded: None,
+                errors: problems(errors),
+                warnings: Vec::new(),
+                blocking: 0,
+            },
+            None,
+        ),
     }
 }

@@ -229,6 +229,16 @@ impl<F: FieldSet> ColumnMap<F> {
         }
     }
 
+    /// Whether a sync through this map can feed `target`: a column the config maps to it,
+    /// or, given the source's header, a column the config leaves unmapped that maps
+    /// itself there (`metrics.nps`; for `fields.x`, a column `x` or `fields.x`).
+    pub fn feeds(&self, target: &Target<F>, headers: Option<&[String]>) -> bool {
+        self.entries.values().any(|t| t == target)
+            || headers.is_some_and(|headers| {
+                headers.iter().any(|h| !self.entries.contains_key(h) && Target::<F>::default_for(h) == *target)
+            })
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }
