@@ -79,7 +79,10 @@ impl fmt::Display for Diagnostic {
         let group = match (self.position, &self.snippet) {
             (Some((line, column)), Some(snippet)) => {
                 let start = byte_of_column(snippet, column);
-                let end = start + underline(&snippet[start..]);
+                let rest = &snippet[start..];
+                // A script's position is a name or a token: underline that, not the line.
+                let width = if path.ends_with(".rhai") { script_token(rest) } else { underline(rest) };
+                let end = start + width;
                 title.element(
                     Snippet::source(snippet.as_str())
                         .line_start(line)
@@ -120,6 +123,16 @@ fn underline(rest: &str) -> usize {
     match width.min(rest.len()) {
         0 => rest.chars().next().map_or(0, char::len_utf8),
         w => w,
+    }
+}
+
+/// How many bytes of `rest` a position in a Rhai script underlines: a dotted name
+/// (`m.roi_achieved_pct`) whole, else one character.
+fn script_token(rest: &str) -> usize {
+    let name = rest.find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.')).unwrap_or(rest.len());
+    match name {
+        0 => rest.chars().next().map_or(0, char::len_utf8),
+        n => n,
     }
 }
 

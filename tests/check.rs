@@ -352,7 +352,8 @@ fn check_reads_the_configured_files_header_and_points_at_a_mapping_typo() {
         sync.stderr()
     );
     assert_eq!(ws.store().account_count(), 0);
-    // Fixed, both pass; a file that simply lacks a mapped column (a partial export) is fine.
+    // Fixed, both pass; a file that simply lacks a mapped column (a partial export) syncs,
+    // and both say the file sets nothing for it.
     let ws = sync_workspace(
         "      \"Account ID\": id\n      \"Account Name\": name\n      \"Renewal\": renewal_date\n      \"NPS\": metrics.nps\n",
         "Account ID,Account Name,Renewal",
@@ -360,8 +361,20 @@ fn check_reads_the_configured_files_header_and_points_at_a_mapping_typo() {
     // (The built-in health model's other inputs are mapped by nothing here: warnings only.)
     let check = ws.keel(&["check"]);
     assert!(check.ok().contains("no errors"), "{}", check.stdout());
-    assert!(!check.stderr().contains("mapped column"), "{}", check.stderr());
-    assert!(ws.keel(&["sync", "accounts", "accounts.csv"]).ok().contains("1 inserted"));
+    let err = check.stderr();
+    assert!(!err.contains("did you mean \"Account Name\""), "{err}");
+    assert!(
+        err.contains("warning: mapped column \"NPS\" is not in the header row of ./accounts.csv\n  --> keel.yaml:10:7"),
+        "{err}"
+    );
+    let sync = ws.keel(&["sync", "accounts", "accounts.csv"]);
+    assert!(sync.ok().contains("1 inserted"));
+    assert!(
+        sync.stderr()
+            .contains("warning: mapped column(s) not in the header, so this file set nothing for them: \"NPS\""),
+        "{}",
+        sync.stderr()
+    );
 }
 
 #[test]
