@@ -7,7 +7,7 @@ use std::path::Path;
 
 use chrono::NaiveDate;
 
-use crate::util::{copy_tree, run_keel};
+use crate::util::{copy_tree, run_keel, run_keel_on_its_clock};
 
 #[allow(dead_code)] // the generator's file-writing half is used by its binary, not here
 #[path = "../examples/gen_accounts/book.rs"]
@@ -102,46 +102,81 @@ fn keel_sync_imports_the_sample_book_and_shows_it_and_again_changes_nothing() {
     }
 }
 
+/// The README's first command on a fresh clone, on any date: no `KEEL_NOW`, so the
+/// example config's `clock.start` says what time it is — Monday 2026-11-23 08:30 in New
+/// York, the morning after the sample book's export — and the first run shows every kind
+/// of delivery a newcomer should see.
 #[test]
 fn the_readme_first_command_runs_the_main_job_emails_as_eml_files_and_tasks() {
     let dir = example_workspace();
-    let keel = |args: &[&str]| run_keel(Path::new("keel.yaml"), &dir.path().join("examples"), args);
+    let keel = |args: &[&str]| run_keel_on_its_clock(Path::new("keel.yaml"), &dir.path().join("examples"), args);
     let out = keel(&["run", "--once"]).ok();
     assert!(out.contains("400 inserted, 0 updated, 0 unchanged, 0 rejected"), "imports the sample book:\n{out}");
-    assert!(out.contains("Evaluated 11 playbook(s) over 400 accounts"), "{out}");
+    assert!(out.contains("Evaluated 11 playbook(s) over 400 accounts at 2026-11-23 08:30 EST"), "{out}");
     let delivery = out.lines().find(|l| l.starts_with("Delivery (.eml files in ")).expect("a delivery line");
-    let delivered: usize = delivery.split(": ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    let count = |what: &str| -> usize {
+        let at = delivery.find(&format!(" {what}")).unwrap_or_else(|| panic!("{what} in {delivery}"));
+        delivery[..at].rsplit([' ']).next().unwrap().parse().unwrap()
+    };
+    let (delivered, deferred) = (count("delivered"), count("deferred"));
     assert!(delivered > 100, "{delivery}");
     assert!(delivery.contains(" 0 dead"), "{delivery}");
+    // Customer mail to contacts whose zone is still in quiet hours (Chicago, 07:30) waits.
+    assert!(deferred >= 1, "customer mail deferred by quiet hours: {delivery}");
 
     // Each email is an .eml file a mail program opens: headers, then a readable body.
     let mail_dir = dir.path().join("examples/.keel/mail");
-    let files: Vec<_> = fs::read_dir(&mail_dir).unwrap().map(|e| e.unwrap().path()).collect();
-    assert_eq!(files.len(), delivered, "one file per email delivered");
-    let red = files
-        .iter()
-        .map(|f| fs::read_to_string(f).unwrap())
-        .find(|m| m.contains("X-Keel-Playbook: red-save-plan"))
-        .expect("a red save plan email");
+    let read_mail = || -> std::collections::BTreeMap<std::path::PathBuf, String> {
+        fs::read_dir(&mail_dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| (p.clone(), fs::read_to_string(p).unwrap()))
+            .collect()
+    };
+    let mails = read_mail();
+    assert_eq!(mails.len(), delivered, "one file per email delivered");
+    let from = |playbook: &str| -> Vec<&String> {
+        mails.values().filter(|m| m.contains(&format!("X-Keel-Playbook: {playbook}\r\n"))).collect()
+    };
+    // Internal mail: a red save plan to the manager, renewal mail to the owner; no
+    // unsubscribe headers on mail to colleagues.
+    let red = *from("red-save-plan").first().expect("a red save plan email");
     for header in [
         "From: \"Keel CS Ops\" <cs-ops@keel-demo.example>",
         "\r\nTo: ",
         "\r\nSubject: ",
         "\r\nMessage-ID: <",
-        "\r\nDate: ",
+        // The book's clock, not the machine's: 08:30 EST.
+        "\r\nDate: Mon, 23 Nov 2026 13:30:",
     ] {
         assert!(red.contains(header), "{header:?} in\n{red}");
     }
     assert!(red.contains("Content-Type: text/plain; charset=utf-8"), "{red}");
+    let renewal = from("renewal-30");
+    assert!(!renewal.is_empty(), "a renewal email");
+    assert!(renewal.iter().chain([&red]).all(|m| !m.contains("List-Unsubscribe")), "internal mail has no unsubscribe");
+    // Customer mail: the SMB welcome to a contact, with one-click unsubscribe.
+    let welcome = from("smb-onboarding");
+    assert!(!welcome.is_empty(), "customer mail went out at 08:30 in New York, London, São Paulo");
+    for m in &welcome {
+        assert!(m.contains("Subject: Welcome aboard, "), "{m}");
+        assert!(m.contains("\r\nList-Unsubscribe: <http://127.0.0.1:7400/unsubscribe?token="), "{m}");
+        assert!(m.contains("\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click"), "{m}");
+    }
+    // The deferred ones wait in the outbox for their window.
+    let outbox = keel(&["outbox", "list"]).ok();
+    let waiting: Vec<_> = outbox.lines().filter(|l| l.contains(" deferred ")).collect();
+    assert_eq!(waiting.len(), deferred, "{outbox}");
+    assert!(waiting.iter().all(|l| l.contains("smb-onboarding") && l.contains("next 2026-11-23 09:00")), "{outbox}");
 
     // The account's timeline shows what was sent for each firing, and its tasks.
     let account =
         red.lines().find_map(|l| l.strip_prefix("X-Keel-Account: ")).expect("the account header").trim().to_string();
     let show = keel(&["accounts", "show", &account]).ok();
     let timeline = &show[show.find("Timeline: playbook decisions").unwrap()..];
-    assert!(timeline.contains("red-save-plan  fired (episode:1)"), "{timeline}");
+    assert!(timeline.contains("2026-11-23 08:30 EST  red-save-plan  fired (episode:1)"), "{timeline}");
     assert!(
-        timeline.lines().any(|l| l.trim_start().starts_with("✉ email \"") && l.contains(": sent 2026-12-01")),
+        timeline.lines().any(|l| l.trim_start().starts_with("✉ email \"") && l.contains(": sent 2026-11-23")),
         "{timeline}"
     );
     assert!(timeline.contains("\nTasks (") && timeline.contains("[open] Save plan:"), "{timeline}");
@@ -170,11 +205,34 @@ fn the_readme_first_command_runs_the_main_job_emails_as_eml_files_and_tasks() {
     let after = keel(&["tasks", "list"]).ok();
     assert!(after.lines().last().unwrap().starts_with(&format!("{} task(s)", open - 2)), "{after}");
 
-    // A second run at the same time decides nothing again and sends nothing again.
+    // A second run moments later: the book's clock ran on by those moments only; nothing
+    // is decided or sent again, and the deferred mail still waits.
     let again = keel(&["run", "--once"]).ok();
-    assert!(again.contains("Nothing is due at 2026-12-01 04:00 EST."), "{again}");
+    assert!(again.contains("Nothing is due at 2026-11-23 08:3"), "{again}");
     assert!(again.contains("Delivery (.eml files in ./.keel/mail): 0 delivered"), "{again}");
-    assert_eq!(fs::read_dir(&mail_dir).unwrap().count(), delivered);
+    assert_eq!(read_mail(), mails);
+
+    // An hour later (the clock's start record set back an hour): 09:30 in New York, 08:30
+    // in Chicago. The deferred mail goes out, and nothing sent before is sent again.
+    let record = dir.path().join("examples/.keel/clock-started");
+    let started: chrono::DateTime<chrono::Utc> = fs::read_to_string(&record).unwrap().trim().parse().unwrap();
+    fs::write(&record, format!("{}\n", (started - chrono::Duration::hours(1)).to_rfc3339())).unwrap();
+    let later = keel(&["run", "--once"]).ok();
+    assert!(later.contains(" at 2026-11-23 09:3"), "{later}");
+    assert!(
+        later.contains(&format!("Delivery (.eml files in ./.keel/mail): {deferred} delivered, 0 deferred")),
+        "{later}"
+    );
+    let now = read_mail();
+    assert_eq!(now.len(), delivered + deferred);
+    assert!(
+        mails.iter().all(|(path, mail)| now.get(path) == Some(mail)),
+        "an email already delivered was written again"
+    );
+    assert_eq!(
+        now.values().filter(|m| m.contains("X-Keel-Playbook: smb-onboarding\r\n")).count(),
+        welcome.len() + deferred
+    );
 }
 
 #[test]
