@@ -55,7 +55,7 @@ impl Clock for OffsetClock {
 /// writes down the real instant in `file`; every later command reads `start` plus the
 /// real time since. So a fresh copy's first run is at `start` on any date, and a run a
 /// day later is a day later for the book too (deferred mail goes out, the ledger keeps
-/// anything from being decided twice). Removing the data folder starts it over.
+/// anything from being decided twice). A new store starts it over ([`Self::forget`]).
 #[derive(Debug, Clone)]
 pub struct BookClock {
     pub start: DateTime<Utc>,
@@ -96,6 +96,17 @@ impl BookClock {
             std::fs::write(path, format!("{}\n", real.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
         };
         write(&self.file).map_err(|source| BookClockError::Write { path: self.file.clone(), source })
+    }
+
+    /// Forgets when the clock was started: for a store that does not exist yet, whose
+    /// book's time has not begun (a record left by a removed store must not age it).
+    pub fn forget(&self) -> Result<(), BookClockError> {
+        match std::fs::remove_file(&self.file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(BookClockError::Write { path: self.file.clone(), source: e })
+            }
+            _ => Ok(()),
+        }
     }
 
     fn started(&self) -> Result<Option<DateTime<Utc>>, BookClockError> {
@@ -151,6 +162,9 @@ mod tests {
         assert_eq!(clock.now(at("2026-12-03T07:00:01Z")).unwrap(), at("2026-11-24T13:30:01Z"));
         // The machine's clock set back: the book's clock does not go before `start`.
         assert_eq!(clock.now(at("2026-12-01T00:00:00Z")).unwrap(), clock.start);
+        clock.forget().unwrap();
+        assert_eq!(clock.now(at("2026-12-03T07:00:01Z")).unwrap(), clock.start);
+        clock.forget().unwrap();
         std::fs::write(&clock.file, "yesterday\n").unwrap();
         let err = clock.now(at("2026-12-03T07:00:00Z")).unwrap_err().to_string();
         assert!(err.contains("is not an RFC 3339 instant (\"yesterday\"); remove it"), "{err}");

@@ -233,6 +233,11 @@ fn the_readme_first_command_runs_the_main_job_emails_as_eml_files_and_tasks() {
         now.values().filter(|m| m.contains("X-Keel-Playbook: smb-onboarding\r\n")).count(),
         welcome.len() + deferred
     );
+
+    // A new store starts the book's clock over: the README's first run again.
+    fs::remove_dir_all(dir.path().join("examples/.keel/store")).unwrap();
+    let fresh = keel(&["run", "--once"]).ok();
+    assert!(fresh.contains("Evaluated 11 playbook(s) over 400 accounts at 2026-11-23 08:30 EST"), "{fresh}");
 }
 
 #[test]

@@ -131,6 +131,11 @@ impl Session {
         let real = Utc::now();
         let book_clock =
             config.clock_start.filter(|_| now.is_none()).map(|start| BookClock { start, file: config.clock_file() });
+        if let Some(clock) = &book_clock {
+            if !config.store_dir().exists() {
+                clock.forget()?;
+            }
+        }
         let (now, pinned) = match (now, &book_clock) {
             (Some(now), _) => (now, true),
             (None, Some(clock)) => (clock.now(real)?, true),
