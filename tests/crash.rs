@@ -79,7 +79,28 @@ pub(crate) fn workspace_with_smtp(port: u16) -> Workspace {
     );
     let config = config.replace("max_backoff: 1h", "max_backoff: 2s").replace("backoff: 30s", "backoff: 1s");
     ws.write("keel.yaml", &config);
+    one_email_per_account(&ws);
     ws
+}
+
+/// The shipped playbooks digest their internal mail (a pass sends each manager and CSM a
+/// few emails); these tests kill and fail sends in the middle of hundreds of messages, so
+/// they send one email per account.
+fn one_email_per_account(ws: &Workspace) {
+    let mut changed = 0;
+    for entry in std::fs::read_dir(ws.path("playbooks")).unwrap() {
+        let path = entry.unwrap().path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_string) else { continue };
+        if name.ends_with(".yaml") && name != "weekly-at-risk-digest.yaml" {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let kept: Vec<&str> = text.lines().filter(|l| !l.trim_start().starts_with("digest: true")).collect();
+            if kept.len() != text.lines().count() {
+                changed += 1;
+                std::fs::write(&path, kept.join("\n") + "\n").unwrap();
+            }
+        }
+    }
+    assert!(changed >= 5, "the escalation and renewal playbooks digest their mail ({changed} changed)");
 }
 
 pub(crate) fn kill9(child: &mut Child) {

@@ -292,6 +292,12 @@ impl Sim {
         report.map_or(0, |r| r.fired())
     }
 
+    /// Applies what the workspace's files now say, as the running daemon does.
+    fn reload(&mut self) {
+        self.keel();
+        assert!(matches!(self.keel.as_mut().unwrap().reload_if_changed(), Reload::Applied));
+    }
+
     /// Closes the store, as a stopped daemon does; the next call reopens it.
     fn restart(&mut self) -> &mut Sim {
         self.keel = None;
@@ -460,6 +466,41 @@ fn a_cancelled_pass_records_nothing_half_and_runs_again_at_the_next_start() {
     // The next start runs it, every account once.
     assert_eq!(sim.restart().tick(), 600);
     assert_eq!(sim.keel().store().ledger_count(), 600);
+}
+
+#[test]
+fn a_schedule_edited_while_running_counts_its_ticks_from_the_edit_not_as_missed() {
+    let weekly = "id: check\nname: Check-in\ntrigger:\n  schedule: \"0 9 * * 1\"\nactions:\n  - task: { title: Check in, owner: \"{{ account.owner }}\" }\n";
+    let mut sim = Sim::new(&[("check", weekly)]);
+    sim.at(0).accounts(vec![account("A", &[("score", 90.0)])]);
+    assert_eq!(sim.tick(), 0, "the baseline");
+    let monday = morning(sim.start, 0);
+    sim.clock.set(monday + Duration::hours(1));
+    assert_eq!(sim.tick(), 1, "Monday 09:00");
+    // 10:30: CS Ops make it every 15 minutes. The new schedule's 09:15 … 10:30 ticks were
+    // never due: the daemon counts from the edit.
+    let edited = monday + Duration::minutes(150);
+    sim.clock.set(edited);
+    sim.ws.write("playbooks/check.yaml", &weekly.replace("0 9 * * 1", "*/15 * * * *"));
+    sim.reload();
+    assert_eq!(sim.keel().store().last_tick("check").unwrap(), Some(edited));
+    let at = monday + Duration::minutes(165);
+    sim.clock.set(at);
+    let k = sim.keel();
+    let last = k.store().last_tick("check").unwrap();
+    assert_eq!(
+        k.plan(&k.loaded().set.playbooks[0], last, at),
+        keel::daemon::Plan::Run { tick: at, previous: last, missed: 0 }
+    );
+    assert_eq!(sim.tick(), 1, "10:45, the new schedule's first tick");
+    // An edit that leaves the schedule alone moves nothing.
+    sim.ws.write(
+        "playbooks/check.yaml",
+        &weekly.replace("0 9 * * 1", "*/15 * * * *").replace("Check in", "Check in now"),
+    );
+    sim.clock.set(at + Duration::minutes(5));
+    sim.reload();
+    assert_eq!(sim.keel().store().last_tick("check").unwrap(), Some(at));
 }
 
 #[test]

@@ -114,12 +114,15 @@ fn the_readme_first_command_runs_the_main_job_emails_as_eml_files_and_tasks() {
     assert!(out.contains("400 inserted, 0 updated, 0 unchanged, 0 rejected"), "imports the sample book:\n{out}");
     assert!(out.contains("Evaluated 11 playbook(s) over 400 accounts at 2026-11-23 08:30 EST"), "{out}");
     let delivery = out.lines().find(|l| l.starts_with("Delivery (.eml files in ")).expect("a delivery line");
-    let count = |what: &str| -> usize {
-        let at = delivery.find(&format!(" {what}")).unwrap_or_else(|| panic!("{what} in {delivery}"));
-        delivery[..at].rsplit([' ']).next().unwrap().parse().unwrap()
+    // "317 delivered in 40 message(s), 3 deferred, …": the internal mail goes out as
+    // digests; a count is the number before its word.
+    let count = |word: &str| -> usize {
+        let at = delivery.find(word).unwrap_or_else(|| panic!("{word:?} in {delivery}"));
+        delivery[..at].trim_end().rsplit(' ').next().unwrap().replace(',', "").parse().unwrap()
     };
-    let (delivered, deferred) = (count("delivered"), count("deferred"));
+    let (delivered, messages, deferred) = (count(" delivered"), count(" message(s)"), count(" deferred"));
     assert!(delivered > 100, "{delivery}");
+    assert!(messages * 3 < delivered, "digests: far fewer emails than accounts: {delivery}");
     assert!(delivery.contains(" 0 dead"), "{delivery}");
     // Customer mail to contacts whose zone is still in quiet hours (Chicago, 07:30) waits.
     assert!(deferred >= 1, "customer mail deferred by quiet hours: {delivery}");
@@ -134,13 +137,27 @@ fn the_readme_first_command_runs_the_main_job_emails_as_eml_files_and_tasks() {
             .collect()
     };
     let mails = read_mail();
-    assert_eq!(mails.len(), delivered, "one file per email delivered");
+    assert_eq!(mails.len(), messages, "one file per email delivered");
+    let header = |m: &str, name: &str| m.lines().find_map(|l| l.strip_prefix(name)).unwrap_or_default().to_string();
     let from = |playbook: &str| -> Vec<&String> {
         mails.values().filter(|m| m.contains(&format!("X-Keel-Playbook: {playbook}\r\n"))).collect()
     };
-    // Internal mail: a red save plan to the manager, renewal mail to the owner; no
-    // unsubscribe headers on mail to colleagues.
-    let red = *from("red-save-plan").first().expect("a red save plan email");
+    // Internal mail, to managers and CSMs: no unsubscribe headers, and no one gets more
+    // than one email per playbook from the first pass.
+    let internal: Vec<&String> = mails.values().filter(|m| !m.contains("X-Keel-Playbook: smb-onboarding")).collect();
+    assert!(internal.iter().all(|m| !m.contains("List-Unsubscribe")), "internal mail has no unsubscribe");
+    let mut per_recipient = std::collections::BTreeMap::<(String, String), usize>::new();
+    for m in &internal {
+        *per_recipient.entry((header(m, "To: "), header(m, "X-Keel-Playbook: "))).or_default() += 1;
+    }
+    assert!(per_recipient.values().all(|&n| n == 1), "{per_recipient:?}");
+    assert!(!from("renewal-30").is_empty(), "renewal mail to the owner");
+    // A digest: one manager's red save plans in one email, several accounts listed.
+    let red = *from("red-save-plan")
+        .iter()
+        .find(|m| m.matches("(ACC-").count() > 1)
+        .expect("a red save plan digest listing several accounts");
+    assert!(header(red, "Subject: ").starts_with("Save plans needed: "), "{red}");
     for header in [
         "From: \"Keel CS Ops\" <cs-ops@keel-demo.example>",
         "\r\nTo: ",
@@ -152,9 +169,6 @@ fn the_readme_first_command_runs_the_main_job_emails_as_eml_files_and_tasks() {
         assert!(red.contains(header), "{header:?} in\n{red}");
     }
     assert!(red.contains("Content-Type: text/plain; charset=utf-8"), "{red}");
-    let renewal = from("renewal-30");
-    assert!(!renewal.is_empty(), "a renewal email");
-    assert!(renewal.iter().chain([&red]).all(|m| !m.contains("List-Unsubscribe")), "internal mail has no unsubscribe");
     // Customer mail: the SMB welcome to a contact, with one-click unsubscribe.
     let welcome = from("smb-onboarding");
     assert!(!welcome.is_empty(), "customer mail went out at 08:30 in New York, London, São Paulo");
@@ -224,7 +238,7 @@ fn the_readme_first_command_runs_the_main_job_emails_as_eml_files_and_tasks() {
         "{later}"
     );
     let now = read_mail();
-    assert_eq!(now.len(), delivered + deferred);
+    assert_eq!(now.len(), messages + deferred);
     assert!(
         mails.iter().all(|(path, mail)| now.get(path) == Some(mail)),
         "an email already delivered was written again"

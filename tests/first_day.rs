@@ -154,9 +154,11 @@ fn a_first_pass_that_fires_for_much_of_the_book_says_so_before_delivering() {
     let healthy = "2000,100,100,35,0,95,95,95,10,5,4,9,120,90";
     let sick = "20,10,100,2,14,10,10,50,0,0,0,2,5,5";
     let mut csv = format!("{header}\n");
+    // Two managers, 20 red accounts each.
     for i in 0..100 {
         let metrics = if i < 40 { sick } else { healthy };
-        csv.push_str(&format!("A{i:03},Acct {i},enterprise,csm@x.example,mgr@x.example,{metrics}\n"));
+        let manager = if i % 2 == 0 { "mgr-a@x.example" } else { "mgr-b@x.example" };
+        csv.push_str(&format!("A{i:03},Acct {i},enterprise,csm@x.example,{manager},{metrics}\n"));
     }
     ws.write("a.csv", &csv);
     ws.keel(&["sync", "accounts", "a.csv"]).ok();
@@ -169,6 +171,34 @@ fn a_first_pass_that_fires_for_much_of_the_book_says_so_before_delivering() {
         "{}",
         run.stderr()
     );
+    assert!(run.stdout().contains(" delivered in 4 message(s)"), "{}", run.stdout());
+    // Each manager gets one save-plan email and one churn-risk email listing their 20
+    // accounts (the shipped escalation playbooks digest their mail), and a task for each.
+    let mails: Vec<String> = std::fs::read_dir(ws.path(".keel/mail"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert_eq!(mails.len(), 4, "two playbooks × two managers");
+    for manager in ["mgr-a@x.example", "mgr-b@x.example"] {
+        for (playbook, subject) in [
+            ("red-save-plan", "Subject: Save plans needed: 20 accounts entered red"),
+            ("churn-risk-escalation", "Subject: Churn risk: 20 accounts need executive involvement"),
+        ] {
+            let mine: Vec<&String> = mails
+                .iter()
+                .filter(|m| {
+                    m.contains(&format!("\r\nTo: {manager}\r\n")) && m.contains(&format!("X-Keel-Playbook: {playbook}"))
+                })
+                .collect();
+            assert_eq!(mine.len(), 1, "{manager} {playbook}");
+            assert!(mine[0].contains(subject), "{}", mine[0]);
+            let listed = mine[0].lines().filter(|l| l.starts_with("  - Acct ")).count();
+            assert_eq!(listed, 20, "{}", mine[0]);
+        }
+    }
+    let tasks: serde_json::Value = serde_json::from_str(&ws.keel(&["tasks", "list", "--format", "json"]).ok()).unwrap();
+    let save_plans = tasks.as_array().unwrap().iter().filter(|t| t["playbook"] == "red-save-plan").count();
+    assert_eq!(save_plans, 40, "one save-plan task per red account");
     // Later passes are news again: no note.
     let next = ws.keel_at("2026-11-25T15:00:00Z", &["run", "--once"]);
     assert!(!next.stderr().contains("first pass fired"), "{}", next.stderr());

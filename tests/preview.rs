@@ -107,7 +107,7 @@ fn preview_refuses_a_contact_for_internal_mail_and_an_unknown_playbook_in_words(
     assert_eq!(other.code(), 1);
     assert!(other.stderr().contains("it is sent by: red-save-plan"), "{}", other.stderr());
     let picked = ws.keel(&["preview", "red_save_plan", "--account", "A-1", "--playbook", "red-save-plan"]).ok();
-    assert!(picked.contains("Playbook: red-save-plan (internal mail)"), "{picked}");
+    assert!(picked.contains("Playbook: red-save-plan (internal mail, in a digest)"), "{picked}");
     let stranger = ws.keel(&["preview", "smb_welcome", "--account", "A-1", "--contact", "who@else.example"]);
     assert!(stranger.stderr().contains("has no contact with the address who@else.example"), "{}", stranger.stderr());
 }

@@ -170,7 +170,10 @@ fn run_once_counts_what_went_dead_and_exits_non_zero() {
     let template = std::fs::read_to_string(ws.path("playbooks/templates/red_save_plan.txt")).unwrap();
     ws.write(
         "playbooks/templates/red_save_plan.txt",
-        &template.replace("{{ account.name }}", "{{ account.fields.no_such_column }}"),
+        // The single-account and the digest form of the email.
+        &template
+            .replace("{{ account.name }}", "{{ account.fields.no_such_column }}")
+            .replace("{{ a.account.name }}", "{{ a.account.fields.no_such_column }}"),
     );
     ws.keel(&["check"]).ok();
 

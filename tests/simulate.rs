@@ -46,20 +46,20 @@ fn a_renewal_milestone_fires_from_its_day_until_the_renewal_and_not_before() {
       why:  renewal_date 2027-02-17 -90d = 2026-11-19, due 3 days ago, caught up until 2027-02-17
       read: renewal_date = "2027-02-17"
       does: task "Renewal in 90 days: initial renewal conversation with Late Co" for a@x.example (normal, due in 14d)
-      does: email renewal_90 to a@x.example
-      sent: email to a@x.example: sends at 2026-11-22 23:59 UTC
+      does: email renewal_90 to a@x.example (in a digest)
+      sent: email to a@x.example: joins the digest, sent when the pass has completed
     renewal-90 · OLD Old Co
       why:  renewal_date 2027-02-12 -90d = 2026-11-14, due 8 days ago, caught up until 2027-02-12
       read: renewal_date = "2027-02-12"
       does: task "Renewal in 90 days: initial renewal conversation with Old Co" for a@x.example (normal, due in 14d)
-      does: email renewal_90 to a@x.example
-      sent: email to a@x.example: sends at 2026-11-22 23:59 UTC
+      does: email renewal_90 to a@x.example (in a digest)
+      sent: email to a@x.example: joins the digest, sent when the pass has completed
     renewal-90 · TODAY Today Co
       why:  renewal_date 2027-02-20 -90d = 2026-11-22, due today
       read: renewal_date = "2027-02-20"
       does: task "Renewal in 90 days: initial renewal conversation with Today Co" for a@x.example (normal, due in 14d)
-      does: email renewal_90 to a@x.example
-      sent: email to a@x.example: sends at 2026-11-22 23:59 UTC
+      does: email renewal_90 to a@x.example (in a digest)
+      sent: email to a@x.example: joins the digest, sent when the pass has completed
 
     Would fire 3 time(s): renewal-90 3
     "#);

@@ -61,7 +61,10 @@ pub fn run(session: &Session, args: RunArgs) -> anyhow::Result<ExitCode> {
         for f in tick.report.iter().flat_map(|r| r.floods()) {
             eprintln!(
                 "note: {}'s first pass fired for {} of {} accounts: what is already true of the book, not news (`keel simulate --playbook {}` lists them); delivering now",
-                f.playbook, f.fired, f.evaluated, f.playbook
+                f.playbook,
+                n(f.fired),
+                n(f.evaluated),
+                f.playbook
             );
         }
         let delivery = runtime.block_on(deliverer.deliver_due(&CancellationToken::new()))?;
@@ -138,6 +141,11 @@ struct Dead {
     failed_tasks: u64,
 }
 
+/// A count as every other number Keel prints: `7,746`.
+fn n(count: u64) -> String {
+    crate::sync::group_thousands(count as f64)
+}
+
 fn report(
     daemon: &Daemon,
     deliverer: &Deliverer,
@@ -172,7 +180,7 @@ fn report(
                     out,
                     "Evaluated {} playbook(s) over {} accounts at {} in {:.2} s",
                     report.playbooks.len(),
-                    report.accounts,
+                    n(report.accounts),
                     tick.at.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z"),
                     report.elapsed.as_secs_f64()
                 )?;
@@ -184,7 +192,7 @@ fn report(
                     ("ERRORS", Align::Right),
                 ]);
                 for (id, s) in &report.playbooks {
-                    let row = [s.evaluated, s.fired, s.skipped, s.errors].map(|n| n.to_string());
+                    let row = [s.evaluated, s.fired, s.skipped, s.errors].map(n);
                     table.row([vec![id.clone()], row.to_vec()].concat());
                 }
                 write!(out, "{}", table.render())?;
@@ -197,7 +205,7 @@ fn report(
             writeln!(
                 out,
                 "{} firing(s) recorded in the ledger; `keel accounts show ID` lists an account's.",
-                report.fired()
+                n(report.fired())
             )?;
         }
         let d = delivery;
@@ -205,20 +213,23 @@ fn report(
         // account), not only what the delivery round gave up on.
         writeln!(
             out,
-            "Delivery ({}): {} delivered, {} deferred, {} suppressed, {} dropped, {} retrying, {} dead{}.",
+            "Delivery ({}): {} delivered{}, {} deferred, {} suppressed, {} dropped, {} retrying, {} dead{}.",
             deliverer.mail_destination(),
-            d.delivered,
-            d.deferred,
-            d.suppressed,
-            d.dropped,
-            d.retrying,
-            dead.new,
+            n(d.delivered),
+            // Digests: say how many emails the delivered entries made.
+            if d.messages != d.delivered { format!(" in {} message(s)", n(d.messages)) } else { String::new() },
+            n(d.deferred),
+            n(d.suppressed),
+            n(d.dropped),
+            n(d.retrying),
+            n(dead.new),
             if d.escalated > 0 { format!("; {} overdue task(s) escalated", d.escalated) } else { String::new() }
         )?;
         if let Some(next) = next.filter(|_| pending > 0) {
             writeln!(
                 out,
-                "{pending} outbox entr{} pending, the next due {} (`keel outbox list` shows them; `keel run` delivers them when due).",
+                "{} outbox entr{} pending, the next due {} (`keel outbox list` shows them; `keel run` delivers them when due).",
+                n(pending as u64),
                 if pending == 1 { "y" } else { "ies" },
                 next.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z")
             )?;
@@ -227,14 +238,15 @@ fn report(
         if dead.new == 0 && earlier > 0 {
             writeln!(
                 out,
-                "{earlier} dead outbox entr{} from earlier runs: `keel outbox list --dead` shows why; `keel outbox retry` puts {} back.",
+                "{} dead outbox entr{} from earlier runs: `keel outbox list --dead` shows why; `keel outbox retry` puts {} back.",
+                n(earlier),
                 if earlier == 1 { "y" } else { "ies" },
                 if earlier == 1 { "it" } else { "them" },
             )?;
         }
         let open = crate::services::tasks::open_count(store)?;
         if open > 0 {
-            writeln!(out, "{open} open task(s): `keel tasks list`.")?;
+            writeln!(out, "{} open task(s): `keel tasks list`.", n(open))?;
         }
     }
     let mut err = io::stderr().lock();

@@ -27,7 +27,7 @@ pub use crate::clock::{Clock, ManualClock, OffsetClock, SystemClock};
 
 use crate::config::Config;
 use crate::decide::pass::PassReport;
-use crate::decide::tick::{Context, Mode, Options};
+use crate::decide::tick::{schedule_of, Context, Mode, Options};
 pub use crate::decide::tick::{Plan, Tick};
 use crate::diagnostic::Diagnostic;
 use crate::lang::playbook::Playbook;
@@ -274,7 +274,9 @@ impl Daemon {
                     tracing::warn!(data_dir = %config.data_dir.display(), "data_dir changed: the store stays where it is until a restart");
                 }
                 let data_dir = self.config.data_dir.clone();
-                self.config = Config { data_dir, ..config };
+                let config = Config { data_dir, ..config };
+                self.restart_changed_schedules(&config, &loaded);
+                self.config = config;
                 // The config may now point at other folders: watch those.
                 self.fingerprint = fingerprint(&self.config);
                 self.loaded = Arc::new(loaded);
@@ -282,6 +284,39 @@ impl Daemon {
                 Reload::Applied
             }
             Err(errors) => self.rejected(errors),
+        }
+    }
+
+    /// A playbook whose schedule a reload changed counts its new schedule's ticks from
+    /// now: the ticks the new schedule would have had since the last pass were never due
+    /// (they are not "missed"), so they must not be caught up. When the old schedule has
+    /// a tick due that has not run yet (the reload came between its moment and its pass),
+    /// the last tick stays where it is and the next pass catches up as after downtime.
+    fn restart_changed_schedules(&self, config: &Config, loaded: &Loaded) {
+        let now = self.now();
+        for pb in &loaded.set.playbooks {
+            let Some(old) = self.loaded.set.playbooks.iter().find(|p| p.id == pb.id) else { continue };
+            let ((was, was_tz), (is, is_tz)) = (schedule_of(&self.config, old), schedule_of(config, pb));
+            if was.source == is.source && was_tz == is_tz {
+                continue;
+            }
+            let result = self.store.last_tick(&pb.id).and_then(|last| match last {
+                Some(last) if self.plan(old, Some(last), now) == Plan::Wait => {
+                    self.store.set_last_tick(&pb.id, now).map(|()| true)
+                }
+                _ => Ok(false),
+            });
+            match result {
+                Ok(true) => {
+                    let next = is.next_in(is_tz, now).map(|t| t.with_timezone(&is_tz));
+                    let next = next.map_or("never".into(), |t| t.format("%Y-%m-%d %H:%M %Z").to_string());
+                    tracing::info!(playbook = %pb.id, from = %was.source, to = %is.source, %next, "schedule changed; its ticks count from now");
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(playbook = %pb.id, error = %e, "schedule changed but its last tick could not be moved; the next pass may catch up ticks of the new schedule")
+                }
+            }
         }
     }
 

@@ -169,7 +169,7 @@ pub fn tick(
                     } else {
                         "one pass catches up"
                     };
-                    tracing::info!(playbook = %pb.id, missed, latest = %tick, "missed ticks while not running; {kind}");
+                    tracing::info!(playbook = %pb.id, missed, latest = %tick, "ticks missed since the last completed pass (downtime or a long pass); {kind}");
                 }
                 due.push(Due { playbook: pb, tick, previous });
             }

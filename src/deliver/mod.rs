@@ -63,7 +63,10 @@ const PURGE_EVERY: StdDuration = StdDuration::from_secs(3600);
 /// What one delivery round did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct DeliveryReport {
+    /// Outbox entries delivered (each account's part of a digest is one).
     pub delivered: u64,
+    /// Emails and webhook calls that went out: a digest of 40 accounts is one.
+    pub messages: u64,
     /// Failed this time, to be tried again.
     pub retrying: u64,
     /// Moved to a later window (quiet hours, business days, a frequency cap).
@@ -98,6 +101,7 @@ impl DeliveryReport {
 #[derive(Debug, Default)]
 pub struct DeliveryCounters {
     pub delivered: AtomicU64,
+    pub messages: AtomicU64,
     pub retrying: AtomicU64,
     pub deferred: AtomicU64,
     pub suppressed: AtomicU64,
@@ -110,6 +114,7 @@ impl DeliveryCounters {
     fn add(&self, r: &DeliveryReport) {
         for (slot, n) in [
             (&self.delivered, r.delivered),
+            (&self.messages, r.messages),
             (&self.retrying, r.retrying),
             (&self.deferred, r.deferred),
             (&self.suppressed, r.suppressed),
@@ -225,6 +230,9 @@ impl Deliverer {
             while let Some(done) = work.join_next().await {
                 let (outcome, n) = done.expect("a delivery task panicked")?;
                 report.add(outcome, n);
+                if outcome == Outcome::Delivered {
+                    report.messages += 1;
+                }
             }
             if !full {
                 break;
@@ -245,6 +253,7 @@ impl Deliverer {
             match self.deliver_due(&stop).await {
                 Ok(r) if !r.is_empty() => tracing::info!(
                     delivered = r.delivered,
+                    messages = r.messages,
                     retrying = r.retrying,
                     deferred = r.deferred,
                     suppressed = r.suppressed,
