@@ -7,7 +7,7 @@ use std::path::Path;
 
 use chrono::NaiveDate;
 
-use crate::util::{copy_tree, run_keel};
+use crate::util::{copy_tree, run_keel, run_keel_on_its_clock};
 
 #[allow(dead_code)] // the generator's file-writing half is used by its binary, not here
 #[path = "../examples/gen_accounts/book.rs"]
@@ -102,62 +102,95 @@ fn keel_sync_imports_the_sample_book_and_shows_it_and_again_changes_nothing() {
     }
 }
 
+/// The README's first command on a fresh clone, on any date: no `KEEL_NOW`, so the
+/// example config's `clock.start` says what time it is — Monday 2026-11-23 08:30 in New
+/// York, the morning after the sample book's export — and the first run shows every kind
+/// of delivery a newcomer should see.
 #[test]
 fn the_readme_first_command_runs_the_main_job_emails_as_eml_files_and_tasks() {
     let dir = example_workspace();
-    let keel = |args: &[&str]| run_keel(Path::new("keel.yaml"), &dir.path().join("examples"), args);
+    let keel = |args: &[&str]| run_keel_on_its_clock(Path::new("keel.yaml"), &dir.path().join("examples"), args);
     let out = keel(&["run", "--once"]).ok();
     assert!(out.contains("400 inserted, 0 updated, 0 unchanged, 0 rejected"), "imports the sample book:\n{out}");
-    assert!(out.contains("Evaluated 11 playbook(s) over 400 accounts"), "{out}");
+    assert!(out.contains("Evaluated 11 playbook(s) over 400 accounts at 2026-11-23 08:30 EST"), "{out}");
     let delivery = out.lines().find(|l| l.starts_with("Delivery (.eml files in ")).expect("a delivery line");
-    // "313 delivered in 33 message(s)": the internal mail goes out as digests.
-    let count = |after: &str| -> usize {
-        let rest = &delivery[delivery.find(after).unwrap_or_else(|| panic!("{after:?} in {delivery}")) + after.len()..];
-        rest.split(' ').next().unwrap().replace(',', "").parse().unwrap()
+    // "317 delivered in 40 message(s), 3 deferred, …": the internal mail goes out as
+    // digests; a count is the number before its word.
+    let count = |word: &str| -> usize {
+        let at = delivery.find(word).unwrap_or_else(|| panic!("{word:?} in {delivery}"));
+        delivery[..at].trim_end().rsplit(' ').next().unwrap().replace(',', "").parse().unwrap()
     };
-    let (delivered, messages) = (count(": "), count(" delivered in "));
+    let (delivered, messages, deferred) = (count(" delivered"), count(" message(s)"), count(" deferred"));
     assert!(delivered > 100, "{delivery}");
     assert!(messages * 3 < delivered, "digests: far fewer emails than accounts: {delivery}");
     assert!(delivery.contains(" 0 dead"), "{delivery}");
+    // Customer mail to contacts whose zone is still in quiet hours (Chicago, 07:30) waits.
+    assert!(deferred >= 1, "customer mail deferred by quiet hours: {delivery}");
 
     // Each email is an .eml file a mail program opens: headers, then a readable body.
     let mail_dir = dir.path().join("examples/.keel/mail");
-    let files: Vec<_> = fs::read_dir(&mail_dir).unwrap().map(|e| e.unwrap().path()).collect();
-    assert_eq!(files.len(), messages, "one file per email delivered");
-    // No manager or CSM gets more than one email per playbook from the first pass.
+    let read_mail = || -> std::collections::BTreeMap<std::path::PathBuf, String> {
+        fs::read_dir(&mail_dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| (p.clone(), fs::read_to_string(p).unwrap()))
+            .collect()
+    };
+    let mails = read_mail();
+    assert_eq!(mails.len(), messages, "one file per email delivered");
+    let header = |m: &str, name: &str| m.lines().find_map(|l| l.strip_prefix(name)).unwrap_or_default().to_string();
+    let from = |playbook: &str| -> Vec<&String> {
+        mails.values().filter(|m| m.contains(&format!("X-Keel-Playbook: {playbook}\r\n"))).collect()
+    };
+    // Internal mail, to managers and CSMs: no unsubscribe headers, and no one gets more
+    // than one email per playbook from the first pass.
+    let internal: Vec<&String> = mails.values().filter(|m| !m.contains("X-Keel-Playbook: smb-onboarding")).collect();
+    assert!(internal.iter().all(|m| !m.contains("List-Unsubscribe")), "internal mail has no unsubscribe");
     let mut per_recipient = std::collections::BTreeMap::<(String, String), usize>::new();
-    for f in &files {
-        let m = fs::read_to_string(f).unwrap();
-        let header = |name: &str| m.lines().find_map(|l| l.strip_prefix(name)).unwrap_or_default().to_string();
-        if !m.contains("List-Unsubscribe") {
-            *per_recipient.entry((header("To: "), header("X-Keel-Playbook: "))).or_default() += 1;
-        }
+    for m in &internal {
+        *per_recipient.entry((header(m, "To: "), header(m, "X-Keel-Playbook: "))).or_default() += 1;
     }
     assert!(per_recipient.values().all(|&n| n == 1), "{per_recipient:?}");
-    let red = files
+    assert!(!from("renewal-30").is_empty(), "renewal mail to the owner");
+    // A digest: one manager's red save plans in one email, several accounts listed.
+    let red = *from("red-save-plan")
         .iter()
-        .map(|f| fs::read_to_string(f).unwrap())
-        .find(|m| m.contains("X-Keel-Playbook: red-save-plan"))
-        .expect("a red save plan email");
+        .find(|m| m.matches("(ACC-").count() > 1)
+        .expect("a red save plan digest listing several accounts");
+    assert!(header(red, "Subject: ").starts_with("Save plans needed: "), "{red}");
     for header in [
         "From: \"Keel CS Ops\" <cs-ops@keel-demo.example>",
         "\r\nTo: ",
         "\r\nSubject: ",
         "\r\nMessage-ID: <",
-        "\r\nDate: ",
+        // The book's clock, not the machine's: 08:30 EST.
+        "\r\nDate: Mon, 23 Nov 2026 13:30:",
     ] {
         assert!(red.contains(header), "{header:?} in\n{red}");
     }
     assert!(red.contains("Content-Type: text/plain; charset=utf-8"), "{red}");
+    // Customer mail: the SMB welcome to a contact, with one-click unsubscribe.
+    let welcome = from("smb-onboarding");
+    assert!(!welcome.is_empty(), "customer mail went out at 08:30 in New York, London, São Paulo");
+    for m in &welcome {
+        assert!(m.contains("Subject: Welcome aboard, "), "{m}");
+        assert!(m.contains("\r\nList-Unsubscribe: <http://127.0.0.1:7400/unsubscribe?token="), "{m}");
+        assert!(m.contains("\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click"), "{m}");
+    }
+    // The deferred ones wait in the outbox for their window.
+    let outbox = keel(&["outbox", "list"]).ok();
+    let waiting: Vec<_> = outbox.lines().filter(|l| l.contains(" deferred ")).collect();
+    assert_eq!(waiting.len(), deferred, "{outbox}");
+    assert!(waiting.iter().all(|l| l.contains("smb-onboarding") && l.contains("next 2026-11-23 09:00")), "{outbox}");
 
     // The account's timeline shows what was sent for each firing, and its tasks.
     let account =
         red.lines().find_map(|l| l.strip_prefix("X-Keel-Account: ")).expect("the account header").trim().to_string();
     let show = keel(&["accounts", "show", &account]).ok();
     let timeline = &show[show.find("Timeline: playbook decisions").unwrap()..];
-    assert!(timeline.contains("red-save-plan  fired (episode:1)"), "{timeline}");
+    assert!(timeline.contains("2026-11-23 08:30 EST  red-save-plan  fired (episode:1)"), "{timeline}");
     assert!(
-        timeline.lines().any(|l| l.trim_start().starts_with("✉ email \"") && l.contains(": sent 2026-12-01")),
+        timeline.lines().any(|l| l.trim_start().starts_with("✉ email \"") && l.contains(": sent 2026-11-23")),
         "{timeline}"
     );
     assert!(timeline.contains("\nTasks (") && timeline.contains("[open] Save plan:"), "{timeline}");
@@ -186,11 +219,39 @@ fn the_readme_first_command_runs_the_main_job_emails_as_eml_files_and_tasks() {
     let after = keel(&["tasks", "list"]).ok();
     assert!(after.lines().last().unwrap().starts_with(&format!("{} task(s)", open - 2)), "{after}");
 
-    // A second run at the same time decides nothing again and sends nothing again.
+    // A second run moments later: the book's clock ran on by those moments only; nothing
+    // is decided or sent again, and the deferred mail still waits.
     let again = keel(&["run", "--once"]).ok();
-    assert!(again.contains("Nothing is due at 2026-12-01 04:00 EST."), "{again}");
+    assert!(again.contains("Nothing is due at 2026-11-23 08:3"), "{again}");
     assert!(again.contains("Delivery (.eml files in ./.keel/mail): 0 delivered"), "{again}");
-    assert_eq!(fs::read_dir(&mail_dir).unwrap().count(), messages);
+    assert_eq!(read_mail(), mails);
+
+    // An hour later (the clock's start record set back an hour): 09:30 in New York, 08:30
+    // in Chicago. The deferred mail goes out, and nothing sent before is sent again.
+    let record = dir.path().join("examples/.keel/clock-started");
+    let started: chrono::DateTime<chrono::Utc> = fs::read_to_string(&record).unwrap().trim().parse().unwrap();
+    fs::write(&record, format!("{}\n", (started - chrono::Duration::hours(1)).to_rfc3339())).unwrap();
+    let later = keel(&["run", "--once"]).ok();
+    assert!(later.contains(" at 2026-11-23 09:3"), "{later}");
+    assert!(
+        later.contains(&format!("Delivery (.eml files in ./.keel/mail): {deferred} delivered, 0 deferred")),
+        "{later}"
+    );
+    let now = read_mail();
+    assert_eq!(now.len(), messages + deferred);
+    assert!(
+        mails.iter().all(|(path, mail)| now.get(path) == Some(mail)),
+        "an email already delivered was written again"
+    );
+    assert_eq!(
+        now.values().filter(|m| m.contains("X-Keel-Playbook: smb-onboarding\r\n")).count(),
+        welcome.len() + deferred
+    );
+
+    // A new store starts the book's clock over: the README's first run again.
+    fs::remove_dir_all(dir.path().join("examples/.keel/store")).unwrap();
+    let fresh = keel(&["run", "--once"]).ok();
+    assert!(fresh.contains("Evaluated 11 playbook(s) over 400 accounts at 2026-11-23 08:30 EST"), "{fresh}");
 }
 
 #[test]

@@ -339,7 +339,10 @@ impl Account {
 
         let new_customer = rng.f64() < 0.08;
         let (start, renewal) = if new_customer {
-            let start = spec.today - Duration::days(rng.below(90) as i64);
+            // Skewed toward the last weeks (about a quarter in the last 7 days), as a
+            // growing book is: the SMB welcome sequence has accounts in its first week.
+            let days = rng.below(90);
+            let start = spec.today - Duration::days((days * days / 90) as i64);
             (start, start + Months::new(12))
         } else {
             let renewal = spec.today + Duration::days(1 + rng.below(365) as i64);

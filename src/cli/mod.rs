@@ -22,10 +22,12 @@ mod test;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::clock::{BookClock, Clock, ManualClock, OffsetClock, SystemClock};
 use crate::config::{Config, DEFAULT_CONFIG};
 use crate::lang::Loaded;
 use crate::store::Store;
@@ -48,7 +50,8 @@ pub struct Cli {
     #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
-    /// Pin "now" (RFC 3339), for demos and reproducible output; default: the clock.
+    /// Pin "now" (RFC 3339), for demos and reproducible output; default: the config's
+    /// `clock`, else the machine's clock.
     #[arg(long, global = true, env = "KEEL_NOW", hide = true)]
     pub now: Option<DateTime<Utc>>,
 
@@ -113,14 +116,52 @@ pub struct FormatArg {
 pub struct Session {
     pub config: Config,
     pub now: DateTime<Utc>,
-    /// `now` was pinned with `--now` / `KEEL_NOW` rather than read from the clock.
+    /// `now` was pinned with `--now` / `KEEL_NOW`, or read from the config's `clock`,
+    /// rather than from the machine's clock.
     pub pinned: bool,
+    /// The config's pinned clock and the machine's time this command started at, when
+    /// `now` came from it: opening the store starts that clock, if it was not yet.
+    book_clock: Option<(BookClock, DateTime<Utc>)>,
 }
 
 impl Session {
+    /// The one place a command's "now" is decided: `--now` / `KEEL_NOW` first, then the
+    /// config's `clock.start` (a demo book), else the machine's clock.
+    pub fn new(config: Config, now: Option<DateTime<Utc>>) -> anyhow::Result<Session> {
+        let real = Utc::now();
+        let book_clock =
+            config.clock_start.filter(|_| now.is_none()).map(|start| BookClock { start, file: config.clock_file() });
+        if let Some(clock) = &book_clock {
+            if !config.store_dir().exists() {
+                clock.forget()?;
+            }
+        }
+        let (now, pinned) = match (now, &book_clock) {
+            (Some(now), _) => (now, true),
+            (None, Some(clock)) => (clock.now(real)?, true),
+            (None, None) => (real, false),
+        };
+        Ok(Session { config, now, pinned, book_clock: book_clock.map(|c| (c, real)) })
+    }
+
     pub fn open_store(&self) -> anyhow::Result<Store> {
         let dir = self.config.store_dir();
-        Ok(Store::open(&dir)?)
+        let store = Store::open(&dir)?;
+        if let Some((clock, real)) = &self.book_clock {
+            clock.start_at(*real)?;
+        }
+        Ok(store)
+    }
+
+    /// The clock a pass or the daemon runs on: a pinned `--once` runs its pass at exactly
+    /// `now` (what `simulate --at` of the same instant shows); a pinned daemon starts at
+    /// `now` and runs on in real time; otherwise the machine's clock.
+    pub fn clock(&self, once: bool) -> Arc<dyn Clock> {
+        match (self.pinned, once) {
+            (true, true) => Arc::new(ManualClock::new(self.now)),
+            (true, false) => Arc::new(OffsetClock::new(self.now)),
+            (false, _) => Arc::new(SystemClock),
+        }
     }
 }
 
@@ -156,7 +197,7 @@ pub(crate) fn load_for_delivery(session: &Session, consequence: &str) -> anyhow:
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = Config::load(&cli.config)?;
-    let session = Session { config, now: cli.now.unwrap_or_else(Utc::now), pinned: cli.now.is_some() };
+    let session = Session::new(config, cli.now)?;
     match cli.command {
         Command::Sync(args) => sync::run(&session, args),
         Command::Accounts(cmd) => accounts::run(&session, cmd),

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::table::{Align, Table};
 use super::{FormatArg, OutputFormat, Session};
-use crate::daemon::{self, Clock, Daemon, ManualClock, OffsetClock, SystemClock, Tick};
+use crate::daemon::{self, Daemon, Tick};
 use crate::deliver::{Deliverer, DeliveryReport};
 
 #[derive(Debug, Args)]
@@ -31,13 +31,7 @@ pub struct RunArgs {
 pub fn run(session: &Session, args: RunArgs) -> anyhow::Result<ExitCode> {
     let loaded = super::load_for_delivery(session, "keel did not start")?;
     let store = session.open_store()?;
-    // A pinned `--once` runs its pass at exactly that instant (what `simulate --at` of the
-    // same instant shows); a pinned daemon starts there and runs on in real time.
-    let clock: Arc<dyn Clock> = match (session.pinned, args.once) {
-        (true, true) => Arc::new(ManualClock::new(session.now)),
-        (true, false) => Arc::new(OffsetClock::new(session.now)),
-        (false, _) => Arc::new(SystemClock),
-    };
+    let clock = session.clock(args.once);
     let mut daemon = Daemon::new(session.config.clone(), store.clone(), loaded, clock.clone());
     // The files the config names are imported first (and, by the daemon, again when
     // they change), so the pass sees the book as the CRM export has it now.

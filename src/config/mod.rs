@@ -48,6 +48,10 @@ pub struct Config {
     pub api: ApiConfig,
     pub evaluation: EvaluationConfig,
     pub delivery: DeliveryConfig,
+    /// `clock.start`: the instant the book's clock reads when it is first started over
+    /// `data_dir`, for a demo book whose data is fixed files (the sample config's). `None`:
+    /// the machine's clock.
+    pub clock_start: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// How the outbox is worked off.
@@ -136,6 +140,11 @@ pub const DEFAULT_SCHEDULE: &str = "0 * * * *";
 pub const DEFAULT_TICK_LIMIT_MINUTES: i64 = 5;
 
 impl Config {
+    /// Where a pinned clock ([`Self::clock_start`]) keeps the real instant it was started.
+    pub fn clock_file(&self) -> PathBuf {
+        self.data_dir.join("clock-started")
+    }
+
     /// Where the sled store lives.
     pub fn store_dir(&self) -> PathBuf {
         self.data_dir.join("store")
@@ -355,6 +364,7 @@ impl Config {
                 ),
                 incremental: raw.evaluation.incremental.unwrap_or(true),
             },
+            clock_start: raw.clock.map(|c| c.start.0),
             data_dir,
         }
     }
@@ -467,6 +477,17 @@ mod tests {
             let err = load_str(text).unwrap_err().to_string();
             assert!(err.contains(at) && err.contains(says), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn a_pinned_clock_is_an_rfc3339_instant_checked_where_written() {
+        assert_eq!(load_str("").unwrap().clock_start, None);
+        let c = load_str("clock:\n  start: \"2026-11-23T08:30:00-05:00\"\n").unwrap();
+        assert_eq!(c.clock_start.unwrap().to_rfc3339(), "2026-11-23T13:30:00+00:00");
+        let err = load_str("clock:\n  start: 2026-11-23\n").unwrap_err().to_string();
+        assert!(err.contains("conf/keel.yaml:2:10") && err.contains("expected RFC 3339"), "{err}");
+        let err = load_str("clock:\n  begin: \"2026-11-23T08:30:00Z\"\n").unwrap_err().to_string();
+        assert!(err.contains("conf/keel.yaml:2:3") && err.contains("unknown field `begin`"), "{err}");
     }
 
     #[test]

@@ -32,6 +32,29 @@ pub struct RawConfig {
     pub evaluation: RawEvaluation,
     #[serde(default)]
     pub delivery: RawDelivery,
+    pub clock: Option<RawClock>,
+}
+
+/// A pinned clock for a demo book (the sample config's); a real book has none.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClock {
+    pub start: Instant,
+}
+
+/// An RFC 3339 instant, checked while parsing.
+#[derive(Debug, Clone, Copy)]
+pub struct Instant(pub chrono::DateTime<chrono::Utc>);
+
+impl<'de> Deserialize<'de> for Instant {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let Expanded(raw) = Expanded::deserialize(d)?;
+        chrono::DateTime::parse_from_rfc3339(raw.trim()).map(|t| Instant(t.to_utc())).map_err(|_| {
+            de::Error::custom(format!(
+                "invalid instant {raw:?}: expected RFC 3339 with a zone offset, like \"2026-11-23T08:30:00-05:00\""
+            ))
+        })
+    }
 }
 
 /// How the outbox is worked off.

@@ -36,6 +36,9 @@ pub struct Outgoing<'a> {
     pub unsubscribe_url: Option<&'a str>,
     pub account: &'a str,
     pub playbook: &'a str,
+    /// The `Date:` header: the deliverer's clock (a pinned demo clock too), never the
+    /// machine's behind its back.
+    pub date: chrono::DateTime<chrono::Utc>,
 }
 
 pub enum Mailer {
@@ -122,7 +125,7 @@ pub fn build(from: &Mailbox, m: &Outgoing<'_>) -> Result<Message, Failure> {
         .to(to)
         .subject(m.subject)
         .message_id(Some(format!("<{}@{domain}>", m.key)))
-        .date(SystemTime::now())
+        .date(SystemTime::from(m.date))
         .raw_header(raw("X-Keel-Account", m.account))
         .raw_header(raw("X-Keel-Playbook", m.playbook));
     if let Some(url) = m.unsubscribe_url {

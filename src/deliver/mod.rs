@@ -392,6 +392,7 @@ impl Deliverer {
                     unsubscribe_url: m.unsubscribe_url.as_deref(),
                     account: &entries[0].account,
                     playbook: &entries[0].playbook,
+                    date: now,
                 };
                 let result = self.mailer.send(&self.from, &outgoing).await;
                 let delivered = result.is_ok();

@@ -164,6 +164,7 @@ pub fn preview(
             unsubscribe_url: email.unsubscribe_url.as_deref(),
             account: &account.id,
             playbook: &playbook.id,
+            date: args.now,
         },
     )
     .map_err(|f| ServiceError::Render(f.error().to_string()))?;

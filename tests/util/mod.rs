@@ -98,17 +98,29 @@ pub fn run_keel(config: &Path, cwd: &Path, args: &[&str]) -> Run {
 
 /// [`run_keel`] with the clock pinned at `now`.
 pub fn run_keel_at(config: &Path, cwd: &Path, args: &[&str], now: &str) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_keel"))
+    keel_command(config, cwd, args, Some(now))
+}
+
+/// [`run_keel`] without `KEEL_NOW`, as a user runs it: the config's `clock` (or the
+/// machine's clock) says what time it is.
+pub fn run_keel_on_its_clock(config: &Path, cwd: &Path, args: &[&str]) -> Run {
+    keel_command(config, cwd, args, None)
+}
+
+fn keel_command(config: &Path, cwd: &Path, args: &[&str], now: Option<&str>) -> Run {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keel"));
+    command
         .arg("--config")
         .arg(config)
         .args(args)
         .current_dir(cwd)
-        .env("KEEL_NOW", now)
+        .env_remove("KEEL_NOW")
         .env_remove("RUST_LOG")
-        .env_remove("KEEL_CONFIG")
-        .output()
-        .expect("the keel binary runs");
-    Run(output)
+        .env_remove("KEEL_CONFIG");
+    if let Some(now) = now {
+        command.env("KEEL_NOW", now);
+    }
+    Run(command.output().expect("the keel binary runs"))
 }
 
 /// Copies a folder and everything under it.
