@@ -312,7 +312,7 @@ impl Daemon {
             }
             let result = self.store.last_tick(&pb.id).and_then(|last| match last {
                 Some(last) if self.plan(old, Some(last), now) == Plan::Wait => {
-                    self.store.set_last_tick(&pb.id, now).map(|()| true)
+                    self.store.set_last_tick(&pb.id, now.max(last)).map(|()| true)
                 }
                 _ => Ok(false),
             });

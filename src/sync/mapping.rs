@@ -218,7 +218,10 @@ impl<F: FieldSet> ColumnMap<F> {
     /// a partial export that sets nothing for them. Said as a warning, never silently.
     pub fn absent_in(&self, headers: &[String]) -> Vec<&str> {
         let typos: Vec<&str> = self.typos_in(headers).into_iter().map(|(c, _)| c).collect();
-        self.columns().filter(|c| !headers.iter().any(|h| h == c) && !typos.contains(c)).collect()
+        self.columns()
+            .filter(|c| !matches!(self.entries.get(*c), Some(Target::Ignore)))
+            .filter(|c| !headers.iter().any(|h| h == c) && !typos.contains(c))
+            .collect()
     }
 
     /// The target for a source column: the config's mapping, else [`Target::default_for`].
