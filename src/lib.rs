@@ -18,6 +18,7 @@
 //!   and a serialisable result, shared by the command line, the HTTP API and the page;
 //! - [`cli`]: the `keel` command line; `main.rs` only parses arguments and calls it.
 
+pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod config;

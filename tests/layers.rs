@@ -19,7 +19,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("deliver", 6),
     ("services", 7),
     ("daemon", 8),
-    ("cli", 9),
+    ("api", 9),
+    ("cli", 10),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -59,7 +59,8 @@ pub(crate) fn spawn_logging(ws: &Workspace, now: &str, filter: Option<&str>) -> 
         None => command.env_remove("RUST_LOG"),
     };
     let mut child = command
-        .args(["--config", "keel.yaml", "run"])
+        // Any free port: tests run daemons side by side.
+        .args(["--config", "keel.yaml", "run", "--listen", "127.0.0.1:0"])
         .current_dir(ws.dir.path())
         .env("KEEL_NOW", now)
         .stdout(Stdio::null())

@@ -4,6 +4,7 @@
 
 mod util;
 
+mod api;
 mod check;
 mod cli;
 mod config;

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use anyhow::Context;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
@@ -19,11 +20,18 @@ use super::{FormatArg, OutputFormat, Session};
 use crate::daemon::{self, Daemon, Tick};
 use crate::deliver::{Deliverer, DeliveryReport};
 
+/// On shutdown, how long API requests in flight may take to finish.
+const API_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Evaluate what is due now once, then exit (for demos, or to run Keel from system cron).
     #[arg(long)]
     pub once: bool,
+    /// Serve the API here instead of at `api.listen` (port 0: any free port, logged).
+    /// Unsubscribe links still point at `email.unsubscribe_url` or `api.listen`.
+    #[arg(long, value_name = "IP:PORT", conflicts_with = "once")]
+    pub listen: Option<std::net::SocketAddr>,
     #[command(flatten)]
     format: FormatArg,
 }
@@ -53,7 +61,7 @@ pub fn run(session: &Session, args: RunArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     // lettre's SMTP pool starts its housekeeping task when built: inside the runtime.
     let _entered = runtime.enter();
-    let deliverer = Arc::new(Deliverer::new(&session.config, store, daemon.loaded_arc(), clock)?);
+    let deliverer = Arc::new(Deliverer::new(&session.config, store, daemon.loaded_arc(), clock.clone())?);
     if args.once {
         let tick = daemon.tick(&AtomicBool::new(false))?;
         // Before anything is sent: a first pass that fired for much of the book is what
@@ -96,7 +104,20 @@ pub fn run(session: &Session, args: RunArgs) -> anyhow::Result<ExitCode> {
         "keel is running; Ctrl-C or SIGTERM stops it"
     );
     let daemon = runtime.block_on(async {
+        // The API is up before the first pass: unsubscribe links and health checks work
+        // from the start.
+        let addr = args.listen.unwrap_or(daemon.config().api.listen);
+        let listener = crate::api::bind(daemon.config(), addr).await.context("keel did not start")?;
+        let state = crate::api::ApiState::new(
+            daemon.config().clone(),
+            daemon.store().clone(),
+            clock.clone(),
+            daemon.watch_loaded(),
+            daemon.counters.clone(),
+        );
         let shutdown = CancellationToken::new();
+        let api =
+            tokio::spawn(crate::api::serve(listener, crate::api::router(Arc::new(state)), shutdown.clone(), API_GRACE));
         let token = shutdown.clone();
         tokio::spawn(async move {
             signal().await;
@@ -106,7 +127,13 @@ pub fn run(session: &Session, args: RunArgs) -> anyhow::Result<ExitCode> {
             eprintln!("error: second signal: exiting at once; the store keeps what was committed");
             std::process::exit(130);
         });
-        daemon::run::serve(daemon, deliverer, shutdown).await
+        let daemon = daemon::run::serve(daemon, deliverer, shutdown.clone()).await;
+        // The daemon stopped (a signal, or an error): the API stops with it.
+        shutdown.cancel();
+        if let Err(e) = api.await {
+            tracing::error!(error = %e, "the API task failed");
+        }
+        daemon
     })?;
     tracing::info!(ledger = daemon.store().ledger_count(), "stopped cleanly");
     Ok(ExitCode::SUCCESS)

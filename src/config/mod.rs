@@ -211,8 +211,53 @@ pub struct SmtpConfig {
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     pub listen: SocketAddr,
-    /// Bearer token for the API; without one the API only serves health checks.
-    pub token: Option<Secret>,
+    /// Bearer tokens and what each may do. A token whose variable is unset or empty is
+    /// kept here with `secret: None`: it never authenticates, and `keel run` says so.
+    pub tokens: Vec<ApiToken>,
+    /// Segment write keys (HTTP Basic usernames on `/v1/*`); empty ones are left out
+    /// and counted in `empty_write_keys`.
+    pub write_keys: Vec<Secret>,
+    pub empty_write_keys: usize,
+}
+
+impl ApiConfig {
+    /// Tokens that can authenticate (set and not empty).
+    pub fn usable_tokens(&self) -> impl Iterator<Item = (&Secret, &[Scope])> {
+        self.tokens.iter().filter_map(|t| t.secret.as_ref().map(|s| (s, t.scopes.as_slice())))
+    }
+}
+
+/// One API token: where the config names it (`api.tokens[1]`), its secret, its scopes.
+#[derive(Debug, Clone)]
+pub struct ApiToken {
+    pub name: String,
+    pub secret: Option<Secret>,
+    pub scopes: Vec<Scope>,
+}
+
+/// What an API token may do. `admin` may do everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Push accounts, contacts and events (`POST /api/v1/accounts|contacts|events`).
+    Ingest,
+    /// Read accounts, tasks and the outbox.
+    Read,
+    /// Close, snooze and cancel tasks.
+    Tasks,
+    /// Everything, including retrying the outbox and unsubscribing contacts.
+    Admin,
+}
+
+impl Scope {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Ingest => "ingest",
+            Scope::Read => "read",
+            Scope::Tasks => "tasks",
+            Scope::Admin => "admin",
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -339,7 +384,30 @@ impl Config {
                     }
                 },
             },
-            api: ApiConfig { listen, token: raw.api.token.filter(|t| !t.expose().is_empty()) },
+            api: {
+                let all = vec![Scope::Admin];
+                let tokens = raw
+                    .api
+                    .token
+                    .map(|t| ("api.token".to_string(), t, all))
+                    .into_iter()
+                    .chain(
+                        raw.api
+                            .tokens
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, t)| (format!("api.tokens[{i}]"), t.token, t.scopes)),
+                    )
+                    .map(|(name, secret, scopes)| ApiToken {
+                        name,
+                        secret: (!secret.expose().is_empty()).then_some(secret),
+                        scopes,
+                    })
+                    .collect();
+                let (write_keys, empty): (Vec<Secret>, Vec<Secret>) =
+                    raw.api.write_keys.into_iter().partition(|k| !k.expose().is_empty());
+                ApiConfig { listen, tokens, write_keys, empty_write_keys: empty.len() }
+            },
             delivery: {
                 let d = DeliveryConfig::default();
                 let r = raw.delivery;

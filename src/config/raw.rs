@@ -323,7 +323,21 @@ pub enum TlsMode {
 #[serde(deny_unknown_fields)]
 pub struct RawApi {
     pub listen: Option<Listen>,
+    /// One token with every scope (the simple setup).
     pub token: Option<Secret>,
+    /// Tokens with the scopes each may use.
+    #[serde(default)]
+    pub tokens: Vec<RawToken>,
+    /// Segment write keys: HTTP Basic usernames accepted on `/v1/*`.
+    #[serde(default)]
+    pub write_keys: Vec<Secret>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawToken {
+    pub token: Secret,
+    pub scopes: Vec<super::Scope>,
 }
 
 /// A string with `${VAR}` references expanded.

@@ -69,16 +69,20 @@ pub struct Daemon {
     /// The configured source files as last imported (empty: not yet).
     sources: Fingerprint,
     pub counters: Arc<Counters>,
+    /// Tells the API (and whoever else watches) which set is in force after a reload.
+    loaded_tx: tokio::sync::watch::Sender<Arc<Loaded>>,
 }
 
 impl Daemon {
     /// Builds a daemon over an open store with loaded playbooks.
     pub fn new(config: Config, store: Store, loaded: Loaded, clock: Arc<dyn Clock>) -> Daemon {
         let fingerprint = fingerprint(&config);
+        let loaded = Arc::new(loaded);
         Daemon {
             config,
             store,
-            loaded: Arc::new(loaded),
+            loaded_tx: tokio::sync::watch::Sender::new(loaded.clone()),
+            loaded,
             clock,
             fingerprint,
             sources: Vec::new(),
@@ -131,6 +135,11 @@ impl Daemon {
     }
 
     /// The playbooks in force, shared (the deliverer renders digests with them).
+    /// The set in force, following reloads (the API reads it).
+    pub fn watch_loaded(&self) -> tokio::sync::watch::Receiver<Arc<Loaded>> {
+        self.loaded_tx.subscribe()
+    }
+
     pub fn loaded_arc(&self) -> Arc<Loaded> {
         self.loaded.clone()
     }
@@ -280,6 +289,7 @@ impl Daemon {
                 // The config may now point at other folders: watch those.
                 self.fingerprint = fingerprint(&self.config);
                 self.loaded = Arc::new(loaded);
+                self.loaded_tx.send_replace(self.loaded.clone());
                 self.counters.reloads.fetch_add(1, Ordering::Relaxed);
                 Reload::Applied
             }

@@ -240,6 +240,8 @@ impl Worker<'_, '_> {
                             None => {
                                 let when = match (late, catch_up) {
                                     (0, _) => "due today".to_string(),
+                                    (1, CatchUp::UntilDate) => format!("due yesterday, caught up until {value}"),
+                                    (1, _) => format!("due yesterday, within the {catch_up} catch-up"),
                                     (_, CatchUp::UntilDate) => format!("due {late} days ago, caught up until {value}"),
                                     _ => format!("due {late} days ago, within the {catch_up} catch-up"),
                                 };
