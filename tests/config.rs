@@ -15,7 +15,7 @@ fn config_error(config: &str) -> String {
 #[test]
 fn a_misspelt_key_is_named_with_line_column_and_suggestion() {
     insta::assert_snapshot!(config_error("timezone: UTC\ndata_dir: .keel\nsync:\n  acounts:\n    file: a.csv\n"), @r"
-    error: unknown field `acounts`, expected one of `accounts`, `contacts`, `events`
+    error: unknown field `acounts`, expected one of `accounts`, `contacts`, `events`, `segment`
      --> keel.yaml:4:3
       |
     4 |   acounts:
@@ -50,6 +50,41 @@ fn a_bad_column_target_lists_what_is_expected() {
       |                  ^^^^^^^^^^^
       |
       = key: sync.accounts.columns.Renewal
+    "#);
+}
+
+#[test]
+fn a_segment_trait_mapping_is_checked_like_a_column_mapping() {
+    let config = "sync:\n  segment:\n    group:\n      traits:\n        employees: metrics.Employees\n";
+    insta::assert_snapshot!(config_error(config), @r#"
+    error: metric name "Employees" must be lower-case letters, digits and '_', starting with a letter (e.g. logins_30d)
+     --> keel.yaml:5:20
+      |
+    5 |         employees: metrics.Employees
+      |                    ^^^^^^^^^^^^^^^^^
+      |
+      = key: sync.segment.group.traits.employees
+    "#);
+    let config = "sync:\n  segment:\n    identify:\n      traits:\n        title: rol\n    track:\n      account_property: accountId\n";
+    insta::assert_snapshot!(config_error(config), @r#"
+    error: unknown contact field "rol"; expected id, account_id, email, name, role, timezone, unsubscribed, fields.<name>, ignore (did you mean `role`?)
+     --> keel.yaml:5:16
+      |
+    5 |         title: rol
+      |                ^^^
+      |
+      = key: sync.segment.identify.traits.title
+    "#);
+    let config = "sync:\n  segment:\n    track:\n      acount_property: accountId\n";
+    insta::assert_snapshot!(config_error(config), @r#"
+    error: unknown field `acount_property`, expected `account_property`
+     --> keel.yaml:4:7
+      |
+    4 |       acount_property: accountId
+      |       ^^^^^^^^^^^^^^^
+      |
+      = key: sync.segment.track.acount_property
+      = help: did you mean `account_property`?
     "#);
 }
 

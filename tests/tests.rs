@@ -22,6 +22,7 @@ mod playtest;
 mod preview;
 pub(crate) mod run;
 mod schedule;
+mod segment;
 mod services;
 mod simulate;
 mod store;

@@ -94,6 +94,19 @@ impl Credentials {
     }
 }
 
+impl Credentials {
+    /// Whether `key` is a configured write key: for a Segment body's `writeKey`, which
+    /// older SDKs send instead of HTTP Basic. Compared like [`Self::require_write_key`].
+    pub fn is_write_key(&self, key: &str) -> bool {
+        let given = hash(key.as_bytes());
+        let mut ok = false;
+        for h in &self.write_keys {
+            ok |= bool::from(h.ct_eq(&given));
+        }
+        ok && !key.is_empty()
+    }
+}
+
 fn unauthorized(why: &str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, why)
 }

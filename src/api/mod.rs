@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod segment;
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
@@ -67,7 +68,7 @@ impl ApiState {
 
 /// Every route of the API.
 pub fn router(state: Shared) -> Router {
-    Router::new().route("/healthz", get(healthz)).with_state(state)
+    Router::new().route("/healthz", get(healthz)).merge(segment::routes()).with_state(state)
 }
 
 /// The process is up.

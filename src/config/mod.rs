@@ -24,6 +24,7 @@ pub use raw::{Secret, TlsMode};
 use crate::diagnostic::{self, parse_yaml, Diagnostic};
 use crate::lang::schedule::CronSchedule;
 use crate::sync::mapping::{AccountField, ContactField, EventField, FieldSet};
+use crate::sync::segment::SegmentSpec;
 use crate::sync::{OnBadValue, SourceSpec};
 use raw::{RawConfig, RawSource};
 
@@ -156,6 +157,8 @@ pub struct SyncConfig {
     pub accounts: Source<AccountField>,
     pub contacts: Source<ContactField>,
     pub events: Source<EventField>,
+    /// `sync.segment`: how the API's Segment-compatible ingest maps messages.
+    pub segment: SegmentSpec,
 }
 
 /// One kind's source: an optional default file and how to read it.
@@ -346,6 +349,7 @@ impl Config {
                 accounts: source_of(raw.sync.accounts, &resolve),
                 contacts: source_of(raw.sync.contacts, &resolve),
                 events: source_of(raw.sync.events, &resolve),
+                segment: segment_of(raw.sync.segment),
             },
             email: EmailConfig {
                 from: raw.email.from.map_or_else(|| "Keel <keel@localhost>".to_string(), |f| f.0),
@@ -446,12 +450,35 @@ fn source_of<F: FieldSet>(raw: Option<RawSource<F>>, resolve: &dyn Fn(&str) -> P
             spec: SourceSpec {
                 columns: raw.columns,
                 date_formats: raw.date_format.map(|d| d.0).unwrap_or_default(),
-                on_bad_value: match raw.on_bad_value {
-                    Some(raw::OnBadValue::RejectRow) => OnBadValue::RejectRow,
-                    Some(raw::OnBadValue::SkipValue) | None => OnBadValue::SkipValue,
-                },
+                on_bad_value: bad_value(raw.on_bad_value),
             },
         },
+    }
+}
+
+fn segment_of(raw: Option<raw::RawSegment>) -> SegmentSpec {
+    fn traits<F: FieldSet>(raw: Option<raw::RawTraits<F>>) -> SourceSpec<F> {
+        match raw {
+            None => SourceSpec::default(),
+            Some(raw) => SourceSpec {
+                columns: raw.traits,
+                date_formats: raw.date_format.map(|d| d.0).unwrap_or_default(),
+                on_bad_value: bad_value(raw.on_bad_value),
+            },
+        }
+    }
+    let raw = raw.unwrap_or_default();
+    SegmentSpec {
+        group: traits(raw.group),
+        identify: traits(raw.identify),
+        account_property: raw.track.map(|t| t.account_property.0),
+    }
+}
+
+fn bad_value(raw: Option<raw::OnBadValue>) -> OnBadValue {
+    match raw {
+        Some(raw::OnBadValue::RejectRow) => OnBadValue::RejectRow,
+        Some(raw::OnBadValue::SkipValue) | None => OnBadValue::SkipValue,
     }
 }
 

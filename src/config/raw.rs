@@ -174,6 +174,51 @@ pub struct RawSync {
     pub accounts: Option<RawSource<AccountField>>,
     pub contacts: Option<RawSource<ContactField>>,
     pub events: Option<RawSource<EventField>>,
+    /// How Segment messages (the API's `/v1/batch`, `/v1/identify`, …) map onto the book.
+    pub segment: Option<RawSegment>,
+}
+
+/// `sync.segment`: traits map like CSV columns (same targets, same defaults).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSegment {
+    /// `group` traits → account fields.
+    pub group: Option<RawTraits<AccountField>>,
+    /// `identify` traits → contact fields.
+    pub identify: Option<RawTraits<ContactField>>,
+    pub track: Option<RawTrack>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, bound(deserialize = "F: FieldSet"))]
+pub struct RawTraits<F: FieldSet> {
+    pub date_format: Option<DateFormats>,
+    pub on_bad_value: Option<OnBadValue>,
+    #[serde(default)]
+    pub traits: ColumnMap<F>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrack {
+    /// The `properties` key naming a track's account when `context.groupId` does not.
+    pub account_property: PropertyName,
+}
+
+/// A non-empty property name, checked while parsing.
+#[derive(Debug, Clone)]
+pub struct PropertyName(pub String);
+
+impl<'de> Deserialize<'de> for PropertyName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let Expanded(raw) = Expanded::deserialize(d)?;
+        match raw.trim() {
+            "" => {
+                Err(de::Error::custom("an empty property name; leave account_property out to use context.groupId only"))
+            }
+            name => Ok(PropertyName(name.to_string())),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

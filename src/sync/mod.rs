@@ -25,6 +25,7 @@
 pub mod mapping;
 mod quotes;
 mod records;
+pub mod segment;
 mod values;
 
 use std::collections::HashMap;
