@@ -75,7 +75,7 @@ fn rejected_rows_give_a_distinct_exit_code_and_their_lines() {
     insta::assert_snapshot!(run.stderr(), @r#"
       bad.csv:3: missing id
       bad.csv:4:2: column "ARR": expected a number, found "lots" (warning: the row was stored without this value)
-      warning: mapped column(s) not in the header, so this file set nothing for them: "Account Name", "Segment", "CSM", "Manager", "Renewal Date", "Start", "Stage", "TZ", "Logins (30d)", "NPS", "Legacy Column" (sync.accounts.columns)
+      warning: mapped column(s) not in the header, so this file set nothing for them: "Account Name", "Segment", "CSM", "Manager", "Renewal Date", "Start", "Stage", "TZ", "Logins (30d)", "NPS" (sync.accounts.columns)
     error: 1 row(s) rejected; the other 2 row(s) were stored
     "#);
     ws.write("odd.csv", "Account ID,ARR\nODD,lots\n");

@@ -168,16 +168,16 @@ fn by_default_an_unreadable_optional_cell_is_left_out_and_its_row_stored() {
         run.stdout()
     );
     insta::assert_snapshot!(run.stderr(), @r#"
-          accounts.csv:3: missing id
-          accounts.csv:4:5: column "Renewal Date": invalid date "2027-13-01": expected YYYY-MM-DD (or set date_format for this source or column) (warning: the row was stored without this value)
-          accounts.csv:5:4: column "ARR": expected a number, found "1234,56" (use '.' for decimals; ',' only between groups of three digits) (warning: the row was stored without this value)
-          accounts.csv:6:3: column "Segment": segment "Tier 1!" is neither a standard segment (enterprise, mid_market, smb) nor a plain name (letters, digits, spaces, '-' or '_') (warning: the row was stored without this value)
-          accounts.csv:7:4: column "ARR": expected a number, found "lots" (warning: the row was stored without this value)
-          accounts.csv:7:6: column "CSM": invalid email address "not-an-email" (warning: the row was stored without this value)
-          accounts.csv:8: row has 2 cells; the header has 7
-          accounts.csv:11:7: column "TZ": unknown time zone "Mars/Base": expected an IANA name like America/New_York (warning: the row was stored without this value)
-          warning: mapped column(s) not in the header, so this file set nothing for them: "Manager", "Start", "Stage", "Logins (30d)", "NPS", "Legacy Column" (sync.accounts.columns)
-        error: 2 row(s) rejected; the other 7 row(s) were stored
+      accounts.csv:3: missing id
+      accounts.csv:4:5: column "Renewal Date": invalid date "2027-13-01": expected YYYY-MM-DD (or set date_format for this source or column) (warning: the row was stored without this value)
+      accounts.csv:5:4: column "ARR": expected a number, found "1234,56" (use '.' for decimals; ',' only between groups of three digits) (warning: the row was stored without this value)
+      accounts.csv:6:3: column "Segment": segment "Tier 1!" is neither a standard segment (enterprise, mid_market, smb) nor a plain name (letters, digits, spaces, '-' or '_') (warning: the row was stored without this value)
+      accounts.csv:7:4: column "ARR": expected a number, found "lots" (warning: the row was stored without this value)
+      accounts.csv:7:6: column "CSM": invalid email address "not-an-email" (warning: the row was stored without this value)
+      accounts.csv:8: row has 2 cells; the header has 7
+      accounts.csv:11:7: column "TZ": unknown time zone "Mars/Base": expected an IANA name like America/New_York (warning: the row was stored without this value)
+      warning: mapped column(s) not in the header, so this file set nothing for them: "Manager", "Start", "Stage", "Logins (30d)", "NPS" (sync.accounts.columns)
+    error: 2 row(s) rejected; the other 7 row(s) were stored
     "#);
     let store = ws.store();
     let two = store.account("BAD-DATE").unwrap().expect("the customer is kept");

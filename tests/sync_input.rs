@@ -37,10 +37,10 @@ ACC-8,\"Eight,8
     assert_eq!(run.code(), 65, "{}", run.stderr());
     assert!(run.stdout().contains("6 inserted, 0 updated, 0 unchanged, 2 rejected"), "{}", run.stdout());
     insta::assert_snapshot!(run.stderr(), @r#"
-          accounts.csv:3:2: column "Account Name": a quote opened here is never closed (the field runs over 4 line ends, to a quote on line 7 that has other text right after it); reading went on from line 4
-          accounts.csv:10:2: column "Account Name": a quote opened here is never closed (the field runs over 1 line ends, to the end of the file); reading went on from line 11
-          warning: mapped column(s) not in the header, so this file set nothing for them: "Segment", "CSM", "Manager", "Renewal Date", "Start", "Stage", "TZ", "Logins (30d)", "NPS", "Legacy Column" (sync.accounts.columns)
-        error: 2 row(s) rejected; the other 6 row(s) were stored
+      accounts.csv:3:2: column "Account Name": a quote opened here is never closed (the field runs over 4 line ends, to a quote on line 7 that has other text right after it); reading went on from line 4
+      accounts.csv:10:2: column "Account Name": a quote opened here is never closed (the field runs over 1 line ends, to the end of the file); reading went on from line 11
+      warning: mapped column(s) not in the header, so this file set nothing for them: "Segment", "CSM", "Manager", "Renewal Date", "Start", "Stage", "TZ", "Logins (30d)", "NPS" (sync.accounts.columns)
+    error: 2 row(s) rejected; the other 6 row(s) were stored
     "#);
     let store = ws.store();
     for id in ["ACC-1", "ACC-3", "ACC-4", "ACC-5", "ACC-6", "ACC-7"] {
@@ -212,10 +212,10 @@ fn a_repeated_id_is_reported_with_both_lines_and_both_rows_apply_in_order() {
         run.stdout()
     );
     insta::assert_snapshot!(run.stderr(), @r#"
-        accounts.csv:4: id "ACC-1" repeats line 2: both rows were applied, in file order, so this row's values win where both rows carry one
-        accounts.csv:5: id "ACC-1" repeats line 2: both rows were applied, in file order, so this row's values win where both rows carry one
-        accounts.csv:6: id "ACC-2" repeats line 3: both rows were applied, in file order, so this row's values win where both rows carry one
-        warning: mapped column(s) not in the header, so this file set nothing for them: "Segment", "CSM", "Manager", "Renewal Date", "Start", "Stage", "TZ", "Logins (30d)", "NPS", "Legacy Column" (sync.accounts.columns)
+    accounts.csv:4: id "ACC-1" repeats line 2: both rows were applied, in file order, so this row's values win where both rows carry one
+    accounts.csv:5: id "ACC-1" repeats line 2: both rows were applied, in file order, so this row's values win where both rows carry one
+    accounts.csv:6: id "ACC-2" repeats line 3: both rows were applied, in file order, so this row's values win where both rows carry one
+    warning: mapped column(s) not in the header, so this file set nothing for them: "Segment", "CSM", "Manager", "Renewal Date", "Start", "Stage", "TZ", "Logins (30d)", "NPS" (sync.accounts.columns)
     "#);
     let store = ws.store();
     let acc1 = store.account("ACC-1").unwrap().unwrap();
