@@ -250,7 +250,7 @@ fn report(
             n(d.dropped),
             n(d.retrying),
             n(dead.new),
-            if d.escalated > 0 { format!("; {} overdue task(s) escalated", d.escalated) } else { String::new() }
+            if d.escalated > 0 { format!("; {} overdue task(s) escalated", n(d.escalated)) } else { String::new() }
         )?;
         if let Some(next) = next.filter(|_| pending > 0) {
             writeln!(
@@ -281,14 +281,15 @@ fn report(
         writeln!(
             err,
             "error: {} dead: `keel outbox list --dead` shows why; `keel outbox retry` puts them back ({} dead in all)",
-            dead.new, dead.total
+            n(dead.new),
+            n(dead.total)
         )?;
     }
     if dead.failed_tasks > 0 {
         writeln!(
             err,
             "error: {} task(s) opened with a template that failed for their account: `keel tasks list --format json` shows why, in each one's description",
-            dead.failed_tasks
+            n(dead.failed_tasks)
         )?;
     }
     let Some(report) = tick.report.as_ref().filter(|r| r.errors() > 0) else {

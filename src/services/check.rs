@@ -158,35 +158,28 @@ fn source_typos<F: FieldSet>(
             return;
         }
     };
-    for column in columns.absent_in(&headers) {
+    // One diagnostic per mapped column the header lacks, at its key in keel.yaml.
+    let missing = |column: &str, help: String| {
         let position =
             crate::diagnostic::yaml_key_position(text, &["sync", kind, "columns", column]).map(|(l, c, _)| (l, c));
-        warnings.push(
-            Diagnostic {
-                file: config.file.clone(),
-                position,
-                key: Some(key.clone()),
-                message: format!("mapped column {column:?} is not in the header row of {}", file.display()),
-                snippet: None,
-                help: Some("a sync of this file sets nothing for it (fine for a partial export)".into()),
-            }
-            .with_source(text),
-        );
+        Diagnostic {
+            file: config.file.clone(),
+            position,
+            key: Some(key.clone()),
+            message: format!("mapped column {column:?} is not in the header row of {}", file.display()),
+            snippet: None,
+            help: Some(help),
+        }
+        .with_source(text)
+    };
+    for column in columns.absent_in(&headers) {
+        warnings.push(missing(column, "a sync of this file sets nothing for it (fine for a partial export)".into()));
     }
     for (column, near) in columns.typos_in(&headers) {
-        let position =
-            crate::diagnostic::yaml_key_position(text, &["sync", kind, "columns", column]).map(|(l, c, _)| (l, c));
-        errors.push(
-            Diagnostic {
-                file: config.file.clone(),
-                position,
-                key: Some(key.clone()),
-                message: format!("mapped column {column:?} is not in the header row of {}", file.display()),
-                snippet: None,
-                help: Some(format!("did you mean {near:?}? (the file has a column of that name that nothing maps)")),
-            }
-            .with_source(text),
-        );
+        errors.push(missing(
+            column,
+            format!("did you mean {near:?}? (the file has a column of that name that nothing maps)"),
+        ));
     }
 }
 
