@@ -4,7 +4,7 @@
 use std::process::Child;
 use std::sync::mpsc::Receiver;
 
-use crate::run::{spawn_logging, wait_for};
+use crate::run::{spawn_with_env, wait_for};
 use crate::util::{Workspace, NOW};
 
 /// A running daemon and its API's address.
@@ -18,7 +18,12 @@ pub(crate) struct Api {
 impl Api {
     /// Starts `keel run` in `ws` on a free port and waits until its API listens.
     pub(crate) fn start(ws: &Workspace) -> Api {
-        let (child, rx) = spawn_logging(ws, NOW, Some("info"));
+        Api::start_with_env(ws, &[])
+    }
+
+    /// [`Api::start`] with environment variables for the daemon (`${VAR}`s its config reads).
+    pub(crate) fn start_with_env(ws: &Workspace, env: &[(&str, &str)]) -> Api {
+        let (child, rx) = spawn_with_env(ws, NOW, Some("info"), env);
         let mut log = Vec::new();
         wait_for(&rx, &mut log, "the API to listen", |l| l.contains("the API is listening"));
         let line = log.last().unwrap();

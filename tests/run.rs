@@ -53,7 +53,19 @@ pub(crate) fn spawn(ws: &Workspace, now: &str) -> (Child, Receiver<String>) {
 
 /// [`spawn`], with `RUST_LOG` set to `filter` (more log lines to wait for).
 pub(crate) fn spawn_logging(ws: &Workspace, now: &str, filter: Option<&str>) -> (Child, Receiver<String>) {
+    spawn_with_env(ws, now, filter, &[])
+}
+
+/// [`spawn_logging`] with environment variables set for the daemon alone (API tokens,
+/// write keys): the test process's own environment is shared by tests running side by side.
+pub(crate) fn spawn_with_env(
+    ws: &Workspace,
+    now: &str,
+    filter: Option<&str>,
+    env: &[(&str, &str)],
+) -> (Child, Receiver<String>) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_keel"));
+    command.envs(env.iter().copied());
     match filter {
         Some(f) => command.env("RUST_LOG", f),
         None => command.env_remove("RUST_LOG"),
