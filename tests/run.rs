@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use crate::util::Workspace;
@@ -95,11 +95,17 @@ pub(crate) fn spawn_with_env(
 pub(crate) fn wait_for(rx: &Receiver<String>, log: &mut Vec<String>, what: &str, want: impl Fn(&str) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
-            let hit = want(&line);
-            log.push(line);
-            if hit {
-                return;
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) => {
+                let hit = want(&line);
+                log.push(line);
+                if hit {
+                    return;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                panic!("the daemon exited while the test waited for {what}; it said:\n{}", log.join("\n"))
             }
         }
     }

@@ -13,19 +13,25 @@ pub mod auth;
 pub mod error;
 pub mod segment;
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
 
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{ApiLimits, Config};
 use crate::daemon::Counters;
 use crate::lang::Loaded;
 use crate::store::Store;
@@ -107,24 +113,87 @@ pub async fn bind(config: &Config, addr: SocketAddr) -> Result<TcpListener, Star
     TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
 }
 
-/// Serves `router` on `listener` until `shutdown`; then lets requests in flight finish,
-/// for at most `grace`.
-pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken, grace: Duration) {
+/// Serves `router` on `listener` until `shutdown`; then stops accepting and lets requests
+/// in flight finish, for at most `grace`.
+///
+/// Connections are served here rather than by `axum::serve` for the limits a daemon
+/// facing the network needs and axum does not set: a client must send its headers within
+/// `limits.header_timeout` (a slow-loris client is cut off), and at most
+/// `limits.max_connections` are served at once (more wait in the kernel's backlog).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ApiLimits,
+    shutdown: CancellationToken,
+    grace: Duration,
+) {
     let addr = listener.local_addr().map_or_else(|_| "?".into(), |a| a.to_string());
     tracing::info!(%addr, "the API is listening");
-    let stop = shutdown.clone();
-    let server = axum::serve(listener, router).with_graceful_shutdown(async move { stop.cancelled().await });
-    let mut server = std::pin::pin!(server.into_future());
-    tokio::select! {
-        result = &mut server => {
+    // Extractors read at most the same (axum's own default is 2 MB); routes with their
+    // own, smaller limits (Segment's) set them closer in, which wins.
+    let router = router.layer(DefaultBodyLimit::max(limits.max_body)).layer(limit_layers(limits));
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let connections = TaskTracker::new();
+    loop {
+        let permit = tokio::select! {
+            () = shutdown.cancelled() => break,
+            permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+        };
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors, or a connection reset before it was
+                    // accepted: not fatal; wait a moment rather than spin.
+                    tracing::warn!(error = %e, "the API could not accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        let stop = shutdown.clone();
+        connections.spawn(async move {
+            let _permit = permit;
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .serve_connection(TokioIo::new(stream), service);
+            let mut connection = std::pin::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                () = stop.cancelled() => {
+                    // Finish the request in progress, take no new one on this connection.
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
             if let Err(e) = result {
-                tracing::error!(error = %e, "the API stopped");
+                // A client gone, too slow with its headers, or speaking something else.
+                tracing::debug!(%peer, error = %e, "an API connection ended with an error");
             }
-            return;
-        }
-        () = shutdown.cancelled() => {}
+        });
     }
-    if tokio::time::timeout(grace, server).await.is_err() {
+    drop(listener);
+    connections.close();
+    if tokio::time::timeout(grace, connections.wait()).await.is_err() {
         tracing::warn!("API requests still in flight after {grace:?}: closed");
     }
+}
+
+/// The limits every route gets: the body read (a `Content-Length` over the limit is 413
+/// before a byte is read; a longer chunked body is cut at the limit) and the whole
+/// request's time (408).
+fn limit_layers(
+    limits: ApiLimits,
+) -> tower::layer::util::Stack<
+    TimeoutLayer,
+    tower::layer::util::Stack<RequestBodyLimitLayer, tower::layer::util::Identity>,
+> {
+    tower::ServiceBuilder::new()
+        .layer(RequestBodyLimitLayer::new(limits.max_body))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout))
+        .into_inner()
 }

@@ -116,8 +116,9 @@ pub fn run(session: &Session, args: RunArgs) -> anyhow::Result<ExitCode> {
             daemon.counters.clone(),
         );
         let shutdown = CancellationToken::new();
-        let api =
-            tokio::spawn(crate::api::serve(listener, crate::api::router(Arc::new(state)), shutdown.clone(), API_GRACE));
+        let limits = daemon.config().api.limits;
+        let router = crate::api::router(Arc::new(state));
+        let api = tokio::spawn(crate::api::serve(listener, router, limits, shutdown.clone(), API_GRACE));
         let token = shutdown.clone();
         tokio::spawn(async move {
             signal().await;

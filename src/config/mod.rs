@@ -218,6 +218,31 @@ pub struct ApiConfig {
     /// and counted in `empty_write_keys`.
     pub write_keys: Vec<Secret>,
     pub empty_write_keys: usize,
+    pub limits: ApiLimits,
+}
+
+/// What one client may cost the API (`api.limits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiLimits {
+    /// Bytes of a request body, read and (for gzip bodies) inflated. Segment's routes keep
+    /// Segment's own, smaller limits.
+    pub max_body: usize,
+    /// A client that has not sent its headers by then is disconnected (slow-loris).
+    pub header_timeout: std::time::Duration,
+    /// A request not answered by then gets 408 (a body trickled in counts).
+    pub request_timeout: std::time::Duration,
+    pub max_connections: usize,
+}
+
+impl Default for ApiLimits {
+    fn default() -> ApiLimits {
+        ApiLimits {
+            max_body: 1024 * 1024,
+            header_timeout: std::time::Duration::from_secs(10),
+            request_timeout: std::time::Duration::from_secs(30),
+            max_connections: 512,
+        }
+    }
 }
 
 impl ApiConfig {
@@ -406,7 +431,15 @@ impl Config {
                     .collect();
                 let (write_keys, empty): (Vec<Secret>, Vec<Secret>) =
                     raw.api.write_keys.into_iter().partition(|k| !k.expose().is_empty());
-                ApiConfig { listen, tokens, write_keys, empty_write_keys: empty.len() }
+                let d = ApiLimits::default();
+                let l = raw.api.limits;
+                let limits = ApiLimits {
+                    max_body: l.max_body_kb.map_or(d.max_body, |k| k.get().saturating_mul(1024)),
+                    header_timeout: l.header_timeout.map_or(d.header_timeout, |t| t.0),
+                    request_timeout: l.request_timeout.map_or(d.request_timeout, |t| t.0),
+                    max_connections: l.max_connections.map_or(d.max_connections, |n| n.get()),
+                };
+                ApiConfig { listen, tokens, write_keys, empty_write_keys: empty.len(), limits }
             },
             delivery: {
                 let d = DeliveryConfig::default();

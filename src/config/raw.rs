@@ -331,6 +331,22 @@ pub struct RawApi {
     /// Segment write keys: HTTP Basic usernames accepted on `/v1/*`.
     #[serde(default)]
     pub write_keys: Vec<Secret>,
+    #[serde(default)]
+    pub limits: RawApiLimits,
+}
+
+/// What one client may cost the API.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiLimits {
+    /// The largest request body, in KB (1024 bytes), after decompression too.
+    pub max_body_kb: Option<std::num::NonZeroUsize>,
+    /// How long a client may take to send a request's headers.
+    pub header_timeout: Option<DelayText>,
+    /// How long a request may take, body and answer included.
+    pub request_timeout: Option<DelayText>,
+    /// Connections served at once; more wait to be accepted.
+    pub max_connections: Option<std::num::NonZeroUsize>,
 }
 
 #[derive(Debug, Deserialize)]
