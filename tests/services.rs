@@ -614,3 +614,28 @@ fn health_scores_today_by_default_and_reports_bands_changes_and_unscored_account
     let changes: Vec<_> = second.changes.iter().map(|c| (c.from, c.to, c.accounts)).collect();
     assert_eq!(changes, [(keel::model::Band::Green, keel::model::Band::Yellow, 1)]);
 }
+
+/// The API closes tasks while the daemon runs: a change read before another writer's is
+/// refused by the store, and an escalation listed before the task was closed queues
+/// nothing.
+#[test]
+fn a_task_closed_while_its_escalation_was_due_is_not_escalated_nor_reopened() {
+    let (_ws, store) = book_of_business();
+    let mut request = task("A-1", "p1", Some(now() - Duration::hours(3)));
+    request.escalation = Some(keel::model::Escalation { after_minutes: 60, to: "mo@keel.example".into(), sent: None });
+    fire(&store, "A-1", "p1", vec![], Some(request));
+    let listed = store.due_escalations(now()).unwrap();
+    assert_eq!(listed.len(), 1);
+    let stale = listed[0].clone();
+
+    let done = tasks::done(&store, stale.id, now()).unwrap();
+    let mail = email("A-1", "p1", "task:1/escalation", "mo@keel.example", Status::Pending);
+    assert!(!store.escalate(stale.id, now(), mail).unwrap(), "closed meanwhile: no escalation");
+    assert!(outbox::list(&store, &outbox::ListQuery { which: outbox::Which::All, ..Default::default() })
+        .unwrap()
+        .is_empty());
+    let mut reopened = stale.clone();
+    reopened.title = "written from a stale read".into();
+    assert!(!store.replace_task(&stale, &reopened).unwrap(), "a stale read writes nothing");
+    assert_eq!(store.task(stale.id).unwrap().unwrap(), done, "still done, as the API left it");
+}

@@ -146,14 +146,21 @@ pub fn open_count(store: &Store) -> Result<u64, ServiceError> {
     Ok(n)
 }
 
-fn change(store: &Store, id: u64, now: DateTime<Utc>, apply: impl FnOnce(&mut Task)) -> Result<Task, ServiceError> {
-    let mut task = store.task(id)?.ok_or_else(|| ServiceError::not_found("task", id))?;
-    if !task.is_open() {
-        return Err(ServiceError::TaskClosed { id, status: task.status });
+/// Reads, checks and writes the task as one compare-and-swap ([`Store::replace_task`]):
+/// the daemon's pass and its escalations run beside the API, and a change of theirs in
+/// between is read again, never overwritten (nor a task closed meanwhile reopened).
+fn change(store: &Store, id: u64, now: DateTime<Utc>, apply: impl Fn(&mut Task)) -> Result<Task, ServiceError> {
+    loop {
+        let before = store.task(id)?.ok_or_else(|| ServiceError::not_found("task", id))?;
+        if !before.is_open() {
+            return Err(ServiceError::TaskClosed { id, status: before.status });
+        }
+        let mut task = before.clone();
+        apply(&mut task);
+        task.updated = now;
+        if store.replace_task(&before, &task)? {
+            store.flush()?;
+            return Ok(task);
+        }
     }
-    apply(&mut task);
-    task.updated = now;
-    store.update_task(&task)?;
-    store.flush()?;
-    Ok(task)
 }
