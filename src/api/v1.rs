@@ -322,6 +322,32 @@ mod tests {
         assert_eq!(json_body::<SnoozeBody>(br#"{"until": "2027-01-01"}"#).unwrap().until, "2027-01-01");
     }
 
+    /// `POST /api/v1/accounts` (ingest) lives in another module behind another scope: the
+    /// two routers must merge on the same path.
+    #[tokio::test]
+    async fn a_post_route_behind_another_scope_merges_on_the_same_path() {
+        use axum::middleware::{from_fn, Next};
+        use tower::ServiceExt;
+        let guard = |name: &'static str| {
+            from_fn(move |req: axum::extract::Request, next: Next| async move {
+                let mut r = next.run(req).await;
+                r.headers_mut().insert("x-scope", axum::http::HeaderValue::from_static(name));
+                r
+            })
+        };
+        let reads: Router =
+            Router::new().route("/api/v1/accounts", get(|| async { "list" })).route_layer(guard("read"));
+        let writes: Router =
+            Router::new().route("/api/v1/accounts", post(|| async { "ingest" })).route_layer(guard("ingest"));
+        let app = reads.merge(writes);
+        for (method, scope) in [("GET", "read"), ("POST", "ingest")] {
+            let req =
+                axum::http::Request::builder().method(method).uri("/api/v1/accounts").body(axum::body::Body::empty());
+            let response = app.clone().oneshot(req.unwrap()).await.unwrap();
+            assert_eq!(response.headers()["x-scope"], scope, "{method}");
+        }
+    }
+
     #[test]
     fn a_query_string_refuses_unknown_and_repeated_names_and_bad_values() {
         let uri = |q: &str| format!("/x?{q}").parse::<Uri>().unwrap();
