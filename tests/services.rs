@@ -139,6 +139,61 @@ fn accounts_list_sorts_missing_values_last_and_breaks_ties_on_id() {
     assert_eq!(sorted(Arr, false, Some(2)), ["A-1", "A-2"], "the limit applies after sorting");
 }
 
+/// Every page of `query` at `limit`, following `next_cursor`; `between` runs after each page.
+fn pages(store: &Store, query: &accounts::ListQuery, limit: usize, mut between: impl FnMut(usize)) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut after = None;
+    for page in 0.. {
+        let q = accounts::ListQuery { limit: Some(limit), after, ..query.clone() };
+        let list = list(store, &q).unwrap();
+        assert!(list.accounts.len() <= limit);
+        seen.extend(ids(&list).into_iter().map(String::from));
+        between(page);
+        match list.next_cursor {
+            Some(c) => after = Some(accounts::Cursor::decode(&c).unwrap()),
+            None => break,
+        }
+    }
+    seen
+}
+
+#[test]
+fn accounts_list_pages_by_cursor_in_every_order_and_accounts_added_between_pages_shift_nothing() {
+    use keel::model::Band::*;
+    let (ws, store) = book_of_business();
+    store.record_health(&[("A-2", &point("2026-12-01", 41.5, Red)), ("A-3", &point("2026-11-30", 41.5, Red))]).unwrap();
+    use accounts::SortKey::*;
+    for sort in [Arr, Renewal, Name, Id, Health] {
+        for reverse in [false, true] {
+            let query = accounts::ListQuery { sort, reverse, ..Default::default() };
+            let whole: Vec<String> = ids(&list(&store, &query).unwrap()).into_iter().map(String::from).collect();
+            for limit in [1, 2, 5] {
+                assert_eq!(pages(&store, &query, limit, |_| {}), whole, "{sort:?} reverse={reverse} limit={limit}");
+            }
+        }
+    }
+    // After the first page of two (A-1, A-2 by ARR), accounts sorting before and after the
+    // position arrive: the pages go on from where they were, and list the later one.
+    let query = accounts::ListQuery::default();
+    let seen = pages(&store, &query, 2, |page| {
+        if page == 0 {
+            ws.write("more.csv", "Account ID,Account Name,ARR\nA-0,Zero,900000\nA-9,Nine,100\n");
+            ws.sync(&store, "more.csv", |c| &c.sync.accounts);
+        }
+    });
+    assert_eq!(
+        seen,
+        ["A-1", "A-2", "A-4", "A-3", "A-9", "A-5"],
+        "none twice, none skipped; A-0 sorts before the position"
+    );
+
+    let cursor = list(&store, &accounts::ListQuery { limit: Some(1), ..Default::default() }).unwrap().next_cursor;
+    let cursor = accounts::Cursor::decode(&cursor.unwrap()).unwrap();
+    let other = list(&store, &accounts::ListQuery { sort: Name, after: Some(cursor), ..Default::default() });
+    assert!(matches!(other, Err(ServiceError::InvalidCursor(_))), "a cursor continues its own order only: {other:?}");
+    assert!(matches!(accounts::Cursor::decode("not a cursor"), Err(ServiceError::InvalidCursor(_))));
+}
+
 fn point(date: &str, score: f64, band: keel::model::Band) -> HealthPoint {
     HealthPoint { date: date.parse().unwrap(), score, band, components: Default::default() }
 }
@@ -314,7 +369,9 @@ fn tasks_list_open_ones_soonest_due_first_and_flags_the_overdue() {
     tasks::done(&store, late, now()).unwrap();
     let open = tasks::list(&store, &tasks::ListQuery::default(), now(), tz).unwrap();
     assert_eq!(open.tasks.len(), 2, "a done task leaves the open list");
-    let all = tasks::list(&store, &tasks::ListQuery { all: true, ..Default::default() }, now(), tz).unwrap();
+    let all =
+        tasks::list(&store, &tasks::ListQuery { status: tasks::StatusFilter::All, ..Default::default() }, now(), tz)
+            .unwrap();
     assert_eq!(all.tasks.len(), 3, "--all lists it still");
     let overdue = tasks::list(&store, &tasks::ListQuery { overdue: true, ..Default::default() }, now(), tz).unwrap();
     assert!(overdue.tasks.is_empty());
@@ -556,4 +613,29 @@ fn health_scores_today_by_default_and_reports_bands_changes_and_unscored_account
     assert_eq!(second.date, later);
     let changes: Vec<_> = second.changes.iter().map(|c| (c.from, c.to, c.accounts)).collect();
     assert_eq!(changes, [(keel::model::Band::Green, keel::model::Band::Yellow, 1)]);
+}
+
+/// The API closes tasks while the daemon runs: a change read before another writer's is
+/// refused by the store, and an escalation listed before the task was closed queues
+/// nothing.
+#[test]
+fn a_task_closed_while_its_escalation_was_due_is_not_escalated_nor_reopened() {
+    let (_ws, store) = book_of_business();
+    let mut request = task("A-1", "p1", Some(now() - Duration::hours(3)));
+    request.escalation = Some(keel::model::Escalation { after_minutes: 60, to: "mo@keel.example".into(), sent: None });
+    fire(&store, "A-1", "p1", vec![], Some(request));
+    let listed = store.due_escalations(now()).unwrap();
+    assert_eq!(listed.len(), 1);
+    let stale = listed[0].clone();
+
+    let done = tasks::done(&store, stale.id, now()).unwrap();
+    let mail = email("A-1", "p1", "task:1/escalation", "mo@keel.example", Status::Pending);
+    assert!(!store.escalate(stale.id, now(), mail).unwrap(), "closed meanwhile: no escalation");
+    assert!(outbox::list(&store, &outbox::ListQuery { which: outbox::Which::All, ..Default::default() })
+        .unwrap()
+        .is_empty());
+    let mut reopened = stale.clone();
+    reopened.title = "written from a stale read".into();
+    assert!(!store.replace_task(&stale, &reopened).unwrap(), "a stale read writes nothing");
+    assert_eq!(store.task(stale.id).unwrap().unwrap(), done, "still done, as the API left it");
 }

@@ -30,3 +30,4 @@ mod sync;
 mod sync_input;
 mod unicode;
 mod update;
+mod v1;

@@ -1,10 +1,16 @@
 //! The API's error answer: a status and a JSON body naming what was wrong, never a
 //! stack trace or a store error's internals.
+//!
+//! [`ServiceError`]s become statuses in one place (`From<ServiceError>`): no such record
+//! 404, a record in the wrong state 409, the caller's input 400, Keel's own failure 500
+//! (logged in full, answered in general words).
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
+
+use crate::services::ServiceError;
 
 /// `{"error": "…", "field": "…"}` with a status.
 #[derive(Debug, Clone, Serialize)]
@@ -31,6 +37,11 @@ impl ApiError {
         ApiError { field: Some(field.into()), ..ApiError::bad_request(error) }
     }
 
+    /// The same answer, naming `field` (for a service error only the route can place).
+    pub fn in_field(self, field: impl Into<String>) -> ApiError {
+        ApiError { field: Some(field.into()), ..self }
+    }
+
     pub fn not_found(error: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, error)
     }
@@ -39,6 +50,29 @@ impl ApiError {
     pub fn internal(error: impl std::fmt::Display) -> ApiError {
         tracing::error!(%error, "an API request failed");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error: the daemon's log has the details")
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    /// Every variant is placed here, without a catch-all: a new one is a decision to make.
+    fn from(e: ServiceError) -> ApiError {
+        use ServiceError as E;
+        match e {
+            E::NotFound { .. } => ApiError::not_found(e.to_string()),
+            E::TaskClosed { .. } | E::NotDead { .. } => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+            E::NotAfterToday { .. } => ApiError::field("until", e.to_string()),
+            E::InvalidCursor(_) => ApiError::field("cursor", e.to_string()),
+            E::Segment(_) => ApiError::field("segment", e.to_string()),
+            E::InvalidArgument(_)
+            | E::Token(_)
+            | E::UnknownTemplate { .. }
+            | E::AmbiguousTemplate { .. }
+            | E::NotSentBy { .. }
+            | E::NeedsContact { .. }
+            | E::NotCustomerMail { .. }
+            | E::NoSuchContact { .. } => ApiError::bad_request(e.to_string()),
+            E::Render(_) | E::Config(_) | E::Store(_) => ApiError::internal(e),
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod error;
 pub mod segment;
+pub mod v1;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -74,7 +75,7 @@ impl ApiState {
 
 /// Every route of the API.
 pub fn router(state: Shared) -> Router {
-    Router::new().route("/healthz", get(healthz)).merge(segment::routes()).with_state(state)
+    Router::new().route("/healthz", get(healthz)).merge(segment::routes()).merge(v1::routes(&state)).with_state(state)
 }
 
 /// The process is up.

@@ -100,8 +100,9 @@ fn list(session: &Session, args: ListArgs) -> anyhow::Result<ExitCode> {
         },
         reverse: args.reverse,
         limit: args.limit,
+        after: None,
     };
-    let AccountList { accounts, arr } = accounts::list(&store, &query, session.now, session.config.timezone)?;
+    let AccountList { accounts, arr, .. } = accounts::list(&store, &query, session.now, session.config.timezone)?;
 
     let mut out = io::stdout().lock();
     match args.format.format {

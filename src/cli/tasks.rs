@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 
 use super::table::{truncate, Align, Table};
 use super::{FormatArg, OutputFormat, Session};
-use crate::services::tasks::{self, ListQuery, SnoozeArgs};
+use crate::services::tasks::{self, ListQuery, SnoozeArgs, StatusFilter};
 use crate::services::ServiceError;
 
 #[derive(Debug, Subcommand)]
@@ -75,7 +75,8 @@ pub fn run(session: &Session, cmd: TasksCommand) -> anyhow::Result<ExitCode> {
 fn list(session: &Session, args: ListArgs) -> anyhow::Result<ExitCode> {
     let store = session.open_store()?;
     let tz = session.config.timezone;
-    let query = ListQuery { owner: args.owner, overdue: args.overdue, all: args.all, limit: args.limit };
+    let status = if args.all { StatusFilter::All } else { StatusFilter::Open };
+    let query = ListQuery { owner: args.owner, overdue: args.overdue, status, limit: args.limit };
     let list = tasks::list(&store, &query, session.now, tz)?;
     let tasks = &list.tasks;
     let mut out = io::stdout().lock();
@@ -90,7 +91,7 @@ fn list(session: &Session, args: ListArgs) -> anyhow::Result<ExitCode> {
             "No {}tasks.",
             if query.overdue {
                 "overdue "
-            } else if query.all {
+            } else if args.all {
                 ""
             } else {
                 "open "

@@ -268,9 +268,9 @@ pub enum Scope {
     Ingest,
     /// Read accounts, tasks and the outbox.
     Read,
-    /// Close, snooze and cancel tasks.
+    /// Close, snooze and cancel tasks; unsubscribe a contact who asked (a CSM's work).
     Tasks,
-    /// Everything, including retrying the outbox and unsubscribing contacts.
+    /// Everything, including retrying the outbox.
     Admin,
 }
 

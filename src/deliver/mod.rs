@@ -205,8 +205,7 @@ impl Deliverer {
         let mut report = DeliveryReport::default();
         let now = self.clock.now();
         for task in self.store.due_escalations(now)? {
-            self.escalate(task, now)?;
-            report.escalated += 1;
+            report.escalated += u64::from(self.escalate(task, now)?);
         }
         loop {
             if stop.is_cancelled() {
@@ -518,10 +517,10 @@ impl Deliverer {
         render_email(&loaded.set, &m.template, &ctx)
     }
 
-    /// Queues an overdue task's escalation email and marks the task escalated, together.
-    fn escalate(&self, mut task: Task, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let Some(esc) = task.escalation.as_mut() else { return Ok(()) };
-        esc.sent = Some(now);
+    /// Queues an overdue task's escalation email and marks the task escalated, together;
+    /// false when the task was closed or snoozed meanwhile (nothing queued).
+    fn escalate(&self, task: Task, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let Some(esc) = task.escalation.as_ref() else { return Ok(false) };
         let to = esc.to.clone();
         let tz = self.timezone;
         let due =
@@ -561,8 +560,11 @@ impl Deliverer {
             attempts: 0,
             history: Vec::new(),
         };
-        tracing::info!(task = task.id, account = %task.account, owner = %task.owner, "task overdue: escalation queued");
-        self.store.escalate(&task, entry)
+        let queued = self.store.escalate(task.id, now, entry)?;
+        if queued {
+            tracing::info!(task = task.id, account = %task.account, owner = %task.owner, "task overdue: escalation queued");
+        }
+        Ok(queued)
     }
 }
 

@@ -5,6 +5,12 @@
 //! the same way; accounts missing the sort value go last whichever the direction of the
 //! primary key. Only reads: nothing here writes to the store.
 //!
+//! Paging is by position, not offset: a [`Cursor`] holds the sort value and id of the last
+//! account a page listed, and the next page lists what sorts after it. Accounts added
+//! (or removed) between pages therefore never shift a page: none listed already comes
+//! again, none not yet listed is skipped. Only an account whose sort value changes
+//! between pages (its ARR, renewal, name or health) can move across the position.
+//!
 //! Cost: [`list`] reads one health point per account it lists, and only then: when
 //! neither `--band` nor `--sort health` needs it earlier, health is read after the limit,
 //! so `--limit 20` over a million accounts reads 20 points.
@@ -51,18 +57,25 @@ pub struct ListQuery {
     pub reverse: bool,
     /// At most this many, after sorting.
     pub limit: Option<usize>,
+    /// Only accounts sorting after this position: the `next_cursor` of the page before.
+    /// It must have been made with the same `sort` and `reverse`.
+    pub after: Option<Cursor>,
 }
 
 /// The accounts that matched, in order, with their ARR summed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AccountList {
     pub accounts: Vec<ListedAccount>,
     /// ARR of the accounts listed (missing ARR counts as 0).
     pub arr: f64,
+    /// Where the next page starts ([`Cursor::encode`]), when `limit` left accounts out;
+    /// `None` on the last page.
+    #[serde(default)]
+    pub next_cursor: Option<String>,
 }
 
 /// One listed account with its latest health (as of the account's today).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ListedAccount {
     #[serde(flatten)]
     pub account: Account,
@@ -78,7 +91,7 @@ impl std::ops::Deref for ListedAccount {
 }
 
 /// The score and band of a health point: what a list row shows (not its components).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct HealthSummary {
     pub score: f64,
     pub band: Band,
@@ -102,7 +115,19 @@ pub fn list(store: &Store, query: &ListQuery, now: DateTime<Utc>, timezone: Tz) 
             date: p.date,
         }))
     };
-    let mut accounts = Vec::new();
+    if let Some(after) = &query.after {
+        if after.key.sort() != query.sort || after.reverse != query.reverse {
+            return Err(ServiceError::InvalidCursor(format!(
+                "it continues a listing sorted by {}{}, not by {}{}",
+                after.key.sort().as_str(),
+                if after.reverse { " reversed" } else { "" },
+                query.sort.as_str(),
+                if query.reverse { " reversed" } else { "" },
+            )));
+        }
+    }
+    let direct = |o: Ordering| if query.reverse { o.reverse() } else { o };
+    let mut rows = Vec::new();
     for account in store.accounts() {
         let account = account?;
         if segment.as_ref().is_some_and(|s| account.segment.as_ref() != Some(s)) {
@@ -115,42 +140,125 @@ pub fn list(store: &Store, query: &ListQuery, now: DateTime<Utc>, timezone: Tz) 
         if query.band.is_some_and(|b| health.is_none_or(|h| h.band != b)) {
             continue;
         }
-        accounts.push(ListedAccount { account, health });
-    }
-    accounts.sort_by(|a, b| {
-        let order = compare(query.sort, a, b);
-        if query.reverse {
-            order.reverse()
-        } else {
-            order
+        let row = ListedAccount { account, health };
+        let key = SortValue::of(query.sort, &row);
+        if let Some(after) = &query.after {
+            if direct(key.cmp(&after.key).then_with(|| row.id.cmp(&after.id))) != Ordering::Greater {
+                continue;
+            }
         }
-    });
-    if let Some(limit) = query.limit {
-        accounts.truncate(limit);
+        rows.push((key, row));
     }
+    rows.sort_by(|(ka, a), (kb, b)| direct(ka.cmp(kb).then_with(|| a.id.cmp(&b.id))));
+    let mut next_cursor = None;
+    if let Some(limit) = query.limit {
+        if rows.len() > limit {
+            rows.truncate(limit);
+            next_cursor = rows
+                .last()
+                .map(|(key, row)| Cursor { key: key.clone(), id: row.id.clone(), reverse: query.reverse }.encode());
+        }
+    }
+    let mut accounts: Vec<ListedAccount> = rows.into_iter().map(|(_, row)| row).collect();
     if !health_first {
         for row in &mut accounts {
             row.health = health_of(&row.account)?;
         }
     }
     let arr = accounts.iter().map(|a| a.arr.unwrap_or(0.0)).sum();
-    Ok(AccountList { accounts, arr })
+    Ok(AccountList { accounts, arr, next_cursor })
 }
 
-/// Sort orders as a CSM expects them: biggest ARR first, soonest renewal first, lowest
-/// health first; accounts missing the value go last; ties break on id so output is stable.
-fn compare(key: SortKey, a: &ListedAccount, b: &ListedAccount) -> Ordering {
-    let primary = match key {
-        SortKey::Arr => b.arr.unwrap_or(f64::NEG_INFINITY).total_cmp(&a.arr.unwrap_or(f64::NEG_INFINITY)),
-        SortKey::Renewal => a.renewal_date.unwrap_or(NaiveDate::MAX).cmp(&b.renewal_date.unwrap_or(NaiveDate::MAX)),
-        SortKey::Name => a.display_name().to_lowercase().cmp(&b.display_name().to_lowercase()),
-        SortKey::Id => Ordering::Equal,
-        SortKey::Health => {
-            let score = |r: &ListedAccount| r.health.map_or(f64::INFINITY, |h| h.score);
-            score(a).total_cmp(&score(b))
+impl SortKey {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SortKey::Arr => "arr",
+            SortKey::Renewal => "renewal",
+            SortKey::Name => "name",
+            SortKey::Id => "id",
+            SortKey::Health => "health",
         }
-    };
-    primary.then_with(|| a.id.cmp(&b.id))
+    }
+}
+
+/// An account's value for one sort key, compared as a CSM expects: biggest ARR first,
+/// soonest renewal first, lowest health first, by name case-insensitively; a missing
+/// value last. Values of different keys never meet ([`list`] refuses a cursor of another
+/// key); ties break on the id, outside this.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum SortValue {
+    Arr(Option<f64>),
+    Renewal(Option<NaiveDate>),
+    /// The lower-cased display name.
+    Name(String),
+    Id,
+    Health(Option<f64>),
+}
+
+impl SortValue {
+    fn of(key: SortKey, row: &ListedAccount) -> SortValue {
+        match key {
+            SortKey::Arr => SortValue::Arr(row.arr),
+            SortKey::Renewal => SortValue::Renewal(row.renewal_date),
+            SortKey::Name => SortValue::Name(row.display_name().to_lowercase()),
+            SortKey::Id => SortValue::Id,
+            SortKey::Health => SortValue::Health(row.health.map(|h| h.score)),
+        }
+    }
+
+    fn sort(&self) -> SortKey {
+        match self {
+            SortValue::Arr(_) => SortKey::Arr,
+            SortValue::Renewal(_) => SortKey::Renewal,
+            SortValue::Name(_) => SortKey::Name,
+            SortValue::Id => SortKey::Id,
+            SortValue::Health(_) => SortKey::Health,
+        }
+    }
+
+    fn cmp(&self, other: &SortValue) -> Ordering {
+        match (self, other) {
+            (SortValue::Arr(a), SortValue::Arr(b)) => {
+                b.unwrap_or(f64::NEG_INFINITY).total_cmp(&a.unwrap_or(f64::NEG_INFINITY))
+            }
+            (SortValue::Renewal(a), SortValue::Renewal(b)) => {
+                a.unwrap_or(NaiveDate::MAX).cmp(&b.unwrap_or(NaiveDate::MAX))
+            }
+            (SortValue::Name(a), SortValue::Name(b)) => a.cmp(b),
+            (SortValue::Health(a), SortValue::Health(b)) => {
+                a.unwrap_or(f64::INFINITY).total_cmp(&b.unwrap_or(f64::INFINITY))
+            }
+            _ => Ordering::Equal,
+        }
+    }
+}
+
+/// A position in an account listing: just after the account `id`, whose sort value was
+/// `key`. Opaque to clients: [`Cursor::encode`] makes the text they pass back and
+/// [`Cursor::decode`] reads it (URL-safe base64 of JSON: nothing to escape in a URL).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cursor {
+    key: SortValue,
+    id: String,
+    reverse: bool,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        use base64::Engine;
+        // Plain data (strings, numbers, dates): serialising it cannot fail.
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+    }
+
+    /// Reads a cursor [`Cursor::encode`] made; anything else is refused.
+    pub fn decode(text: &str) -> Result<Cursor, ServiceError> {
+        use base64::Engine;
+        let bad = || ServiceError::InvalidCursor("it is not one a listing returned".into());
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text.trim()).map_err(|_| bad())?;
+        serde_json::from_slice(&json).map_err(|_| bad())
+    }
 }
 
 /// Which account [`show`] shows, and as of when.
@@ -165,7 +273,7 @@ pub struct ShowQuery {
 }
 
 /// A failed evaluation the last pass left on the account (retried at the next pass).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Failure {
     /// A playbook id, or `(health)`.
     pub playbook: String,
@@ -175,7 +283,7 @@ pub struct Failure {
 
 /// One account as a CSM reviews it: fields, health and its trend, contacts, recent events,
 /// and the timeline — every playbook decision, what it did, and where its mail stands.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AccountDetail {
     pub account: Account,
     /// The latest point on or before the account's today.
@@ -196,7 +304,6 @@ pub struct AccountDetail {
     pub deliveries: Vec<OutboxEntry>,
     pub tasks: Vec<Task>,
     /// The account's today (its zone, else the config's): what relative dates count from.
-    #[serde(skip)]
     pub today: NaiveDate,
 }
 

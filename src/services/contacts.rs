@@ -24,7 +24,7 @@ pub enum UnsubscribeBy {
     Token(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Unsubscribed {
     /// The address as it is kept (trimmed, lower-case).
     pub email: String,

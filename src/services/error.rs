@@ -20,6 +20,9 @@ pub enum ServiceError {
     /// An argument no record could satisfy (not an email address, …).
     #[error("{0}")]
     InvalidArgument(String),
+    /// A paging cursor that is not one a listing returned, or continues another order.
+    #[error("invalid cursor: {0}")]
+    InvalidCursor(String),
     /// A segment name that is neither standard nor plain.
     #[error(transparent)]
     Segment(#[from] SegmentError),

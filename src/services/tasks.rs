@@ -7,7 +7,8 @@
 //! - A snooze is to a day after today (the config's zone); the task is due again at the
 //!   start of that day at the earliest, so it is neither overdue nor escalated before it
 //!   wakes.
-//! - A snoozed task whose day has come lists as open.
+//! - A snoozed task whose day has come lists as open (not as snoozed): the statuses
+//!   [`StatusFilter`] offers split the tasks, each task in exactly one.
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -17,21 +18,49 @@ use super::ServiceError;
 use crate::model::{Task, TaskStatus};
 use crate::store::Store;
 
+/// Which tasks [`list`] shows, by where they stand today.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusFilter {
+    /// On a CSM's list: open, or snoozed until a day that has come.
+    #[default]
+    Open,
+    /// Snoozed until a day still to come.
+    Snoozed,
+    Done,
+    Cancelled,
+    /// Every task.
+    All,
+}
+
+impl StatusFilter {
+    fn keeps(self, task: &Task, today: NaiveDate) -> bool {
+        match self {
+            StatusFilter::Open => task.is_awake(today),
+            StatusFilter::Snoozed => task.status == TaskStatus::Snoozed && !task.is_awake(today),
+            StatusFilter::Done => task.status == TaskStatus::Done,
+            StatusFilter::Cancelled => task.status == TaskStatus::Cancelled,
+            StatusFilter::All => true,
+        }
+    }
+}
+
 /// Which tasks [`list`] shows.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ListQuery {
     /// Only this owner's (email, case-insensitive).
     pub owner: Option<String>,
-    /// Only tasks past their due time.
+    /// Only tasks past their due time (only awake tasks can be).
     pub overdue: bool,
-    /// Done and cancelled ones too (and snoozed ones still asleep).
-    pub all: bool,
+    /// Which statuses (open ones by default).
+    #[serde(default)]
+    pub status: StatusFilter,
     /// At most this many, after sorting.
     pub limit: Option<usize>,
 }
 
 /// Tasks, soonest due first (those with no due date last), ties by id.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskList {
     pub tasks: Vec<Task>,
     /// How many matched before the limit.
@@ -52,7 +81,7 @@ pub fn list(store: &Store, query: &ListQuery, now: DateTime<Utc>, timezone: Tz) 
         .tasks()
         .filter(|t| {
             t.as_ref().map_or(true, |t| {
-                (query.all || t.is_awake(today))
+                query.status.keeps(t, today)
                     && (!query.overdue || t.is_overdue(now, today))
                     && query.owner.as_ref().is_none_or(|o| o.eq_ignore_ascii_case(&t.owner))
             })
@@ -117,14 +146,21 @@ pub fn open_count(store: &Store) -> Result<u64, ServiceError> {
     Ok(n)
 }
 
-fn change(store: &Store, id: u64, now: DateTime<Utc>, apply: impl FnOnce(&mut Task)) -> Result<Task, ServiceError> {
-    let mut task = store.task(id)?.ok_or_else(|| ServiceError::not_found("task", id))?;
-    if !task.is_open() {
-        return Err(ServiceError::TaskClosed { id, status: task.status });
+/// Reads, checks and writes the task as one compare-and-swap ([`Store::replace_task`]):
+/// the daemon's pass and its escalations run beside the API, and a change of theirs in
+/// between is read again, never overwritten (nor a task closed meanwhile reopened).
+fn change(store: &Store, id: u64, now: DateTime<Utc>, apply: impl Fn(&mut Task)) -> Result<Task, ServiceError> {
+    loop {
+        let before = store.task(id)?.ok_or_else(|| ServiceError::not_found("task", id))?;
+        if !before.is_open() {
+            return Err(ServiceError::TaskClosed { id, status: before.status });
+        }
+        let mut task = before.clone();
+        apply(&mut task);
+        task.updated = now;
+        if store.replace_task(&before, &task)? {
+            store.flush()?;
+            return Ok(task);
+        }
     }
-    apply(&mut task);
-    task.updated = now;
-    store.update_task(&task)?;
-    store.flush()?;
-    Ok(task)
 }

@@ -474,15 +474,51 @@ impl Store {
         Ok(out)
     }
 
-    /// Marks a task escalated and queues its escalation email, in one transaction: an
-    /// overdue task escalates once.
-    pub fn escalate(&self, task: &Task, email: OutboxEntry) -> Result<(), StoreError> {
+    /// Writes `after` in place of task `before.id` only if the stored task still equals
+    /// `before` (compare and swap); returns false, writing nothing, when another writer
+    /// (a pass, an escalation, another API request) changed it since it was read, so
+    /// the caller reads it again instead of overwriting that change.
+    pub fn replace_task(&self, before: &Task, after: &Task) -> Result<bool, StoreError> {
+        self.atomic(|| {
+            (&self.tasks, &self.task_index, &self.meta)
+                .transaction(|(tasks, index, meta)| {
+                    let key = id_bytes(before.id);
+                    let stored = match tasks.get(key)? {
+                        Some(v) => Some(decode::<Task>("tasks", &key, &v).map_err(abort)?),
+                        None => None,
+                    };
+                    if stored.as_ref() != Some(before) {
+                        return Ok(false);
+                    }
+                    put_task(tasks, index, after)?;
+                    bump(meta)?;
+                    Ok(true)
+                })
+                .map_err(flatten)
+        })
+    }
+
+    /// Marks a task escalated (`sent` at) and queues its escalation email, in one
+    /// transaction: an overdue task escalates once. The task is read again inside it:
+    /// when it was closed, snoozed or escalated since `due_escalations` listed it (the API
+    /// runs beside the daemon), nothing is written and false is returned.
+    pub fn escalate(&self, id: u64, sent: DateTime<Utc>, email: OutboxEntry) -> Result<bool, StoreError> {
         self.atomic(|| {
             (&self.meta, &self.tasks, &self.task_index, &self.outbox, &self.outbox_index)
                 .transaction(|(meta, tasks, tindex, outbox, oindex)| {
+                    let key = id_bytes(id);
+                    let Some(v) = tasks.get(key)? else { return Ok(false) };
+                    let mut task: Task = decode("tasks", &key, &v).map_err(abort)?;
+                    if task.escalation_due().is_none_or(|due| due > sent) {
+                        return Ok(false);
+                    }
+                    if let Some(e) = task.escalation.as_mut() {
+                        e.sent = Some(sent);
+                    }
                     insert_outbox(meta, outbox, oindex, &email)?;
-                    put_task(tasks, tindex, task)?;
-                    bump(meta)
+                    put_task(tasks, tindex, &task)?;
+                    bump(meta)?;
+                    Ok(true)
                 })
                 .map_err(flatten)
         })
