@@ -17,6 +17,7 @@
 #[allow(dead_code)]
 #[path = "../gen_accounts/book.rs"]
 mod book;
+mod api;
 mod delivery;
 mod native;
 
@@ -65,6 +66,16 @@ struct Args {
     /// Where to write the table.
     #[arg(long, default_value = "docs/benchmarks.md")]
     out: PathBuf,
+    /// Only the API measurement: `/v1/batch` events/s, and a batch's latency during a
+    /// full pass over a book of this many accounts.
+    #[arg(long)]
+    api: Option<u64>,
+    /// Events sent in the API throughput measurement.
+    #[arg(long, default_value_t = 200_000)]
+    api_events: u64,
+    /// Batches in flight at once in the throughput measurement.
+    #[arg(long, default_value_t = 4)]
+    api_in_flight: usize,
     /// Internal: measure one book size and print its row as JSON.
     #[arg(long, hide = true)]
     one: Option<u64>,
@@ -108,6 +119,18 @@ fn main() -> anyhow::Result<()> {
     // A size's book and store take gigabytes at 1M (8.6 GB): each process removes its own
     // work directory when it ends, failed or not.
     let _cleanup = RemoveOnDrop(work.clone());
+    if let Some(n) = args.api {
+        let dir = work.join("api");
+        std::fs::create_dir_all(&dir)?;
+        let started = Instant::now();
+        let row = api::run(&dir, n, args.api_events, args.api_in_flight, api_config(&dir)?, NOW.parse()?, today())?;
+        let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
+        let doc = render_api(&row, &command, started.elapsed().as_secs_f64());
+        print!("{doc}");
+        write_between(&args.out, "<!-- bench-api:start -->", "<!-- bench-api:end -->", &doc)?;
+        eprintln!("bench: written to {}", args.out.display());
+        return Ok(());
+    }
     if let Some(n) = args.one {
         let row = one(n, &work.join(n.to_string()), n <= args.events_up_to)?;
         println!("{}", serde_json::to_string(&row)?);
@@ -149,16 +172,74 @@ fn main() -> anyhow::Result<()> {
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    // The measured table goes between the markers; the analysis around it is kept.
-    let old = std::fs::read_to_string(&args.out).unwrap_or_default();
-    let (start, end) = ("<!-- bench:start -->", "<!-- bench:end -->");
-    let merged = match (old.find(start), old.find(end)) {
-        (Some(a), Some(b)) if a < b => format!("{}{start}\n{doc}{}", &old[..a], &old[b..]),
-        _ => format!("{start}\n{doc}{end}\n{old}"),
-    };
-    std::fs::write(&args.out, merged)?;
+    write_between(&args.out, "<!-- bench:start -->", "<!-- bench:end -->", &doc)?;
     eprintln!("bench: written to {}", args.out.display());
     Ok(())
+}
+
+/// Puts `doc` between the markers in `out`; the analysis around them is kept.
+fn write_between(out: &Path, start: &str, end: &str, doc: &str) -> anyhow::Result<()> {
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let old = std::fs::read_to_string(out).unwrap_or_default();
+    let merged = match (old.find(start), old.find(end)) {
+        (Some(a), Some(b)) if a < b => format!("{}{start}\n{doc}{}", &old[..a], &old[b..]),
+        _ => format!("{old}\n{start}\n{doc}{end}\n"),
+    };
+    std::fs::write(out, merged)?;
+    Ok(())
+}
+
+fn today() -> NaiveDate {
+    NaiveDate::from_ymd_opt(TODAY.0, TODAY.1, TODAY.2).unwrap()
+}
+
+/// The example config with a Segment write key (from the environment, as secrets are).
+fn api_config(dir: &Path) -> anyhow::Result<Config> {
+    let text = std::fs::read_to_string(repo().join("examples/keel.yaml"))?
+        .replace("playbooks: ../playbooks", &format!("playbooks: {}", repo().join("playbooks").display()))
+        .replace("rules: ../rules", &format!("rules: {}", repo().join("rules").display()))
+        .replace("\napi:\n", "\napi:\n  write_keys: [\"${KEEL_BENCH_WRITE_KEY}\"]\n");
+    anyhow::ensure!(text.contains("KEEL_BENCH_WRITE_KEY"), "examples/keel.yaml has no `api:` section to extend");
+    // Before any thread starts: the config reads it while loading.
+    std::env::set_var("KEEL_BENCH_WRITE_KEY", api::WRITE_KEY);
+    let path = dir.join("keel.yaml");
+    std::fs::write(&path, text)?;
+    Ok(Config::load(&path)?)
+}
+
+fn render_api(r: &api::ApiRow, command: &str, took: f64) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Written by `cargo run --release --example bench -- {command}` on {}.\nMachine: {}. Run: {took:.0} s.\n",
+        Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        machine()
+    );
+    let _ = writeln!(
+        s,
+        "`/v1/batch` on loopback, the server `keel run` serves (its limits on), {} events in gzip batches of {} ({} in flight), \
+         track events for accounts of a {}-account generated book:\n",
+        g(r.events as f64),
+        r.batch,
+        r.in_flight,
+        g(r.accounts as f64)
+    );
+    let _ = writeln!(s, "| events/s ingested | batch p50 during the full pass | p99 during | max during | batches sent during | full pass | p99 idle |");
+    let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        s,
+        "| {} | {:.1} ms | {:.1} ms | {:.1} ms | {} | {:.1} s | {:.1} ms |",
+        g(r.events_per_s),
+        r.p50_ms,
+        r.p99_ms,
+        r.max_ms,
+        r.during_pass_batches,
+        r.pass_s,
+        r.idle_p99_ms
+    );
+    s
 }
 
 struct RemoveOnDrop(PathBuf);
