@@ -14,10 +14,10 @@
 //!
 //! Not run by `.ci/run`; the test suite makes no timing assertions.
 
+mod api;
 #[allow(dead_code)]
 #[path = "../gen_accounts/book.rs"]
 mod book;
-mod api;
 mod delivery;
 mod native;
 

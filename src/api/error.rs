@@ -72,6 +72,8 @@ impl From<ServiceError> for ApiError {
             | E::NotCustomerMail { .. }
             | E::NoSuchContact { .. } => ApiError::bad_request(e.to_string()),
             E::Render(_) | E::Config(_) | E::Store(_) => ApiError::internal(e),
+            // Only the API's client makes these; a handler never sees one.
+            E::Daemon { .. } | E::Unreachable(_) => ApiError::internal(e),
         }
     }
 }

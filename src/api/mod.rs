@@ -10,6 +10,7 @@
 //! - Shutdown stops accepting, lets requests in flight finish (bounded), then returns.
 
 pub mod auth;
+pub mod client;
 pub mod error;
 pub mod segment;
 pub mod v1;

@@ -51,7 +51,9 @@ pub fn routes(state: &Shared) -> Router<Shared> {
         .route("/api/v1/tasks/{id}/cancel", post(cancel))
         .route("/api/v1/tasks/{id}/snooze", post(snooze))
         .route("/api/v1/contacts/unsubscribe", post(unsubscribe));
-    let admin = Router::new().route("/api/v1/outbox/{id}/retry", post(retry));
+    let admin = Router::new()
+        .route("/api/v1/outbox/{id}/retry", post(retry))
+        .route("/api/v1/outbox/retry-dead", post(retry_dead));
     scoped(read, state, Scope::Read).merge(scoped(act, state, Scope::Tasks)).merge(scoped(admin, state, Scope::Admin))
 }
 
@@ -181,19 +183,35 @@ async fn retry(State(state): State<Shared>, Path(id): Path<String>, uri: Uri) ->
     blocking(&state, move |s| outbox::retry(&s.store, RetryTarget::One(id), s.clock.now())).await
 }
 
+/// Every dead entry back in the queue (`keel outbox retry --all-dead`).
+async fn retry_dead(State(state): State<Shared>, uri: Uri) -> Answer<Vec<OutboxEntry>> {
+    Params::parse(&uri, &[])?;
+    blocking(&state, move |s| outbox::retry(&s.store, RetryTarget::AllDead, s.clock.now())).await
+}
+
+/// An address typed by hand, or the token of an unsubscribe link: exactly one.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UnsubscribeBody {
-    email: String,
+    email: Option<String>,
+    token: Option<String>,
 }
 
 async fn unsubscribe(State(state): State<Shared>, uri: Uri, body: Bytes) -> Answer<Unsubscribed> {
     Params::parse(&uri, &[])?;
-    let UnsubscribeBody { email } = json_body(&body)?;
-    let by = UnsubscribeBy::Address(email);
+    let (by, field) = match json_body(&body)? {
+        UnsubscribeBody { email: Some(e), token: None } => (UnsubscribeBy::Address(e), "email"),
+        UnsubscribeBody { email: None, token: Some(t) } => (UnsubscribeBy::Token(t), "token"),
+        _ => {
+            return Err(ApiError::field(
+                "email",
+                "give `email` (an address) or `token` (an unsubscribe link's), one of them",
+            ))
+        }
+    };
     blocking(&state, move |s| contacts::unsubscribe(&s.store, &s.config, &by, s.clock.now())).await.map_err(|e| {
         if e.field.is_none() && e.status.is_client_error() {
-            e.in_field("email")
+            e.in_field(field)
         } else {
             e
         }

@@ -11,7 +11,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use super::table::{money, number, truncate, Align, Table};
 use super::{FormatArg, OutputFormat, Session};
 use crate::model::{Band, Segment};
-use crate::services::accounts::{self, AccountDetail, AccountList, ListQuery, ShowQuery, SortKey};
+use crate::services::accounts::{AccountDetail, AccountList, ListQuery, SortKey};
 use crate::services::ServiceError;
 
 #[derive(Debug, Subcommand)]
@@ -82,7 +82,6 @@ pub fn run(session: &Session, cmd: AccountsCommand) -> anyhow::Result<ExitCode> 
 }
 
 fn list(session: &Session, args: ListArgs) -> anyhow::Result<ExitCode> {
-    let store = session.open_store()?;
     let query = ListQuery {
         segment: args.segment,
         owner: args.owner,
@@ -102,7 +101,7 @@ fn list(session: &Session, args: ListArgs) -> anyhow::Result<ExitCode> {
         limit: args.limit,
         after: None,
     };
-    let AccountList { accounts, arr, .. } = accounts::list(&store, &query, session.now, session.config.timezone)?;
+    let AccountList { accounts, arr, .. } = session.book(None)?.accounts(&query)?;
 
     let mut out = io::stdout().lock();
     match args.format.format {
@@ -151,17 +150,14 @@ fn opt(s: Option<&str>) -> String {
 }
 
 fn show(session: &Session, args: ShowArgs) -> anyhow::Result<ExitCode> {
-    let store = session.open_store()?;
-    let query =
-        ShowQuery { id: args.id, events_days: args.events_days, now: session.now, timezone: session.config.timezone };
     // The model only names what a category scored without was missing: a model that does
     // not load (`keel check` says why) leaves the names out, not the account.
     let model = super::health::load_model(session).ok().map(|(_, model)| model);
-    let detail = accounts::show(&store, &query, model.as_ref()).map_err(|e| match e {
-        ServiceError::NotFound { id, .. } => anyhow::anyhow!(
-            "no account with id {id:?} in {} (`keel accounts list` shows the ids)",
-            store.path().display()
-        ),
+    let book = session.book(model)?;
+    let detail = book.account(&args.id, args.events_days).map_err(|e| match e {
+        ServiceError::NotFound { id, .. } => {
+            anyhow::anyhow!("no account with id {id:?} in {} (`keel accounts list` shows the ids)", book.describe())
+        }
         other => other.into(),
     })?;
 

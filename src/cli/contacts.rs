@@ -29,7 +29,6 @@ pub struct UnsubscribeArgs {
 }
 
 pub fn run(session: &Session, cmd: ContactsCommand) -> anyhow::Result<ExitCode> {
-    let store = session.open_store()?;
     let mut out = io::stdout().lock();
     match cmd {
         ContactsCommand::Unsubscribe(args) => {
@@ -38,7 +37,7 @@ pub fn run(session: &Session, cmd: ContactsCommand) -> anyhow::Result<ExitCode> 
                 (None, Some(t)) => UnsubscribeBy::Token(t),
                 (None, None) => unreachable!("clap requires one"),
             };
-            let done = contacts::unsubscribe(&store, &session.config, &by, session.now)?;
+            let done = session.book(None)?.unsubscribe(&by)?;
             if done.added {
                 writeln!(out, "{} unsubscribed: no customer-facing email goes to it from now on (mail already queued is suppressed, not sent).", done.email)?;
             } else {
@@ -46,7 +45,7 @@ pub fn run(session: &Session, cmd: ContactsCommand) -> anyhow::Result<ExitCode> 
             }
         }
         ContactsCommand::Suppressed(format) => {
-            let list = contacts::suppressed(&store)?;
+            let list = contacts::suppressed(&session.open_store()?)?;
             if format.format == OutputFormat::Json {
                 serde_json::to_writer_pretty(&mut out, &list)?;
                 writeln!(out)?;

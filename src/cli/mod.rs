@@ -29,8 +29,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::clock::{BookClock, Clock, ManualClock, OffsetClock, SystemClock};
 use crate::config::{Config, DEFAULT_CONFIG};
+use crate::lang::health::HealthModel;
 use crate::lang::Loaded;
-use crate::store::Store;
+use crate::services::access::{Book, Local};
+use crate::store::{Store, StoreError};
 
 /// `keel run --once` evaluated and delivered, but some outbox entries went dead in it, or
 /// tasks opened with a template that failed for their account.
@@ -142,6 +144,20 @@ impl Session {
             (None, None) => (real, false),
         };
         Ok(Session { config, now, pinned, book_clock: book_clock.map(|c| (c, real)) })
+    }
+
+    /// The book as this command reaches it: the store, opened here, or — when `keel run`
+    /// holds it — the daemon's API, which answers with the same services. `model` names
+    /// the inputs health lacked (only `accounts show` needs it).
+    pub fn book(&self, model: Option<HealthModel>) -> anyhow::Result<Box<dyn Book + '_>> {
+        match self.open_store() {
+            Ok(store) => Ok(Box::new(Local { store, config: &self.config, now: self.now, model })),
+            Err(e) if matches!(e.downcast_ref::<StoreError>(), Some(StoreError::Locked { .. })) => {
+                tracing::debug!("the store is in use: going through keel run's API");
+                Ok(Box::new(crate::api::client::Client::new(&self.config)?))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     pub fn open_store(&self) -> anyhow::Result<Store> {

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use super::table::{truncate, Align, Table};
 use super::{FormatArg, OutputFormat, Session};
 use crate::model::Status;
-use crate::services::outbox::{self, ListQuery, RetryTarget, Which};
+use crate::services::outbox::{ListQuery, RetryTarget, Which};
 use crate::services::ServiceError;
 
 #[derive(Debug, Subcommand)]
@@ -56,7 +56,6 @@ pub fn run(session: &Session, cmd: OutboxCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn list(session: &Session, args: ListArgs) -> anyhow::Result<ExitCode> {
-    let store = session.open_store()?;
     let which = if args.all {
         Which::All
     } else if args.dead {
@@ -64,7 +63,7 @@ fn list(session: &Session, args: ListArgs) -> anyhow::Result<ExitCode> {
     } else {
         Which::Pending
     };
-    let entries = outbox::list(&store, &ListQuery { which, account: args.account, limit: args.limit })?;
+    let entries = session.book(None)?.outbox(&ListQuery { which, account: args.account, limit: args.limit })?;
     let mut out = io::stdout().lock();
     if args.format.format == OutputFormat::Json {
         serde_json::to_writer_pretty(&mut out, &entries)?;
@@ -120,9 +119,8 @@ fn list(session: &Session, args: ListArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn retry(session: &Session, args: RetryArgs) -> anyhow::Result<ExitCode> {
-    let store = session.open_store()?;
     let target = args.id.map_or(RetryTarget::AllDead, RetryTarget::One);
-    let back = outbox::retry(&store, target, session.now).map_err(|e| match e {
+    let back = session.book(None)?.outbox_retry(target).map_err(|e| match e {
         ServiceError::NotFound { id, .. } => {
             anyhow::anyhow!("no outbox entry {id}; `keel outbox list --dead` lists the dead ones")
         }

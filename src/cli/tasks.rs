@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 
 use super::table::{truncate, Align, Table};
 use super::{FormatArg, OutputFormat, Session};
-use crate::services::tasks::{self, ListQuery, SnoozeArgs, StatusFilter};
+use crate::services::tasks::{ListQuery, StatusFilter};
 use crate::services::ServiceError;
 
 #[derive(Debug, Subcommand)]
@@ -49,13 +49,10 @@ pub struct ListArgs {
 pub fn run(session: &Session, cmd: TasksCommand) -> anyhow::Result<ExitCode> {
     let (task, said) = match cmd {
         TasksCommand::List(args) => return list(session, args),
-        TasksCommand::Done { id } => (tasks::done(&session.open_store()?, id, session.now), "is done".to_string()),
-        TasksCommand::Cancel { id } => {
-            (tasks::cancel(&session.open_store()?, id, session.now), "is cancelled".to_string())
-        }
+        TasksCommand::Done { id } => (session.book(None)?.task_done(id), "is done".to_string()),
+        TasksCommand::Cancel { id } => (session.book(None)?.task_cancel(id), "is cancelled".to_string()),
         TasksCommand::Snooze { id, until } => {
-            let args = SnoozeArgs { id, until, now: session.now, timezone: session.config.timezone };
-            let task = match tasks::snooze(&session.open_store()?, &args) {
+            let task = match session.book(None)?.task_snooze(id, until) {
                 Err(ServiceError::NotAfterToday { until, today }) => {
                     anyhow::bail!("--until {until} is not after today ({today}); snooze to a later day")
                 }
@@ -73,11 +70,10 @@ pub fn run(session: &Session, cmd: TasksCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn list(session: &Session, args: ListArgs) -> anyhow::Result<ExitCode> {
-    let store = session.open_store()?;
     let tz = session.config.timezone;
     let status = if args.all { StatusFilter::All } else { StatusFilter::Open };
     let query = ListQuery { owner: args.owner, overdue: args.overdue, status, limit: args.limit };
-    let list = tasks::list(&store, &query, session.now, tz)?;
+    let list = session.book(None)?.tasks(&query)?;
     let tasks = &list.tasks;
     let mut out = io::stdout().lock();
     if args.format.format == OutputFormat::Json {

@@ -64,6 +64,13 @@ pub enum ServiceError {
     Config(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The daemon holding the store answered a request through its API with an error:
+    /// its words (a service error's own message, said on the daemon's side).
+    #[error("{message}")]
+    Daemon { status: u16, message: String },
+    /// The store is in use by a daemon whose API this command could not use.
+    #[error("{0}")]
+    Unreachable(String),
 }
 
 impl ServiceError {

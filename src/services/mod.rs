@@ -6,6 +6,7 @@
 //! it returns a [`ServiceError`] a front end can word for its users; it imports nothing
 //! from the front ends (`cli`, `daemon`).
 
+pub mod access;
 pub mod accounts;
 pub mod book;
 pub mod check;

@@ -1,0 +1,278 @@
+//! The API's client for the command line: when `keel run` holds the store, `keel tasks`,
+//! `keel accounts`, `keel outbox` and `keel contacts unsubscribe` reach the book through
+//! the daemon with this [`Client`], which implements the same [`Book`] as the store does.
+//!
+//! Invariants: the address is the config's `api.listen` (a wildcard listen address is
+//! reached on loopback); the token is `KEEL_API_TOKEN` when set, else the config's own
+//! token that has the request's scope — the same config, so the same environment; the
+//! answers are the services' result types, read back from their JSON unchanged.
+
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use reqwest::blocking::{Client as Http, RequestBuilder};
+use serde::de::DeserializeOwned;
+
+use crate::config::{Config, Scope};
+use crate::model::{OutboxEntry, Task};
+use crate::services::access::Book;
+use crate::services::accounts::{self, AccountDetail, AccountList};
+use crate::services::contacts::{UnsubscribeBy, Unsubscribed};
+use crate::services::outbox::{self, RetryTarget, Which};
+use crate::services::tasks::{self, TaskList};
+use crate::services::ServiceError;
+
+/// The variable a person sets to call the API with a token of their own.
+pub const TOKEN_VAR: &str = "KEEL_API_TOKEN";
+
+/// Accounts asked for per page when a command lists them all.
+const PAGE: usize = 1000;
+
+pub struct Client {
+    http: Http,
+    base: String,
+    /// `KEEL_API_TOKEN`, when set and not empty.
+    own_token: Option<String>,
+    /// The config's usable tokens and their scopes.
+    tokens: Vec<(String, Vec<Scope>)>,
+}
+
+impl Client {
+    pub fn new(config: &Config) -> Result<Client, ServiceError> {
+        let mut addr = config.api.listen;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(if addr.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            });
+        }
+        let http = Http::builder()
+            .timeout(Duration::from_secs(120))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| ServiceError::Unreachable(format!("cannot build an HTTP client: {e}")))?;
+        Ok(Client {
+            http,
+            base: format!("http://{addr}"),
+            own_token: std::env::var(TOKEN_VAR).ok().filter(|t| !t.trim().is_empty()),
+            tokens: config.api.usable_tokens().map(|(s, scopes)| (s.expose().to_string(), scopes.to_vec())).collect(),
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn token(&self, scope: Scope) -> Option<&str> {
+        self.own_token.as_deref().or_else(|| {
+            self.tokens.iter().find(|(_, s)| s.contains(&scope) || s.contains(&Scope::Admin)).map(|(t, _)| t.as_str())
+        })
+    }
+
+    /// Sends `request` with a token for `scope`; reads the answer as `T`, or the API's
+    /// error. `missing` names what a 404 is about.
+    fn call<T: DeserializeOwned>(
+        &self,
+        request: RequestBuilder,
+        scope: Scope,
+        missing: Option<(&'static str, String)>,
+    ) -> Result<T, ServiceError> {
+        let request = match self.token(scope) {
+            Some(t) => request.bearer_auth(t),
+            None => request,
+        };
+        let answer = request.send().map_err(|e| {
+            ServiceError::Unreachable(format!(
+                "the store is in use by keel run, and its API at {} did not answer ({e}); stop the daemon, or check api.listen",
+                self.base
+            ))
+        })?;
+        let status = answer.status();
+        let body = answer.bytes().map_err(|e| ServiceError::Unreachable(format!("reading keel run's answer: {e}")))?;
+        if status.is_success() {
+            return serde_json::from_slice(&body).map_err(|e| {
+                ServiceError::Unreachable(format!(
+                    "keel run at {} answered in a shape this keel does not read ({e}): are both the same version?",
+                    self.base
+                ))
+            });
+        }
+        if status == reqwest::StatusCode::NOT_FOUND {
+            if let Some((what, id)) = missing {
+                return Err(ServiceError::NotFound { what, id });
+            }
+        }
+        let message = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_string());
+        let message = match status.as_u16() {
+            401 | 403 => format!(
+                "keel run at {} refused: {message} (set {TOKEN_VAR}, or give api.tokens a token with the `{}` scope)",
+                self.base,
+                scope.name()
+            ),
+            _ => message,
+        };
+        Err(ServiceError::Daemon { status: status.as_u16(), message })
+    }
+}
+
+impl Book for Client {
+    fn describe(&self) -> String {
+        format!("keel run at {}", self.base)
+    }
+
+    fn tasks(&self, query: &tasks::ListQuery) -> Result<TaskList, ServiceError> {
+        let mut params: Vec<(&str, String)> = Vec::new();
+        if let Some(o) = &query.owner {
+            params.push(("owner", o.clone()));
+        }
+        if query.overdue {
+            params.push(("overdue", "true".into()));
+        }
+        params.push(("status", enum_name(&query.status)));
+        if let Some(l) = query.limit {
+            params.push(("limit", l.to_string()));
+        }
+        self.call(self.http.get(self.url("/api/v1/tasks")).query(&params), Scope::Read, None)
+    }
+
+    fn task_done(&self, id: u64) -> Result<Task, ServiceError> {
+        self.task_action(id, "done", None)
+    }
+
+    fn task_cancel(&self, id: u64) -> Result<Task, ServiceError> {
+        self.task_action(id, "cancel", None)
+    }
+
+    fn task_snooze(&self, id: u64, until: NaiveDate) -> Result<Task, ServiceError> {
+        self.task_action(id, "snooze", Some(serde_json::json!({ "until": until })))
+    }
+
+    fn accounts(&self, query: &accounts::ListQuery) -> Result<AccountList, ServiceError> {
+        let mut params: Vec<(&str, String)> = Vec::new();
+        if let Some(s) = &query.segment {
+            params.push(("segment", s.clone()));
+        }
+        if let Some(o) = &query.owner {
+            params.push(("owner", o.clone()));
+        }
+        if let Some(b) = query.band {
+            params.push(("band", b.as_str().to_string()));
+        }
+        params.push(("sort", enum_name(&query.sort)));
+        if query.reverse {
+            params.push(("reverse", "true".into()));
+        }
+        // Page through with the cursor: a command without --limit lists them all.
+        let mut all: Option<AccountList> = None;
+        let mut cursor: Option<String> = None;
+        loop {
+            let want = match (query.limit, &all) {
+                (Some(l), Some(a)) => l.saturating_sub(a.accounts.len()),
+                (Some(l), None) => l,
+                (None, _) => PAGE,
+            };
+            if want == 0 {
+                break;
+            }
+            let mut page_params = params.clone();
+            page_params.push(("limit", want.min(PAGE).to_string()));
+            if let Some(c) = &cursor {
+                page_params.push(("cursor", c.clone()));
+            }
+            let page: AccountList =
+                self.call(self.http.get(self.url("/api/v1/accounts")).query(&page_params), Scope::Read, None)?;
+            cursor = page.next_cursor.clone();
+            match &mut all {
+                None => all = Some(page),
+                Some(a) => {
+                    a.arr += page.arr;
+                    a.accounts.extend(page.accounts);
+                }
+            }
+            if cursor.is_none() {
+                break;
+            }
+        }
+        let mut all = all.expect("one page was read");
+        all.next_cursor = None;
+        Ok(all)
+    }
+
+    fn account(&self, id: &str, events_days: u32) -> Result<AccountDetail, ServiceError> {
+        let url = self.url(&format!("/api/v1/accounts/{}", encode_segment(id)));
+        let request = self.http.get(url).query(&[("events_days", events_days.to_string())]);
+        self.call(request, Scope::Read, Some(("account", id.to_string())))
+    }
+
+    fn outbox(&self, query: &outbox::ListQuery) -> Result<Vec<OutboxEntry>, ServiceError> {
+        let mut params: Vec<(&str, String)> = vec![(
+            "state",
+            match query.which {
+                Which::Pending => "pending",
+                Which::Dead => "dead",
+                Which::All => "all",
+            }
+            .to_string(),
+        )];
+        if let Some(a) = &query.account {
+            params.push(("account", a.clone()));
+        }
+        if let Some(l) = query.limit {
+            params.push(("limit", l.to_string()));
+        }
+        self.call(self.http.get(self.url("/api/v1/outbox")).query(&params), Scope::Read, None)
+    }
+
+    fn outbox_retry(&self, target: RetryTarget) -> Result<Vec<OutboxEntry>, ServiceError> {
+        match target {
+            RetryTarget::One(id) => self.call(
+                self.http.post(self.url(&format!("/api/v1/outbox/{id}/retry"))),
+                Scope::Admin,
+                Some(("outbox entry", id.to_string())),
+            ),
+            RetryTarget::AllDead => {
+                self.call(self.http.post(self.url("/api/v1/outbox/retry-dead")), Scope::Admin, None)
+            }
+        }
+    }
+
+    fn unsubscribe(&self, by: &UnsubscribeBy) -> Result<Unsubscribed, ServiceError> {
+        let body = match by {
+            UnsubscribeBy::Address(e) => serde_json::json!({ "email": e }),
+            UnsubscribeBy::Token(t) => serde_json::json!({ "token": t }),
+        };
+        self.call(self.http.post(self.url("/api/v1/contacts/unsubscribe")).json(&body), Scope::Tasks, None)
+    }
+}
+
+impl Client {
+    fn task_action(&self, id: u64, action: &str, body: Option<serde_json::Value>) -> Result<Task, ServiceError> {
+        let mut request = self.http.post(self.url(&format!("/api/v1/tasks/{id}/{action}")));
+        if let Some(b) = body {
+            request = request.json(&b);
+        }
+        self.call(request, Scope::Tasks, Some(("task", id.to_string())))
+    }
+}
+
+/// A serde enum's name (`arr`, `renewal`, …), as the query string spells it.
+fn enum_name<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+/// An account id as one path segment: ids are the CRM's, any bytes.
+fn encode_segment(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,92 @@
+//! [`Book`]: the queries and commands a person runs against the book from the command
+//! line — tasks, accounts, the outbox, unsubscribing — whoever holds the store.
+//!
+//! When no daemon runs, a command opens the store and [`Local`] calls the services
+//! directly. When `keel run` holds it (sled lets one process open a store), the same
+//! command goes through the daemon's API, whose client (`api::client`) implements this
+//! trait over HTTP: the daemon's handlers call the very services [`Local`] calls, so both
+//! paths answer the same, and the command prints it the same way.
+//!
+//! Invariants: every method is one service call (no rule here); results are the
+//! services' own types, which travel over the API as JSON and back unchanged.
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::accounts::{self, AccountDetail, AccountList};
+use super::contacts::{self, UnsubscribeBy, Unsubscribed};
+use super::outbox::{self, RetryTarget};
+use super::tasks::{self, SnoozeArgs, TaskList};
+use super::ServiceError;
+use crate::config::Config;
+use crate::lang::health::HealthModel;
+use crate::model::{OutboxEntry, Task};
+use crate::store::Store;
+
+/// The book, reached one way or another.
+pub trait Book {
+    /// Where the answers come from, for messages ("the store at …", "keel run at …").
+    fn describe(&self) -> String;
+    fn tasks(&self, query: &tasks::ListQuery) -> Result<TaskList, ServiceError>;
+    fn task_done(&self, id: u64) -> Result<Task, ServiceError>;
+    fn task_cancel(&self, id: u64) -> Result<Task, ServiceError>;
+    fn task_snooze(&self, id: u64, until: NaiveDate) -> Result<Task, ServiceError>;
+    fn accounts(&self, query: &accounts::ListQuery) -> Result<AccountList, ServiceError>;
+    /// One account with events of the last `events_days` days.
+    fn account(&self, id: &str, events_days: u32) -> Result<AccountDetail, ServiceError>;
+    fn outbox(&self, query: &outbox::ListQuery) -> Result<Vec<OutboxEntry>, ServiceError>;
+    fn outbox_retry(&self, target: RetryTarget) -> Result<Vec<OutboxEntry>, ServiceError>;
+    fn unsubscribe(&self, by: &UnsubscribeBy) -> Result<Unsubscribed, ServiceError>;
+}
+
+/// The store opened by this process.
+pub struct Local<'a> {
+    pub store: Store,
+    pub config: &'a Config,
+    pub now: DateTime<Utc>,
+    /// The health model in force, when it loads: names the inputs a category lacked.
+    pub model: Option<HealthModel>,
+}
+
+impl Book for Local<'_> {
+    fn describe(&self) -> String {
+        format!("the store at {}", self.store.path().display())
+    }
+
+    fn tasks(&self, query: &tasks::ListQuery) -> Result<TaskList, ServiceError> {
+        tasks::list(&self.store, query, self.now, self.config.timezone)
+    }
+
+    fn task_done(&self, id: u64) -> Result<Task, ServiceError> {
+        tasks::done(&self.store, id, self.now)
+    }
+
+    fn task_cancel(&self, id: u64) -> Result<Task, ServiceError> {
+        tasks::cancel(&self.store, id, self.now)
+    }
+
+    fn task_snooze(&self, id: u64, until: NaiveDate) -> Result<Task, ServiceError> {
+        tasks::snooze(&self.store, &SnoozeArgs { id, until, now: self.now, timezone: self.config.timezone })
+    }
+
+    fn accounts(&self, query: &accounts::ListQuery) -> Result<AccountList, ServiceError> {
+        accounts::list(&self.store, query, self.now, self.config.timezone)
+    }
+
+    fn account(&self, id: &str, events_days: u32) -> Result<AccountDetail, ServiceError> {
+        let query =
+            accounts::ShowQuery { id: id.to_string(), events_days, now: self.now, timezone: self.config.timezone };
+        accounts::show(&self.store, &query, self.model.as_ref())
+    }
+
+    fn outbox(&self, query: &outbox::ListQuery) -> Result<Vec<OutboxEntry>, ServiceError> {
+        outbox::list(&self.store, query)
+    }
+
+    fn outbox_retry(&self, target: RetryTarget) -> Result<Vec<OutboxEntry>, ServiceError> {
+        outbox::retry(&self.store, target, self.now)
+    }
+
+    fn unsubscribe(&self, by: &UnsubscribeBy) -> Result<Unsubscribed, ServiceError> {
+        contacts::unsubscribe(&self.store, self.config, by, self.now)
+    }
+}
