@@ -28,6 +28,7 @@ mod simulate;
 mod store;
 mod sync;
 mod sync_input;
+mod through_daemon;
 mod unicode;
 mod update;
-mod v1;
+pub(crate) mod v1;

@@ -37,7 +37,7 @@ sync:
 "#;
 
 /// Seven accounts, five SMB; A-3 and A-5 tie on ARR (the id breaks the tie).
-const ACCOUNTS: &str = "\
+pub(crate) const ACCOUNTS: &str = "\
 id,name,segment,arr,owner,renewal_date
 A-1,Acme,enterprise,480000,ana@keel.example,2027-02-01
 A-2,Bluepeak,smb,9000,ben@keel.example,2026-12-20
@@ -48,17 +48,17 @@ A-6,Foxtrot,mid_market,62000,ana@keel.example,2027-03-01
 A-7,Golf,smb,,ben@keel.example,
 ";
 
-const FOLLOW_UP: &str = "id: follow-up\nname: Follow up\ntrigger:\n  condition: account.id != \"\"\nactions:\n  - task: { title: \"Follow up with {{ account.name }}\", owner: \"{{ account.owner }}\", due_in: 3d }\n";
+pub(crate) const FOLLOW_UP: &str = "id: follow-up\nname: Follow up\ntrigger:\n  condition: account.id != \"\"\nactions:\n  - task: { title: \"Follow up with {{ account.name }}\", owner: \"{{ account.owner }}\", due_in: 3d }\n";
 
 /// Two webhooks for A-1: one the receiver takes (delivered), one it refuses for good (dead).
-fn hooks(port: u16) -> String {
+pub(crate) fn hooks(port: u16) -> String {
     format!(
         "id: hooks\nname: Hooks\ntrigger:\n  condition: account.id == \"A-1\"\nactions:\n  - webhook: {{ url: \"http://127.0.0.1:{port}/ok\" }}\n  - webhook: {{ url: \"http://127.0.0.1:{port}/refuse\" }}\n"
     )
 }
 
 /// A webhook receiver: 200 on `/ok`, 400 (a permanent refusal) on anything else.
-fn receiver() -> u16 {
+pub(crate) fn receiver() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
