@@ -533,6 +533,32 @@ mod tests {
     }
 
     #[test]
+    fn api_limits_have_defaults_and_read_as_written() {
+        assert_eq!(load_str("timezone: UTC\n").unwrap().api.limits, ApiLimits::default());
+        let c = load_str(
+            "api:\n  limits:\n    max_body_kb: 64\n    header_timeout: 2s\n    request_timeout: 1m\n    max_connections: 8\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.api.limits,
+            ApiLimits {
+                max_body: 64 * 1024,
+                header_timeout: std::time::Duration::from_secs(2),
+                request_timeout: std::time::Duration::from_secs(60),
+                max_connections: 8,
+            }
+        );
+        for (bad, says) in [
+            ("max_body_kb: 0", "nonzero"),
+            ("header_timeout: 0s", "0s"),
+            ("max_connection: 8", "unknown field `max_connection`"),
+        ] {
+            let e = load_str(&format!("api:\n  limits:\n    {bad}\n")).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn email_currency_and_date_format_default_and_are_checked() {
         let c = load_str("").unwrap();
         assert_eq!((c.email.currency.as_str(), c.email.date_format.as_str()), ("USD", "%b %-d, %Y"));
