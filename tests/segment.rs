@@ -131,10 +131,25 @@ fn the_http_contract_auth_refusals_gzip_and_limits() {
     assert_eq!(body["accounts"]["inserted"], 1, "{body}");
     let keyed = batch.replace("{\"batch\"", &format!("{{\"writeKey\": \"{WRITE_KEY}\", \"batch\""));
     let (status, body) = json(post("/v1/batch").body(keyed).send().unwrap());
+    assert_eq!((status, body["duplicates"].as_u64()), (200, Some(1)), "a body writeKey authenticates: {body}");
+
+    // A retried group is dropped by its messageId, even after a later call changed the
+    // account: its old traits are not applied again.
+    let renamed = batch.replace("H One", "H Two").replace("h-1", "h-7");
+    let (status, body) = json(post("/v1/batch").basic_auth(WRITE_KEY, Some("")).body(renamed.clone()).send().unwrap());
+    assert_eq!((status, body["accounts"]["updated"].as_u64()), (200, Some(1)), "{body}");
+    let (status, body) = json(post("/v1/batch").basic_auth(WRITE_KEY, Some("")).body(batch).send().unwrap());
+    assert_eq!(
+        (status, body["duplicates"].as_u64(), body["accounts"]["updated"].as_u64()),
+        (200, Some(1), Some(0)),
+        "{body}"
+    );
+    let same_as_now = renamed.replace("h-7", "h-8");
+    let (status, body) = json(post("/v1/batch").basic_auth(WRITE_KEY, Some("")).body(same_as_now).send().unwrap());
     assert_eq!(
         (status, body["accounts"]["unchanged"].as_u64()),
         (200, Some(1)),
-        "a body writeKey authenticates: {body}"
+        "the account still has the newer name: {body}"
     );
 
     // A batch with malformed messages: 400 naming each by index and field; the good

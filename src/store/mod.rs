@@ -20,6 +20,7 @@ mod incremental;
 mod integrity;
 mod keys;
 mod ledger;
+mod messages;
 mod outbox;
 mod overrides;
 
@@ -39,6 +40,7 @@ pub use incremental::Evaluated;
 use integrity::{damaged_by_panic, remove_unfinished_snapshots};
 pub use integrity::{restore, Seal, Verification, SEAL_FILE};
 pub use ledger::{AccountCursor, ChunkRange, Commit, EncodedAccount, Progress};
+pub use messages::MESSAGE_MEMORY;
 pub use outbox::{cap_full, CapCheck, SendMark, Suppression};
 pub use overrides::Overrides;
 
@@ -155,6 +157,9 @@ pub struct Store {
     evaluated: sled::Tree,
     /// Fields a playbook's update set, per account ([`overrides`]).
     overrides: sled::Tree,
+    /// Segment identify/group `messageId`s applied ([`messages`]).
+    messages: sled::Tree,
+    messages_by_time: sled::Tree,
 }
 
 impl Store {
@@ -262,6 +267,8 @@ impl Store {
             wakes: db.open_tree("wakes")?,
             evaluated: db.open_tree("evaluated")?,
             overrides: db.open_tree("overrides")?,
+            messages: db.open_tree("messages")?,
+            messages_by_time: db.open_tree("messages_by_time")?,
             db,
         };
         if layout != Some(STORE_LAYOUT) {

@@ -19,7 +19,9 @@
 //!   attach to the book (an anonymous identify without email, an event with no account
 //!   anywhere, `page`/`screen`/`alias`) is *skipped* with its reason. Neither is silent.
 //! - Retries change nothing: an event's id is its `messageId`, so a re-sent one is
-//!   `unchanged`; a re-sent identify or group repeats the record and is `unchanged` too.
+//!   `unchanged`; an identify or group whose `messageId` was applied in the last week is
+//!   a `duplicate` and not applied again — even when a later call changed the record since
+//!   (applying the old traits again would undo it).
 //! - An event of an account not in the store is stored and listed, as in a file sync.
 //! - Unknown message keys are accepted and ignored: Segment accepts them, and the SDKs
 //!   send keys of their own (`context`, `integrations`, `sentAt`, `_metadata`, `version`…).
@@ -185,6 +187,9 @@ pub struct IngestReport {
     /// Events stored for an account not in the store.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unknown_accounts: Vec<UnknownAccount>,
+    /// `identify` and `group` messages whose `messageId` was applied already (a retry):
+    /// not applied again.
+    pub duplicates: usize,
 }
 
 impl IngestReport {
@@ -298,7 +303,34 @@ pub fn ingest(
         }
     }
     report.accepted = report.received - report.refused.len();
+    // A retried identify or group is dropped by its messageId: applying its traits again
+    // would undo what a later call changed. (A track's messageId is its event's id.)
+    let records = |i: &Item| matches!(i.mapped, Mapped::Account(_) | Mapped::Contact(_));
+    let ids: Vec<&str> = items.iter().filter(|i| records(i)).filter_map(|i| i.message_id.as_deref()).collect();
+    let seen: std::collections::HashSet<String> =
+        ids.iter().zip(store.seen_messages(&ids, now)?).filter(|(_, s)| *s).map(|(id, _)| id.to_string()).collect();
+    let items: Vec<Item> = if seen.is_empty() {
+        items
+    } else {
+        let before = items.len();
+        let kept: Vec<Item> = items
+            .into_iter()
+            .filter(|i| !(records(i) && i.message_id.as_ref().is_some_and(|m| seen.contains(m))))
+            .collect();
+        report.duplicates = before - kept.len();
+        kept
+    };
+    let applied: Vec<(usize, String)> =
+        items.iter().filter(|i| records(i)).filter_map(|i| Some((i.index, i.message_id.clone()?))).collect();
     store_items(store, items, now, &mut report)?;
+    // Remembered once stored; one skipped (a contact without its account) may apply when
+    // retried after its account came.
+    let remember: Vec<&str> = applied
+        .iter()
+        .filter(|(index, _)| !report.skipped.iter().any(|s| s.index == *index))
+        .map(|(_, id)| id.as_str())
+        .collect();
+    store.remember_messages(&remember, now)?;
     Ok(report)
 }
 
