@@ -145,7 +145,8 @@ fn the_cli_says_the_same_through_a_running_daemon_and_its_changes_land_in_the_st
     assert_eq!(through_daemon, tasks_now);
     let all: serde_json::Value = serde_json::from_str(&tasks_now.1).unwrap();
     let status_of = |id: &str| {
-        all.as_array().unwrap().iter().find(|t| t["id"].to_string() == id).unwrap()["status"]
+        all.as_array().unwrap().iter().find(|t| t["id"].as_u64().map(|n| n.to_string()).as_deref() == Some(id)).unwrap()
+            ["status"]
             .as_str()
             .unwrap()
             .to_string()
