@@ -4,7 +4,6 @@
 //! store themselves — instead of "store in use".
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::channel;
 
@@ -14,18 +13,15 @@ use crate::v1::{hooks, receiver, ACCOUNTS, FOLLOW_UP};
 
 const TOKEN: &str = "t-through-daemon";
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// `keel ARGS` in the workspace at `NOW`, with (or without) the API token.
+/// `keel ARGS` in the workspace, on the config's clock (as the daemon is), with (or
+/// without) the API token.
 fn keel(ws: &Workspace, args: &[&str], token: Option<&str>) -> (i32, String, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_keel"));
     command
         .args(["--config", "keel.yaml"])
         .args(args)
         .current_dir(ws.dir.path())
-        .env("KEEL_NOW", NOW)
+        .env_remove("KEEL_NOW")
         .env_remove("RUST_LOG")
         .env_remove("KEEL_CONFIG")
         .env_remove("KEEL_API_TOKEN");
@@ -36,12 +32,13 @@ fn keel(ws: &Workspace, args: &[&str], token: Option<&str>) -> (i32, String, Str
     (out.status.code().unwrap(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
 }
 
-/// `keel run` on the config's own `api.listen` (what the command line reaches).
-fn daemon(ws: &Workspace) -> Child {
+/// `keel run` on its config's clock, listening on `listen` (any port: the command line
+/// finds it through what the daemon announces in data_dir).
+fn daemon(ws: &Workspace, listen: &str) -> Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
-        .args(["--config", "keel.yaml", "run"])
+        .args(["--config", "keel.yaml", "run", "--listen", listen])
         .current_dir(ws.dir.path())
-        .env("KEEL_NOW", NOW)
+        .env_remove("KEEL_NOW")
         .env("KEEL_API_TOKEN", TOKEN)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
@@ -81,9 +78,10 @@ const READS: &[&[&str]] = &[
 
 #[test]
 fn the_cli_says_the_same_through_a_running_daemon_and_its_changes_land_in_the_store() {
-    let port = free_port();
+    // The book's clock (config `clock.start`), which the daemon and every command read
+    // alike: a command pinned with KEEL_NOW cannot go through a daemon on its own clock.
     let ws = Workspace::new(&format!(
-        "timezone: UTC\ndata_dir: .keel\napi:\n  listen: 127.0.0.1:{port}\n  token: ${{KEEL_API_TOKEN:-}}\nsync:\n  accounts: {{ file: accounts.csv }}\n"
+        "timezone: UTC\ndata_dir: .keel\nclock:\n  start: \"{NOW}\"\napi:\n  token: ${{KEEL_API_TOKEN:-}}\nsync:\n  accounts: {{ file: accounts.csv }}\n"
     ));
     ws.write("accounts.csv", ACCOUNTS);
     ws.write("playbooks/follow-up.yaml", FOLLOW_UP);
@@ -95,7 +93,10 @@ fn the_cli_says_the_same_through_a_running_daemon_and_its_changes_land_in_the_st
     assert!(local[0].1.contains("Follow up with Acme"), "the pass opened tasks:\n{}", local[0].1);
     assert!(local[10].1.contains("\"dead\""), "a refused webhook is dead:\n{}", local[10].1);
 
-    let mut child = daemon(&ws);
+    let mut child = daemon(&ws, "127.0.0.1:0");
+    let announced: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ws.path(".keel/api.json")).unwrap()).unwrap();
+    let port = announced["addr"].as_str().unwrap().rsplit(':').next().unwrap().to_string();
     // The store is the daemon's now: a command that opens it directly says so…
     let (code, _, err) = keel(&ws, &["contacts", "suppressed"], Some(TOKEN));
     assert_eq!(code, 1);
@@ -108,11 +109,27 @@ fn the_cli_says_the_same_through_a_running_daemon_and_its_changes_land_in_the_st
         assert_eq!(&through, before, "`keel {}` through the daemon", args.join(" "));
     }
 
-    // Changes go through too, with the same words.
     let tasks: serde_json::Value =
         serde_json::from_str(&keel(&ws, &["tasks", "list", "--format", "json"], Some(TOKEN)).1).unwrap();
     let first = tasks[0]["id"].as_u64().unwrap().to_string();
     let second = tasks[1]["id"].as_u64().unwrap().to_string();
+
+    // Another book whose daemon's announcement is stale (say it was killed and this one's
+    // port was taken since) names the first daemon: nothing there is changed for it.
+    let other = Workspace::new("timezone: UTC\ndata_dir: .keel\napi:\n  token: ${KEEL_API_TOKEN:-}\n");
+    let mut other_daemon = daemon(&other, "127.0.0.1:0");
+    std::fs::copy(ws.path(".keel/api.json"), other.path(".keel/api.json")).unwrap();
+    let (code, _, err) = keel(&other, &["tasks", "done", &first], Some(TOKEN));
+    assert_eq!(code, 1);
+    assert!(err.contains("is not the keel run holding this store") && err.contains("nothing was changed"), "{err}");
+    // A store held by a process that announced no API (here: the file is gone).
+    std::fs::remove_file(other.path(".keel/api.json")).unwrap();
+    let (code, _, err) = keel(&other, &["tasks", "list"], Some(TOKEN));
+    assert_eq!(code, 1);
+    assert!(err.contains("in use by another keel process that serves no API"), "{err}");
+    terminate(&mut other_daemon);
+
+    // Changes go through too, with the same words.
     let (code, out, err) = keel(&ws, &["tasks", "done", &first], Some(TOKEN));
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with(&format!("task {first} is done: Follow up with")), "{out}");
@@ -137,9 +154,18 @@ fn the_cli_says_the_same_through_a_running_daemon_and_its_changes_land_in_the_st
     assert_eq!(code, 1);
     assert!(err.contains("refused") && err.contains("KEEL_API_TOKEN"), "{err}");
 
+    // A command pinned to another instant is refused rather than answered as of the
+    // daemon's clock.
+    let mut pinned = Command::new(env!("CARGO_BIN_EXE_keel"));
+    pinned.args(["--config", "keel.yaml", "tasks", "list"]).current_dir(ws.dir.path()).env("KEEL_NOW", NOW);
+    let pinned = pinned.env("KEEL_API_TOKEN", TOKEN).output().unwrap();
+    assert_eq!(pinned.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&pinned.stderr).contains("not --now / KEEL_NOW"), "{pinned:?}");
+
     let through_daemon = keel(&ws, &["tasks", "list", "--all", "--format", "json"], Some(TOKEN));
     let (status, _) = terminate(&mut child);
     assert_eq!(status.code(), Some(0));
+    assert!(!ws.path(".keel/api.json").exists(), "the announcement goes with the daemon");
     // What the daemon said is what its store holds.
     let tasks_now = keel(&ws, &["tasks", "list", "--all", "--format", "json"], None);
     assert_eq!(through_daemon, tasks_now);

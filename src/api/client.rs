@@ -2,10 +2,13 @@
 //! `keel accounts`, `keel outbox` and `keel contacts unsubscribe` reach the book through
 //! the daemon with this [`Client`], which implements the same [`Book`] as the store does.
 //!
-//! Invariants: the address is the config's `api.listen` (a wildcard listen address is
-//! reached on loopback); the token is `KEEL_API_TOKEN` when set, else the config's own
-//! token that has the request's scope — the same config, so the same environment; the
-//! answers are the services' result types, read back from their JSON unchanged.
+//! Invariants: the address is the one the daemon announced in `data_dir/api.json`
+//! ([`super::announce`]) and every answer must name this command's own store, so a
+//! command never changes another Keel's book (a change is sent only after a read of
+//! the same daemon proved it); the token is `KEEL_API_TOKEN` when set,
+//! else the config's own token that has the request's scope — the same config, so the
+//! same environment; no proxy is ever used (a token must not leave the machine in clear);
+//! the answers are the services' result types, read back from their JSON unchanged.
 
 use std::time::Duration;
 
@@ -31,6 +34,10 @@ const PAGE: usize = 1000;
 pub struct Client {
     http: Http,
     base: String,
+    /// This command's store, as the daemon serving it names it in every answer.
+    store_id: String,
+    /// A read proved the daemon at `base` serves this store.
+    proven: std::sync::atomic::AtomicBool,
     /// `KEEL_API_TOKEN`, when set and not empty.
     own_token: Option<String>,
     /// The config's usable tokens and their scopes.
@@ -39,7 +46,15 @@ pub struct Client {
 
 impl Client {
     pub fn new(config: &Config) -> Result<Client, ServiceError> {
-        let mut addr = config.api.listen;
+        let file = super::announce::path(config);
+        let Some(announced) = super::announce::read(&file) else {
+            return Err(ServiceError::Unreachable(format!(
+                "the store at {} is in use by another keel process that serves no API (keel run --once, keel sync, \
+                 a backup…): wait for it to finish, then run this again",
+                config.store_dir().display()
+            )));
+        };
+        let mut addr = announced.addr;
         if addr.ip().is_unspecified() {
             addr.set_ip(if addr.is_ipv4() {
                 std::net::Ipv4Addr::LOCALHOST.into()
@@ -48,6 +63,7 @@ impl Client {
             });
         }
         let http = Http::builder()
+            .no_proxy()
             .timeout(Duration::from_secs(120))
             .connect_timeout(Duration::from_secs(5))
             .build()
@@ -55,6 +71,8 @@ impl Client {
         Ok(Client {
             http,
             base: format!("http://{addr}"),
+            store_id: super::announce::store_id(config),
+            proven: std::sync::atomic::AtomicBool::new(false),
             own_token: std::env::var(TOKEN_VAR).ok().filter(|t| !t.trim().is_empty()),
             tokens: config.api.usable_tokens().map(|(s, scopes)| (s.expose().to_string(), scopes.to_vec())).collect(),
         })
@@ -78,17 +96,19 @@ impl Client {
         scope: Scope,
         missing: Option<(&'static str, String)>,
     ) -> Result<T, ServiceError> {
+        if !self.proven.load(std::sync::atomic::Ordering::Relaxed) {
+            // Before anything is sent that could change a book: is it ours?
+            let answer = self.http.get(self.url("/healthz")).send().map_err(|e| self.unanswered(e))?;
+            self.check_store(&answer)?;
+            self.proven.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let request = match self.token(scope) {
             Some(t) => request.bearer_auth(t),
             None => request,
         };
-        let answer = request.send().map_err(|e| {
-            ServiceError::Unreachable(format!(
-                "the store is in use by keel run, and its API at {} did not answer ({e}); stop the daemon, or check api.listen",
-                self.base
-            ))
-        })?;
+        let answer = request.send().map_err(|e| self.unanswered(e))?;
         let status = answer.status();
+        self.check_store(&answer)?;
         let body = answer.bytes().map_err(|e| ServiceError::Unreachable(format!("reading keel run's answer: {e}")))?;
         if status.is_success() {
             return serde_json::from_slice(&body).map_err(|e| {
@@ -197,7 +217,15 @@ impl Book for Client {
                 break;
             }
         }
-        let mut all = all.expect("one page was read");
+        let mut all = all.unwrap_or(AccountList { accounts: Vec::new(), arr: 0.0, next_cursor: None });
+        // An account whose sort value changed between pages (a pass, a sync) may come
+        // twice: listed once, where it was first seen.
+        let mut seen = std::collections::HashSet::new();
+        let before = all.accounts.len();
+        all.accounts.retain(|a| seen.insert(a.id.clone()));
+        if all.accounts.len() != before {
+            all.arr = all.accounts.iter().map(|a| a.arr.unwrap_or(0.0)).sum();
+        }
         all.next_cursor = None;
         Ok(all)
     }
@@ -250,6 +278,27 @@ impl Book for Client {
 }
 
 impl Client {
+    fn unanswered(&self, e: reqwest::Error) -> ServiceError {
+        ServiceError::Unreachable(format!(
+            "the store is in use by keel run, and its API at {} did not answer ({e}); is the daemon stopping?",
+            self.base
+        ))
+    }
+
+    /// The answer names this command's store, or nothing of it is used.
+    fn check_store(&self, answer: &reqwest::blocking::Response) -> Result<(), ServiceError> {
+        let served = answer.headers().get(super::announce::STORE_HEADER).and_then(|v| v.to_str().ok());
+        if served == Some(self.store_id.as_str()) {
+            return Ok(());
+        }
+        Err(ServiceError::Unreachable(format!(
+            "{} answered, but it is not the keel run holding this store (data_dir/{} is stale: was the daemon killed?); \
+             nothing was changed",
+            self.base,
+            super::announce::FILE
+        )))
+    }
+
     fn task_action(&self, id: u64, action: &str, body: Option<serde_json::Value>) -> Result<Task, ServiceError> {
         let mut request = self.http.post(self.url(&format!("/api/v1/tasks/{id}/{action}")));
         if let Some(b) = body {

@@ -9,6 +9,7 @@
 //! - A listener reachable from other machines is refused at start unless a token is set.
 //! - Shutdown stops accepting, lets requests in flight finish (bounded), then returns.
 
+pub mod announce;
 pub mod auth;
 pub mod client;
 pub mod error;
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -52,6 +53,10 @@ pub struct ApiState {
     /// The daemon's counters, for `/metrics` and `/readyz`.
     pub counters: Arc<Counters>,
     pub credentials: Credentials,
+    /// This daemon's run, in the announcement file.
+    pub instance: String,
+    /// The store it serves, on every answer ([`announce::STORE_HEADER`]).
+    pub store_id: String,
 }
 
 pub type Shared = Arc<ApiState>;
@@ -65,7 +70,8 @@ impl ApiState {
         counters: Arc<Counters>,
     ) -> ApiState {
         let credentials = Credentials::new(&config.api);
-        ApiState { config, store, clock, loaded, counters, credentials }
+        let store_id = announce::store_id(&config);
+        ApiState { config, store, clock, loaded, counters, credentials, instance: announce::instance_id(), store_id }
     }
 
     /// The playbooks, rules and health model in force now.
@@ -76,7 +82,19 @@ impl ApiState {
 
 /// Every route of the API.
 pub fn router(state: Shared) -> Router {
-    Router::new().route("/healthz", get(healthz)).merge(segment::routes()).merge(v1::routes(&state)).with_state(state)
+    let served = HeaderValue::from_str(&state.store_id).expect("a hex digest is a header value");
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(segment::routes())
+        .merge(v1::routes(&state))
+        .with_state(state)
+        .layer(axum::middleware::map_response(move |mut r: axum::response::Response| {
+            let served = served.clone();
+            async move {
+                r.headers_mut().insert(announce::STORE_HEADER, served);
+                r
+            }
+        }))
 }
 
 /// The process is up.

@@ -121,6 +121,9 @@ pub struct Session {
     /// `now` was pinned with `--now` / `KEEL_NOW`, or read from the config's `clock`,
     /// rather than from the machine's clock.
     pub pinned: bool,
+    /// `now` came from `--now` / `KEEL_NOW` (not the config's clock): a running daemon
+    /// answers as of its own clock, so such a command cannot go through it.
+    explicit_now: bool,
     /// The config's pinned clock and the machine's time this command started at, when
     /// `now` came from it: opening the store starts that clock, if it was not yet.
     book_clock: Option<(BookClock, DateTime<Utc>)>,
@@ -130,6 +133,7 @@ impl Session {
     /// The one place a command's "now" is decided: `--now` / `KEEL_NOW` first, then the
     /// config's `clock.start` (a demo book), else the machine's clock.
     pub fn new(config: Config, now: Option<DateTime<Utc>>) -> anyhow::Result<Session> {
+        let explicit_now = now.is_some();
         let real = Utc::now();
         let book_clock =
             config.clock_start.filter(|_| now.is_none()).map(|start| BookClock { start, file: config.clock_file() });
@@ -143,7 +147,7 @@ impl Session {
             (None, Some(clock)) => (clock.now(real)?, true),
             (None, None) => (real, false),
         };
-        Ok(Session { config, now, pinned, book_clock: book_clock.map(|c| (c, real)) })
+        Ok(Session { config, now, pinned, explicit_now, book_clock: book_clock.map(|c| (c, real)) })
     }
 
     /// The book as this command reaches it: the store, opened here, or — when `keel run`
@@ -153,6 +157,12 @@ impl Session {
         match self.open_store() {
             Ok(store) => Ok(Box::new(Local { store, config: &self.config, now: self.now, model })),
             Err(e) if matches!(e.downcast_ref::<StoreError>(), Some(StoreError::Locked { .. })) => {
+                if self.explicit_now {
+                    anyhow::bail!(
+                        "the store is in use by keel run, whose API answers as of the daemon's clock, not --now / KEEL_NOW: \
+                         drop it, or stop the daemon"
+                    );
+                }
                 tracing::debug!("the store is in use: going through keel run's API");
                 Ok(Box::new(crate::api::client::Client::new(&self.config)?))
             }

@@ -117,6 +117,12 @@ pub fn run(session: &Session, args: RunArgs) -> anyhow::Result<ExitCode> {
         );
         let shutdown = CancellationToken::new();
         let limits = daemon.config().api.limits;
+        // Where commands of this store find this daemon (removed when it stops).
+        let bound = listener.local_addr().context("the API's address")?;
+        let _announced =
+            crate::api::announce::announce(daemon.config(), bound, &state.instance).with_context(|| {
+                format!("keel did not start: cannot write {}", crate::api::announce::path(daemon.config()).display())
+            })?;
         let router = crate::api::router(Arc::new(state));
         let api = tokio::spawn(crate::api::serve(listener, router, limits, shutdown.clone(), API_GRACE));
         let token = shutdown.clone();

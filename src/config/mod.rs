@@ -434,10 +434,10 @@ impl Config {
                 let d = ApiLimits::default();
                 let l = raw.api.limits;
                 let limits = ApiLimits {
-                    max_body: l.max_body_kb.map_or(d.max_body, |k| k.get().saturating_mul(1024)),
+                    max_body: l.max_body_kb.map_or(d.max_body, |k| k.0 * 1024),
                     header_timeout: l.header_timeout.map_or(d.header_timeout, |t| t.0),
                     request_timeout: l.request_timeout.map_or(d.request_timeout, |t| t.0),
-                    max_connections: l.max_connections.map_or(d.max_connections, |n| n.get()),
+                    max_connections: l.max_connections.map_or(d.max_connections, |n| n.0),
                 };
                 ApiConfig { listen, tokens, write_keys, empty_write_keys: empty.len(), limits }
             },
@@ -536,20 +536,21 @@ mod tests {
     fn api_limits_have_defaults_and_read_as_written() {
         assert_eq!(load_str("timezone: UTC\n").unwrap().api.limits, ApiLimits::default());
         let c = load_str(
-            "api:\n  limits:\n    max_body_kb: 64\n    header_timeout: 2s\n    request_timeout: 1m\n    max_connections: 8\n",
+            "api:\n  limits:\n    max_body_kb: 640\n    header_timeout: 2s\n    request_timeout: 1m\n    max_connections: 8\n",
         )
         .unwrap();
         assert_eq!(
             c.api.limits,
             ApiLimits {
-                max_body: 64 * 1024,
+                max_body: 640 * 1024,
                 header_timeout: std::time::Duration::from_secs(2),
                 request_timeout: std::time::Duration::from_secs(60),
                 max_connections: 8,
             }
         );
         for (bad, says) in [
-            ("max_body_kb: 0", "nonzero"),
+            ("max_body_kb: 64", "64 is out of range: between 500 and 1048576"),
+            ("max_connections: 99999999999999", "out of range"),
             ("header_timeout: 0s", "0s"),
             ("max_connection: 8", "unknown field `max_connection`"),
         ] {

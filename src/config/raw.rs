@@ -340,13 +340,27 @@ pub struct RawApi {
 #[serde(deny_unknown_fields)]
 pub struct RawApiLimits {
     /// The largest request body, in KB (1024 bytes), after decompression too.
-    pub max_body_kb: Option<std::num::NonZeroUsize>,
+    pub max_body_kb: Option<Within<500, { 1 << 20 }>>,
     /// How long a client may take to send a request's headers.
     pub header_timeout: Option<DelayText>,
     /// How long a request may take, body and answer included.
     pub request_timeout: Option<DelayText>,
     /// Connections served at once; more wait to be accepted.
-    pub max_connections: Option<std::num::NonZeroUsize>,
+    pub max_connections: Option<Within<1, 1_000_000>>,
+}
+
+/// A whole number in `MIN..=MAX`, checked while parsing (so the error has its position).
+#[derive(Debug, Clone, Copy)]
+pub struct Within<const MIN: usize, const MAX: usize>(pub usize);
+
+impl<'de, const MIN: usize, const MAX: usize> Deserialize<'de> for Within<MIN, MAX> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = u64::deserialize(d)?;
+        match usize::try_from(n) {
+            Ok(n) if (MIN..=MAX).contains(&n) => Ok(Within(n)),
+            _ => Err(de::Error::custom(format!("{n} is out of range: between {MIN} and {MAX}"))),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

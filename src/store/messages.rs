@@ -19,8 +19,8 @@ use super::{Store, StoreError};
 /// hours, and a replayed archive is older than this only by choice.
 pub const MESSAGE_MEMORY: chrono::Duration = chrono::Duration::days(7);
 
-/// Old ids forgotten per [`Store::remember_messages`] call at most: the cost of forgetting
-/// stays proportional to what is remembered.
+/// Old ids forgotten per [`Store::remember_messages`] call at least (and twice the ids it
+/// remembers, when more): forgetting outpaces remembering, at a cost proportional to it.
 const FORGET_PER_CALL: usize = 1_000;
 
 impl Store {
@@ -51,7 +51,7 @@ impl Store {
             by_time.insert([&at[..], id.as_bytes()].concat(), &[]);
         }
         let horizon = (now - MESSAGE_MEMORY).timestamp_millis().to_be_bytes();
-        for kv in self.messages_by_time.range(..&horizon[..]).take(FORGET_PER_CALL) {
+        for kv in self.messages_by_time.range(..&horizon[..]).take(FORGET_PER_CALL.max(2 * ids.len())) {
             let (key, _) = kv?;
             let id = &key[8..];
             // Only when the id was not applied again since (a newer instant).
@@ -62,8 +62,10 @@ impl Store {
             }
             by_time.remove(key);
         }
-        self.messages.apply_batch(by_id)?;
+        // The time index first: a crash between the two leaves at worst an index key
+        // without its id (removed when its time comes), never an id nothing forgets.
         self.messages_by_time.apply_batch(by_time)?;
+        self.messages.apply_batch(by_id)?;
         Ok(())
     }
 }
