@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod client;
 pub mod error;
+pub mod metrics;
 pub mod segment;
 pub mod v1;
 
@@ -35,6 +36,7 @@ use tower_http::timeout::TimeoutLayer;
 use crate::clock::Clock;
 use crate::config::{ApiLimits, Config};
 use crate::daemon::Counters;
+use crate::deliver::DeliveryCounters;
 use crate::lang::Loaded;
 use crate::store::Store;
 
@@ -51,7 +53,13 @@ pub struct ApiState {
     pub loaded: watch::Receiver<Arc<Loaded>>,
     /// The daemon's counters, for `/metrics` and `/readyz`.
     pub counters: Arc<Counters>,
+    /// The deliverer's counters, for `/metrics`.
+    pub delivery: Arc<DeliveryCounters>,
     pub credentials: Credentials,
+    /// Requests answered, by route and status ([`metrics::track`]).
+    pub http: metrics::HttpCounters,
+    /// The store-derived gauges of `/metrics`, reused for a few seconds.
+    pub waiting: metrics::WaitingCache,
 }
 
 pub type Shared = Arc<ApiState>;
@@ -63,9 +71,20 @@ impl ApiState {
         clock: Arc<dyn Clock>,
         loaded: watch::Receiver<Arc<Loaded>>,
         counters: Arc<Counters>,
+        delivery: Arc<DeliveryCounters>,
     ) -> ApiState {
         let credentials = Credentials::new(&config.api);
-        ApiState { config, store, clock, loaded, counters, credentials }
+        ApiState {
+            config,
+            store,
+            clock,
+            loaded,
+            counters,
+            delivery,
+            credentials,
+            http: metrics::HttpCounters::default(),
+            waiting: metrics::WaitingCache::default(),
+        }
     }
 
     /// The playbooks, rules and health model in force now.
@@ -74,9 +93,16 @@ impl ApiState {
     }
 }
 
-/// Every route of the API.
+/// Every route of the API, each request counted by its route template
+/// ([`metrics::track`]; the layer covers the fallback too: `route="unmatched"`).
 pub fn router(state: Shared) -> Router {
-    Router::new().route("/healthz", get(healthz)).merge(segment::routes()).merge(v1::routes(&state)).with_state(state)
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(metrics::routes(&state))
+        .merge(segment::routes())
+        .merge(v1::routes(&state))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+        .with_state(state)
 }
 
 /// The process is up.
