@@ -1,8 +1,9 @@
 //! `/metrics` and `/readyz` of a running `keel run`, over real sockets: the exposition is
 //! read by the Prometheus client library's own text parser (`prometheus_client`, Python,
 //! pinned in scripts/test), as a scraper reads it, and its numbers are checked against
-//! what the daemon did — the pass, the book's size, the ledger's firings, the requests
-//! the test made — and who may scrape (401 without a token, 403 without `read`).
+//! what the daemon did — the pass, the book's size, the ledger's firings, the webhooks
+//! delivered and refused, the requests the test made — and who may scrape (401 without a
+//! token, 403 without `read`).
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -44,10 +45,18 @@ const BOOK: u64 = 5;
 /// Fires for the enterprise and mid-market accounts: two of five.
 const BIG: &str = "id: big-accounts\nname: Big accounts\ntrigger:\n  condition: account.segment != \"smb\"\nactions:\n  - task: { title: \"Check in with {{ account.name }}\", owner: \"{{ account.owner }}\", due_in: 3d }\n";
 
+/// Two webhooks for A-1: one the receiver takes (delivered), one it refuses for good (dead).
+fn hooks(port: u16) -> String {
+    format!(
+        "id: hooks\nname: Hooks\ntrigger:\n  condition: account.id == \"A-1\"\nactions:\n  - webhook: {{ url: \"http://127.0.0.1:{port}/ok\" }}\n  - webhook: {{ url: \"http://127.0.0.1:{port}/refuse\" }}\n"
+    )
+}
+
 fn start() -> (Workspace, Api) {
     let ws = Workspace::new(CONFIG);
     ws.write("accounts.csv", ACCOUNTS);
     ws.write("playbooks/big-accounts.yaml", BIG);
+    ws.write("playbooks/hooks.yaml", &hooks(crate::v1::receiver()));
     let mut api = Api::start_with_env(&ws, &[("KEEL_T_READ", READ), ("KEEL_T_INGEST", INGEST)]);
     wait_for(&api.rx, &mut api.log, "the first pass", |l| l.contains("pass done"));
     (ws, api)
@@ -129,8 +138,12 @@ fn ledger_fired(client: &Client, api: &Api, playbook: &str) -> u64 {
 
 #[test]
 fn metrics_parse_with_prometheus_client_and_count_what_the_daemon_did() {
-    let (_ws, api) = start();
+    let (_ws, mut api) = start();
     let client = Client::new();
+    // The round may come before the pass is logged done: its entries are committed first.
+    if !api.log.iter().any(|l| l.contains("delivery round")) {
+        wait_for(&api.rx, &mut api.log, "the webhooks' delivery round", |l| l.contains("delivery round"));
+    }
 
     assert_eq!(client.get(api.url("/healthz")).send().unwrap().status(), 200);
     assert_eq!(client.get(api.url("/no/such/route")).send().unwrap().status(), 404);
@@ -172,7 +185,13 @@ fn metrics_parse_with_prometheus_client_and_count_what_the_daemon_did() {
     assert_eq!(value(&samples, "keel_sync_rejected_total", &[("kind", "accounts"), ("source", "file")]), 0.0);
     for outcome in ["delivered", "retrying", "deferred", "suppressed", "dropped", "dead"] {
         assert_eq!(value(&samples, "keel_deliveries_total", &[("channel", "email"), ("outcome", outcome)]), 0.0);
+        let webhooks = value(&samples, "keel_deliveries_total", &[("channel", "webhook"), ("outcome", outcome)]);
+        let want = if matches!(outcome, "delivered" | "dead") { 1.0 } else { 0.0 };
+        assert_eq!(webhooks, want, "webhook {outcome}: the receiver took one and refused the other for good");
     }
+    assert_eq!(value(&samples, "keel_messages_sent_total", &[]), 1.0);
+    assert_eq!(value(&samples, "keel_outbox_dead", &[]), 1.0, "the refused webhook");
+    assert_eq!(value(&samples, "keel_playbook_fired_total", &[("playbook", "hooks")]), 1.0);
     assert_eq!(value(&samples, "keel_reloads_total", &[]), 0.0);
 
     let requests = |route: &str, status: &str| {
@@ -190,6 +209,6 @@ fn metrics_parse_with_prometheus_client_and_count_what_the_daemon_did() {
 fn readyz_answers_ready_without_a_token_once_a_pass_finished() {
     let (_ws, api) = start();
     let ready = Client::new().get(api.url("/readyz")).send().unwrap();
-    assert_eq!(ready.status(), 200);
-    assert_eq!(ready.text().unwrap(), "ready\n");
+    let status = ready.status();
+    assert_eq!((status.as_u16(), ready.text().unwrap().as_str()), (200, "ready\n"));
 }

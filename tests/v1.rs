@@ -58,7 +58,7 @@ fn hooks(port: u16) -> String {
 }
 
 /// A webhook receiver: 200 on `/ok`, 400 (a permanent refusal) on anything else.
-fn receiver() -> u16 {
+pub(crate) fn receiver() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {

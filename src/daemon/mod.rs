@@ -160,14 +160,15 @@ impl Daemon {
     pub fn tick(&self, cancel: &AtomicBool) -> Result<Tick, StoreError> {
         let now = self.now();
         let tick = crate::decide::tick::tick(self.context(), now, Mode::Commit, Options::default(), cancel)?;
+        // A tick that found nothing to evaluate (a schedule trigger's baseline) finished
+        // too: readiness asks whether the daemon keeps up with its ticks, not whether it
+        // fired. Recorded before the pass is logged: whoever reads "pass done" finds it.
+        if !tick.report.as_ref().is_some_and(|r| r.cancelled) {
+            self.counters.pass_finished(self.now());
+        }
         if let Some(report) = &tick.report {
             self.counters.count_pass(report);
             self.log(report, &tick.due);
-        }
-        // A tick that found nothing to evaluate (a schedule trigger's baseline) finished
-        // too: readiness asks whether the daemon keeps up with its ticks, not whether it fired.
-        if !tick.report.as_ref().is_some_and(|r| r.cancelled) {
-            self.counters.pass_finished(self.now());
         }
         Ok(tick)
     }
