@@ -140,8 +140,11 @@ fn exposition(state: &Shared, waiting: &Waiting) -> String {
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let mut e = Exposition::default();
 
+    // Passes are the histogram's count, read once: a scrape during a pass's counting
+    // never sees the two differ.
+    let h = c.pass_seconds.snapshot();
     e.family("keel_passes_total", "counter", "Evaluation passes finished since start.");
-    e.sample("keel_passes_total", &[], load(&c.passes));
+    e.sample("keel_passes_total", &[], h.count);
     e.family("keel_accounts_evaluated_total", "counter", "Accounts evaluated, summed over passes.");
     e.sample("keel_accounts_evaluated_total", &[], load(&c.accounts_evaluated));
     e.family("keel_slow_passes_total", "counter", "Passes slower than evaluation.tick_limit.");
@@ -165,7 +168,6 @@ fn exposition(state: &Shared, waiting: &Waiting) -> String {
         }
     }
 
-    let h = c.pass_seconds.snapshot();
     e.family("keel_pass_duration_seconds", "histogram", "How long evaluation passes took.");
     for (bound, n) in &h.cumulative {
         let le = if bound.is_infinite() { "+Inf".to_string() } else { bound.to_string() };
