@@ -2,8 +2,8 @@
 //! read by the Prometheus client library's own text parser (`prometheus_client`, Python,
 //! pinned in scripts/test), as a scraper reads it, and its numbers are checked against
 //! what the daemon did — the pass, the book's size, the ledger's firings, the webhooks
-//! delivered and refused, the requests the test made — and who may scrape (401 without a
-//! token, 403 without `read`).
+//! delivered and refused, the rows a file and a Segment batch brought, the requests the
+//! test made — and who may scrape (401 without a token, 403 without `read`).
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -17,6 +17,7 @@ use crate::util::Workspace;
 
 const READ: &str = "t-read-metrics";
 const INGEST: &str = "t-ingest-metrics";
+const WRITE_KEY: &str = "wk-metrics";
 
 // Hourly: the daemon's first pass runs at start (nothing ran yet), the next one an hour
 // later on its clock, so the test sees exactly one pass.
@@ -28,8 +29,10 @@ api:
   tokens:
     - { token: "${KEEL_T_READ}", scopes: [read] }
     - { token: "${KEEL_T_INGEST}", scopes: [ingest] }
+  write_keys: ["${KEEL_T_WK}"]
 sync:
   accounts: { file: accounts.csv }
+  segment: {}
 "#;
 
 const ACCOUNTS: &str = "\
@@ -57,7 +60,8 @@ fn start() -> (Workspace, Api) {
     ws.write("accounts.csv", ACCOUNTS);
     ws.write("playbooks/big-accounts.yaml", BIG);
     ws.write("playbooks/hooks.yaml", &hooks(crate::v1::receiver()));
-    let mut api = Api::start_with_env(&ws, &[("KEEL_T_READ", READ), ("KEEL_T_INGEST", INGEST)]);
+    let mut api =
+        Api::start_with_env(&ws, &[("KEEL_T_READ", READ), ("KEEL_T_INGEST", INGEST), ("KEEL_T_WK", WRITE_KEY)]);
     wait_for(&api.rx, &mut api.log, "the first pass", |l| l.contains("pass done"));
     (ws, api)
 }
@@ -154,6 +158,13 @@ fn metrics_parse_with_prometheus_client_and_count_what_the_daemon_did() {
     assert_eq!(ingest_only.status(), 403, "a token without `read`: {}", ingest_only.text().unwrap());
     let fired_in_ledger = ledger_fired(&client, &api, "big-accounts");
     assert_eq!(fired_in_ledger, 2, "the enterprise and mid-market accounts");
+    // Segment: a group stores an account; a track without its event name is refused.
+    let batch = r#"{"batch": [
+        {"type": "group", "userId": "u1", "groupId": "A-9", "traits": {"name": "Zulu"}, "messageId": "m-1"},
+        {"type": "track", "userId": "u1", "context": {"groupId": "A-9"}, "messageId": "m-2"}
+    ]}"#;
+    let segment = client.post(api.url("/v1/batch")).basic_auth(WRITE_KEY, Some("")).body(batch).send().unwrap();
+    assert_eq!(segment.status(), 400, "one message refused: {}", segment.text().unwrap());
 
     let scrape = client.get(api.url("/metrics")).bearer_auth(READ).send().unwrap();
     assert_eq!(scrape.status(), 200);
@@ -183,6 +194,9 @@ fn metrics_parse_with_prometheus_client_and_count_what_the_daemon_did() {
     assert_eq!(value(&samples, "keel_outbox_pending", &[]), 0.0);
     assert_eq!(value(&samples, "keel_sync_rows_total", &[("kind", "accounts"), ("source", "file")]), BOOK as f64);
     assert_eq!(value(&samples, "keel_sync_rejected_total", &[("kind", "accounts"), ("source", "file")]), 0.0);
+    assert_eq!(value(&samples, "keel_sync_rows_total", &[("kind", "accounts"), ("source", "segment")]), 1.0);
+    assert_eq!(value(&samples, "keel_sync_rows_total", &[("kind", "events"), ("source", "segment")]), 0.0);
+    assert_eq!(value(&samples, "keel_segment_messages_refused_total", &[]), 1.0);
     for outcome in ["delivered", "retrying", "deferred", "suppressed", "dropped", "dead"] {
         assert_eq!(value(&samples, "keel_deliveries_total", &[("channel", "email"), ("outcome", outcome)]), 0.0);
         let webhooks = value(&samples, "keel_deliveries_total", &[("channel", "webhook"), ("outcome", outcome)]);
@@ -200,6 +214,7 @@ fn metrics_parse_with_prometheus_client_and_count_what_the_daemon_did() {
     assert_eq!(requests("/healthz", "200"), 1.0);
     assert_eq!(requests("/metrics", "401"), 1.0);
     assert_eq!(requests("/metrics", "403"), 1.0);
+    assert_eq!(requests("/v1/batch", "400"), 1.0);
     assert_eq!(requests("unmatched", "404"), 1.0, "the raw path of an unknown route is never a label");
     assert_eq!(requests("/api/v1/accounts/{id}", "200"), BOOK as f64, "the route's template, not each path");
     assert!(!text.contains("/no/such/route") && !text.contains("/api/v1/accounts/A-1"), "{text}");
