@@ -18,6 +18,7 @@ mod health;
 mod health_coverage;
 mod incremental;
 mod layers;
+mod metrics;
 mod playtest;
 mod preview;
 pub(crate) mod run;

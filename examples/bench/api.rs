@@ -118,6 +118,7 @@ pub fn run(
         clock.clone(),
         daemon.watch_loaded(),
         daemon.counters.clone(),
+        Default::default(),
     );
     let shutdown = CancellationToken::new();
     let listener = runtime.block_on(keel::api::bind(&config, "127.0.0.1:0".parse()?))?;

@@ -13,6 +13,7 @@ pub mod announce;
 pub mod auth;
 pub mod client;
 pub mod error;
+pub mod metrics;
 pub mod segment;
 pub mod v1;
 
@@ -36,6 +37,7 @@ use tower_http::timeout::TimeoutLayer;
 use crate::clock::Clock;
 use crate::config::{ApiLimits, Config};
 use crate::daemon::Counters;
+use crate::deliver::DeliveryCounters;
 use crate::lang::Loaded;
 use crate::store::Store;
 
@@ -52,11 +54,17 @@ pub struct ApiState {
     pub loaded: watch::Receiver<Arc<Loaded>>,
     /// The daemon's counters, for `/metrics` and `/readyz`.
     pub counters: Arc<Counters>,
+    /// The deliverer's counters, for `/metrics`.
+    pub delivery: Arc<DeliveryCounters>,
     pub credentials: Credentials,
     /// This daemon's run, in the announcement file.
     pub instance: String,
     /// The store it serves, on every answer ([`announce::STORE_HEADER`]).
     pub store_id: String,
+    /// Requests answered, by route and status ([`metrics::track`]).
+    pub http: metrics::HttpCounters,
+    /// The store-derived gauges of `/metrics`, reused for a few seconds.
+    pub waiting: metrics::WaitingCache,
 }
 
 pub type Shared = Arc<ApiState>;
@@ -68,10 +76,23 @@ impl ApiState {
         clock: Arc<dyn Clock>,
         loaded: watch::Receiver<Arc<Loaded>>,
         counters: Arc<Counters>,
+        delivery: Arc<DeliveryCounters>,
     ) -> ApiState {
         let credentials = Credentials::new(&config.api);
         let store_id = announce::store_id(&config);
-        ApiState { config, store, clock, loaded, counters, credentials, instance: announce::instance_id(), store_id }
+        ApiState {
+            config,
+            store,
+            clock,
+            loaded,
+            counters,
+            delivery,
+            credentials,
+            instance: announce::instance_id(),
+            store_id,
+            http: metrics::HttpCounters::default(),
+            waiting: metrics::WaitingCache::default(),
+        }
     }
 
     /// The playbooks, rules and health model in force now.
@@ -80,13 +101,16 @@ impl ApiState {
     }
 }
 
-/// Every route of the API.
+/// Every route of the API, each request counted by its route template
+/// ([`metrics::track`]; the layer covers the fallback too: `route="unmatched"`).
 pub fn router(state: Shared) -> Router {
     let served = HeaderValue::from_str(&state.store_id).expect("a hex digest is a header value");
     Router::new()
         .route("/healthz", get(healthz))
+        .merge(metrics::routes(&state))
         .merge(segment::routes())
         .merge(v1::routes(&state))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .with_state(state)
         .layer(axum::middleware::map_response(move |mut r: axum::response::Response| {
             let served = served.clone();

@@ -134,6 +134,7 @@ async fn handle(State(state): State<Shared>, headers: HeaderMap, body: Body, cal
         return fail(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error: the daemon's log has the details");
     }
     log(&report);
+    count(&state, &report);
     if report.refused.is_empty() {
         return (StatusCode::OK, Json(Success { success: true, report })).into_response();
     }
@@ -182,6 +183,15 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Response>
         return Err(too_large());
     }
     Ok(inflated)
+}
+
+/// Adds what was stored to `/metrics`' rows synced by kind (source `segment`).
+fn count(state: &Shared, report: &IngestReport) {
+    let rows = &state.counters.segment_rows;
+    for (kind, c) in [("accounts", &report.accounts), ("contacts", &report.contacts), ("events", &report.events)] {
+        rows.add(kind, c.inserted + c.updated + c.unchanged, 0);
+    }
+    state.counters.segment_refused.fetch_add(report.refused.len() as u64, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Bad or unattached messages are the sender's to fix: said at warn, with the first one.

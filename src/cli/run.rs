@@ -114,6 +114,7 @@ pub fn run(session: &Session, args: RunArgs) -> anyhow::Result<ExitCode> {
             clock.clone(),
             daemon.watch_loaded(),
             daemon.counters.clone(),
+            deliverer.counters.clone(),
         );
         let shutdown = CancellationToken::new();
         let limits = daemon.config().api.limits;

@@ -14,16 +14,18 @@
 //! - One pass at a time: a slow pass delays the next tick, never overlaps it.
 //! - A reload that fails `check` changes nothing: the running set stays in force.
 
+pub mod counters;
 pub mod run;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
 
 pub use crate::clock::{Clock, ManualClock, OffsetClock, SystemClock};
+pub use counters::Counters;
 
 use crate::config::Config;
 use crate::decide::pass::PassReport;
@@ -33,19 +35,6 @@ use crate::diagnostic::Diagnostic;
 use crate::lang::playbook::Playbook;
 use crate::lang::Loaded;
 use crate::store::{Store, StoreError};
-
-/// Counters for `/metrics` (kept from the start so the API only has to print them).
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub passes: AtomicU64,
-    pub accounts_evaluated: AtomicU64,
-    pub fired: AtomicU64,
-    pub skipped: AtomicU64,
-    pub errors: AtomicU64,
-    pub slow_passes: AtomicU64,
-    pub reloads: AtomicU64,
-    pub rejected_reloads: AtomicU64,
-}
 
 /// What a reload check found.
 #[derive(Debug)]
@@ -116,6 +105,9 @@ impl Daemon {
             } else {
                 sync_file(&self.store, path, &sync.events.spec, now, &())
             };
+            if let Ok(r) = &report {
+                self.counters.file_rows.add(r.kind, r.stored(), r.rejected);
+            }
             out.push(report);
         }
         self.sources = now_print;
@@ -168,20 +160,17 @@ impl Daemon {
     pub fn tick(&self, cancel: &AtomicBool) -> Result<Tick, StoreError> {
         let now = self.now();
         let tick = crate::decide::tick::tick(self.context(), now, Mode::Commit, Options::default(), cancel)?;
+        // A tick that found nothing to evaluate (a schedule trigger's baseline) finished
+        // too: readiness asks whether the daemon keeps up with its ticks, not whether it
+        // fired. Recorded before the pass is logged: whoever reads "pass done" finds it.
+        if !tick.report.as_ref().is_some_and(|r| r.cancelled) {
+            self.counters.pass_finished(self.now());
+        }
         if let Some(report) = &tick.report {
-            self.count(report);
+            self.counters.count_pass(report);
             self.log(report, &tick.due);
         }
         Ok(tick)
-    }
-
-    fn count(&self, report: &PassReport) {
-        let c = &self.counters;
-        c.passes.fetch_add(1, Ordering::Relaxed);
-        c.accounts_evaluated.fetch_add(report.accounts, Ordering::Relaxed);
-        c.fired.fetch_add(report.fired(), Ordering::Relaxed);
-        c.skipped.fetch_add(report.playbooks.values().map(|s| s.skipped).sum(), Ordering::Relaxed);
-        c.errors.fetch_add(report.errors(), Ordering::Relaxed);
     }
 
     fn log(&self, report: &PassReport, due: &[(String, DateTime<Utc>)]) {

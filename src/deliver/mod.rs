@@ -97,32 +97,62 @@ impl DeliveryReport {
     }
 }
 
-/// Totals since start, for `/metrics`.
+/// Totals since start, for `/metrics`: each outbox entry's outcome by channel, emails and
+/// webhook calls sent, escalations queued. Shared with the API (an `Arc`), added to once
+/// per entry's turn (atomics; no lock).
 #[derive(Debug, Default)]
 pub struct DeliveryCounters {
-    pub delivered: AtomicU64,
+    pub email: OutcomeCounters,
+    pub webhook: OutcomeCounters,
+    /// Emails and webhook calls that went out: a digest of 40 accounts is one.
     pub messages: AtomicU64,
+    pub escalated: AtomicU64,
+}
+
+/// Outbox entries of one channel by the outcome of their turn.
+#[derive(Debug, Default)]
+pub struct OutcomeCounters {
+    pub delivered: AtomicU64,
     pub retrying: AtomicU64,
     pub deferred: AtomicU64,
     pub suppressed: AtomicU64,
     pub dropped: AtomicU64,
     pub dead: AtomicU64,
-    pub escalated: AtomicU64,
+}
+
+/// The channels, as the `channel` label says them.
+pub const CHANNELS: [&str; 2] = ["email", "webhook"];
+/// The outcomes, as the `outcome` label says them.
+pub const OUTCOMES: [&str; 6] = ["delivered", "retrying", "deferred", "suppressed", "dropped", "dead"];
+
+impl OutcomeCounters {
+    /// The counts in [`OUTCOMES`] order.
+    pub fn values(&self) -> [u64; 6] {
+        [&self.delivered, &self.retrying, &self.deferred, &self.suppressed, &self.dropped, &self.dead]
+            .map(|c| c.load(Ordering::Relaxed))
+    }
+
+    fn add(&self, o: Outcome, n: u64) {
+        let slot = match o {
+            Outcome::Delivered => &self.delivered,
+            Outcome::Retrying => &self.retrying,
+            Outcome::Deferred => &self.deferred,
+            Outcome::Suppressed => &self.suppressed,
+            Outcome::Dropped => &self.dropped,
+            Outcome::Dead => &self.dead,
+            Outcome::Waiting => return,
+        };
+        slot.fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 impl DeliveryCounters {
-    fn add(&self, r: &DeliveryReport) {
-        for (slot, n) in [
-            (&self.delivered, r.delivered),
-            (&self.messages, r.messages),
-            (&self.retrying, r.retrying),
-            (&self.deferred, r.deferred),
-            (&self.suppressed, r.suppressed),
-            (&self.dropped, r.dropped),
-            (&self.dead, r.dead),
-            (&self.escalated, r.escalated),
-        ] {
-            slot.fetch_add(n, Ordering::Relaxed);
+    /// The counters of `channel` ([`CHANNELS`]).
+    pub fn channel(&self, channel: &str) -> Option<&OutcomeCounters> {
+        match channel {
+            "email" => Some(&self.email),
+            "webhook" => Some(&self.webhook),
+            _ => None,
         }
     }
 }
@@ -152,7 +182,8 @@ pub struct Deliverer {
     loaded: RwLock<Arc<Loaded>>,
     email_slots: Semaphore,
     webhook_slots: Semaphore,
-    pub counters: DeliveryCounters,
+    /// Shared with the API's `/metrics`.
+    pub counters: Arc<DeliveryCounters>,
 }
 
 impl Deliverer {
@@ -180,7 +211,7 @@ impl Deliverer {
             loaded: RwLock::new(loaded),
             email_slots: Semaphore::new(d.email_concurrency),
             webhook_slots: Semaphore::new(d.webhook_concurrency),
-            counters: DeliveryCounters::default(),
+            counters: Arc::default(),
         })
     }
 
@@ -205,7 +236,9 @@ impl Deliverer {
         let mut report = DeliveryReport::default();
         let now = self.clock.now();
         for task in self.store.due_escalations(now)? {
-            report.escalated += u64::from(self.escalate(task, now)?);
+            let queued = u64::from(self.escalate(task, now)?);
+            report.escalated += queued;
+            self.counters.escalated.fetch_add(queued, Ordering::Relaxed);
         }
         loop {
             if stop.is_cancelled() {
@@ -224,20 +257,24 @@ impl Deliverer {
                     }
                 }
                 let me = self.clone();
-                work.spawn(async move { me.process(entry).await });
+                let email = matches!(entry.payload, Payload::Email(_));
+                work.spawn(async move { me.process(entry).await.map(|(o, n)| (o, n, email)) });
             }
             while let Some(done) = work.join_next().await {
-                let (outcome, n) = done.expect("a delivery task panicked")?;
+                let (outcome, n, email) = done.expect("a delivery task panicked")?;
                 report.add(outcome, n);
+                // Counted as each entry's turn ends: a scrape during a long round sees it.
+                let channel = if email { &self.counters.email } else { &self.counters.webhook };
+                channel.add(outcome, n);
                 if outcome == Outcome::Delivered {
                     report.messages += 1;
+                    self.counters.messages.fetch_add(1, Ordering::Relaxed);
                 }
             }
             if !full {
                 break;
             }
         }
-        self.counters.add(&report);
         Ok(report)
     }
 

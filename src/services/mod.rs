@@ -17,6 +17,7 @@ pub mod outbox;
 pub mod playtest;
 pub mod preview;
 pub mod simulate;
+pub mod status;
 pub mod tasks;
 
 pub use error::ServiceError;
