@@ -776,9 +776,9 @@ mod tests {
         // The SDK retries a batch it got no answer for: nothing changes.
         let again = ingest(&store, &spec(), Request::batch(BATCH).unwrap(), now()).unwrap();
         assert_eq!(
-            (again.accounts.unchanged, again.contacts.unchanged, again.events.unchanged),
-            (1, 1, 1),
-            "{again:?}"
+            (again.duplicates, again.accounts.unchanged, again.contacts.unchanged, again.events.unchanged),
+            (2, 0, 0, 1),
+            "the group and identify are known by messageId, the track by its event id: {again:?}"
         );
         assert_eq!(again.accounts.changed() + again.contacts.changed() + again.events.changed(), 0);
         assert_eq!(store.event_count(), 1);
