@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod client;
 pub mod error;
+pub mod ingest;
 pub mod segment;
 pub mod v1;
 
@@ -76,7 +77,12 @@ impl ApiState {
 
 /// Every route of the API.
 pub fn router(state: Shared) -> Router {
-    Router::new().route("/healthz", get(healthz)).merge(segment::routes()).merge(v1::routes(&state)).with_state(state)
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(segment::routes())
+        .merge(v1::routes(&state))
+        .merge(ingest::routes(&state))
+        .with_state(state)
 }
 
 /// The process is up.

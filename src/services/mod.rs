@@ -13,10 +13,12 @@ pub mod check;
 pub mod contacts;
 mod error;
 pub mod health;
+pub mod ingest;
 pub mod outbox;
 pub mod playtest;
 pub mod preview;
 pub mod simulate;
+pub mod sync;
 pub mod tasks;
 
 pub use error::ServiceError;

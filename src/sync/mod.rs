@@ -116,6 +116,9 @@ pub struct RowError {
     pub message: String,
     /// A warning: the row was stored without this cell (`on_bad_value: skip_value`).
     pub skipped: bool,
+    /// A warning: the row's id repeats an earlier row's; it was applied all the same.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub repeated: bool,
 }
 
 impl fmt::Display for RowError {
@@ -460,7 +463,7 @@ impl<K: Kind> Sink<'_, K> {
                 for (column, message) in skipped {
                     self.report.skipped_values += 1;
                     let line = line_of(&column);
-                    self.report.keep(RowError { line, element, column, message, skipped: true });
+                    self.report.keep(RowError { line, element, column, message, skipped: true, repeated: false });
                 }
                 if let Some(id) = K::id_of(&record) {
                     match self.first_line.get(id) {
@@ -476,7 +479,14 @@ impl<K: Kind> Sink<'_, K> {
                                      so this row's values win where both rows carry one"
                                 ),
                             };
-                            self.report.keep(RowError { line, element, column: None, message, skipped: false });
+                            self.report.keep(RowError {
+                                line,
+                                element,
+                                column: None,
+                                message,
+                                skipped: false,
+                                repeated: true,
+                            });
                         }
                         None => {
                             self.first_line.insert(id.into(), (line, element));
@@ -494,7 +504,14 @@ impl<K: Kind> Sink<'_, K> {
                 for (column, message) in errors {
                     if self.report.errors.len() < MAX_KEPT_ERRORS {
                         let line = line_of(&column);
-                        self.report.errors.push(RowError { line, element, column, message, skipped: false });
+                        self.report.errors.push(RowError {
+                            line,
+                            element,
+                            column,
+                            message,
+                            skipped: false,
+                            repeated: false,
+                        });
                     }
                 }
             }
@@ -536,9 +553,14 @@ impl<K: Kind> Sink<'_, K> {
                 Outcome::Inserted => self.report.inserted += 1,
                 Outcome::Updated => self.report.updated += 1,
                 Outcome::Unchanged => self.report.unchanged += 1,
-                Outcome::Rejected(message) => {
-                    self.report.reject(RowError { line, element, column: None, message, skipped: false })
-                }
+                Outcome::Rejected(message) => self.report.reject(RowError {
+                    line,
+                    element,
+                    column: None,
+                    message,
+                    skipped: false,
+                    repeated: false,
+                }),
             }
             if let (true, Some(account)) = (stored, orphan) {
                 self.report.orphans += 1;
@@ -1180,12 +1202,25 @@ fn read_json_array<K: Kind>(
     // one element ends and the next begins, so the file is refused as a whole.
     let elements: Vec<&RawValue> = serde_json::from_str(&text).map_err(|e| SyncError::File {
         path: path.to_path_buf(),
-        message: format!(
-            "invalid JSON at line {} column {}: {}; nothing was imported",
-            e.line(),
-            e.column(),
-            json_reason(&e)
-        ),
+        message: match e.classify() {
+            // Valid JSON, but an object or a number where the array of records belongs.
+            serde_json::error::Category::Data => format!(
+                "expected a JSON array of records, found {} (line {} column {}); nothing was imported",
+                match json_reason(&e).trim_start_matches("invalid type: ").split(',').next() {
+                    Some("map") => "an object".to_string(),
+                    Some(other) => other.to_string(),
+                    None => "something else".to_string(),
+                },
+                e.line(),
+                e.column()
+            ),
+            _ => format!(
+                "invalid JSON at line {} column {}: {}; nothing was imported",
+                e.line(),
+                e.column(),
+                json_reason(&e)
+            ),
+        },
     })?;
     // Elements borrow from `text`, so each one's offset gives its line.
     let base = text.as_ptr() as usize;
