@@ -18,6 +18,7 @@ use crate::util::{Run, Workspace, NOW};
 
 const INGEST: &str = "t-ingest";
 const READ: &str = "t-read-ingest";
+const OPS: &str = "t-admin-ingest";
 
 const CONFIG: &str = r#"timezone: UTC
 data_dir: .keel
@@ -25,11 +26,12 @@ api:
   tokens:
     - { token: "${KEEL_T_INGEST}", scopes: [ingest] }
     - { token: "${KEEL_T_READ}", scopes: [read] }
+    - { token: "${KEEL_T_ADMIN}", scopes: [admin] }
 "#;
 
 fn start() -> (Workspace, Api) {
     let ws = Workspace::new(CONFIG);
-    let api = Api::start_with_env(&ws, &[("KEEL_T_INGEST", INGEST), ("KEEL_T_READ", READ)]);
+    let api = Api::start_with_env(&ws, &[("KEEL_T_INGEST", INGEST), ("KEEL_T_READ", READ), ("KEEL_T_ADMIN", OPS)]);
     (ws, api)
 }
 
@@ -148,6 +150,30 @@ fn a_body_that_is_not_a_json_array_is_a_400_and_pushing_needs_the_ingest_scope()
     assert_eq!(account(&api, "A-9").0, 404, "nothing refused was stored");
     // The read route on the same path keeps its own scope.
     assert_eq!(client.get(api.url("/api/v1/accounts")).bearer_auth(READ).send().unwrap().status(), 200);
+}
+
+#[test]
+fn the_sync_route_reads_a_file_of_the_daemons_machine_for_an_admin_only() {
+    let (ws, api) = start();
+    let file = ws.write("crm/accounts.csv", "id,name\nA-1,Acme\n");
+    let sync = |token: &str, body: Value| {
+        answer(Client::new().post(api.url("/api/v1/sync")).bearer_auth(token).json(&body).send().unwrap())
+    };
+    let one = json!({ "kind": "accounts", "file": file });
+    assert_eq!(sync(INGEST, one.clone()).0, 403, "an ingest token cannot have the daemon open files");
+    let (status, body) = sync(OPS, json!({ "kind": "accounts", "file": "crm/accounts.csv" }));
+    assert_eq!((status, &body["field"]), (400, &json!("file")), "{body}");
+    let (status, body) = sync(OPS, json!({}));
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("nothing to sync"), "{body}");
+    let (status, body) = sync(OPS, json!({ "kind": "accounts", "file": ws.path("nope.csv") }));
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("sync of accounts stopped: could not read"), "{body}");
+    let (status, body) = sync(OPS, one);
+    assert_eq!(status, 200, "{body}");
+    let outcome: keel::services::sync::SyncOutcome = serde_json::from_value(body.clone()).unwrap();
+    assert_eq!((outcome.reports.len(), outcome.reports[0].inserted), (1, 1), "{body}");
+    assert_eq!(account(&api, "A-1").1["account"]["name"], "Acme");
 }
 
 /// Peak resident memory of a process (VmHWM), in bytes.
