@@ -17,6 +17,7 @@ mod first_day;
 mod health;
 mod health_coverage;
 mod incremental;
+mod ingest;
 mod layers;
 mod metrics;
 mod playtest;

@@ -22,6 +22,7 @@ use crate::services::access::Book;
 use crate::services::accounts::{self, AccountDetail, AccountList};
 use crate::services::contacts::{UnsubscribeBy, Unsubscribed};
 use crate::services::outbox::{self, RetryTarget, Which};
+use crate::services::sync::{ProgressFor, SyncOutcome, SyncRequest};
 use crate::services::tasks::{self, TaskList};
 use crate::services::ServiceError;
 
@@ -274,6 +275,24 @@ impl Book for Client {
             UnsubscribeBy::Token(t) => serde_json::json!({ "token": t }),
         };
         self.call(self.http.post(self.url("/api/v1/contacts/unsubscribe")).json(&body), Scope::Tasks, None)
+    }
+
+    /// The daemon reads the file: it holds this machine's store, so it is on this
+    /// machine. The path goes absolute (the daemon's working directory is not ours) and
+    /// the report names the file as it was given, so the output reads as a local sync's.
+    fn sync(&self, request: &SyncRequest, _progress: ProgressFor) -> Result<SyncOutcome, ServiceError> {
+        let mut absolute = request.clone();
+        if let Some(file) = &request.file {
+            absolute.file = Some(std::path::absolute(file).map_err(|e| {
+                ServiceError::InvalidArgument(format!("{}: cannot make the path absolute: {e}", file.display()))
+            })?);
+        }
+        let request_builder = self.http.post(self.url("/api/v1/sync")).json(&absolute);
+        let mut outcome: SyncOutcome = self.call(request_builder, Scope::Admin, None)?;
+        if let (Some(given), [report]) = (&request.file, outcome.reports.as_mut_slice()) {
+            report.file = given.clone();
+        }
+        Ok(outcome)
     }
 }
 

@@ -72,10 +72,26 @@ impl From<ServiceError> for ApiError {
             | E::NotCustomerMail { .. }
             | E::NoSuchContact { .. } => ApiError::bad_request(e.to_string()),
             E::Render(_) | E::Config(_) | E::Store(_) => ApiError::internal(e),
+            E::Sync { source: crate::sync::SyncError::Store(_), .. } => ApiError::internal(e),
+            // The file named (unreadable, no id column, not JSON): the caller's to fix,
+            // said with its causes, as the CLI says it.
+            E::Sync { .. } => ApiError::bad_request(chain(&e)),
             // Only the API's client makes these; a handler never sees one.
             E::Daemon { .. } | E::Unreachable(_) => ApiError::internal(e),
         }
     }
+}
+
+/// An error and its causes, `: `-joined.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 impl IntoResponse for ApiError {

@@ -201,9 +201,10 @@ fn exposition(state: &Shared, waiting: &Waiting) -> String {
     }
 
     e.family("keel_sync_rows_total", "counter", "Rows stored (inserted, updated or unchanged) by kind and source.");
-    sync_samples(&mut e, "keel_sync_rows_total", &c.file_rows, &c.segment_rows, |s, i| load(&s.stored[i]));
+    let sources = [("file", &c.file_rows), ("segment", &c.segment_rows), ("api", &c.api_rows)];
+    sync_samples(&mut e, "keel_sync_rows_total", &sources, |s, i| load(&s.stored[i]));
     e.family("keel_sync_rejected_total", "counter", "Rows rejected by kind and source.");
-    sync_samples(&mut e, "keel_sync_rejected_total", &c.file_rows, &c.segment_rows, |s, i| load(&s.rejected[i]));
+    sync_samples(&mut e, "keel_sync_rejected_total", &sources, |s, i| load(&s.rejected[i]));
     e.family("keel_segment_messages_refused_total", "counter", "Segment messages refused as malformed.");
     e.sample("keel_segment_messages_refused_total", &[], load(&c.segment_refused));
 
@@ -222,11 +223,10 @@ fn exposition(state: &Shared, waiting: &Waiting) -> String {
 fn sync_samples(
     e: &mut Exposition,
     name: &str,
-    file: &SyncCounters,
-    segment: &SyncCounters,
+    sources: &[(&str, &SyncCounters)],
     value: impl Fn(&SyncCounters, usize) -> u64,
 ) {
-    for (source, counters) in [("file", file), ("segment", segment)] {
+    for &(source, counters) in sources {
         for (i, kind) in KINDS.iter().enumerate() {
             e.sample(name, &[("kind", kind), ("source", source)], value(counters, i));
         }

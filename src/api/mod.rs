@@ -13,6 +13,7 @@ pub mod announce;
 pub mod auth;
 pub mod client;
 pub mod error;
+pub mod ingest;
 pub mod metrics;
 pub mod segment;
 pub mod v1;
@@ -110,6 +111,7 @@ pub fn router(state: Shared) -> Router {
         .merge(metrics::routes(&state))
         .merge(segment::routes())
         .merge(v1::routes(&state))
+        .merge(ingest::routes(&state))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .with_state(state)
         .layer(axum::middleware::map_response(move |mut r: axum::response::Response| {

@@ -57,10 +57,10 @@ pub fn routes(state: &Shared) -> Router<Shared> {
     scoped(read, state, Scope::Read).merge(scoped(act, state, Scope::Tasks)).merge(scoped(admin, state, Scope::Admin))
 }
 
-type Answer<T> = Result<Json<T>, ApiError>;
+pub(super) type Answer<T> = Result<Json<T>, ApiError>;
 
 /// Runs a service on the blocking pool (sled reads and writes block) and answers its result.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     state: &Shared,
     work: impl FnOnce(&ApiState) -> Result<T, ServiceError> + Send + 'static,
 ) -> Answer<T> {
@@ -219,10 +219,10 @@ async fn unsubscribe(State(state): State<Shared>, uri: Uri, body: Bytes) -> Answ
 }
 
 /// A query string read strictly: only the names a route knows, each at most once.
-struct Params(Vec<(String, String)>);
+pub(super) struct Params(Vec<(String, String)>);
 
 impl Params {
-    fn parse(uri: &Uri, known: &[&str]) -> Result<Params, ApiError> {
+    pub(super) fn parse(uri: &Uri, known: &[&str]) -> Result<Params, ApiError> {
         let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(uri)
             .map_err(|e| ApiError::bad_request(format!("the query string cannot be read: {e}")))?;
         for (i, (name, _)) in pairs.iter().enumerate() {
@@ -287,7 +287,7 @@ impl Params {
 
 /// A JSON body into `T` (which denies unknown fields): a syntax error says its line and
 /// column, a wrong, unknown or missing field is named by its path.
-fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(super) fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("a JSON object body is needed"));
     }

@@ -1,19 +1,20 @@
-//! `keel sync`: import files into the store and say exactly what happened.
+//! `keel sync`: import files into the store and say exactly what happened — here, or by
+//! `keel run` when it holds the store ([`crate::services::access::Book::sync`]); either
+//! way the same reports print the same.
 
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::table::{money, Align, Table};
 use super::{Session, EXIT_ROWS_REJECTED};
-use crate::config::Source;
-use crate::store::Store;
-use crate::sync::{sync_file, Kind, Progress, SyncReport};
+use crate::services::book::BookOverview;
+use crate::services::sync::{RecordKind, SyncRequest};
+use crate::sync::{Progress, SyncReport};
 
 #[derive(Debug, Args)]
 pub struct SyncArgs {
@@ -38,42 +39,26 @@ enum SyncKind {
 }
 
 pub fn run(session: &Session, args: SyncArgs) -> anyhow::Result<ExitCode> {
-    let store = session.open_store()?;
+    let book = session.book(None)?;
     let sources = &session.config.sync;
-    let mut reports = Vec::new();
     let show_book = args.kind.is_none();
-    match args.kind {
-        Some(SyncKind::Accounts { file }) => {
-            let file = file_or_configured(session, file, &sources.accounts.file, "accounts")?;
-            reports.push(one(session, &store, &file, &sources.accounts)?)
-        }
-        Some(SyncKind::Contacts { file }) => {
-            let file = file_or_configured(session, file, &sources.contacts.file, "contacts")?;
-            reports.push(one(session, &store, &file, &sources.contacts)?)
-        }
-        Some(SyncKind::Events { file }) => {
-            let file = file_or_configured(session, file, &sources.events.file, "events")?;
-            reports.push(one(session, &store, &file, &sources.events)?)
-        }
-        None => {
-            if let Some(file) = &sources.accounts.file {
-                reports.push(one(session, &store, file, &sources.accounts)?);
-            }
-            if let Some(file) = &sources.contacts.file {
-                reports.push(one(session, &store, file, &sources.contacts)?);
-            }
-            if let Some(file) = &sources.events.file {
-                reports.push(one(session, &store, file, &sources.events)?);
-            }
-            if reports.is_empty() {
-                anyhow::bail!(
-                    "nothing to sync: {} names no files under sync.accounts.file, sync.contacts.file or sync.events.file; \
-                     name a file instead, as in `keel sync accounts FILE`",
-                    session.config.file.display()
-                );
-            }
-        }
-    }
+    let request = match args.kind {
+        Some(SyncKind::Accounts { file }) => SyncRequest {
+            kind: Some(RecordKind::Accounts),
+            file: Some(file_or_configured(session, file, &sources.accounts.file, "accounts")?),
+        },
+        Some(SyncKind::Contacts { file }) => SyncRequest {
+            kind: Some(RecordKind::Contacts),
+            file: Some(file_or_configured(session, file, &sources.contacts.file, "contacts")?),
+        },
+        Some(SyncKind::Events { file }) => SyncRequest {
+            kind: Some(RecordKind::Events),
+            file: Some(file_or_configured(session, file, &sources.events.file, "events")?),
+        },
+        None => SyncRequest::default(),
+    };
+    let outcome = book.sync(&request, &|file| Box::new(Bar::new(file)))?;
+    let reports = outcome.reports;
 
     let mut stdout = io::stdout().lock();
     let mut stderr = io::stderr().lock();
@@ -81,9 +66,9 @@ pub fn run(session: &Session, args: SyncArgs) -> anyhow::Result<ExitCode> {
         writeln!(stdout, "{report}")?;
         print_rejections(&mut stderr, report, args.max_errors)?;
     }
-    if show_book {
+    if let (true, Some(overview)) = (show_book, &outcome.book) {
         writeln!(stdout)?;
-        write!(stdout, "{}", book_overview(session, &store)?)?;
+        write!(stdout, "{}", book_overview(session, overview))?;
     }
     let rejected: u64 = reports.iter().map(|r| r.rejected).sum();
     if rejected > 0 {
@@ -113,23 +98,6 @@ fn file_or_configured(
             session.config.file.display()
         )
     })
-}
-
-fn one<K: Kind>(session: &Session, store: &Store, file: &Path, source: &Source<K>) -> anyhow::Result<SyncReport> {
-    let progress = Bar::new(file);
-    let report = sync_file(store, file, &source.spec, session.now, &progress)
-        .with_context(|| format!("sync of {} stopped", K::KIND))?;
-    tracing::info!(
-        kind = K::KIND,
-        file = %file.display(),
-        inserted = report.inserted,
-        updated = report.updated,
-        unchanged = report.unchanged,
-        rejected = report.rejected,
-        rate = report.rate() as u64,
-        "synced file"
-    );
-    Ok(report)
 }
 
 /// Contacts or events with an unknown account listed by line after the count.
@@ -181,8 +149,7 @@ fn print_rejections(out: &mut impl Write, report: &SyncReport, max: usize) -> io
 }
 
 /// The book of business at a glance: accounts and ARR per segment, renewals due soon.
-fn book_overview(session: &Session, store: &Store) -> anyhow::Result<String> {
-    let book = crate::services::book::overview(store, session.now, session.config.timezone)?;
+fn book_overview(session: &Session, book: &BookOverview) -> String {
     let mut table = Table::new(&[
         ("SEGMENT", Align::Left),
         ("ACCOUNTS", Align::Right),
@@ -192,7 +159,7 @@ fn book_overview(session: &Session, store: &Store) -> anyhow::Result<String> {
     for row in book.segments.iter().chain([&book.total]) {
         table.row(vec![row.segment.clone(), row.accounts.to_string(), money(row.arr), row.renewing.to_string()]);
     }
-    Ok(format!(
+    format!(
         "Book of business in {} ({} contacts, {} events), as of {}:\n{}\nNext: keel --config {} accounts list --sort renewal\n",
         book.store.display(),
         book.contacts,
@@ -200,7 +167,7 @@ fn book_overview(session: &Session, store: &Store) -> anyhow::Result<String> {
         book.today,
         table.render(),
         session.config.file.display(),
-    ))
+    )
 }
 
 /// A byte-based progress bar on stderr, drawn only when stderr is a terminal and the

@@ -42,8 +42,10 @@ pub struct Counters {
     playbooks: RwLock<BTreeMap<String, Arc<PlaybookCounters>>>,
     /// Rows stored and rejected, by kind, from the `sync.*.file` imports…
     pub file_rows: SyncCounters,
-    /// …and from Segment ingest (`/v1/*`).
+    /// …from Segment ingest (`/v1/*`)…
     pub segment_rows: SyncCounters,
+    /// …and pushed to the JSON API (`POST /api/v1/accounts|contacts|events`).
+    pub api_rows: SyncCounters,
     /// Segment messages refused whole (malformed: no kind can be told for some).
     pub segment_refused: AtomicU64,
 }
@@ -66,6 +68,7 @@ impl Default for Counters {
             playbooks: RwLock::default(),
             file_rows: SyncCounters::default(),
             segment_rows: SyncCounters::default(),
+            api_rows: SyncCounters::default(),
             segment_refused: AtomicU64::new(0),
         }
     }

@@ -106,7 +106,7 @@ impl Daemon {
                 sync_file(&self.store, path, &sync.events.spec, now, &())
             };
             if let Ok(r) = &report {
-                self.counters.file_rows.add(r.kind, r.stored(), r.rejected);
+                self.counters.file_rows.add(&r.kind, r.stored(), r.rejected);
             }
             out.push(report);
         }

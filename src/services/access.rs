@@ -15,6 +15,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use super::accounts::{self, AccountDetail, AccountList};
 use super::contacts::{self, UnsubscribeBy, Unsubscribed};
 use super::outbox::{self, RetryTarget};
+use super::sync::{self, ProgressFor, SyncOutcome, SyncRequest};
 use super::tasks::{self, SnoozeArgs, TaskList};
 use super::ServiceError;
 use crate::config::Config;
@@ -36,6 +37,10 @@ pub trait Book {
     fn outbox(&self, query: &outbox::ListQuery) -> Result<Vec<OutboxEntry>, ServiceError>;
     fn outbox_retry(&self, target: RetryTarget) -> Result<Vec<OutboxEntry>, ServiceError>;
     fn unsubscribe(&self, by: &UnsubscribeBy) -> Result<Unsubscribed, ServiceError>;
+    /// `keel sync`: the files are read by whoever holds the store (a daemon on this
+    /// machine, as the client is only used when the store is this one); `progress` is
+    /// drawn only when the files are read here.
+    fn sync(&self, request: &SyncRequest, progress: ProgressFor) -> Result<SyncOutcome, ServiceError>;
 }
 
 /// The store opened by this process.
@@ -88,5 +93,9 @@ impl Book for Local<'_> {
 
     fn unsubscribe(&self, by: &UnsubscribeBy) -> Result<Unsubscribed, ServiceError> {
         contacts::unsubscribe(&self.store, self.config, by, self.now)
+    }
+
+    fn sync(&self, request: &SyncRequest, progress: ProgressFor) -> Result<SyncOutcome, ServiceError> {
+        sync::sync(&self.store, self.config, request, self.now, progress)
     }
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::ServiceError;
 use crate::model::Segment;
@@ -21,7 +21,7 @@ pub const RENEWAL_HORIZON_DAYS: u64 = 90;
 pub const NO_SEGMENT: &str = "(none)";
 
 /// One segment's (or the whole book's) totals.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SegmentTotals {
     pub segment: String,
     pub accounts: u64,
@@ -30,7 +30,8 @@ pub struct SegmentTotals {
     pub renewing: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// Serialised as it is: `POST /api/v1/sync` answers it and the CLI reads it back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BookOverview {
     pub store: PathBuf,
     /// Today in the config's zone: what renewals count from.

@@ -11,6 +11,7 @@ use chrono::NaiveDate;
 use crate::decide::unsubscribe::TokenError;
 use crate::model::{SegmentError, TaskStatus};
 use crate::store::StoreError;
+use crate::sync::SyncError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -64,6 +65,14 @@ pub enum ServiceError {
     Config(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A sync of one kind's file failed as a whole (unreadable, no id column, not JSON);
+    /// the files synced before it stay synced.
+    #[error("sync of {kind} stopped")]
+    Sync {
+        kind: &'static str,
+        #[source]
+        source: SyncError,
+    },
     /// The daemon holding the store answered a request through its API with an error:
     /// its words (a service error's own message, said on the daemon's side).
     #[error("{message}")]

@@ -13,11 +13,13 @@ pub mod check;
 pub mod contacts;
 mod error;
 pub mod health;
+pub mod ingest;
 pub mod outbox;
 pub mod playtest;
 pub mod preview;
 pub mod simulate;
 pub mod status;
+pub mod sync;
 pub mod tasks;
 
 pub use error::ServiceError;

@@ -36,6 +36,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
@@ -96,7 +97,7 @@ pub enum SyncError {
 }
 
 /// A column, as a person finds it in the file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ColumnRef {
     /// 1-based column number (CSV); `None` for a JSON key.
     pub number: Option<usize>,
@@ -104,13 +105,20 @@ pub struct ColumnRef {
 }
 
 /// Why one row was rejected, or (with `skipped`) why one of its cells was left out.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RowError {
     pub line: u64,
+    /// The row's 0-based position in a JSON array (a file's or a request body's); `None`
+    /// for CSV and NDJSON, whose rows are found by line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub element: Option<u64>,
     pub column: Option<ColumnRef>,
     pub message: String,
     /// A warning: the row was stored without this cell (`on_bad_value: skip_value`).
     pub skipped: bool,
+    /// A warning: the row's id repeats an earlier row's; it was applied all the same.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub repeated: bool,
 }
 
 impl fmt::Display for RowError {
@@ -129,10 +137,14 @@ impl fmt::Display for RowError {
     }
 }
 
-/// What a sync did, for the summary line and for scripts.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What a sync did, for the summary line and for scripts. Serialised as it is, so a
+/// report made by `keel run` (`POST /api/v1/sync`) reads back into this type and prints
+/// the same as one made here.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncReport {
-    pub kind: &'static str,
+    /// `accounts`, `contacts` or `events` ([`FieldSet::KIND`]); a `String` so that a
+    /// report read back from JSON owns it.
+    pub kind: String,
     pub file: PathBuf,
     pub inserted: u64,
     pub updated: u64,
@@ -307,29 +319,87 @@ pub fn sync_file<K: Kind>(
     let total = file.metadata().map_err(read_err)?.len();
     let mut head = [0u8; 64];
     let n = file.read(&mut head).map_err(read_err)?;
-    let file = File::open(path).map_err(read_err)?;
+    let mut file = File::open(path).map_err(read_err)?;
+    let format = Format::detect(path, &head[..n]);
+    let origin = Origin::File(path);
+    sync_with(store, origin, now, started, total, progress, |sink| match format {
+        Format::Csv => read_csv(path, file, spec, sink, progress),
+        Format::JsonLines => read_json_lines(path, file, spec, sink, progress),
+        Format::JsonArray => {
+            let mut bytes = Vec::new();
+            file.read_to_end(&mut bytes).map_err(read_err)?;
+            read_json_array(origin, bytes, spec, sink, progress)
+        }
+    })
+}
 
+/// Imports a JSON array of records of kind `K` held in memory (a request body of the
+/// API's `POST /api/v1/accounts|contacts|events`): the very reader and store path a
+/// `.json` file takes in [`sync_file`], so both upsert, update partially and report bad
+/// records the same. Each row report carries the record's index ([`RowError::element`]);
+/// `name` stands for the file in the report and in messages.
+pub fn sync_json_array<K: Kind>(
+    store: &Store,
+    name: &Path,
+    bytes: Vec<u8>,
+    spec: &SourceSpec<K>,
+    now: DateTime<Utc>,
+) -> Result<SyncReport, SyncError> {
+    let total = bytes.len() as u64;
+    let origin = Origin::Body(name);
+    sync_with(store, origin, now, Instant::now(), total, &(), |sink| read_json_array(origin, bytes, spec, sink, &()))
+}
+
+/// Where rows come from: a file, or a request body (whose records are found by index
+/// rather than by line).
+#[derive(Debug, Clone, Copy)]
+enum Origin<'p> {
+    File(&'p Path),
+    Body(&'p Path),
+}
+
+impl Origin<'_> {
+    fn path(&self) -> &Path {
+        match self {
+            Origin::File(p) | Origin::Body(p) => p,
+        }
+    }
+}
+
+/// The part every sync shares: the sink, the reader `read` feeding it, the last batch,
+/// the flush, the report in order.
+fn sync_with<K: Kind>(
+    store: &Store,
+    origin: Origin,
+    now: DateTime<Utc>,
+    started: Instant,
+    total: u64,
+    progress: &dyn Progress,
+    read: impl FnOnce(&mut Sink<K>) -> Result<(), SyncError>,
+) -> Result<SyncReport, SyncError> {
+    let (file, body) = match origin {
+        Origin::File(p) => (p, false),
+        Origin::Body(p) => (p, true),
+    };
     let mut sink = Sink::<K> {
         store,
         now,
         pending: Vec::with_capacity(BATCH_ROWS),
         first_line: HashMap::new(),
         known_accounts: HashMap::new(),
-        report: SyncReport { kind: K::KIND, file: path.to_path_buf(), ..Default::default() },
+        element: None,
+        body,
+        report: SyncReport { kind: K::KIND.to_string(), file: file.to_path_buf(), ..Default::default() },
     };
     progress.start(total);
-    let result = match Format::detect(path, &head[..n]) {
-        Format::Csv => read_csv(path, file, spec, &mut sink, progress),
-        Format::JsonLines => read_json_lines(path, file, spec, &mut sink, progress),
-        Format::JsonArray => read_json_array(path, file, spec, &mut sink, progress),
-    };
+    let result = read(&mut sink);
     progress.finish();
     result?;
     sink.flush()?;
     store.flush()?;
     let mut report = sink.report;
     // Rows the store refused are learnt a batch later than rows that failed to parse.
-    report.errors.sort_by_key(|e| e.line);
+    report.errors.sort_by_key(|e| (e.line, e.element));
     report.orphan_rows.sort();
     report.elapsed = started.elapsed();
     Ok(report)
@@ -360,12 +430,17 @@ pub fn csv_header(path: &Path) -> Result<Option<Vec<String>>, SyncError> {
 struct Sink<'s, K: Kind> {
     store: &'s Store,
     now: DateTime<Utc>,
-    pending: Vec<(u64, K::Record)>,
-    /// The line each id was first seen on, to report a repeat with both lines (kinds
-    /// with [`Kind::id_of`] only: a repeated event is the same event delivered twice).
-    first_line: HashMap<Box<str>, u64>,
+    /// Each row's line and (JSON arrays) index, and its record.
+    pending: Vec<(u64, Option<u64>, K::Record)>,
+    /// The line (and index) each id was first seen on, to report a repeat with both
+    /// (kinds with [`Kind::id_of`] only: a repeated event is the same event delivered twice).
+    first_line: HashMap<Box<str>, (u64, Option<u64>)>,
     /// Whether each account id a contact or event named is in the store (looked up once).
     known_accounts: HashMap<String, bool>,
+    /// The index in its JSON array of the row being fed, set by the array's reader.
+    element: Option<u64>,
+    /// Rows come from a request body: a repeat names the record by index, not line.
+    body: bool,
     report: SyncReport,
 }
 
@@ -378,6 +453,7 @@ impl<K: Kind> Sink<'_, K> {
     /// them held line ends): `cell_lines[i]` is the line cell `i + 1` starts on, so a bad
     /// cell is reported on its own line.
     fn row_at(&mut self, line: u64, built: Built<K>, cell_lines: Option<&[u64]>) -> Result<(), SyncError> {
+        let element = self.element;
         let line_of = |column: &Option<ColumnRef>| match (cell_lines, column) {
             (Some(lines), Some(ColumnRef { number: Some(n), .. })) => lines.get(n - 1).copied().unwrap_or(line),
             _ => line,
@@ -387,24 +463,37 @@ impl<K: Kind> Sink<'_, K> {
                 for (column, message) in skipped {
                     self.report.skipped_values += 1;
                     let line = line_of(&column);
-                    self.report.keep(RowError { line, column, message, skipped: true });
+                    self.report.keep(RowError { line, element, column, message, skipped: true, repeated: false });
                 }
                 if let Some(id) = K::id_of(&record) {
                     match self.first_line.get(id) {
-                        Some(&first) => {
+                        Some(&(first, first_element)) => {
                             self.report.repeated += 1;
-                            let message = format!(
-                                "id {id:?} repeats line {first}: both rows were applied, in file order, \
-                                 so this row's values win where both rows carry one"
-                            );
-                            self.report.keep(RowError { line, column: None, message, skipped: false });
+                            let message = match (self.body, first_element) {
+                                (true, Some(first)) => format!(
+                                    "id {id:?} repeats record {first}: both records were applied, in order, \
+                                     so this record's values win where both carry one"
+                                ),
+                                _ => format!(
+                                    "id {id:?} repeats line {first}: both rows were applied, in file order, \
+                                     so this row's values win where both rows carry one"
+                                ),
+                            };
+                            self.report.keep(RowError {
+                                line,
+                                element,
+                                column: None,
+                                message,
+                                skipped: false,
+                                repeated: true,
+                            });
                         }
                         None => {
-                            self.first_line.insert(id.into(), line);
+                            self.first_line.insert(id.into(), (line, element));
                         }
                     }
                 }
-                self.pending.push((line, record));
+                self.pending.push((line, element, record));
                 if self.pending.len() >= BATCH_ROWS {
                     self.flush()?;
                 }
@@ -415,7 +504,14 @@ impl<K: Kind> Sink<'_, K> {
                 for (column, message) in errors {
                     if self.report.errors.len() < MAX_KEPT_ERRORS {
                         let line = line_of(&column);
-                        self.report.errors.push(RowError { line, column, message, skipped: false });
+                        self.report.errors.push(RowError {
+                            line,
+                            element,
+                            column,
+                            message,
+                            skipped: false,
+                            repeated: false,
+                        });
                     }
                 }
             }
@@ -427,7 +523,12 @@ impl<K: Kind> Sink<'_, K> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let (lines, records): (Vec<u64>, Vec<K::Record>) = self.pending.drain(..).unzip();
+        let mut lines = Vec::with_capacity(self.pending.len());
+        let mut records = Vec::with_capacity(self.pending.len());
+        for (line, element, record) in self.pending.drain(..) {
+            lines.push((line, element));
+            records.push(record);
+        }
         // Each contact's or event's account, looked up once per id per sync; only rows the
         // store then accepts are counted as orphans.
         let mut orphan_of = Vec::with_capacity(records.len());
@@ -446,15 +547,20 @@ impl<K: Kind> Sink<'_, K> {
             orphan_of.push(orphan);
         }
         let outcomes = K::store(self.store, records, self.now)?;
-        for ((line, outcome), orphan) in lines.into_iter().zip(outcomes).zip(orphan_of) {
+        for (((line, element), outcome), orphan) in lines.into_iter().zip(outcomes).zip(orphan_of) {
             let stored = !matches!(outcome, Outcome::Rejected(_));
             match outcome {
                 Outcome::Inserted => self.report.inserted += 1,
                 Outcome::Updated => self.report.updated += 1,
                 Outcome::Unchanged => self.report.unchanged += 1,
-                Outcome::Rejected(message) => {
-                    self.report.reject(RowError { line, column: None, message, skipped: false })
-                }
+                Outcome::Rejected(message) => self.report.reject(RowError {
+                    line,
+                    element,
+                    column: None,
+                    message,
+                    skipped: false,
+                    repeated: false,
+                }),
             }
             if let (true, Some(account)) = (stored, orphan) {
                 self.report.orphans += 1;
@@ -1075,14 +1181,13 @@ fn read_json_lines<K: Kind>(
 }
 
 fn read_json_array<K: Kind>(
-    path: &Path,
-    mut file: File,
+    origin: Origin,
+    bytes: Vec<u8>,
     spec: &SourceSpec<K>,
     sink: &mut Sink<K>,
     progress: &dyn Progress,
 ) -> Result<(), SyncError> {
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).map_err(|source| SyncError::Read { path: path.to_path_buf(), source })?;
+    let path = origin.path();
     let mut text = String::from_utf8(bytes).map_err(|e| {
         let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
@@ -1097,12 +1202,25 @@ fn read_json_array<K: Kind>(
     // one element ends and the next begins, so the file is refused as a whole.
     let elements: Vec<&RawValue> = serde_json::from_str(&text).map_err(|e| SyncError::File {
         path: path.to_path_buf(),
-        message: format!(
-            "invalid JSON at line {} column {}: {}; nothing was imported",
-            e.line(),
-            e.column(),
-            json_reason(&e)
-        ),
+        message: match e.classify() {
+            // Valid JSON, but an object or a number where the array of records belongs.
+            serde_json::error::Category::Data => format!(
+                "expected a JSON array of records, found {} (line {} column {}); nothing was imported",
+                match json_reason(&e).trim_start_matches("invalid type: ").split(',').next() {
+                    Some("map") => "an object".to_string(),
+                    Some(other) => other.to_string(),
+                    None => "something else".to_string(),
+                },
+                e.line(),
+                e.column()
+            ),
+            _ => format!(
+                "invalid JSON at line {} column {}: {}; nothing was imported",
+                e.line(),
+                e.column(),
+                json_reason(&e)
+            ),
+        },
     })?;
     // Elements borrow from `text`, so each one's offset gives its line.
     let base = text.as_ptr() as usize;
@@ -1127,8 +1245,10 @@ fn read_json_array<K: Kind>(
                 (Err(vec![(None, message)]), at)
             }
         };
+        sink.element = Some(i as u64);
         sink.row(at, built)?;
     }
+    sink.element = None;
     Ok(())
 }
 
