@@ -13,6 +13,7 @@ pub mod auth;
 pub mod client;
 pub mod error;
 pub mod segment;
+pub mod unsubscribe;
 pub mod v1;
 
 use std::net::SocketAddr;
@@ -76,7 +77,12 @@ impl ApiState {
 
 /// Every route of the API.
 pub fn router(state: Shared) -> Router {
-    Router::new().route("/healthz", get(healthz)).merge(segment::routes()).merge(v1::routes(&state)).with_state(state)
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(segment::routes())
+        .merge(unsubscribe::routes())
+        .merge(v1::routes(&state))
+        .with_state(state)
 }
 
 /// The process is up.

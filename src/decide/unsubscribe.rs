@@ -66,6 +66,17 @@ impl Unsubscribe {
         Ok(Unsubscribe::new(key, config.email.unsubscribe_url.clone()))
     }
 
+    /// [`Self::for_store`] for checking a token, without writing: a store that has no key
+    /// yet never issued a token, so there is nothing to verify against (`None`) — unlike
+    /// [`Self::for_reading`], whose throwaway key is public and must never verify a link.
+    pub fn for_verifying(config: &Config, store: &Store) -> Result<Option<Unsubscribe>, StoreError> {
+        let key = match &config.email.unsubscribe_secret {
+            Some(s) => Some(s.expose().as_bytes().to_vec()),
+            None => store.existing_unsubscribe_key()?,
+        };
+        Ok(key.map(|k| Unsubscribe::new(k, config.email.unsubscribe_url.clone())))
+    }
+
     fn mac(&self, email: &str) -> Hmac<Sha256> {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes keys of any length");
         mac.update(b"unsubscribe\0");
