@@ -29,5 +29,6 @@ mod store;
 mod sync;
 mod sync_input;
 mod unicode;
+mod unsubscribe;
 mod update;
 mod v1;
