@@ -5,8 +5,8 @@
 //! unguessable without the key (128 bits of MAC), checked in constant time, and it needs
 //! no lookup table, so links in mail sent years ago still work. The key is
 //! `email.unsubscribe_secret` (from the environment) or, without one, 32 random bytes Keel
-//! makes once and keeps in the store. The HTTP endpoint that serves the link comes with
-//! the API; `keel contacts unsubscribe --token` uses the same [`Unsubscribe::verify`].
+//! makes once and keeps in the store. The API's `/unsubscribe` (`crate::api::unsubscribe`)
+//! serves the link; it and `keel contacts unsubscribe --token` use the same [`Unsubscribe::verify`].
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
