@@ -5,7 +5,7 @@
 //! unguessable without the key (128 bits of MAC), checked in constant time, and it needs
 //! no lookup table, so links in mail sent years ago still work. The key is
 //! `email.unsubscribe_secret` (from the environment) or, without one, 32 random bytes Keel
-//! makes once and keeps in the store. The API's `/unsubscribe` (`crate::api::unsubscribe`)
+//! makes once and keeps in the store. The HTTP API's `/unsubscribe` route
 //! serves the link; it and `keel contacts unsubscribe --token` use the same [`Unsubscribe::verify`].
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
