@@ -195,3 +195,21 @@ fn a_one_click_post_to_the_link_in_an_email_unsubscribes_and_the_next_email_is_s
     assert_eq!(day("2026-12-02", "bo@acme.example"), Some("delivered"), "{states:?}");
     assert_eq!(mail(&ws).len(), 3, "bo's second email only");
 }
+
+/// A store that never sent mail has no key: no token verifies, not even one signed with
+/// the throwaway key a dry run shows links with, and refusing one creates no key.
+#[test]
+fn before_any_mail_was_sent_every_token_is_refused_and_nothing_is_written() {
+    let ws = Workspace::new("timezone: UTC\ndata_dir: .keel\n");
+    let mut api = Api::start(&ws);
+    let client = Client::new();
+    let dry_run_key = b"a dry run's throwaway key".to_vec();
+    let token = keel::decide::unsubscribe::Unsubscribe::new(dry_run_key, "x").token("pat@customer.example");
+    let url = api.url(&format!("/unsubscribe?token={token}"));
+    assert_eq!(client.get(&url).send().unwrap().status(), 400);
+    assert_eq!(one_click(&client, &url).status(), 400);
+    crate::run::terminate(&mut api.child);
+    let store = ws.store();
+    assert_eq!(store.existing_unsubscribe_key().unwrap(), None, "refusing a token writes no key");
+    assert_eq!(store.suppressions().count(), 0);
+}
