@@ -7,7 +7,7 @@ use std::process::Child;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use crate::run::{spawn_with_env, wait_for};
+use crate::run::{spawn_with_args, spawn_with_env, wait_for};
 use crate::util::{Workspace, NOW};
 
 /// A running daemon and its API's address.
@@ -26,7 +26,16 @@ impl Api {
 
     /// [`Api::start`] with environment variables for the daemon (`${VAR}`s its config reads).
     pub(crate) fn start_with_env(ws: &Workspace, env: &[(&str, &str)]) -> Api {
-        let (child, rx) = spawn_with_env(ws, NOW, Some("info"), env);
+        Api::started(spawn_with_env(ws, NOW, Some("info"), env))
+    }
+
+    /// [`Api::start`] on the config's own `api.listen` (no `--listen` override), for a test
+    /// whose emails' unsubscribe links must point at this daemon.
+    pub(crate) fn start_on_config_listen(ws: &Workspace) -> Api {
+        Api::started(spawn_with_args(ws, NOW, Some("info"), &[], &[]))
+    }
+
+    fn started((child, rx): (Child, Receiver<String>)) -> Api {
         let mut log = Vec::new();
         wait_for(&rx, &mut log, "the API to listen", |l| l.contains("the API is listening"));
         let line = log.last().unwrap();

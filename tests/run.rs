@@ -64,6 +64,20 @@ pub(crate) fn spawn_with_env(
     filter: Option<&str>,
     env: &[(&str, &str)],
 ) -> (Child, Receiver<String>) {
+    // Any free port: tests run daemons side by side.
+    spawn_with_args(ws, now, filter, env, &["--listen", "127.0.0.1:0"])
+}
+
+/// [`spawn_with_env`] with `run_args` after `keel run` in place of `--listen 127.0.0.1:0`:
+/// `&[]` listens on the config's `api.listen` (a test that needs the address its emails'
+/// links name).
+pub(crate) fn spawn_with_args(
+    ws: &Workspace,
+    now: &str,
+    filter: Option<&str>,
+    env: &[(&str, &str)],
+    run_args: &[&str],
+) -> (Child, Receiver<String>) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_keel"));
     command.envs(env.iter().copied());
     match filter {
@@ -71,8 +85,8 @@ pub(crate) fn spawn_with_env(
         None => command.env_remove("RUST_LOG"),
     };
     let mut child = command
-        // Any free port: tests run daemons side by side.
-        .args(["--config", "keel.yaml", "run", "--listen", "127.0.0.1:0"])
+        .args(["--config", "keel.yaml", "run"])
+        .args(run_args)
         .current_dir(ws.dir.path())
         .env("KEEL_NOW", now)
         .stdout(Stdio::null())

@@ -32,5 +32,6 @@ mod sync;
 mod sync_input;
 mod through_daemon;
 mod unicode;
+mod unsubscribe;
 mod update;
 pub(crate) mod v1;

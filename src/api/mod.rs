@@ -16,6 +16,7 @@ pub mod error;
 pub mod ingest;
 pub mod metrics;
 pub mod segment;
+pub mod unsubscribe;
 pub mod v1;
 
 use std::net::SocketAddr;
@@ -110,6 +111,7 @@ pub fn router(state: Shared) -> Router {
         .route("/healthz", get(healthz))
         .merge(metrics::routes(&state))
         .merge(segment::routes())
+        .merge(unsubscribe::routes())
         .merge(v1::routes(&state))
         .merge(ingest::routes(&state))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))

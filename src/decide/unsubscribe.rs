@@ -5,8 +5,8 @@
 //! unguessable without the key (128 bits of MAC), checked in constant time, and it needs
 //! no lookup table, so links in mail sent years ago still work. The key is
 //! `email.unsubscribe_secret` (from the environment) or, without one, 32 random bytes Keel
-//! makes once and keeps in the store. The HTTP endpoint that serves the link comes with
-//! the API; `keel contacts unsubscribe --token` uses the same [`Unsubscribe::verify`].
+//! makes once and keeps in the store. The HTTP API's `/unsubscribe` route
+//! serves the link; it and `keel contacts unsubscribe --token` use the same [`Unsubscribe::verify`].
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -64,6 +64,17 @@ impl Unsubscribe {
             },
         };
         Ok(Unsubscribe::new(key, config.email.unsubscribe_url.clone()))
+    }
+
+    /// [`Self::for_store`] for checking a token, without writing: a store that has no key
+    /// yet never issued a token, so there is nothing to verify against (`None`) — unlike
+    /// [`Self::for_reading`], whose throwaway key is public and must never verify a link.
+    pub fn for_verifying(config: &Config, store: &Store) -> Result<Option<Unsubscribe>, StoreError> {
+        let key = match &config.email.unsubscribe_secret {
+            Some(s) => Some(s.expose().as_bytes().to_vec()),
+            None => store.existing_unsubscribe_key()?,
+        };
+        Ok(key.map(|k| Unsubscribe::new(k, config.email.unsubscribe_url.clone())))
     }
 
     fn mac(&self, email: &str) -> Hmac<Sha256> {

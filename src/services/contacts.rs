@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ServiceError;
 use crate::config::Config;
-use crate::decide::unsubscribe::Unsubscribe;
+use crate::decide::unsubscribe::{TokenError, Unsubscribe};
 use crate::store::{Store, Suppression};
 
 /// Who is unsubscribing.
@@ -46,11 +46,21 @@ pub fn unsubscribe(
             }
             (e.clone(), "keel contacts unsubscribe")
         }
-        UnsubscribeBy::Token(t) => (Unsubscribe::for_store(config, store)?.verify(t)?, "unsubscribe link"),
+        UnsubscribeBy::Token(t) => (token_address(store, config, t)?, "unsubscribe link"),
     };
     let added = store.suppress(&email, "unsubscribed", source, now)?;
     store.flush()?;
     Ok(Unsubscribed { email: email.trim().to_lowercase(), added })
+}
+
+/// The address an unsubscribe link's token was issued for, if this Keel issued it; writes
+/// nothing (the page a link opens shows it before the reader confirms). A store with no
+/// key yet (and no `email.unsubscribe_secret`) issued no token: every token is refused.
+pub fn token_address(store: &Store, config: &Config, token: &str) -> Result<String, ServiceError> {
+    match Unsubscribe::for_verifying(config, store)? {
+        Some(u) => Ok(u.verify(token)?),
+        None => Err(TokenError::BadSignature.into()),
+    }
 }
 
 /// Every suppressed address, in address order.
