@@ -239,13 +239,14 @@ fn free_port() -> u16 {
 
 const ADMIN: &str = "t-admin-sync";
 
-/// `keel ARGS` in `ws` with the API token in its environment, as a user with one runs it.
+/// `keel ARGS` in `ws` with the API token in its environment, as a user with one runs it,
+/// on the config's clock (as the daemon is: a command pinned with KEEL_NOW is refused).
 fn keel_with_token(ws: &Workspace, args: &[&str]) -> Run {
     let output = Command::new(env!("CARGO_BIN_EXE_keel"))
         .args(["--config", "keel.yaml"])
         .args(args)
         .current_dir(ws.dir.path())
-        .env("KEEL_NOW", NOW)
+        .env_remove("KEEL_NOW")
         .env("KEEL_API_TOKEN", ADMIN)
         .env_remove("RUST_LOG")
         .env_remove("KEEL_CONFIG")
@@ -259,7 +260,7 @@ fn daemon(ws: &Workspace) -> (Child, std::sync::mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
         .args(["--config", "keel.yaml", "run"])
         .current_dir(ws.dir.path())
-        .env("KEEL_NOW", NOW)
+        .env_remove("KEEL_NOW")
         .env("KEEL_API_TOKEN", ADMIN)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
@@ -296,7 +297,9 @@ fn normalised(text: &str, dir: &Path) -> String {
 fn keel_sync_through_a_running_daemon_prints_what_it_prints_against_a_stopped_one() {
     let accounts = "id,name,segment,arr,renewal_date\nA-1,Acme,enterprise,480000,2027-02-01\nA-2,Bluepeak,smb,lots,\n,No id,smb,5,\nA-3,Cobalt,smb,5400,2027-09-30\n";
     let config = |port: u16| {
-        format!("timezone: UTC\ndata_dir: .keel\napi:\n  listen: 127.0.0.1:{port}\n  token: \"${{KEEL_API_TOKEN}}\"\n")
+        format!(
+            "timezone: UTC\ndata_dir: .keel\nclock:\n  start: \"{NOW}\"\napi:\n  listen: 127.0.0.1:{port}\n  token: \"${{KEEL_API_TOKEN}}\"\n"
+        )
     };
     let running = Workspace::new(&config(free_port()));
     let stopped = Workspace::new(&config(free_port()));
