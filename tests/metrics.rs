@@ -227,3 +227,19 @@ fn readyz_answers_ready_without_a_token_once_a_pass_finished() {
     let status = ready.status();
     assert_eq!((status.as_u16(), ready.text().unwrap().as_str()), (200, "ready\n"));
 }
+
+#[test]
+fn a_daemon_restarted_between_ticks_is_ready_at_once() {
+    // Hourly: `run --once` at 09:00 completes the 09:00 tick; a daemon started at the same
+    // instant has nothing due until 10:00, and no pass of its own to show.
+    let ws = Workspace::new("timezone: UTC\ndata_dir: .keel\nevaluation:\n  schedule: \"0 * * * *\"\n");
+    ws.write("accounts.csv", ACCOUNTS);
+    ws.write("playbooks/big.yaml", BIG);
+    ws.keel(&["sync", "accounts", "accounts.csv"]).ok();
+    ws.keel(&["run", "--once"]).ok();
+    let api = Api::start(&ws);
+    let ready = Client::new().get(api.url("/readyz")).send().unwrap();
+    let status = ready.status().as_u16();
+    assert_eq!((status, ready.text().unwrap().as_str()), (200, "ready\n"), "{}", api.log.join("\n"));
+    assert!(!api.log.iter().any(|l| l.contains("pass done")), "the daemon ran no pass of its own: {:?}", api.log);
+}

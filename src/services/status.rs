@@ -65,6 +65,10 @@ pub fn readiness(
 
 /// [`readiness`] for the daemon's store, config and playbooks in force: the store is read
 /// (each enabled playbook's last tick) to tell it is open and readable.
+///
+/// Before this process finished a pass, the latest tick the store completed stands for
+/// the last pass: a daemon restarted between two ticks has nothing due, and is as ready
+/// as the one it replaced (not "no pass yet" until the next tick, an hour or a week on).
 pub fn check(
     store: &Store,
     config: &Config,
@@ -73,7 +77,12 @@ pub fn check(
     now: DateTime<Utc>,
 ) -> Readiness {
     let enabled: Vec<_> = loaded.set.playbooks.iter().filter(|p| p.enabled).collect();
-    let read = enabled.iter().try_for_each(|p| store.last_tick(&p.id).map(drop)).map_err(|e| e.to_string());
+    let mut latest_tick: Option<DateTime<Utc>> = None;
+    let read = enabled
+        .iter()
+        .try_for_each(|p| store.last_tick(&p.id).map(|t| latest_tick = latest_tick.max(t)))
+        .map_err(|e| e.to_string());
+    let last_pass = last_pass.or(latest_tick);
     let schedules: Vec<_> = enabled.iter().map(|p| crate::decide::tick::schedule_of(config, p)).collect();
     readiness(read, last_pass, &schedules, now)
 }
