@@ -518,3 +518,27 @@ fn a_schedule_tick_older_than_the_catch_up_window_is_skipped_and_said() {
     sim.clock.set(morning(sim.start, 60) + Duration::hours(1));
     assert_eq!(sim.tick(), 1);
 }
+
+/// The API answers with the config in force: a reload (here a new time zone, as a new
+/// unsubscribe secret or column mapping would be) reaches it without a restart, while its
+/// own `api.*` settings stay those it started with.
+#[test]
+fn the_api_follows_a_reloaded_config() {
+    let ws = workspace();
+    let clock = Arc::new(ManualClock::new(morning(NaiveDate::from_ymd_opt(2026, 1, 5).unwrap(), 0)));
+    let mut keel = daemon(&ws, &clock);
+    let state = keel::api::ApiState::new(
+        keel.config().clone(),
+        keel.store().clone(),
+        clock.clone(),
+        keel.watch_loaded(),
+        keel.counters.clone(),
+        Arc::new(keel::deliver::DeliveryCounters::default()),
+    )
+    .follow_config(keel.watch_config());
+    assert_eq!(state.config().timezone, New_York);
+    ws.write("keel.yaml", &CONFIG.replace("America/New_York", "Europe/Berlin"));
+    assert!(matches!(keel.reload_if_changed(), Reload::Applied));
+    assert_eq!(state.config().timezone, chrono_tz::Europe::Berlin);
+    assert_eq!(state.start_config.timezone, New_York, "what it started with is kept for api.*");
+}

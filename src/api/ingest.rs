@@ -59,7 +59,7 @@ async fn push(
     Params::parse(&uri, &[])?;
     let body = body_of(body)?;
     let report =
-        blocking(&state, move |s| ingest::ingest(&s.store, &s.config, kind, body.to_vec(), s.clock.now())).await?;
+        blocking(&state, move |s| ingest::ingest(&s.store, &s.config(), kind, body.to_vec(), s.clock.now())).await?;
     state.counters.api_rows.add(kind.name(), report.inserted + report.updated + report.unchanged, report.rejected);
     Ok(report.into())
 }
@@ -74,7 +74,8 @@ async fn run_sync(State(state): State<Shared>, uri: Uri, body: Result<Bytes, Byt
         }
     }
     let outcome =
-        blocking(&state, move |s| sync::sync(&s.store, &s.config, &request, s.clock.now(), &sync::no_progress)).await?;
+        blocking(&state, move |s| sync::sync(&s.store, &s.config(), &request, s.clock.now(), &sync::no_progress))
+            .await?;
     for r in &outcome.reports {
         state.counters.file_rows.add(&r.kind, r.stored(), r.rejected);
     }

@@ -55,7 +55,7 @@ async fn readyz(State(state): State<Shared>) -> Response {
     let s = state.clone();
     let decided = tokio::task::spawn_blocking(move || {
         let loaded = s.loaded();
-        status::check(&s.store, &s.config, &loaded, s.counters.last_pass(), s.clock.now())
+        status::check(&s.store, &s.config(), &loaded, s.counters.last_pass(), s.clock.now())
     })
     .await;
     match decided {
@@ -120,7 +120,7 @@ async fn waiting(state: &Shared) -> Result<Waiting, ApiError> {
     let s = state.clone();
     let w = tokio::task::spawn_blocking(move || {
         let now = s.clock.now();
-        status::waiting(&s.store, now, now.with_timezone(&s.config.timezone).date_naive())
+        status::waiting(&s.store, now, now.with_timezone(&s.config().timezone).date_naive())
     })
     .await
     .map_err(ApiError::internal)??;

@@ -48,8 +48,12 @@ pub use error::ApiError;
 
 /// What every handler may use. Cheap to clone (behind an `Arc`).
 pub struct ApiState {
-    /// The config `keel run` started with (API settings take effect at a restart).
-    pub config: Config,
+    /// The config `keel run` started with: only its `api.*` settings (listen address,
+    /// tokens, limits) are read from it, as they take effect at a restart.
+    pub start_config: Config,
+    /// The config in force, following the daemon's reloads (mappings, schedules, the
+    /// unsubscribe secret, the time zone): [`ApiState::config`].
+    pub config_rx: watch::Receiver<Arc<Config>>,
     pub store: Store,
     pub clock: Arc<dyn Clock>,
     /// The playbooks, rules and health model in force: follows the daemon's reloads.
@@ -82,8 +86,10 @@ impl ApiState {
     ) -> ApiState {
         let credentials = Credentials::new(&config.api);
         let store_id = announce::store_id(&config);
+        let (_, config_rx) = watch::channel(Arc::new(config.clone()));
         ApiState {
-            config,
+            start_config: config,
+            config_rx,
             store,
             clock,
             loaded,
@@ -95,6 +101,17 @@ impl ApiState {
             http: metrics::HttpCounters::default(),
             waiting: metrics::WaitingCache::default(),
         }
+    }
+
+    /// Follows the daemon's reloads of the config (else: the one it started with).
+    pub fn follow_config(mut self, config: watch::Receiver<Arc<Config>>) -> ApiState {
+        self.config_rx = config;
+        self
+    }
+
+    /// The config in force now.
+    pub fn config(&self) -> Arc<Config> {
+        self.config_rx.borrow().clone()
     }
 
     /// The playbooks, rules and health model in force now.

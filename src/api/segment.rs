@@ -107,13 +107,18 @@ async fn handle(State(state): State<Shared>, headers: HeaderMap, body: Body, cal
             }
         }
         let store = &shared.store;
-        let report = ingest(store, &shared.config.sync.segment, request, shared.clock.now()).map_err(|e| match e {
-            IngestError::Body(e) => fail(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()),
-            IngestError::Store(e) => {
-                tracing::error!(error = %e, "Segment ingest could not write the store");
-                fail(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error: the daemon's log has the details")
-            }
-        })?;
+        let report =
+            ingest(store, &shared.config().sync.segment, request, shared.clock.now()).map_err(|e| match e {
+                IngestError::Body(e) => fail(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()),
+                IngestError::Store(e) => {
+                    tracing::error!(error = %e, "Segment ingest could not write the store");
+                    fail(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        "internal error: the daemon's log has the details",
+                    )
+                }
+            })?;
         Ok((report, store.writes_done()))
     })
     .await;

@@ -42,7 +42,7 @@ async fn confirm(State(state): State<Shared>, uri: Uri) -> Response {
         Err(page) => return page,
     };
     let checked =
-        tokio::task::spawn_blocking(move || contacts::token_address(&state.store, &state.config, &token)).await;
+        tokio::task::spawn_blocking(move || contacts::token_address(&state.store, &state.config(), &token)).await;
     match checked {
         Ok(Ok(email)) => page(
             StatusCode::OK,
@@ -68,7 +68,7 @@ async fn unsubscribe(State(state): State<Shared>, uri: Uri, _body: Bytes) -> Res
         Err(page) => return page,
     };
     let done = tokio::task::spawn_blocking(move || {
-        contacts::unsubscribe(&state.store, &state.config, &UnsubscribeBy::Token(token), state.clock.now())
+        contacts::unsubscribe(&state.store, &state.config(), &UnsubscribeBy::Token(token), state.clock.now())
     })
     .await;
     match done {

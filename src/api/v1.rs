@@ -94,14 +94,14 @@ async fn list_accounts(State(state): State<Shared>, uri: Uri) -> Answer<AccountL
         limit: Some(p.number("limit", 1, MAX_PAGE)?.unwrap_or(DEFAULT_PAGE)),
         after: p.text("cursor").map(|c| Cursor::decode(&c)).transpose()?,
     };
-    blocking(&state, move |s| accounts::list(&s.store, &query, s.clock.now(), s.config.timezone)).await
+    blocking(&state, move |s| accounts::list(&s.store, &query, s.clock.now(), s.config().timezone)).await
 }
 
 async fn show_account(State(state): State<Shared>, Path(id): Path<String>, uri: Uri) -> Answer<AccountDetail> {
     let mut p = Params::parse(&uri, &["events_days"])?;
     let events_days = p.number("events_days", 0, 36_600)?.unwrap_or(30) as u32;
     blocking(&state, move |s| {
-        let query = ShowQuery { id, events_days, now: s.clock.now(), timezone: s.config.timezone };
+        let query = ShowQuery { id, events_days, now: s.clock.now(), timezone: s.config().timezone };
         accounts::show(&s.store, &query, Some(&s.loaded().model))
     })
     .await
@@ -125,7 +125,7 @@ async fn list_tasks(State(state): State<Shared>, uri: Uri) -> Answer<TaskList> {
         status: status.unwrap_or_default(),
         limit: p.number("limit", 0, usize::MAX)?,
     };
-    blocking(&state, move |s| tasks::list(&s.store, &query, s.clock.now(), s.config.timezone)).await
+    blocking(&state, move |s| tasks::list(&s.store, &query, s.clock.now(), s.config().timezone)).await
 }
 
 /// A task id from the path: a number, else a 400 naming `id`.
@@ -159,7 +159,7 @@ async fn snooze(State(state): State<Shared>, Path(id): Path<String>, uri: Uri, b
     let until = NaiveDate::parse_from_str(until.trim(), "%Y-%m-%d")
         .map_err(|_| ApiError::field("until", format!("{until:?} is not a date: give YYYY-MM-DD")))?;
     blocking(&state, move |s| {
-        let args = SnoozeArgs { id, until, now: s.clock.now(), timezone: s.config.timezone };
+        let args = SnoozeArgs { id, until, now: s.clock.now(), timezone: s.config().timezone };
         tasks::snooze(&s.store, &args)
     })
     .await
@@ -209,7 +209,7 @@ async fn unsubscribe(State(state): State<Shared>, uri: Uri, body: Bytes) -> Answ
             ))
         }
     };
-    blocking(&state, move |s| contacts::unsubscribe(&s.store, &s.config, &by, s.clock.now())).await.map_err(|e| {
+    blocking(&state, move |s| contacts::unsubscribe(&s.store, &s.config(), &by, s.clock.now())).await.map_err(|e| {
         if e.field.is_none() && e.status.is_client_error() {
             e.in_field(field)
         } else {

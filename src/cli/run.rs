@@ -115,7 +115,8 @@ pub fn run(session: &Session, args: RunArgs) -> anyhow::Result<ExitCode> {
             daemon.watch_loaded(),
             daemon.counters.clone(),
             deliverer.counters.clone(),
-        );
+        )
+        .follow_config(daemon.watch_config());
         let shutdown = CancellationToken::new();
         let limits = daemon.config().api.limits;
         // Where commands of this store find this daemon (removed when it stops).

@@ -60,6 +60,8 @@ pub struct Daemon {
     pub counters: Arc<Counters>,
     /// Tells the API (and whoever else watches) which set is in force after a reload.
     loaded_tx: tokio::sync::watch::Sender<Arc<Loaded>>,
+    /// …and which config (the API maps, verifies and schedules by the one in force).
+    config_tx: tokio::sync::watch::Sender<Arc<Config>>,
 }
 
 impl Daemon {
@@ -68,6 +70,7 @@ impl Daemon {
         let fingerprint = fingerprint(&config);
         let loaded = Arc::new(loaded);
         Daemon {
+            config_tx: tokio::sync::watch::Sender::new(Arc::new(config.clone())),
             config,
             store,
             loaded_tx: tokio::sync::watch::Sender::new(loaded.clone()),
@@ -130,6 +133,11 @@ impl Daemon {
     /// The set in force, following reloads (the API reads it).
     pub fn watch_loaded(&self) -> tokio::sync::watch::Receiver<Arc<Loaded>> {
         self.loaded_tx.subscribe()
+    }
+
+    /// The config in force, following reloads.
+    pub fn watch_config(&self) -> tokio::sync::watch::Receiver<Arc<Config>> {
+        self.config_tx.subscribe()
     }
 
     pub fn loaded_arc(&self) -> Arc<Loaded> {
@@ -278,6 +286,7 @@ impl Daemon {
                 // The config may now point at other folders: watch those.
                 self.fingerprint = fingerprint(&self.config);
                 self.loaded = Arc::new(loaded);
+                self.config_tx.send_replace(Arc::new(self.config.clone()));
                 self.loaded_tx.send_replace(self.loaded.clone());
                 self.counters.reloads.fetch_add(1, Ordering::Relaxed);
                 Reload::Applied

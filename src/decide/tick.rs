@@ -116,9 +116,9 @@ pub fn plan(config: &Config, pb: &Playbook, last: Option<DateTime<Utc>>, now: Da
             (latest, missed) = (t, 1);
         }
     }
-    while let Some(next) = cron.next_in(tz, latest).filter(|t| *t <= now) {
-        missed += 1;
-        latest = next;
+    if let (n, Some(last_due)) = cron.count_in(tz, latest, now) {
+        missed += n;
+        latest = last_due;
     }
     if is_schedule_trigger && now - latest > Duration::days(DEFAULT_CATCH_UP_DAYS) {
         return Plan::TooLate { latest, missed: missed + 1 };

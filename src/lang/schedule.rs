@@ -207,6 +207,41 @@ impl CronSchedule {
         None
     }
 
+    /// The fire times strictly after `after` and at or before `until`: how many, and the
+    /// last. The same times [`CronSchedule::next_in`] gives one call at a time, found in
+    /// one walk: counting a day of a per-second schedule's ticks visits each candidate
+    /// once, where a `next_in` per tick re-walks three hours of candidates every time.
+    pub fn count_in(&self, tz: Tz, after: DateTime<Utc>, until: DateTime<Utc>) -> (u64, Option<DateTime<Utc>>) {
+        let (mut n, mut last) = (0u64, None::<DateTime<Utc>>);
+        if until <= after {
+            return (n, last);
+        }
+        let mut local = after.with_timezone(&tz).naive_local() - Duration::hours(3);
+        let end = until.with_timezone(&tz).naive_local() + Duration::hours(3);
+        while let Some(next) = self.next_local(local) {
+            local = next;
+            if local > end {
+                break;
+            }
+            let at = match tz.from_local_datetime(&local) {
+                LocalResult::Single(t) => t,
+                LocalResult::Ambiguous(first, _) => first,
+                LocalResult::None => match first_after_gap(tz, local) {
+                    Some(t) => t,
+                    None => continue,
+                },
+            }
+            .with_timezone(&Utc);
+            // Candidates come in wall-clock order; a gap maps several onto one instant,
+            // counted once, as `next_in` (strictly after the previous) would.
+            if at > after && at <= until && last.is_none_or(|l| at > l) {
+                n += 1;
+                last = Some(at);
+            }
+        }
+        (n, last)
+    }
+
     /// The first matching wall-clock time strictly after `after`.
     fn next_local(&self, after: NaiveDateTime) -> Option<NaiveDateTime> {
         let mut date = after.date();
@@ -428,6 +463,33 @@ fn parse_days_of_week(text: &str) -> Result<(u64, Vec<(u32, Nth)>), FieldProblem
 mod tests {
     use super::*;
     use chrono::Weekday;
+
+    #[test]
+    fn counting_ticks_in_one_walk_finds_what_next_in_finds_one_at_a_time() {
+        // Across both DST changes of New York and of Sydney, with schedules dense and sparse.
+        let windows = [
+            ("2026-03-07T20:00:00Z", "2026-03-09T12:00:00Z"),
+            ("2026-10-31T20:00:00Z", "2026-11-02T12:00:00Z"),
+            ("2026-04-04T10:00:00Z", "2026-04-05T20:00:00Z"),
+            ("2026-10-03T10:00:00Z", "2026-10-04T20:00:00Z"),
+        ];
+        let schedules = ["*/7 * * * *", "30 2 * * *", "0 * * * *", "15 1,2,3 * * *", "10 */5 * * * *", "0 9 * * 1-5"];
+        for tz in [chrono_tz::America::New_York, chrono_tz::Australia::Sydney, chrono_tz::UTC] {
+            for expr in schedules {
+                let cron = CronSchedule::parse(expr).unwrap();
+                for (from, to) in windows {
+                    let (from, to): (DateTime<Utc>, DateTime<Utc>) = (from.parse().unwrap(), to.parse().unwrap());
+                    let (mut n, mut last, mut at) = (0u64, None, from);
+                    while let Some(t) = cron.next_in(tz, at).filter(|t| *t <= to) {
+                        n += 1;
+                        last = Some(t);
+                        at = t;
+                    }
+                    assert_eq!(cron.count_in(tz, from, to), (n, last), "{expr} in {tz} from {from} to {to}");
+                }
+            }
+        }
+    }
 
     fn next(expr: &str, from: &str) -> String {
         let from: DateTime<Utc> = from.parse().unwrap();
