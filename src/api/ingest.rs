@@ -61,7 +61,7 @@ async fn push(
     let report =
         blocking(&state, move |s| ingest::ingest(&s.store, &s.config(), kind, body.to_vec(), s.clock.now())).await?;
     state.counters.api_rows.add(kind.name(), report.inserted + report.updated + report.unchanged, report.rejected);
-    Ok(report.into())
+    Ok(report)
 }
 
 async fn run_sync(State(state): State<Shared>, uri: Uri, body: Result<Bytes, BytesRejection>) -> Answer<SyncOutcome> {
@@ -79,5 +79,5 @@ async fn run_sync(State(state): State<Shared>, uri: Uri, body: Result<Bytes, Byt
     for r in &outcome.reports {
         state.counters.file_rows.add(&r.kind, r.stored(), r.rejected);
     }
-    Ok(outcome.into())
+    Ok(outcome)
 }

@@ -81,7 +81,11 @@ pub fn check(
     let read = enabled
         .iter()
         .try_for_each(|p| store.last_tick(&p.id).map(|t| latest_tick = latest_tick.max(t)))
-        .map_err(|e| e.to_string());
+        // `/readyz` answers anyone: the details (paths, causes) go to the log only.
+        .map_err(|e| {
+            tracing::warn!(error = %e, "readiness: the store cannot be read");
+            "the daemon's log has the details".to_string()
+        });
     let last_pass = last_pass.or(latest_tick);
     let schedules: Vec<_> = enabled.iter().map(|p| crate::decide::tick::schedule_of(config, p)).collect();
     readiness(read, last_pass, &schedules, now)
