@@ -47,7 +47,20 @@ pub fn routes(state: &Shared) -> Router<Shared> {
 /// The body, or the reason it could not be read: over the limit (inflated or not) is a
 /// 413, a broken gzip stream a 400.
 fn body_of(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    body.map_err(|e| ApiError::new(e.status(), format!("the body could not be read: {}", e.body_text())))
+    body.map_err(|e| {
+        // A body without a length cut at the limit under the gzip decoder comes back as
+        // a read error wrapping the limit's: that is still "too large".
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        let mut too_large = false;
+        while let Some(c) = cause {
+            // The gzip decoder hands the limit's error on as text inside its own error
+            // (the type is lost on the way), hence its words are matched too.
+            too_large |= c.is::<http_body_util::LengthLimitError>() || c.to_string().contains("length limit exceeded");
+            cause = c.source();
+        }
+        let status = if too_large { axum::http::StatusCode::PAYLOAD_TOO_LARGE } else { e.status() };
+        ApiError::new(status, format!("the body could not be read: {}", e.body_text()))
+    })
 }
 
 async fn push(

@@ -100,6 +100,11 @@ impl Unsubscribe {
         let (email, tag) = token.trim().split_once('.').ok_or(TokenError::Malformed)?;
         let email = URL_SAFE_NO_PAD.decode(email).map_err(|_| TokenError::Malformed)?;
         let email = String::from_utf8(email).map_err(|_| TokenError::Malformed)?;
+        // Keel issues tokens for the trimmed, lower-case address only: another spelling
+        // of it (which the MAC, over the normal form, would accept) was not issued.
+        if email != email.trim().to_lowercase() {
+            return Err(TokenError::Malformed);
+        }
         let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| TokenError::Malformed)?;
         if tag.len() != MAC_BYTES {
             return Err(TokenError::BadSignature);
@@ -126,5 +131,8 @@ mod tests {
         let forged = format!("{}.{sig}", URL_SAFE_NO_PAD.encode("bob@example.com"));
         assert_eq!(u.verify(&forged), Err(TokenError::BadSignature));
         assert_eq!(u.verify("nonsense"), Err(TokenError::Malformed));
+        // The issued token's signature under another spelling of the same address.
+        let respelled = format!("{}.{sig}", URL_SAFE_NO_PAD.encode(" ANA@Example.com"));
+        assert_eq!(u.verify(&respelled), Err(TokenError::Malformed));
     }
 }
