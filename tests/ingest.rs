@@ -324,32 +324,3 @@ fn keel_sync_through_a_running_daemon_prints_what_it_prints_against_a_stopped_on
         assert!(listed.contains(id), "the accounts landed in the daemon's store: {listed}");
     }
 }
-
-/// A body without a length (chunked), gzipped, that runs past the 1 MB limit before it is
-/// inflated: 413, as with a declared length, not a 400 about an unreadable body.
-#[test]
-fn a_chunked_gzip_body_over_the_limit_is_a_413() {
-    let (_ws, api) = start();
-    // Incompressible bytes: 1.5 MB of gzip.
-    let mut noise = vec![0u8; 3 << 19];
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    for b in &mut noise {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *b = x as u8;
-    }
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::none());
-    gz.write_all(&noise).unwrap();
-    let body = reqwest::blocking::Body::new(std::io::Cursor::new(gz.finish().unwrap()));
-    let response = Client::new()
-        .post(api.url("/api/v1/accounts"))
-        .bearer_auth(INGEST)
-        .header("content-encoding", "gzip")
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .unwrap();
-    let (status, body) = answer(response);
-    assert_eq!(status, 413, "{body}");
-}
