@@ -32,7 +32,7 @@ impl Api {
     /// [`Api::start`] on the config's own `api.listen` (no `--listen` override), for a test
     /// whose emails' unsubscribe links must point at this daemon.
     pub(crate) fn start_on_config_listen(ws: &Workspace) -> Api {
-        Api::started(spawn_with_args(ws, NOW, Some("info"), &[], &[]))
+        Api::started(spawn_with_args(ws, Some(NOW), Some("info"), &[], &[]))
     }
 
     fn started((child, rx): (Child, Receiver<String>)) -> Api {

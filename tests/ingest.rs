@@ -257,26 +257,7 @@ fn keel_with_token(ws: &Workspace, args: &[&str]) -> Run {
 
 /// `keel run` on the config's own `api.listen` (so the CLI finds it there).
 fn daemon(ws: &Workspace) -> (Child, std::sync::mpsc::Receiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
-        .args(["--config", "keel.yaml", "run"])
-        .current_dir(ws.dir.path())
-        .env_remove("KEEL_NOW")
-        .env("KEEL_API_TOKEN", ADMIN)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr).lines() {
-            if tx.send(line.unwrap()).is_err() {
-                break;
-            }
-        }
-    });
+    let (child, rx) = crate::run::spawn_with_args(ws, None, Some("info"), &[("KEEL_API_TOKEN", ADMIN)], &[]);
     wait_for(&rx, &mut Vec::new(), "the API to listen", |l| l.contains("the API is listening"));
     (child, rx)
 }

@@ -65,7 +65,7 @@ pub(crate) fn spawn_with_env(
     env: &[(&str, &str)],
 ) -> (Child, Receiver<String>) {
     // Any free port: tests run daemons side by side.
-    spawn_with_args(ws, now, filter, env, &["--listen", "127.0.0.1:0"])
+    spawn_with_args(ws, Some(now), filter, env, &["--listen", "127.0.0.1:0"])
 }
 
 /// [`spawn_with_env`] with `run_args` after `keel run` in place of `--listen 127.0.0.1:0`:
@@ -73,7 +73,7 @@ pub(crate) fn spawn_with_env(
 /// links name).
 pub(crate) fn spawn_with_args(
     ws: &Workspace,
-    now: &str,
+    now: Option<&str>,
     filter: Option<&str>,
     env: &[(&str, &str)],
     run_args: &[&str],
@@ -84,15 +84,12 @@ pub(crate) fn spawn_with_args(
         Some(f) => command.env("RUST_LOG", f),
         None => command.env_remove("RUST_LOG"),
     };
-    let mut child = command
-        .args(["--config", "keel.yaml", "run"])
-        .args(run_args)
-        .current_dir(ws.dir.path())
-        .env("KEEL_NOW", now)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    command.args(["--config", "keel.yaml", "run"]).args(run_args).current_dir(ws.dir.path()).env_remove("KEEL_NOW");
+    // None: the config's clock (or the machine's), as the daemon reads it unpinned.
+    if let Some(now) = now {
+        command.env("KEEL_NOW", now);
+    }
+    let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = channel();
     std::thread::spawn(move || {

@@ -3,11 +3,9 @@
 //! (address and token from the same config) and print what they print when they open the
 //! store themselves — instead of "store in use".
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::channel;
+use std::process::{Child, Command};
 
-use crate::run::{terminate, wait_for};
+use crate::run::{spawn_with_args, terminate, wait_for};
 use crate::util::{Workspace, NOW};
 use crate::v1::{hooks, receiver, ACCOUNTS, FOLLOW_UP};
 
@@ -35,25 +33,7 @@ fn keel(ws: &Workspace, args: &[&str], token: Option<&str>) -> (i32, String, Str
 /// `keel run` on its config's clock, listening on `listen` (any port: the command line
 /// finds it through what the daemon announces in data_dir).
 fn daemon(ws: &Workspace, listen: &str) -> Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
-        .args(["--config", "keel.yaml", "run", "--listen", listen])
-        .current_dir(ws.dir.path())
-        .env_remove("KEEL_NOW")
-        .env("KEEL_API_TOKEN", TOKEN)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            if tx.send(line.unwrap()).is_err() {
-                break;
-            }
-        }
-    });
+    let (child, rx) = spawn_with_args(ws, None, Some("info"), &[("KEEL_API_TOKEN", TOKEN)], &["--listen", listen]);
     let mut log = Vec::new();
     wait_for(&rx, &mut log, "the API to listen", |l| l.contains("the API is listening"));
     // Keep draining, so the daemon never blocks on a full pipe.
