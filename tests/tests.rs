@@ -14,6 +14,7 @@ mod deliver;
 mod examples;
 mod faults;
 mod first_day;
+mod guard;
 mod health;
 mod health_coverage;
 mod incremental;

@@ -17,10 +17,11 @@ use reqwest::blocking::{Client as Http, RequestBuilder};
 use serde::de::DeserializeOwned;
 
 use crate::config::{Config, Scope};
-use crate::model::{OutboxEntry, Task};
+use crate::model::{GuardRecord, OutboxEntry, Task};
 use crate::services::access::Book;
 use crate::services::accounts::{self, AccountDetail, AccountList};
 use crate::services::contacts::{UnsubscribeBy, Unsubscribed};
+use crate::services::guard::GuardList;
 use crate::services::outbox::{self, RetryTarget, Which};
 use crate::services::sync::{ProgressFor, SyncOutcome, SyncRequest};
 use crate::services::tasks::{self, TaskList};
@@ -275,6 +276,15 @@ impl Book for Client {
             UnsubscribeBy::Token(t) => serde_json::json!({ "token": t }),
         };
         self.call(self.http.post(self.url("/api/v1/contacts/unsubscribe")).json(&body), Scope::Tasks, None)
+    }
+
+    fn guard(&self) -> Result<GuardList, ServiceError> {
+        self.call(self.http.get(self.url("/api/v1/guard")), Scope::Read, None)
+    }
+
+    fn approve(&self, playbook: &str, by: &str) -> Result<GuardRecord, ServiceError> {
+        let url = self.url(&format!("/api/v1/playbooks/{}/approve", encode_segment(playbook)));
+        self.call(self.http.post(url).json(&serde_json::json!({ "by": by })), Scope::Admin, None)
     }
 
     /// The daemon reads the file: it holds this machine's store, so it is on this

@@ -59,7 +59,9 @@ impl From<ServiceError> for ApiError {
         use ServiceError as E;
         match e {
             E::NotFound { .. } => ApiError::not_found(e.to_string()),
-            E::TaskClosed { .. } | E::NotDead { .. } => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+            E::TaskClosed { .. } | E::NotDead { .. } | E::NotHeld { .. } => {
+                ApiError::new(StatusCode::CONFLICT, e.to_string())
+            }
             E::NotAfterToday { .. } => ApiError::field("until", e.to_string()),
             E::InvalidCursor(_) => ApiError::field("cursor", e.to_string()),
             E::Segment(_) => ApiError::field("segment", e.to_string()),

@@ -168,6 +168,19 @@ fn exposition(state: &Shared, waiting: &Waiting) -> String {
         }
     }
 
+    e.family("keel_playbook_held_passes_total", "counter", "Passes the blast-radius guard held a playbook for.");
+    for (id, p) in &playbooks {
+        e.sample("keel_playbook_held_passes_total", &[("playbook", id)], load(&p.held));
+    }
+    e.family(
+        "keel_playbook_held",
+        "gauge",
+        "Playbooks held by the guard at the last tick: the firings the held pass would make (`keel approve`).",
+    );
+    for (id, would_fire) in c.held() {
+        e.sample("keel_playbook_held", &[("playbook", &id)], would_fire);
+    }
+
     e.family("keel_pass_duration_seconds", "histogram", "How long evaluation passes took.");
     for (bound, n) in &h.cumulative {
         let le = if bound.is_infinite() { "+Inf".to_string() } else { bound.to_string() };

@@ -12,7 +12,8 @@
 //! - "Now" is the injected clock's ([`super::ApiState::clock`]), "today" the config's zone
 //!   (an account's own zone where the service says so), as for the CLI.
 //! - Scopes: reads need `read`; closing, snoozing and cancelling tasks and unsubscribing
-//!   need `tasks`; retrying the outbox needs `admin` (which holds every scope).
+//!   need `tasks`; retrying the outbox and approving a held playbook need `admin` (which
+//!   holds every scope).
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -27,9 +28,10 @@ use super::auth::scoped;
 use super::{ApiError, ApiState, Shared};
 use crate::config::Scope;
 use crate::model::Band;
-use crate::model::{OutboxEntry, Task};
+use crate::model::{GuardRecord, OutboxEntry, Task};
 use crate::services::accounts::{self, AccountDetail, AccountList, Cursor, ShowQuery, SortKey};
 use crate::services::contacts::{self, UnsubscribeBy, Unsubscribed};
+use crate::services::guard::{self, GuardList};
 use crate::services::outbox::{self, RetryTarget, Which};
 use crate::services::tasks::{self, SnoozeArgs, StatusFilter, TaskList};
 use crate::services::ServiceError;
@@ -45,7 +47,8 @@ pub fn routes(state: &Shared) -> Router<Shared> {
         .route("/api/v1/accounts", get(list_accounts))
         .route("/api/v1/accounts/{id}", get(show_account))
         .route("/api/v1/tasks", get(list_tasks))
-        .route("/api/v1/outbox", get(list_outbox));
+        .route("/api/v1/outbox", get(list_outbox))
+        .route("/api/v1/guard", get(list_guard));
     let act = Router::new()
         .route("/api/v1/tasks/{id}/done", post(done))
         .route("/api/v1/tasks/{id}/cancel", post(cancel))
@@ -53,7 +56,8 @@ pub fn routes(state: &Shared) -> Router<Shared> {
         .route("/api/v1/contacts/unsubscribe", post(unsubscribe));
     let admin = Router::new()
         .route("/api/v1/outbox/{id}/retry", post(retry))
-        .route("/api/v1/outbox/retry-dead", post(retry_dead));
+        .route("/api/v1/outbox/retry-dead", post(retry_dead))
+        .route("/api/v1/playbooks/{id}/approve", post(approve));
     scoped(read, state, Scope::Read).merge(scoped(act, state, Scope::Tasks)).merge(scoped(admin, state, Scope::Admin))
 }
 
@@ -187,6 +191,31 @@ async fn retry(State(state): State<Shared>, Path(id): Path<String>, uri: Uri) ->
 async fn retry_dead(State(state): State<Shared>, uri: Uri) -> Answer<Vec<OutboxEntry>> {
     Params::parse(&uri, &[])?;
     blocking(&state, move |s| outbox::retry(&s.store, RetryTarget::AllDead, s.clock.now())).await
+}
+
+/// The blast-radius guard's records (`keel approve` with no playbook).
+async fn list_guard(State(state): State<Shared>, uri: Uri) -> Answer<GuardList> {
+    Params::parse(&uri, &[])?;
+    blocking(&state, move |s| guard::list(&s.store)).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApproveBody {
+    /// Who approves, for the guard's record (default: "api").
+    by: Option<String>,
+}
+
+/// Lets one pass of a held playbook through (`keel approve PLAYBOOK`).
+async fn approve(State(state): State<Shared>, Path(id): Path<String>, uri: Uri, body: Bytes) -> Answer<GuardRecord> {
+    Params::parse(&uri, &[])?;
+    let ApproveBody { by } = if body.is_empty() { ApproveBody::default() } else { json_body(&body)? };
+    let by = by.map(|b| crate::lang::render::one_line(&b)).filter(|b| !b.trim().is_empty());
+    if by.as_ref().is_some_and(|b| b.len() > 200) {
+        return Err(ApiError::field("by", "at most 200 bytes".to_string()));
+    }
+    let by = by.unwrap_or_else(|| "api".into());
+    blocking(&state, move |s| guard::approve(&s.store, &id, &by, s.clock.now())).await
 }
 
 /// An address typed by hand, or the token of an unsubscribe link: exactly one.

@@ -7,6 +7,7 @@
 //! [`EXIT_ROWS_REJECTED`] a sync stored the good rows but rejected some.
 
 mod accounts;
+mod approve;
 mod check;
 mod contacts;
 mod health;
@@ -95,6 +96,8 @@ pub enum Command {
     /// The store itself: verify it is whole, back it up, restore a backup.
     #[command(subcommand)]
     Store(store::StoreCommand),
+    /// Playbooks the blast-radius guard holds; approve one held pass to let it through.
+    Approve(approve::ApproveArgs),
 }
 
 /// Output format of commands that show data.
@@ -237,5 +240,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Contacts(cmd) => contacts::run(&session, cmd),
         Command::Preview(args) => preview::run(&session, args),
         Command::Store(cmd) => store::run(&session, cmd),
+        Command::Approve(args) => approve::run(&session, args),
     }
 }

@@ -200,6 +200,8 @@ fn report(
             "at": tick.at,
             "pass": tick.report,
             "notes": tick.notes,
+            "held": tick.held,
+            "guard_notes": tick.guard_notes,
             "delivery": delivery,
             "pending": pending,
             "next_delivery": next,
@@ -210,6 +212,7 @@ fn report(
         writeln!(out)?;
     } else {
         match &tick.report {
+            None if !tick.held.is_empty() => {}
             None => writeln!(out, "Nothing is due at {}.", tick.at.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z"))?,
             Some(report) => {
                 writeln!(
@@ -234,7 +237,16 @@ fn report(
                 write!(out, "{}", table.render())?;
             }
         }
-        for note in &tick.notes {
+        for h in &tick.held {
+            writeln!(
+                out,
+                "HELD {}: {}; nothing was decided for it (`keel approve {}` lets this pass through)",
+                h.playbook,
+                h.hold.describe(),
+                h.playbook
+            )?;
+        }
+        for note in tick.notes.iter().chain(&tick.guard_notes) {
             writeln!(out, "note: {note}")?;
         }
         if let Some(report) = &tick.report {

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use chrono_tz::Tz;
 
-pub use raw::{Secret, TlsMode};
+pub use raw::{GuardScope, Secret, TlsMode};
 
 use crate::diagnostic::{self, parse_yaml, Diagnostic};
 use crate::lang::schedule::CronSchedule;
@@ -53,6 +53,33 @@ pub struct Config {
     /// `data_dir`, for a demo book whose data is fixed files (the sample config's). `None`:
     /// the machine's clock.
     pub clock_start: Option<chrono::DateTime<chrono::Utc>>,
+    pub guard: GuardConfig,
+}
+
+/// The blast-radius guard (`guard:`): which playbooks a pass may hold, by what limits,
+/// and whom it tells.
+#[derive(Debug, Clone)]
+pub struct GuardConfig {
+    /// `guard: off` turns it off for playbooks without a `guard:` of their own.
+    pub enabled: bool,
+    pub limits: crate::lang::guard::Limits,
+    pub applies_to: raw::GuardScope,
+    /// Emailed once when a playbook is held.
+    pub notify: Option<String>,
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        GuardConfig {
+            enabled: true,
+            limits: crate::lang::guard::Limits {
+                max_firings: Some(crate::lang::guard::DEFAULT_MAX_FIRINGS),
+                max_share: Some(crate::lang::guard::DEFAULT_MAX_SHARE),
+            },
+            applies_to: raw::GuardScope::CustomerEmail,
+            notify: None,
+        }
+    }
 }
 
 /// How the outbox is worked off.
@@ -470,6 +497,22 @@ impl Config {
                 incremental: raw.evaluation.incremental.unwrap_or(true),
             },
             clock_start: raw.clock.map(|c| c.start.0),
+            guard: {
+                let d = GuardConfig::default();
+                match raw.guard {
+                    None => d,
+                    Some(raw::RawGuardSetting::Off) => GuardConfig { enabled: false, ..d },
+                    Some(raw::RawGuardSetting::On(g)) => GuardConfig {
+                        enabled: true,
+                        limits: crate::lang::guard::Limits {
+                            max_firings: g.max_firings.map(|n| n.get()).or(d.limits.max_firings),
+                            max_share: g.max_share.or(d.limits.max_share),
+                        },
+                        applies_to: g.applies_to.unwrap_or_default(),
+                        notify: g.notify.map(|n| n.0.trim().to_string()).filter(|n| !n.is_empty()),
+                    },
+                }
+            },
             data_dir,
         }
     }

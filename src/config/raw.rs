@@ -33,6 +33,70 @@ pub struct RawConfig {
     #[serde(default)]
     pub delivery: RawDelivery,
     pub clock: Option<RawClock>,
+    /// The blast-radius guard: `off`, or the limits of a pass.
+    pub guard: Option<RawGuardSetting>,
+}
+
+/// `guard:` in the config: `off`, or its settings.
+#[derive(Debug)]
+pub enum RawGuardSetting {
+    Off,
+    On(RawGuard),
+}
+
+impl<'de> Deserialize<'de> for RawGuardSetting {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = RawGuardSetting;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`off`, or settings like { max_firings: 500, max_share: \"10%\" }")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                if v {
+                    Err(E::custom(
+                        "`guard: true` says nothing: the guard is on by default; write its settings, or `off`",
+                    ))
+                } else {
+                    Ok(RawGuardSetting::Off)
+                }
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                match v.trim() {
+                    "off" => Ok(RawGuardSetting::Off),
+                    other => Err(E::custom(format!("invalid guard {other:?}: expected `off`, or its settings"))),
+                }
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                RawGuard::deserialize(de::value::MapAccessDeserializer::new(map)).map(RawGuardSetting::On)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The guard's settings (each has a default).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGuard {
+    /// At most this many accounts fired by one playbook in one pass (default 500).
+    pub max_firings: Option<crate::lang::guard::Limit>,
+    /// At most this share of a playbook's audience fired in one pass (default "10%").
+    pub max_share: Option<crate::lang::guard::Share>,
+    /// Which playbooks are guarded without a `guard:` of their own: those that email
+    /// customers (`customer_email`, the default) or every playbook (`all`).
+    pub applies_to: Option<GuardScope>,
+    /// Who is emailed, once per hold, when a playbook is held.
+    pub notify: Option<Expanded>,
+}
+
+/// Which playbooks the config's guard covers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GuardScope {
+    #[default]
+    CustomerEmail,
+    All,
 }
 
 /// A pinned clock for a demo book (the sample config's); a real book has none.

@@ -48,6 +48,9 @@ pub struct Counters {
     pub api_rows: SyncCounters,
     /// Segment messages refused whole (malformed: no kind can be told for some).
     pub segment_refused: AtomicU64,
+    /// The playbooks the guard held at the last tick, with the firings they were held
+    /// at.
+    held: RwLock<BTreeMap<String, u64>>,
 }
 
 const NEVER: i64 = i64::MIN;
@@ -70,6 +73,7 @@ impl Default for Counters {
             segment_rows: SyncCounters::default(),
             api_rows: SyncCounters::default(),
             segment_refused: AtomicU64::new(0),
+            held: RwLock::default(),
         }
     }
 }
@@ -81,6 +85,8 @@ pub struct PlaybookCounters {
     pub fired: AtomicU64,
     pub skipped: AtomicU64,
     pub errors: AtomicU64,
+    /// Passes the blast-radius guard held it for.
+    pub held: AtomicU64,
 }
 
 /// Rows stored (inserted, updated or already so) and rejected, per record kind.
@@ -166,6 +172,23 @@ impl Counters {
             c.skipped.fetch_add(s.skipped, Ordering::Relaxed);
             c.errors.fetch_add(s.errors, Ordering::Relaxed);
         }
+    }
+
+    /// Counts a tick's holds: the passes held, and which playbooks are held now.
+    pub fn count_held(&self, held: &[crate::decide::tick::Held]) {
+        let mut now = BTreeMap::new();
+        for h in held {
+            if h.counted {
+                self.playbook(&h.playbook).held.fetch_add(1, Ordering::Relaxed);
+            }
+            now.insert(h.playbook.clone(), h.hold.would_fire);
+        }
+        *self.held.write().unwrap_or_else(|e| e.into_inner()) = now;
+    }
+
+    /// The playbooks held at the last tick, with the firings they were held at.
+    pub fn held(&self) -> BTreeMap<String, u64> {
+        self.held.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn playbook(&self, id: &str) -> Arc<PlaybookCounters> {

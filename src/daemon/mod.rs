@@ -178,6 +178,10 @@ impl Daemon {
             self.counters.count_pass(report);
             self.log(report, &tick.due);
         }
+        self.counters.count_held(&tick.held);
+        for note in &tick.guard_notes {
+            tracing::info!("guard: {note}");
+        }
         Ok(tick)
     }
 

@@ -21,6 +21,7 @@ use std::sync::atomic::AtomicBool;
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 
+use super::guard;
 use super::incremental::{self, Selected};
 use super::pass::{Due, Evaluator, PassReport, Selection};
 use super::unsubscribe::Unsubscribe;
@@ -72,6 +73,19 @@ pub struct Options<'a> {
     pub given_health: Option<&'a BTreeMap<String, f64>>,
     /// Say why a playbook decided nothing for an account (a dry run's `explain`).
     pub explain: bool,
+    /// Without the blast-radius guard (`keel test`: a test's book is the playbook's
+    /// whole world, and what it fires is what the test asserts).
+    pub unguarded: bool,
+}
+
+/// A playbook the guard holds at a tick.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Held {
+    pub playbook: String,
+    pub hold: crate::model::Hold,
+    /// Held by this tick's count (false: still held from an earlier pass, waiting for an
+    /// approval or its next tick).
+    pub counted: bool,
 }
 
 /// What a tick did.
@@ -87,6 +101,10 @@ pub struct Tick {
     pub decided: Vec<Commit>,
     /// The playbooks the pass ran, and the tick each stood for.
     pub due: Vec<(String, DateTime<Utc>)>,
+    /// Playbooks the blast-radius guard held: they decided nothing.
+    pub held: Vec<Held>,
+    /// What the guard let through or released, in words.
+    pub guard_notes: Vec<String>,
 }
 
 /// The cron a playbook is evaluated on, and its zone.
@@ -130,12 +148,16 @@ pub fn plan(config: &Config, pb: &Playbook, last: Option<DateTime<Utc>>, now: Da
 /// enabled playbook has a next tick).
 pub fn next_wakeup(ctx: Context, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError> {
     let mut next: Option<DateTime<Utc>> = None;
+    let records = ctx.store.guards()?;
     for pb in ctx.loaded.set.playbooks.iter().filter(|p| p.enabled) {
         let (cron, tz) = schedule_of(ctx.config, pb);
-        let at = match ctx.store.last_tick(&pb.id)? {
+        let record = records.iter().find(|r| r.playbook == pb.id);
+        let at = match (record.and_then(waiting), ctx.store.last_tick(&pb.id)?) {
+            // Held: counted again at its next tick (an approval makes it due now).
+            (Some(hold), _) => cron.next_in(tz, hold.tick),
             // Never ran: due now (a schedule trigger sets its baseline now).
-            None => Some(now),
-            Some(last) => cron.next_in(tz, last),
+            (None, None) => Some(now),
+            (None, Some(last)) => cron.next_in(tz, last),
         };
         next = match (next, at) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -143,6 +165,11 @@ pub fn next_wakeup(ctx: Context, now: DateTime<Utc>) -> Result<Option<DateTime<U
         };
     }
     Ok(next)
+}
+
+/// The hold a playbook waits under: held, and not approved since.
+fn waiting(record: &crate::model::GuardRecord) -> Option<&crate::model::Hold> {
+    record.held.as_ref().filter(|_| record.approved.is_none())
 }
 
 /// Decides for every playbook due at `now`; in [`Mode::Commit`] records it all and marks
@@ -158,12 +185,21 @@ pub fn tick(
     let commit = mode == Mode::Commit;
     let mut due = Vec::new();
     let mut notes = Vec::new();
+    let mut held = Vec::new();
+    let records = if options.unguarded { Vec::new() } else { store.guards()? };
     let playbooks = loaded.set.playbooks.iter().filter(|p| p.enabled && options.playbook.is_none_or(|id| id == p.id));
     for pb in playbooks {
         let last = store.last_tick(&pb.id)?;
         match plan(config, pb, last, now) {
             Plan::Run { tick, previous, missed } => {
-                if missed > 0 && commit {
+                let record = records.iter().find(|r| r.playbook == pb.id);
+                if let Some(hold) = record.and_then(waiting).filter(|h| h.tick >= tick) {
+                    // Held at this tick already: it waits for an approval or its next tick.
+                    held.push(Held { playbook: pb.id.clone(), hold: hold.clone(), counted: false });
+                    continue;
+                }
+                // A held playbook's tick stays where it was held: not downtime.
+                if missed > 0 && commit && record.is_none_or(|r| r.held.is_none()) {
                     let kind = if matches!(pb.trigger, Trigger::Schedule { .. }) {
                         "runs the latest one, skips the rest"
                     } else {
@@ -196,12 +232,12 @@ pub fn tick(
             Plan::Wait => {}
         }
     }
-    let ran = due.iter().map(|d| (d.playbook.id.clone(), d.tick)).collect();
     if due.is_empty() {
         if commit {
             store.flush()?;
         }
-        return Ok(Tick { at: now, report: None, notes, decided: Vec::new(), due: ran });
+        let ran = Vec::new();
+        return Ok(Tick { at: now, report: None, notes, decided: Vec::new(), due: ran, held, guard_notes: Vec::new() });
     }
     let tz = config.timezone;
     let date = now.with_timezone(&tz).date_naive();
@@ -230,6 +266,47 @@ pub fn tick(
         given_health: options.given_health,
         explain: options.explain && !commit,
     };
+    // The guard counts the pass first; a held playbook decides nothing in it.
+    // Named accounts are not the pass the daemon runs: the guard cannot count it (a
+    // playbook held by the daemon's pass is still left out above).
+    let look = if options.unguarded || options.accounts.is_some() {
+        guard::Look::default()
+    } else {
+        guard::look(&evaluator, config, &due, &records, now)?
+    };
+    if commit {
+        guard::record_holds(store, config, &look, now)?;
+    }
+    for (id, hold) in look.held() {
+        held.push(Held { playbook: id.to_string(), hold: hold.clone(), counted: true });
+    }
+    due.retain(|d| !look.is_held(&d.playbook.id));
+    let guard_notes: Vec<String> = look
+        .verdicts
+        .iter()
+        .filter_map(|v| match &v.outcome {
+            guard::Outcome::Held(_) => None,
+            guard::Outcome::Approved { would_fire, size } => Some(format!(
+                "{}: approved pass of {} firings runs (approved up to {})",
+                v.playbook,
+                crate::model::thousands(*would_fire),
+                crate::model::thousands(*size)
+            )),
+            guard::Outcome::Cleared { would_fire } => Some(format!(
+                "{}: no longer held: this pass fires {}, within its guard's limits",
+                v.playbook,
+                crate::model::thousands(*would_fire)
+            )),
+        })
+        .collect();
+    let ran = due.iter().map(|d| (d.playbook.id.clone(), d.tick)).collect();
+    if due.is_empty() {
+        // Everything due is held: no pass.
+        if commit {
+            store.flush()?;
+        }
+        return Ok(Tick { at: now, report: None, notes, decided: Vec::new(), due: ran, held, guard_notes });
+    }
     let (mut report, decided) = match mode {
         Mode::Commit => (evaluator.run(&due, now)?, Vec::new()),
         Mode::DryRun => evaluator.dry_run(&due, now)?,
@@ -246,8 +323,9 @@ pub fn tick(
                 incremental::complete(store, loaded, &due, tz, &selected)?;
             }
             store.clear_pass_progress(None)?;
+            guard::record_after(store, &look, now)?;
         }
         store.flush()?;
     }
-    Ok(Tick { at: now, report: Some(report), notes, decided, due: ran })
+    Ok(Tick { at: now, report: Some(report), notes, decided, due: ran, held, guard_notes })
 }

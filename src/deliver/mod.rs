@@ -419,6 +419,22 @@ impl Deliverer {
                         }
                     }
                 }
+                // The playbook's own daily cap of customer emails (`guard.daily_email_cap`),
+                // counted per day in the config's zone; the rest wait for the next day.
+                if let (Audience::Customer { .. }, Some(cap)) = (&m.audience, self.daily_cap(&entries[0].playbook)) {
+                    let day = now.with_timezone(&self.timezone).date_naive();
+                    if !self.store.take_daily_place(&entries[0].playbook, day, cap)? {
+                        if reserved {
+                            // The frequency-cap place was not used: give it back.
+                            self.store.settle_send(&m.to, entries[0].id, false)?;
+                        }
+                        let next = crate::decide::time::start_of_day(self.timezone, day.succ_opt().unwrap_or(day));
+                        let why =
+                            format!("daily cap: {cap} customer emails a day from {} reached", entries[0].playbook);
+                        let local = next.with_timezone(&self.timezone).format("%a %Y-%m-%d %H:%M %Z");
+                        return self.defer(entries, next, now, format!("deferred: {why}; next day starts {local}"));
+                    }
+                }
                 let outgoing = email::Outgoing {
                     to: &m.to,
                     subject: &rendered.subject,
@@ -444,6 +460,15 @@ impl Deliverer {
                 self.store.flush_after(self.store.writes_done()).await?;
                 Ok((outcome, n))
             }
+        }
+    }
+
+    /// The playbook's `guard.daily_email_cap`, in the playbooks in force.
+    fn daily_cap(&self, playbook: &str) -> Option<u32> {
+        let loaded = self.loaded.read().expect("loaded lock").clone();
+        match &loaded.set.get(playbook)?.guard {
+            crate::lang::guard::PlaybookGuard::Limits(l) => l.daily_email_cap.map(|c| c.get()),
+            _ => None,
         }
     }
 

@@ -8,10 +8,12 @@
 //! - [`health`]: the health model, and [`inputs`]: what each of its categories reads;
 //!   [`playbook`]: playbook files, validated;
 //! - [`render`]: templates; [`view`]: what scripts and templates see of an account;
-//! - [`duration`], [`schedule`]: `7d`, cron; [`env`]: `${VAR}` expansion.
+//! - [`duration`], [`schedule`]: `7d`, cron; [`env`]: `${VAR}` expansion; [`guard`]: the
+//!   blast-radius guard's limits.
 
 pub mod duration;
 pub mod env;
+pub mod guard;
 pub mod health;
 pub mod inputs;
 pub mod playbook;

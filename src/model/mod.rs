@@ -12,6 +12,7 @@
 mod account;
 mod contact;
 mod event;
+mod guard;
 mod health;
 mod ledger;
 mod outbox;
@@ -23,6 +24,7 @@ pub use account::{
 };
 pub use contact::{Contact, ContactPatch};
 pub use event::{Event, EventPatch};
+pub use guard::{thousands, Approval, GuardEvent, GuardRecord, Hold, KEEP_GUARD_HISTORY};
 pub use health::{Band, HealthPoint};
 pub use ledger::{AccountState, Decision, EvalFailure, LedgerEntry, PlaybookState, SequenceState};
 pub use outbox::{

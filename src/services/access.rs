@@ -14,13 +14,14 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use super::accounts::{self, AccountDetail, AccountList};
 use super::contacts::{self, UnsubscribeBy, Unsubscribed};
+use super::guard::{self, GuardList};
 use super::outbox::{self, RetryTarget};
 use super::sync::{self, ProgressFor, SyncOutcome, SyncRequest};
 use super::tasks::{self, SnoozeArgs, TaskList};
 use super::ServiceError;
 use crate::config::Config;
 use crate::lang::health::HealthModel;
-use crate::model::{OutboxEntry, Task};
+use crate::model::{GuardRecord, OutboxEntry, Task};
 use crate::store::Store;
 
 /// The book, reached one way or another.
@@ -41,6 +42,10 @@ pub trait Book {
     /// machine, as the client is only used when the store is this one); `progress` is
     /// drawn only when the files are read here.
     fn sync(&self, request: &SyncRequest, progress: ProgressFor) -> Result<SyncOutcome, ServiceError>;
+    /// The blast-radius guard's records: held playbooks and what the guard did.
+    fn guard(&self) -> Result<GuardList, ServiceError>;
+    /// Lets one pass of a held playbook through, of up to the size it was held at.
+    fn approve(&self, playbook: &str, by: &str) -> Result<GuardRecord, ServiceError>;
 }
 
 /// The store opened by this process.
@@ -97,5 +102,13 @@ impl Book for Local<'_> {
 
     fn sync(&self, request: &SyncRequest, progress: ProgressFor) -> Result<SyncOutcome, ServiceError> {
         sync::sync(&self.store, self.config, request, self.now, progress)
+    }
+
+    fn guard(&self) -> Result<GuardList, ServiceError> {
+        guard::list(&self.store)
+    }
+
+    fn approve(&self, playbook: &str, by: &str) -> Result<GuardRecord, ServiceError> {
+        guard::approve(&self.store, playbook, by, self.now)
     }
 }

@@ -36,6 +36,9 @@ pub enum ServiceError {
     /// Only dead outbox entries are put back in the queue.
     #[error("outbox entry {id} is {status}, not dead: only dead entries are retried")]
     NotDead { id: u64, status: &'static str },
+    /// `keel approve` for a playbook the guard does not hold.
+    #[error("{playbook} is not held by the guard: there is nothing to approve{}", if held.is_empty() { " (no playbook is held)".to_string() } else { format!(" (held: {})", held.join(", ")) })]
+    NotHeld { playbook: String, held: Vec<String> },
     /// An unsubscribe token that this Keel did not issue.
     #[error(transparent)]
     Token(#[from] TokenError),

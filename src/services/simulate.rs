@@ -118,8 +118,13 @@ pub fn simulate(ctx: Context, request: &Request) -> Result<Report, ServiceError>
     }
     // One playbook for one account: say why, when it decides nothing.
     let explain = request.playbook.is_some() && request.account.is_some();
-    let options =
-        Options { playbook: request.playbook.as_deref(), accounts: only.as_deref(), given_health: None, explain };
+    let options = Options {
+        playbook: request.playbook.as_deref(),
+        accounts: only.as_deref(),
+        given_health: None,
+        explain,
+        unguarded: false,
+    };
     let at = request.at;
     let done = tick::tick(ctx, at, Mode::DryRun, options, &AtomicBool::new(false))?;
     let tz = ctx.config.timezone;

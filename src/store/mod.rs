@@ -16,6 +16,7 @@
 //!   [`StoreError::Locked`], never a shared, corrupting view.
 
 mod codec;
+mod guard;
 mod incremental;
 mod integrity;
 mod keys;
@@ -160,6 +161,8 @@ pub struct Store {
     /// Segment identify/group `messageId`s applied ([`messages`]).
     messages: sled::Tree,
     messages_by_time: sled::Tree,
+    /// The blast-radius guard's record per playbook ([`guard`]).
+    guards: sled::Tree,
 }
 
 impl Store {
@@ -269,6 +272,7 @@ impl Store {
             overrides: db.open_tree("overrides")?,
             messages: db.open_tree("messages")?,
             messages_by_time: db.open_tree("messages_by_time")?,
+            guards: db.open_tree("guards")?,
             db,
         };
         if layout != Some(STORE_LAYOUT) {

@@ -86,6 +86,17 @@ pub struct Evaluator<'a> {
     pub explain: bool,
 }
 
+/// Where a pass's decisions go.
+#[derive(Clone, Copy)]
+enum Output<'s> {
+    /// Committed chunk by chunk (the daemon, `keel test`).
+    Commit,
+    /// Returned (a dry run).
+    Collect(&'s Mutex<Vec<Commit>>),
+    /// Only counted, nothing rendered ([`Evaluator::count`], the guard's look ahead).
+    Count,
+}
+
 impl Evaluator<'_> {
     /// Evaluates `due` over the selected accounts as of `now`, committing each chunk's
     /// decisions as it goes.
@@ -100,7 +111,7 @@ impl Evaluator<'_> {
         if !done.is_empty() {
             tracing::info!(chunks = done.len(), "resuming an interrupted pass after the chunks it committed");
         }
-        self.evaluate(due, now, &pass, &done, None)
+        self.evaluate(due, now, &pass, &done, Output::Commit)
     }
 
     /// The same pass, deciding exactly what [`Self::run`] would and writing nothing: each
@@ -109,8 +120,16 @@ impl Evaluator<'_> {
     /// decides for every selected account.
     pub fn dry_run(&self, due: &[Due], now: DateTime<Utc>) -> Result<(PassReport, Vec<Commit>), StoreError> {
         let sink = Mutex::new(Vec::new());
-        let report = self.evaluate(due, now, &pass_key(due), &[], Some(&sink))?;
+        let report = self.evaluate(due, now, &pass_key(due), &[], Output::Collect(&sink))?;
         Ok((report, sink.into_inner().expect("sink lock")))
+    }
+
+    /// The same pass, only counted: per playbook, the accounts it would newly fire for
+    /// ([`PlaybookStats::started`], with a sample of them) and its audience among the
+    /// selected accounts ([`PlaybookStats::audience`]). Nothing is rendered or written;
+    /// it is how the blast-radius guard looks at a pass before it is run.
+    pub fn count(&self, due: &[Due], now: DateTime<Utc>) -> Result<PassReport, StoreError> {
+        self.evaluate(due, now, &pass_key(due), &[], Output::Count)
     }
 
     fn evaluate(
@@ -119,7 +138,7 @@ impl Evaluator<'_> {
         now: DateTime<Utc>,
         pass: &str,
         done: &[ChunkRange],
-        sink: Option<&Mutex<Vec<Commit>>>,
+        output: Output,
     ) -> Result<PassReport, StoreError> {
         let started = Instant::now();
         let date = now.with_timezone(&self.timezone).date_naive();
@@ -134,7 +153,7 @@ impl Evaluator<'_> {
         }
         let results: Vec<Result<PassReport, StoreError>> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..self.workers.max(1))
-                .map(|_| s.spawn(|| Worker::new(self, due, now, date).run(&cursor, pass, done, sink)))
+                .map(|_| s.spawn(|| Worker::new(self, due, now, date, output).run(&cursor, pass, done)))
                 .collect();
             handles.into_iter().map(|h| h.join().expect("an evaluation worker panicked")).collect()
         });
@@ -178,16 +197,17 @@ struct Worker<'e, 'a> {
     report: PassReport,
     /// The health model's failure for the account being evaluated, kept on its state.
     health_failure: Option<String>,
+    output: Output<'e>,
 }
 
 impl<'e, 'a> Worker<'e, 'a> {
-    fn new(ev: &'e Evaluator<'a>, due: &'e [Due<'e>], now: DateTime<Utc>, date: NaiveDate) -> Self {
+    fn new(ev: &'e Evaluator<'a>, due: &'e [Due<'e>], now: DateTime<Utc>, date: NaiveDate, output: Output<'e>) -> Self {
         let needs_events = due.iter().any(|d| matches!(d.playbook.trigger, Trigger::Event { .. }));
         let mut report = PassReport::default();
         for d in due {
             report.playbooks.insert(d.playbook.id.clone(), PlaybookStats::default());
         }
-        Worker { ev, due, now, date, scope: ev.engine.scope(), needs_events, report, health_failure: None }
+        Worker { ev, due, now, date, scope: ev.engine.scope(), needs_events, report, health_failure: None, output }
     }
 
     fn run(
@@ -195,7 +215,6 @@ impl<'e, 'a> Worker<'e, 'a> {
         cursor: &Mutex<crate::store::AccountCursor>,
         pass: &str,
         done: &[ChunkRange],
-        sink: Option<&Mutex<Vec<Commit>>>,
     ) -> Result<PassReport, StoreError> {
         loop {
             if self.ev.cancel.load(Ordering::Relaxed) {
@@ -225,13 +244,14 @@ impl<'e, 'a> Worker<'e, 'a> {
                     Err(e) => self.report.fail("(account)", &encoded.id(), e.to_string()),
                 }
             }
-            match sink {
-                None => {
+            match self.output {
+                Output::Commit => {
                     self.ev.store.commit(&commit)?;
                     tracing::debug!(accounts = chunk.len(), "chunk committed");
                 }
+                Output::Count => {}
                 // What a dry run reports: the decisions, not the bookkeeping behind them.
-                Some(sink) => {
+                Output::Collect(sink) => {
                     let decided = Commit {
                         entries: commit.entries,
                         outbox: commit.outbox,
@@ -288,6 +308,17 @@ impl<'e, 'a> Worker<'e, 'a> {
             let mut ps = before.clone();
             ps.error = None;
             let mut out = Decisions::new(&view);
+            if matches!(self.output, Output::Count) {
+                // The share the guard limits is of the playbook's audience; an audience
+                // that fails to evaluate is not counted in it (the failure is counted below).
+                let inside = match &due.playbook.audience {
+                    None => true,
+                    Some(a) => matches!(a.truth(self.ev.engine, &mut self.scope), Ok(crate::lang::script::Truth::True)),
+                };
+                if inside {
+                    self.report.playbooks.get_mut(id).expect("every due playbook has stats").audience += 1;
+                }
+            }
             let result = self.playbook(due, &mut ps, &events, &mut out);
             self.report.playbooks.get_mut(id).expect("every due playbook has stats").evaluated += 1;
             match result {
@@ -299,7 +330,18 @@ impl<'e, 'a> Worker<'e, 'a> {
                             error: why,
                         });
                     }
+                    // A new occurrence fired (not a later step of a running sequence):
+                    // what the guard counts.
+                    let starts =
+                        out.entries.iter().any(|e| e.decision == Decision::Fired && !e.occurrence.contains("/step:"));
+                    if starts {
+                        let sample = self.report.started_sample.entry(id.clone()).or_default();
+                        if sample.len() < report::KEEP_SAMPLE {
+                            sample.push(account.id.clone());
+                        }
+                    }
                     let stats = self.report.playbooks.get_mut(id).expect("every due playbook has stats");
+                    stats.started += u64::from(starts);
                     stats.dead += out.dead;
                     stats.failed_tasks += out.failed_tasks;
                     for e in &out.entries {

@@ -24,7 +24,22 @@ pub struct PlaybookStats {
     /// This was the playbook's first pass (it never completed one before).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub first_pass: bool,
+    /// Accounts it newly fired for (a new occurrence, not a later step of a running
+    /// sequence): what the blast-radius guard limits.
+    #[serde(default)]
+    pub started: u64,
+    /// Of the accounts evaluated, those in its audience (counted by the guard's look
+    /// ahead only; 0 otherwise).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub audience: u64,
 }
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Accounts kept per playbook in [`PassReport::started_sample`].
+pub const KEEP_SAMPLE: usize = 10;
 
 /// A first pass fires for more than this share of the accounts it evaluated…
 pub const FLOOD_SHARE: f64 = 0.2;
@@ -68,6 +83,9 @@ pub struct PassReport {
     pub quiet: Vec<Failure>,
     #[serde(skip)]
     pub elapsed: StdDuration,
+    /// Per playbook, some of the accounts it newly fired for (at most [`KEEP_SAMPLE`]).
+    #[serde(skip)]
+    pub started_sample: BTreeMap<String, Vec<String>>,
 }
 
 impl PassReport {
@@ -83,6 +101,14 @@ impl PassReport {
             t.dead += s.dead;
             t.failed_tasks += s.failed_tasks;
             t.first_pass |= s.first_pass;
+            t.started += s.started;
+            t.audience += s.audience;
+        }
+        for (id, sample) in other.started_sample {
+            let mine = self.started_sample.entry(id).or_default();
+            let room = KEEP_SAMPLE.saturating_sub(mine.len());
+            mine.extend(sample.into_iter().take(room));
+            mine.sort();
         }
         let room = KEEP_FAILURES.saturating_sub(self.failures.len());
         self.failures.extend(other.failures.into_iter().take(room));

@@ -407,7 +407,9 @@ impl Worker<'_, '_> {
         if first.after.minutes() == 0 {
             next_step = 1;
             if self.step_holds(first)? {
-                (actions, work) = self.render(pb, first, out.view, event, &occurrence);
+                if !self.counting() {
+                    (actions, work) = self.render(pb, first, out.view, event, &occurrence);
+                }
             } else {
                 why.push_str("; the first step's `when` did not hold");
             }
@@ -469,8 +471,10 @@ impl Worker<'_, '_> {
                         seq.occurrence,
                         step.after
                     );
-                    let actions;
-                    (actions, work) = self.render(pb, step, out.view, None, &occurrence);
+                    let mut actions = Vec::new();
+                    if !self.counting() {
+                        (actions, work) = self.render(pb, step, out.view, None, &occurrence);
+                    }
                     self.entry(pb, out.view, occurrence, Decision::Fired, why, actions)
                 };
                 out.push_fired(entry, work)?;
@@ -482,6 +486,11 @@ impl Worker<'_, '_> {
         }
         ps.sequences = keep;
         Ok(())
+    }
+
+    /// A count only ([`super::Evaluator::count`]): nothing is rendered.
+    fn counting(&self) -> bool {
+        matches!(self.output, super::Output::Count)
     }
 
     /// Whether `span` has passed since `since` at this pass ([`time::elapsed`]).

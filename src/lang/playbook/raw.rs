@@ -153,6 +153,9 @@ pub struct RawPlaybook {
     /// Stops a sequence for an account when true.
     #[serde(default, deserialize_with = "opt_expr")]
     pub exit: Option<String>,
+    /// The blast-radius guard for this playbook: `off`, or its own limits over the
+    /// config's (`{ max_firings: 200, max_share: "5%", daily_email_cap: 1000 }`).
+    pub guard: Option<crate::lang::guard::RawPlaybookGuard>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -44,6 +44,8 @@ pub struct Playbook {
     /// A digest of the file as loaded: a pass decided under another digest cannot vouch
     /// for this definition, so the next pass is a full one.
     pub digest: String,
+    /// Its blast-radius guard setting (`decide::guard` resolves it with the config's).
+    pub guard: crate::lang::guard::PlaybookGuard,
 }
 
 #[derive(Debug)]
@@ -91,6 +93,14 @@ impl Playbook {
             | Trigger::Schedule { condition, .. } => condition.as_ref(),
         };
         self.audience.iter().chain(trigger).chain(self.steps.iter().filter_map(|s| s.when.as_ref())).chain(&self.exit)
+    }
+}
+
+impl Playbook {
+    /// Whether a step emails the account's contacts: customer-facing mail, guarded by
+    /// default.
+    pub fn emails_customers(&self) -> bool {
+        self.steps.iter().flat_map(|s| &s.actions).any(|a| matches!(a, Action::Email { to: Recipients::Contacts, .. }))
     }
 }
 

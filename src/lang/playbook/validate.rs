@@ -322,6 +322,17 @@ impl Ctx<'_> {
                 None,
             );
         }
+        let customer_email =
+            steps.iter().flat_map(|s| &s.actions).any(|a| matches!(a, Action::Email { to: Recipients::Contacts, .. }));
+        if let Some(crate::lang::guard::RawPlaybookGuard::Limits(l)) = &raw.guard {
+            if l.daily_email_cap.is_some() && !customer_email {
+                self.err(
+                    &[Seg::Key("guard"), Seg::Key("daily_email_cap")],
+                    "`daily_email_cap` caps the emails a playbook sends to contacts, and this one sends none".into(),
+                    None,
+                );
+            }
+        }
         if self.errors.len() > before {
             return None;
         }
@@ -337,6 +348,7 @@ impl Ctx<'_> {
             steps,
             exit,
             digest: crate::lang::digest(&[self.text]),
+            guard: raw.guard.into(),
         })
     }
 
