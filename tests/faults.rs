@@ -54,7 +54,8 @@ impl Drop for Hanging {
 }
 
 /// A playbook that emails every SMB account's contacts once, dropping (not deferring)
-/// an email the frequency cap refuses: a phantom cap place shows as a lost email.
+/// an email the frequency cap refuses: a phantom cap place shows as a lost email. It
+/// fires for the whole audience at once on purpose, so the blast-radius guard is off.
 const OUTREACH: &str = r#"id: smb-outreach
 name: SMB outreach
 audience: account.segment == "smb"
@@ -63,6 +64,7 @@ trigger:
   fire: on_enter
 actions:
   - email: { to: contacts, template: smb_welcome, on_cap: drop }
+guard: off
 "#;
 
 #[test]

@@ -239,3 +239,25 @@ fn a_daily_cap_defers_customer_emails_past_it_to_the_next_day() {
     assert!(check.stderr().contains("tasks.yaml:7:"), "{}", check.stderr());
     assert!(check.stderr().contains("sends none"), "{}", check.stderr());
 }
+
+#[test]
+fn a_held_playbook_runs_again_once_its_pass_shrinks_within_the_limits() {
+    let ws = workspace("0 * * * *", false, 5, "");
+    let at = |h: u32| format!("2026-12-01T{h:02}:00:00Z");
+    ws.keel_at(&at(10), &["run", "--once"]).ok();
+    ws.write("accounts.csv", &accounts(|_| 0));
+    let held = ws.keel_at(&at(11), &["run", "--once"]);
+    assert!(held.stdout().contains("HELD winback"), "{}", held.stdout());
+    // The export is fixed; five more accounts really did go quiet: within the limit of 10.
+    ws.write("accounts.csv", &accounts(|i| if i <= 8 { 1 } else { 50 }));
+    let ran = ws.keel_at(&at(12), &["run", "--once"]);
+    let out = ran.stdout();
+    assert!(out.contains("winback: no longer held: this pass fires 5, within its guard's limits"), "{out}");
+    assert!(!out.contains("HELD"), "{out}");
+    assert_eq!(customers(&ws), 8, "the three before and the five now, nobody twice");
+    let list = ws.keel_at(&at(12), &["approve"]).stdout();
+    assert!(
+        list.contains("No playbook is held") && list.contains("cleared: within the limits again: fired 5"),
+        "{list}"
+    );
+}

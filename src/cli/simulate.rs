@@ -103,7 +103,16 @@ pub fn run(session: &Session, args: SimulateArgs) -> anyhow::Result<ExitCode> {
                 writeln!(out, "  why:  {}", o.why)?;
             }
         }
-        for note in &report.notes {
+        for h in &report.held {
+            writeln!(
+                out,
+                "HELD {}: {}; the daemon would decide nothing for it (`keel approve {}` lets the pass through)",
+                h.playbook,
+                h.hold.describe(),
+                h.playbook
+            )?;
+        }
+        for note in report.notes.iter().chain(&report.guard_notes) {
             writeln!(out, "note: {note}")?;
         }
         let mut per: BTreeMap<&str, usize> = BTreeMap::new();

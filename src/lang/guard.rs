@@ -225,6 +225,19 @@ mod tests {
         assert_eq!(thousands(1_000_000), "1,000,000");
     }
 
+    proptest::proptest! {
+        /// Whatever is written as a share or a guard, parsing answers (never panics),
+        /// and a share it accepts is a fraction in (0, 1].
+        #[test]
+        fn any_text_parses_or_is_refused(text in "\\PC{0,40}", yaml in "\\PC{0,80}") {
+            if let Ok(Share(f)) = Share::parse(&text) {
+                proptest::prop_assert!(f > 0.0 && f <= 1.0);
+            }
+            let _ = serde_yaml::from_str::<RawPlaybookGuard>(&yaml);
+            let _ = serde_yaml::from_str::<RawPlaybookGuard>(&format!("{{ max_share: {text} }}"));
+        }
+    }
+
     #[test]
     fn a_playbook_guard_is_off_or_limits() {
         let g: RawPlaybookGuard = serde_yaml::from_str("off").unwrap();

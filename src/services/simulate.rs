@@ -98,6 +98,12 @@ pub struct Report {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub why_nothing: Vec<String>,
     pub failures: Vec<Failure>,
+    /// Playbooks the blast-radius guard would hold at that moment (nothing of theirs is
+    /// listed above), and what it lets through.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<crate::decide::tick::Held>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub guard_notes: Vec<String>,
 }
 
 /// Dry-runs the pass the daemon would run at `request.at`.
@@ -141,6 +147,8 @@ pub fn simulate(ctx: Context, request: &Request) -> Result<Report, ServiceError>
         notes: done.notes,
         why_nothing: Vec::new(),
         failures: Vec::new(),
+        held: done.held.clone(),
+        guard_notes: done.guard_notes.clone(),
     };
     if let (true, Some(id)) = (explain, request.playbook.as_deref()) {
         if !done.due.iter().any(|(d, _)| d == id) {
