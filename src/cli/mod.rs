@@ -13,6 +13,7 @@ mod health;
 mod outbox;
 mod preview;
 mod run;
+mod schema;
 mod simulate;
 mod store;
 mod sync;
@@ -95,6 +96,8 @@ pub enum Command {
     /// The store itself: verify it is whole, back it up, restore a backup.
     #[command(subcommand)]
     Store(store::StoreCommand),
+    /// Write the JSON Schemas editors check keel.yaml, playbooks and tests with (schema/).
+    Schema(schema::SchemaArgs),
 }
 
 /// Output format of commands that show data.
@@ -222,6 +225,10 @@ pub(crate) fn load_for_delivery(session: &Session, consequence: &str) -> anyhow:
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // The schemas describe every config; writing them reads none.
+    if let Command::Schema(args) = cli.command {
+        return schema::run(args);
+    }
     let config = Config::load(&cli.config)?;
     let session = Session::new(config, cli.now)?;
     match cli.command {
@@ -237,5 +244,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Contacts(cmd) => contacts::run(&session, cmd),
         Command::Preview(args) => preview::run(&session, args),
         Command::Store(cmd) => store::run(&session, cmd),
+        Command::Schema(args) => schema::run(args),
     }
 }

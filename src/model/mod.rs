@@ -15,6 +15,7 @@ mod event;
 mod health;
 mod ledger;
 mod outbox;
+pub mod schema;
 mod task;
 
 pub use account::{
