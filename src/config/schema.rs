@@ -26,7 +26,7 @@ macro_rules! string_schema {
                 $name.into()
             }
             fn json_schema(_: &mut SchemaGenerator) -> Schema {
-                pattern_string($description, &$pattern, &[$($example),*])
+                pattern_string($description, $pattern, &[$($example),*])
             }
         }
     };
@@ -72,7 +72,7 @@ string_schema!(
     ["0 * * * *", "0 9 * * mon-fri"]
 );
 
-string_schema!(PropertyName, "PropertyName", "A non-empty property name.", r"\S".to_string(), ["accountId"]);
+string_schema!(PropertyName, "PropertyName", "A non-empty property name.", r"\S", ["accountId"]);
 
 string_schema!(
     CurrencyCode,
@@ -102,7 +102,7 @@ string_schema!(
     Secret,
     "Secret",
     "A credential, only from the environment: `${VAR}` (a value typed into the file is refused).",
-    ENV_REF.to_string(),
+    ENV_REF,
     ["${KEEL_API_TOKEN}", "${KEEL_SMTP_PASSWORD:-}"]
 );
 
@@ -139,7 +139,7 @@ impl JsonSchema for Day {
             days.iter().map(|(short, rest)| format!("{}(?:{})?", any_case(short), any_case(rest))).collect();
         pattern_string(
             "A weekday: mon, tue, wed, thu, fri, sat or sun.",
-            &expandable(&alternatives.join("|")),
+            expandable(&alternatives.join("|")),
             &["mon", "fri"],
         )
     }

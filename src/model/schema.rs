@@ -17,11 +17,11 @@ use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 pub const ENV_REF: &str = r"\$\{";
 
 /// A string schema: `pattern` anchored by the caller, a description and examples.
-pub fn pattern_string(description: &str, pattern: &str, examples: &[&str]) -> Schema {
+pub fn pattern_string(description: &str, pattern: impl AsRef<str>, examples: &[&str]) -> Schema {
     json_schema!({
         "type": "string",
         "description": description,
-        "pattern": pattern,
+        "pattern": pattern.as_ref(),
         "examples": examples,
     })
 }
