@@ -41,26 +41,27 @@ struct RawModel {
     /// How far past a band's edge a score must go before the account changes band.
     #[serde(default)]
     damping: RawDamping,
-    /// The categories by name: each a weight and a Rhai score expression (0–100, or `()`).
+    /// The categories by name (at least one): each a weight and a Rhai score expression.
+    #[schemars(extend("minProperties" = 1))]
     categories: BTreeMap<String, RawCategory>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawBands {
-    /// Scores at or above are green.
-    #[schemars(example = 80)]
+    /// Scores at or above are green (0–100).
+    #[schemars(example = 80, range(min = 0, max = 100))]
     green: f64,
     /// Scores at or above (and below `green`) are yellow; below, red.
-    #[schemars(example = 60)]
+    #[schemars(example = 60, range(min = 0, max = 100))]
     yellow: f64,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawDamping {
-    /// Hysteresis, in score points.
-    #[schemars(example = 3)]
+    /// Hysteresis, in score points (0–20; default 3).
+    #[schemars(example = 3, range(min = 0, max = 20))]
     margin: f64,
 }
 
@@ -76,8 +77,8 @@ pub const DEFAULT_MARGIN: f64 = 3.0;
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawCategory {
-    /// The category's share of the score, relative to the others' weights.
-    #[schemars(example = 40)]
+    /// The category's share of the score, relative to the others' weights (positive).
+    #[schemars(example = 40, extend("exclusiveMinimum" = 0))]
     weight: f64,
     /// A Rhai expression scoring the account 0–100, or `()` when it lacks the inputs; it
     /// may call the rules' functions (`engagement(account)`).

@@ -4,7 +4,8 @@
 //! Invariants:
 //! - A schema says what the loader accepts *in shape*: a value it would refuse for shape
 //!   (a time zone that is no IANA name) fails here too; what only the loader can judge
-//!   (a Rhai expression, a cron day that never comes) is left to `keel check`.
+//!   (a Rhai expression, a cron day that never comes) is left to `keel check`. Text is
+//!   text: a number where text is meant is flagged (the services layer's `schema` says why).
 //! - Values of `keel.yaml` read through `${VAR}` expansion: any text holding a `${` is
 //!   accepted as is, since only the environment can say what it becomes.
 //! - Patterns are plain ECMA-262 and Python `re` alike: no lookaround, no flags.

@@ -9,8 +9,12 @@
 //!   stale.
 //! - Deterministic: keys sorted, pretty-printed, one trailing newline, so a regenerated
 //!   file differs only where a type did.
-//! - A schema never refuses what its loader accepts in shape; `keel check` stays the
-//!   judge of everything else (Rhai, templates, cron days that never come).
+//! - A schema refuses what its loader refuses for shape (unknown keys, wrong types,
+//!   malformed durations, zones, cron fields) and accepts the rest; `keel check` stays the
+//!   judge of everything else (Rhai, templates, cron days that never come). One
+//!   deliberate difference: text is text. serde_yaml reads `name: 5` as the text "5" for
+//!   most keys (the playbook loader refuses it, `to: 5` being a mistake); the schemas flag
+//!   a number or boolean where text is meant everywhere, so an editor says "quote it".
 
 use std::io;
 use std::path::{Path, PathBuf};
