@@ -68,8 +68,10 @@ struct RawFile {
     tests: Vec<RawCase>,
 }
 
+/// One case: `expect` (checked on its day) or `days`, not both.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [{ "required": ["expect"] }, { "required": ["days"] }]))]
 struct RawCase {
     /// What the case shows; `keel test` prints it.
     name: String,

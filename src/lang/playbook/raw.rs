@@ -131,6 +131,7 @@ fn text_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>,
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [{ "required": ["actions"] }, { "required": ["steps"] }]))]
 pub struct RawPlaybook {
     /// The playbook's stable name, unique across the folder: part of every ledger key, so
     /// renaming it makes a new playbook that has fired nothing yet.
@@ -152,6 +153,7 @@ pub struct RawPlaybook {
     pub audience: Option<String>,
     /// When Keel evaluates the playbook (cron); the config's `evaluation.schedule` when absent.
     #[serde(default, deserialize_with = "opt_text")]
+    #[schemars(schema_with = "super::schema::opt_cron")]
     pub schedule: Option<String>,
     /// Exactly one kind: `condition`, `date`, `event` or `schedule`.
     pub trigger: RawTrigger,
@@ -176,25 +178,30 @@ pub struct RawTrigger {
     pub fire: Option<RawFire>,
     /// `while_true`: at most once per this long (`14d`).
     #[serde(default, deserialize_with = "opt_text")]
+    #[schemars(schema_with = "super::schema::opt_span")]
     pub every: Option<String>,
     /// Date trigger: the account date field.
     #[serde(default, deserialize_with = "opt_text")]
+    #[schemars(schema_with = "super::schema::opt_date_field")]
     pub date: Option<String>,
     /// Date trigger: days from the date (`-90d` is before); default `0d`.
     #[serde(default, deserialize_with = "opt_text")]
-    #[schemars(example = &"-90d")]
+    #[schemars(schema_with = "super::schema::opt_offset")]
     pub offset: Option<String>,
     /// Date trigger: how late it may still fire (default `7d`), or `until_date`.
     #[serde(default, deserialize_with = "opt_text")]
+    #[schemars(schema_with = "super::schema::opt_catch_up")]
     pub catch_up: Option<String>,
     /// Event trigger: the event name.
     #[serde(default, deserialize_with = "opt_text")]
     pub event: Option<String>,
     /// Schedule trigger: a cron expression.
     #[serde(default, deserialize_with = "opt_text")]
+    #[schemars(schema_with = "super::schema::opt_cron")]
     pub schedule: Option<String>,
     /// Schedule trigger: the IANA zone of its cron; default the config's.
     #[serde(default, deserialize_with = "opt_text")]
+    #[schemars(schema_with = "super::schema::opt_timezone")]
     pub timezone: Option<String>,
 }
 
@@ -212,7 +219,7 @@ pub enum RawFire {
 pub struct RawStep {
     /// How long after the firing (not the previous step) the step comes due (`3d`).
     #[serde(deserialize_with = "text")]
-    #[schemars(example = &"3d")]
+    #[schemars(schema_with = "super::schema::span")]
     pub after: String,
     /// Checked when the step comes due: when it does not hold, the step is skipped.
     #[serde(default, deserialize_with = "opt_expr")]
@@ -222,8 +229,10 @@ pub struct RawStep {
     pub actions: Vec<RawAction>,
 }
 
+/// Exactly one of `task`, `email`, `webhook`, `update`.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("minProperties" = 1))]
 pub struct RawAction {
     /// A to-do (CTA) for a CSM.
     pub task: Option<RawTask>,
@@ -270,11 +279,13 @@ pub struct RawTask {
     pub owner: String,
     /// The due date, counted from when the task opens (`3d`).
     #[serde(default, deserialize_with = "opt_text")]
+    #[schemars(schema_with = "super::schema::opt_span")]
     pub due_in: Option<String>,
     /// Default `normal`.
     pub priority: Option<Priority>,
     /// Overdue by this long, the task escalates (once) by email to `escalate_to`.
     #[serde(default, deserialize_with = "opt_text")]
+    #[schemars(schema_with = "super::schema::opt_span")]
     pub escalate_after: Option<String>,
     /// An address template; default the account's manager.
     #[serde(default, deserialize_with = "opt_text")]
@@ -337,6 +348,7 @@ pub struct RawWebhook {
     pub secret_env: Option<String>,
     /// `500ms`, `10s`, `1m` …; default `10s`.
     #[serde(default, deserialize_with = "opt_text")]
+    #[schemars(schema_with = "super::schema::opt_delay")]
     pub timeout: Option<String>,
 }
 
