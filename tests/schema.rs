@@ -141,6 +141,26 @@ fn a_mistyped_key_does_not_validate_and_the_validator_names_it() {
 }
 
 #[test]
+fn malformed_values_do_not_validate_at_their_path() {
+    let cases = [
+        ("tests/fixtures/schema/keel-values.yaml", "keel", &["/api/token", "/delivery/backoff", "/timezone"][..]),
+        ("tests/fixtures/broken/playbooks/b-values.yaml", "playbook", &["/actions/0/task/due_in"]),
+        ("tests/fixtures/broken/playbooks/d-schedule.yaml", "playbook", &["/trigger/schedule"]),
+    ];
+    for (file, schema, paths) in cases {
+        let (code, out) = validate(Some(&repo().join(format!("schema/{schema}.schema.json"))), &[PathBuf::from(file)]);
+        assert_eq!(code, 1, "{file} must not validate:\n{out}");
+        let found: Vec<&str> =
+            out.lines().filter_map(|l| l.strip_prefix(&format!("invalid {file} at "))?.split(':').next()).collect();
+        assert_eq!(found, paths, "{out}");
+    }
+    // Keel refuses the config's values too (the first, as serde stops there).
+    let run = run_keel(&repo().join("tests/fixtures/schema/keel-values.yaml"), repo(), &["check"]);
+    assert_eq!(run.code(), 1);
+    assert!(run.stderr().contains("unknown time zone \"Mars/Base\""), "{}", run.stderr());
+}
+
+#[test]
 fn keel_refuses_the_typo_fixtures_too() {
     // The fixtures stay honest: what the schema refuses, the loaders refuse.
     let run = run_keel(&repo().join("tests/fixtures/schema/keel.yaml"), repo(), &["check"]);
