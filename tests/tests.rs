@@ -25,6 +25,7 @@ mod playtest;
 mod preview;
 pub(crate) mod run;
 mod schedule;
+mod schema;
 mod segment;
 mod services;
 mod simulate;

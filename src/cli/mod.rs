@@ -14,6 +14,7 @@ mod health;
 mod outbox;
 mod preview;
 mod run;
+mod schema;
 mod simulate;
 mod store;
 mod sync;
@@ -98,6 +99,8 @@ pub enum Command {
     Store(store::StoreCommand),
     /// Playbooks the blast-radius guard holds; approve one held pass to let it through.
     Approve(approve::ApproveArgs),
+    /// Write the JSON Schemas editors check keel.yaml, playbooks and tests with (schema/).
+    Schema(schema::SchemaArgs),
 }
 
 /// Output format of commands that show data.
@@ -225,6 +228,10 @@ pub(crate) fn load_for_delivery(session: &Session, consequence: &str) -> anyhow:
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // The schemas describe every config; writing them reads none.
+    if let Command::Schema(args) = cli.command {
+        return schema::run(args);
+    }
     let config = Config::load(&cli.config)?;
     let session = Session::new(config, cli.now)?;
     match cli.command {
@@ -241,5 +248,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Preview(args) => preview::run(&session, args),
         Command::Store(cmd) => store::run(&session, cmd),
         Command::Approve(args) => approve::run(&session, args),
+        Command::Schema(args) => schema::run(args),
     }
 }

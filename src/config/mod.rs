@@ -12,6 +12,7 @@
 //! (`smtp.password`, `api.token`) are *only* accepted that way.
 
 mod raw;
+mod schema;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -20,6 +21,7 @@ use std::path::{Path, PathBuf};
 use chrono_tz::Tz;
 
 pub use raw::{GuardScope, Secret, TlsMode};
+pub use schema::file_schema;
 
 use crate::diagnostic::{self, parse_yaml, Diagnostic};
 use crate::lang::schedule::CronSchedule;
@@ -288,7 +290,7 @@ pub struct ApiToken {
 }
 
 /// What an API token may do. `admin` may do everything.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     /// Push accounts, contacts and events (`POST /api/v1/accounts|contacts|events`).

@@ -7,6 +7,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use chrono_tz::Tz;
+use schemars::JsonSchema;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
@@ -15,23 +16,39 @@ use crate::lang::env;
 use crate::lang::schedule::CronSchedule;
 use crate::sync::mapping::{AccountField, ColumnMap, ContactField, DateFormats, EventField, FieldSet};
 
-#[derive(Debug, Default, Deserialize)]
+/// `keel.yaml`. Relative paths are relative to the file's folder.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
+    /// Default time zone for accounts and contacts without their own, and for schedules
+    /// (default UTC).
+    #[schemars(example = &"America/New_York")]
     pub timezone: Option<TzName>,
+    /// Everything Keel writes: the store (`<data_dir>/store`) and, without SMTP, `.eml` files.
+    #[schemars(example = &".keel")]
     pub data_dir: Option<Expanded>,
+    /// The playbooks folder (`*.yaml`, templates in its `templates/`).
+    #[schemars(example = &"playbooks")]
     pub playbooks: Option<Expanded>,
+    /// The rules folder: `health.yaml` and `*.rhai`.
+    #[schemars(example = &"rules")]
     pub rules: Option<Expanded>,
+    /// How each source's columns (or JSON keys) map to Keel's fields.
     #[serde(default)]
     pub sync: RawSync,
+    /// Email: the sender, SMTP, and the protections of customer-facing mail.
     #[serde(default)]
     pub email: RawEmail,
+    /// The HTTP API `keel run` serves (docs/api.md).
     #[serde(default)]
     pub api: RawApi,
+    /// When and how playbooks are evaluated.
     #[serde(default)]
     pub evaluation: RawEvaluation,
+    /// The outbox: retries, concurrency, retention.
     #[serde(default)]
     pub delivery: RawDelivery,
+    /// A pinned clock for a demo book; a real book leaves it out.
     pub clock: Option<RawClock>,
     /// The blast-radius guard: `off`, or the limits of a pass.
     pub guard: Option<RawGuardSetting>,
@@ -75,8 +92,21 @@ impl<'de> Deserialize<'de> for RawGuardSetting {
     }
 }
 
+impl schemars::JsonSchema for RawGuardSetting {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "GuardSetting".into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let settings = generator.subschema_for::<RawGuard>();
+        crate::lang::guard::off_or(
+            settings,
+            "The blast-radius guard: `off`, or the limits of a pass (on by default for playbooks that email customers).",
+        )
+    }
+}
+
 /// The guard's settings (each has a default).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawGuard {
     /// At most this many accounts fired by one playbook in one pass (default 500).
@@ -91,7 +121,7 @@ pub struct RawGuard {
 }
 
 /// Which playbooks the config's guard covers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GuardScope {
     #[default]
@@ -100,9 +130,10 @@ pub enum GuardScope {
 }
 
 /// A pinned clock for a demo book (the sample config's); a real book has none.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawClock {
+    /// "Now" the first time a command opens the store; the real time since is added after.
     pub start: Instant,
 }
 
@@ -122,13 +153,14 @@ impl<'de> Deserialize<'de> for Instant {
 }
 
 /// How the outbox is worked off.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawDelivery {
     /// Attempts before an entry is dead (at least 1).
     pub max_attempts: Option<std::num::NonZeroU32>,
     /// The first retry's delay; each next one doubles, with jitter.
     pub backoff: Option<DelayText>,
+    /// The longest delay between two attempts.
     pub max_backoff: Option<DelayText>,
     /// How long delivered, suppressed and dropped entries stay for the timeline.
     pub retention: Option<SpanText>,
@@ -177,22 +209,25 @@ impl<'de> Deserialize<'de> for Day {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCap {
     /// At least 1 (to send no customer mail at all, disable the playbooks).
     pub max: std::num::NonZeroU32,
+    /// The window the cap counts in.
     pub per: SpanText,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawQuietHours {
+    /// When quiet hours begin (HH:MM).
     pub start: TimeOfDay,
+    /// When they end (HH:MM); before `start` means the next morning.
     pub end: TimeOfDay,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawEvaluation {
     /// When playbooks without their own `schedule` are evaluated.
@@ -232,37 +267,45 @@ impl<'de> Deserialize<'de> for SpanText {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawSync {
+    /// The accounts source (CSV, JSON or NDJSON).
     pub accounts: Option<RawSource<AccountField>>,
+    /// The contacts source.
     pub contacts: Option<RawSource<ContactField>>,
+    /// The product events source (Segment-style track calls).
     pub events: Option<RawSource<EventField>>,
     /// How Segment messages (the API's `/v1/batch`, `/v1/identify`, …) map onto the book.
     pub segment: Option<RawSegment>,
 }
 
 /// `sync.segment`: traits map like CSV columns (same targets, same defaults).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawSegment {
     /// `group` traits → account fields.
     pub group: Option<RawTraits<AccountField>>,
     /// `identify` traits → contact fields.
     pub identify: Option<RawTraits<ContactField>>,
+    /// `track` calls → events.
     pub track: Option<RawTrack>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, bound(deserialize = "F: FieldSet"))]
+#[schemars(rename = "Traits_for_{F}")]
 pub struct RawTraits<F: FieldSet> {
+    /// Date formats tried for every date trait (ISO always).
     pub date_format: Option<DateFormats>,
+    /// An unreadable optional value: `skip_value` (default) or `reject_row`.
     pub on_bad_value: Option<OnBadValue>,
+    /// Trait name → field, as columns map.
     #[serde(default)]
     pub traits: ColumnMap<F>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTrack {
     /// The `properties` key naming a track's account when `context.groupId` does not.
@@ -285,33 +328,42 @@ impl<'de> Deserialize<'de> for PropertyName {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, bound(deserialize = "F: FieldSet"))]
+#[schemars(rename = "Source_for_{F}")]
 pub struct RawSource<F: FieldSet> {
     /// The file `keel sync` reads when no file is named on the command line.
     pub file: Option<Expanded>,
     /// One format or a list, tried in order for every date column without its own
     /// (`columns: {"Renewal Date": {field: renewal_date, date_format: …}}`); ISO always.
     pub date_format: Option<DateFormats>,
+    /// An unreadable optional cell: store the row without it and warn (`skip_value`,
+    /// default), or `reject_row`.
     pub on_bad_value: Option<OnBadValue>,
+    /// Source column → field; unmapped columns land in `fields` (events: `properties`).
     #[serde(default)]
     pub columns: ColumnMap<F>,
 }
 
 /// `reject_row` or `skip_value` (see [`crate::sync::OnBadValue`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OnBadValue {
+    /// Reject the whole row.
     RejectRow,
+    /// Store the row without the value, and warn.
     SkipValue,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawEmail {
+    /// The sender, `Name <address>` or an address.
+    #[schemars(example = &"Keel CS Ops <cs-ops@example.com>")]
     pub from: Option<Expanded>,
     /// Where `.eml` files go when no SMTP server is configured.
     pub eml_dir: Option<Expanded>,
+    /// The SMTP server; without one, emails are written as `.eml` files.
     pub smtp: Option<RawSmtp>,
     /// Where unsubscribe links point (the API's `/unsubscribe`).
     pub unsubscribe_url: Option<Expanded>,
@@ -361,18 +413,21 @@ impl<'de> Deserialize<'de> for EmailDateFormat {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawSmtp {
     /// Empty (e.g. `${KEEL_SMTP_HOST:-}` with the variable unset) means no SMTP: files.
     pub host: Expanded,
+    /// Default: 587 (`starttls`), 465 (`implicit`), 25 (`none`).
     pub port: Option<u16>,
+    /// How the connection is secured.
     pub tls: Option<TlsMode>,
     pub username: Option<Expanded>,
+    /// Only from the environment (`${VAR}`).
     pub password: Option<Secret>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TlsMode {
     /// Plain connection upgraded with STARTTLS (port 587).
@@ -383,9 +438,10 @@ pub enum TlsMode {
     None,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawApi {
+    /// Address and port; another machine's reach (`0.0.0.0`) needs a token.
     pub listen: Option<Listen>,
     /// One token with every scope (the simple setup).
     pub token: Option<Secret>,
@@ -395,12 +451,13 @@ pub struct RawApi {
     /// Segment write keys: HTTP Basic usernames accepted on `/v1/*`.
     #[serde(default)]
     pub write_keys: Vec<Secret>,
+    /// What one client may cost the API.
     #[serde(default)]
     pub limits: RawApiLimits,
 }
 
 /// What one client may cost the API.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawApiLimits {
     /// The largest request body, in KB (1024 bytes), after decompression too.
@@ -427,10 +484,12 @@ impl<'de, const MIN: usize, const MAX: usize> Deserialize<'de> for Within<MIN, M
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawToken {
+    /// Only from the environment (`${VAR}`).
     pub token: Secret,
+    /// What the token may do.
     pub scopes: Vec<super::Scope>,
 }
 

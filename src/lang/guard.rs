@@ -12,6 +12,9 @@
 //! cannot be misread as a fraction or a count); limits are at least 1. What a pass does
 //! with the limits is decided in `decide::guard`.
 
+use std::borrow::Cow;
+
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
@@ -85,7 +88,7 @@ pub type Limit = std::num::NonZeroU64;
 
 /// The limits of a guard as written: each optional (a playbook's own inherit the global
 /// ones it does not set).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
     /// At most this many accounts fired in one pass.
@@ -132,6 +135,47 @@ impl<'de> Deserialize<'de> for RawPlaybookGuard {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for Share {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "Share".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        crate::model::schema::pattern_string(
+            "A percentage above 0% and at most 100%, with the % sign.",
+            r"^\s*(?:100(?:\.0+)?|[0-9]{1,2}(?:\.[0-9]+)?)\s*%\s*$",
+            &["10%", "2.5%"],
+        )
+    }
+}
+
+/// `off` (or `false`), or `object`: the schema of a `guard:` that can be turned off.
+pub fn off_or(object: Schema, what: &str) -> Schema {
+    json_schema!({
+        "description": what,
+        "oneOf": [
+            { "const": "off", "description": "No guard." },
+            { "const": false, "description": "No guard." },
+            object,
+        ]
+    })
+}
+
+impl JsonSchema for RawPlaybookGuard {
+    fn schema_name() -> Cow<'static, str> {
+        "PlaybookGuard".into()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let limits = generator.subschema_for::<RawLimits>();
+        off_or(
+            limits,
+            "The blast-radius guard for this playbook: `off`, or its own limits over the config's `guard:`.",
+        )
     }
 }
 

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 use rhai::Dynamic;
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::inputs::{Functions, Input, RuleText};
@@ -31,25 +32,36 @@ pub const BUILTIN_MODEL: &str = include_str!("../../rules/health.yaml");
 pub const BUILTIN_RULES: &str = include_str!("../../rules/health.rhai");
 const BUILTIN_DIR: &str = "<built-in>";
 
-#[derive(Debug, Deserialize)]
+/// The health model file (`rules/health.yaml`): bands, damping and weighted categories.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawModel {
+    /// Where the bands start: green at or above `green`, yellow at or above `yellow`, red below.
     bands: RawBands,
+    /// How far past a band's edge a score must go before the account changes band.
     #[serde(default)]
     damping: RawDamping,
+    /// The categories by name (at least one): each a weight and a Rhai score expression.
+    #[schemars(extend("minProperties" = 1))]
     categories: BTreeMap<String, RawCategory>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawBands {
+    /// Scores at or above are green (0–100).
+    #[schemars(example = 80, range(min = 0, max = 100))]
     green: f64,
+    /// Scores at or above (and below `green`) are yellow; below, red.
+    #[schemars(example = 60, range(min = 0, max = 100))]
     yellow: f64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawDamping {
+    /// Hysteresis, in score points (0–20; default 3).
+    #[schemars(example = 3, range(min = 0, max = 20))]
     margin: f64,
 }
 
@@ -62,11 +74,24 @@ impl Default for RawDamping {
 /// Damping margin when the model does not set one, in score points.
 pub const DEFAULT_MARGIN: f64 = 3.0;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawCategory {
+    /// The category's share of the score, relative to the others' weights (positive).
+    #[schemars(example = 40, extend("exclusiveMinimum" = 0))]
     weight: f64,
+    /// A Rhai expression scoring the account 0–100, or `()` when it lacks the inputs; it
+    /// may call the rules' functions (`engagement(account)`).
+    #[schemars(example = &"engagement(account)")]
     score: String,
+}
+
+/// The schema of the health model file (`keel schema`).
+pub fn model_schema() -> schemars::Schema {
+    crate::model::schema::root::<RawModel>(
+        "Keel health model",
+        "The health model (rules/health.yaml): band thresholds, damping, and weighted categories scored by Rhai.",
+    )
 }
 
 /// Band thresholds and damping: the pure part of the model.

@@ -10,10 +10,13 @@ use serde_json::Value;
 
 use super::set_if;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Contact {
+    /// The source's contact id.
     pub id: String,
+    /// The id of the account the contact belongs to.
     pub account_id: String,
+    /// Where customer-facing email goes; a contact without one gets none.
     #[serde(default)]
     pub email: Option<String>,
     #[serde(default)]
@@ -21,14 +24,18 @@ pub struct Contact {
     /// Title or role at the account ("VP Operations", "Executive Sponsor", …).
     #[serde(default)]
     pub role: Option<String>,
+    /// The contact's IANA time zone: quiet hours and business days are kept in it.
     #[serde(default)]
+    #[schemars(with = "Option<super::schema::TimeZone>")]
     pub timezone: Option<Tz>,
     /// Opted out of customer-facing email. Only ever set by a source or an unsubscribe;
     /// Keel never clears it on its own.
     #[serde(default)]
     pub unsubscribed: bool,
+    /// Any other source column, kept as the source gave it.
     #[serde(default)]
     pub fields: BTreeMap<String, Value>,
+    /// When a sync last changed this record.
     #[serde(default = "super::epoch")]
     pub updated_at: DateTime<Utc>,
 }

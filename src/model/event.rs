@@ -5,16 +5,21 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Event {
     /// Segment's `messageId` where the event came from Segment; otherwise the source's id,
     /// or a digest of the event's content (see [`EventPatch::into_event`]).
     pub id: String,
+    /// The id of the account whose user did it.
     pub account_id: String,
+    /// The contact who did it, if the source says.
     #[serde(default)]
     pub contact_id: Option<String>,
+    /// What happened: the name event triggers match.
     pub name: String,
+    /// When it happened (RFC 3339).
     pub timestamp: DateTime<Utc>,
+    /// Anything else the source sent with it.
     #[serde(default)]
     pub properties: Map<String, Value>,
 }

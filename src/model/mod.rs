@@ -16,6 +16,7 @@ mod guard;
 mod health;
 mod ledger;
 mod outbox;
+pub mod schema;
 mod task;
 
 pub use account::{

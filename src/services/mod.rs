@@ -18,6 +18,7 @@ pub mod ingest;
 pub mod outbox;
 pub mod playtest;
 pub mod preview;
+pub mod schema;
 pub mod simulate;
 pub mod status;
 pub mod sync;

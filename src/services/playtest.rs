@@ -46,6 +46,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use chrono::{Duration, NaiveDate};
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::config::Config;
@@ -55,54 +56,161 @@ use crate::diagnostic::parse_yaml;
 use crate::diagnostic::{did_you_mean, yaml_path_position, Diagnostic, Seg};
 use crate::lang::playbook::PlaybookSet;
 use crate::lang::Loaded;
+use crate::model::schema::TimeZone;
 use crate::model::{Account, Contact, Decision, Event};
 use crate::store::{Store, StoreError};
 
-#[derive(Debug, Deserialize)]
+/// A playbook test file: cases, each with accounts, a frozen day and what must fire.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
+    /// The cases, run in order, each on a fresh store.
     tests: Vec<RawCase>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One case: `expect` (checked on its day) or `days`, not both.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [{ "required": ["expect"] }, { "required": ["days"] }]))]
 struct RawCase {
+    /// What the case shows; `keel test` prints it.
     name: String,
+    /// The frozen "today" (day 0), YYYY-MM-DD.
+    #[schemars(example = &"2026-11-22")]
     at: NaiveDate,
+    /// The case's accounts: partial records (what a sync would carry), with `health`.
+    #[schemars(with = "Vec<SchemaAccount>")]
     accounts: Vec<serde_yaml::Mapping>,
+    /// Contacts of the case's accounts.
     #[serde(default)]
     contacts: Vec<Contact>,
+    /// Product events of the case's accounts.
     #[serde(default)]
     events: Vec<Event>,
+    /// What must (and must not) fire on day 0; or `days`, not both.
     expect: Option<Vec<RawExpect>>,
+    /// Day by day from `at`: changes and expectations; or `expect`, not both.
     days: Option<Vec<RawDay>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawDay {
     /// Days after the case's `at` (0: that day).
+    #[schemars(range(max = 3660))]
     day: u32,
+    /// Changes to the case's accounts from this day on, merged by `id`.
     #[serde(default)]
+    #[schemars(with = "Vec<SchemaDayAccount>")]
     accounts: Vec<serde_yaml::Mapping>,
+    /// Health scores from this day on, by account id.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, Score>")]
     health: BTreeMap<String, f64>,
+    /// Events arriving on this day.
     #[serde(default)]
     events: Vec<Event>,
+    /// What must (and must not) fire in this day's pass.
     #[serde(default)]
     expect: Vec<RawExpect>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawExpect {
+    /// The playbook's `id`.
     playbook: String,
+    /// Accounts the playbook fires for (a firing or a sequence step).
     #[serde(default)]
     fires: Vec<String>,
+    /// Accounts it does not fire for.
     #[serde(default)]
     not: Vec<String>,
+    /// Accounts whose sequence its `exit` stops.
     #[serde(default)]
     exits: Vec<String>,
+}
+
+/// An account of a test case, for the schema only: the loader reads it as a mapping and
+/// checks its keys against [`ACCOUNT_KEYS`] (a unit test keeps the two the same).
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+#[allow(dead_code)]
+struct SchemaAccount {
+    /// The account id `fires`, `not` and `exits` name.
+    id: String,
+    #[serde(default)]
+    name: String,
+    /// enterprise, mid_market, smb, or a plain name of your own.
+    segment: Option<String>,
+    /// Annual recurring revenue.
+    arr: Option<f64>,
+    /// The CSM who owns the account (email).
+    owner: Option<String>,
+    /// The CSM's manager (email).
+    manager: Option<String>,
+    renewal_date: Option<NaiveDate>,
+    start_date: Option<NaiveDate>,
+    lifecycle_stage: Option<String>,
+    #[schemars(with = "Option<TimeZone>")]
+    timezone: Option<String>,
+    /// Other CRM columns.
+    #[serde(default)]
+    fields: BTreeMap<String, serde_json::Value>,
+    /// Usage numbers (`logins_30d`, `active_users`, …).
+    #[serde(default)]
+    metrics: BTreeMap<String, f64>,
+    /// The account's health score (0–100), stated instead of scored from metrics.
+    health: Option<Score>,
+    /// The score the day before, so `on_enter` sees the account cross into its band.
+    health_yesterday: Option<Score>,
+}
+
+/// A day's change to a test account: [`SchemaAccount`] without the health keys (a day
+/// sets scores in its own `health`), `id` naming the account.
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+#[allow(dead_code)]
+struct SchemaDayAccount {
+    /// The account changed (one of the case's).
+    id: String,
+    name: Option<String>,
+    segment: Option<String>,
+    arr: Option<f64>,
+    owner: Option<String>,
+    manager: Option<String>,
+    renewal_date: Option<NaiveDate>,
+    start_date: Option<NaiveDate>,
+    lifecycle_stage: Option<String>,
+    #[schemars(with = "Option<TimeZone>")]
+    timezone: Option<String>,
+    /// Merged key by key into the account's.
+    fields: Option<BTreeMap<String, serde_json::Value>>,
+    /// Merged key by key into the account's.
+    metrics: Option<BTreeMap<String, f64>>,
+}
+
+/// A health score, 0 to 100.
+struct Score;
+
+impl JsonSchema for Score {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Score".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "number", "minimum": 0, "maximum": 100 })
+    }
+}
+
+/// The schema of a playbook test file (`keel schema`).
+pub fn file_schema() -> schemars::Schema {
+    crate::model::schema::root::<RawFile>(
+        "Keel playbook tests",
+        "Playbook tests (`keel test`): accounts, a frozen day, and which playbooks must fire for which accounts.",
+    )
 }
 
 /// The longest a case may run, in days after `at` (a pass per day).
@@ -566,4 +674,26 @@ fn run_case(case: &Case, loaded: &Loaded, config: &Config) -> Result<Vec<String>
         }
     }
     Ok(failures)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The schema's test accounts have the keys the loader accepts, no more, no fewer.
+    #[test]
+    fn the_schemas_test_account_keys_are_the_loaders() {
+        let keys = |schema: schemars::Schema| -> Vec<String> {
+            let mut keys: Vec<String> =
+                schema.get("properties").and_then(|p| p.as_object()).unwrap().keys().cloned().collect();
+            keys.sort();
+            keys
+        };
+        let mut expected: Vec<String> = ACCOUNT_KEYS.iter().map(|k| k.to_string()).collect();
+        expected.sort();
+        assert_eq!(keys(schemars::schema_for!(SchemaAccount)), expected);
+        let mut day: Vec<String> = ACCOUNT_KEYS[..ACCOUNT_KEYS.len() - 2].iter().map(|k| k.to_string()).collect();
+        day.sort();
+        assert_eq!(keys(schemars::schema_for!(SchemaDayAccount)), day);
+    }
 }

@@ -402,6 +402,91 @@ impl FieldSet for EventField {
     const KEY: Option<Self> = None;
 }
 
+// JSON Schemas (`keel schema`): a field set's schema is its column target, as
+// `Target::parse` reads it; a column map is an object of them, with the per-column form.
+
+/// The schema of a column target of `F`: a field name, `metrics.<name>` (accounts),
+/// `fields.<name>` / `properties.<name>`, or `ignore`.
+fn target_schema<F: FieldSet>() -> schemars::Schema {
+    let mut names: Vec<&str> = F::NAMES.iter().map(|(n, _)| *n).collect();
+    names.push("ignore");
+    let mut any_of = vec![schemars::json_schema!({ "type": "string", "enum": names })];
+    if F::HAS_METRICS {
+        any_of.push(schemars::json_schema!({
+            "type": "string",
+            "pattern": r"^\s*metrics\.[a-z][a-z0-9_]*\s*$",
+            "description": "A usage number: lower-case letters, digits and '_', starting with a letter.",
+            "examples": ["metrics.logins_30d"],
+        }));
+    }
+    let extra = F::EXTRA;
+    any_of.push(schemars::json_schema!({
+        "type": "string",
+        "pattern": format!(r"^\s*{extra}\..+$"),
+        "description": format!("Kept in the record's open `{extra}` under this name."),
+        "examples": [format!("{extra}.region")],
+    }));
+    schemars::json_schema!({
+        "description": format!("Where the column goes: a {} field, {}`{extra}.<name>`, or `ignore`.",
+            singular(F::KIND), if F::HAS_METRICS { "`metrics.<name>`, " } else { "" }),
+        "anyOf": any_of,
+    })
+}
+
+macro_rules! field_set_schema {
+    ($($ty:ident),*) => {$(
+        impl schemars::JsonSchema for $ty {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($ty).into()
+            }
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                target_schema::<$ty>()
+            }
+        }
+    )*};
+}
+
+field_set_schema!(AccountField, ContactField, EventField);
+
+impl schemars::JsonSchema for DateFormats {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "DateFormats".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let format = schemars::json_schema!({ "type": "string", "pattern": "%", "examples": ["%m/%d/%Y"] });
+        schemars::json_schema!({
+            "description": "A strftime date format, or a list tried in order; YYYY-MM-DD is always accepted too.",
+            "anyOf": [format.clone(), { "type": "array", "items": format, "minItems": 1 }],
+        })
+    }
+}
+
+impl<F: FieldSet + schemars::JsonSchema> schemars::JsonSchema for ColumnMap<F> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        format!("ColumnMap_for_{}", F::schema_name()).into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let target = generator.subschema_for::<F>();
+        let formats = generator.subschema_for::<DateFormats>();
+        schemars::json_schema!({
+            "description": "Source column (or JSON key) → field, like \"Account Name\": name.",
+            "type": "object",
+            "additionalProperties": {
+                "anyOf": [
+                    target.clone(),
+                    {
+                        "type": "object",
+                        "description": "A column with its own date formats.",
+                        "properties": { "field": target, "date_format": formats },
+                        "required": ["field"],
+                        "additionalProperties": false,
+                    },
+                ],
+            },
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,8 +18,10 @@
 
 mod load;
 mod raw;
+mod schema;
 pub mod types;
 mod validate;
 pub mod vars;
 
+pub use schema::file_schema;
 pub use types::*;

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
@@ -128,23 +129,33 @@ fn text_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>,
     Ok(BTreeMap::<String, Typed<false>>::deserialize(d)?.into_iter().map(|(k, v)| (k, v.0)).collect())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [{ "required": ["actions"] }, { "required": ["steps"] }]))]
 pub struct RawPlaybook {
+    /// The playbook's stable name, unique across the folder: part of every ledger key, so
+    /// renaming it makes a new playbook that has fired nothing yet.
     #[serde(deserialize_with = "text")]
+    #[schemars(example = &"renewal-90")]
     pub id: String,
+    /// The name people read (timelines, reports).
     #[serde(deserialize_with = "text")]
     pub name: String,
+    /// Free text.
     #[serde(default, deserialize_with = "opt_text")]
     pub description: Option<String>,
+    /// `false` keeps the playbook loaded and checked but never evaluated.
     #[serde(default = "yes")]
     pub enabled: bool,
     /// Which accounts the playbook applies to (Rhai); all when absent.
     #[serde(default, deserialize_with = "opt_expr")]
+    #[schemars(schema_with = "super::schema::opt_expression")]
     pub audience: Option<String>,
     /// When Keel evaluates the playbook (cron); the config's `evaluation.schedule` when absent.
     #[serde(default, deserialize_with = "opt_text")]
+    #[schemars(schema_with = "super::schema::opt_cron")]
     pub schedule: Option<String>,
+    /// Exactly one kind: `condition`, `date`, `event` or `schedule`.
     pub trigger: RawTrigger,
     /// A single step's actions (shorthand for one step after 0d).
     pub actions: Option<Vec<RawAction>>,
@@ -152,65 +163,91 @@ pub struct RawPlaybook {
     pub steps: Option<Vec<RawStep>>,
     /// Stops a sequence for an account when true.
     #[serde(default, deserialize_with = "opt_expr")]
+    #[schemars(schema_with = "super::schema::opt_expression")]
     pub exit: Option<String>,
     /// The blast-radius guard for this playbook: `off`, or its own limits over the
     /// config's (`{ max_firings: 200, max_share: "5%", daily_email_cap: 1000 }`).
     pub guard: Option<crate::lang::guard::RawPlaybookGuard>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTrigger {
     /// Condition trigger, or the extra condition of a date/event/schedule trigger.
     #[serde(default, deserialize_with = "opt_expr")]
+    #[schemars(schema_with = "super::schema::opt_expression")]
     pub condition: Option<String>,
+    /// Condition trigger: `on_enter` (default) or `while_true` (with `every`).
     pub fire: Option<RawFire>,
+    /// `while_true`: at most once per this long (`14d`).
     #[serde(default, deserialize_with = "opt_text")]
+    #[schemars(schema_with = "super::schema::opt_span")]
     pub every: Option<String>,
     /// Date trigger: the account date field.
     #[serde(default, deserialize_with = "opt_text")]
+    #[schemars(schema_with = "super::schema::opt_date_field")]
     pub date: Option<String>,
+    /// Date trigger: days from the date (`-90d` is before); default `0d`.
     #[serde(default, deserialize_with = "opt_text")]
+    #[schemars(schema_with = "super::schema::opt_offset")]
     pub offset: Option<String>,
+    /// Date trigger: how late it may still fire (default `7d`), or `until_date`.
     #[serde(default, deserialize_with = "opt_text")]
+    #[schemars(schema_with = "super::schema::opt_catch_up")]
     pub catch_up: Option<String>,
     /// Event trigger: the event name.
     #[serde(default, deserialize_with = "opt_text")]
     pub event: Option<String>,
     /// Schedule trigger: a cron expression.
     #[serde(default, deserialize_with = "opt_text")]
+    #[schemars(schema_with = "super::schema::opt_cron")]
     pub schedule: Option<String>,
+    /// Schedule trigger: the IANA zone of its cron; default the config's.
     #[serde(default, deserialize_with = "opt_text")]
+    #[schemars(schema_with = "super::schema::opt_timezone")]
     pub timezone: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RawFire {
+    /// Once each time audience and condition turn true.
     OnEnter,
+    /// While they hold, at most once per `every`.
     WhileTrue,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawStep {
+    /// How long after the firing (not the previous step) the step comes due (`3d`).
     #[serde(deserialize_with = "text")]
+    #[schemars(schema_with = "super::schema::span")]
     pub after: String,
+    /// Checked when the step comes due: when it does not hold, the step is skipped.
     #[serde(default, deserialize_with = "opt_expr")]
+    #[schemars(schema_with = "super::schema::opt_expression")]
     pub when: Option<String>,
+    /// At least one.
     pub actions: Vec<RawAction>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// Exactly one of `task`, `email`, `webhook`, `update`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("minProperties" = 1))]
 pub struct RawAction {
+    /// A to-do (CTA) for a CSM.
     pub task: Option<RawTask>,
+    /// An email from a template.
     pub email: Option<RawEmail>,
+    /// An HTTP request.
     pub webhook: Option<RawWebhook>,
+    /// Set a field of the account.
     pub update: Option<RawUpdate>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Priority {
     Low,
@@ -230,27 +267,35 @@ impl Priority {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTask {
+    /// A template.
     #[serde(deserialize_with = "text")]
     pub title: String,
+    /// A template (multi-line).
     #[serde(default, deserialize_with = "opt_text")]
     pub description: Option<String>,
+    /// An address template, usually `{{ account.owner }}` or `{{ account.manager }}`.
     #[serde(deserialize_with = "text")]
+    #[schemars(example = &"{{ account.owner }}")]
     pub owner: String,
+    /// The due date, counted from when the task opens (`3d`).
     #[serde(default, deserialize_with = "opt_text")]
+    #[schemars(schema_with = "super::schema::opt_span")]
     pub due_in: Option<String>,
+    /// Default `normal`.
     pub priority: Option<Priority>,
     /// Overdue by this long, the task escalates (once) by email to `escalate_to`.
     #[serde(default, deserialize_with = "opt_text")]
+    #[schemars(schema_with = "super::schema::opt_span")]
     pub escalate_after: Option<String>,
     /// An address template; default the account's manager.
     #[serde(default, deserialize_with = "opt_text")]
     pub escalate_to: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawEmail {
     /// An address template (`{{ account.manager }}`), or `contacts`: the account's
@@ -267,7 +312,7 @@ pub struct RawEmail {
     pub on_cap: Option<crate::model::CapPolicy>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Method {
     Get,
@@ -287,12 +332,15 @@ impl Method {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawWebhook {
+    /// A template; `${VAR}` is read from Keel's environment when sending.
     #[serde(deserialize_with = "text")]
     pub url: String,
+    /// Default `POST`.
     pub method: Option<Method>,
+    /// Header templates; `${VAR}` as in `url`.
     #[serde(default, deserialize_with = "text_map")]
     pub headers: BTreeMap<String, String>,
     /// A JSON body template.
@@ -301,16 +349,20 @@ pub struct RawWebhook {
     /// Name of the environment variable holding the HMAC-SHA256 signing secret.
     #[serde(default, deserialize_with = "opt_text")]
     pub secret_env: Option<String>,
+    /// `500ms`, `10s`, `1m` …; default `10s`.
     #[serde(default, deserialize_with = "opt_text")]
+    #[schemars(schema_with = "super::schema::opt_delay")]
     pub timeout: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpdate {
     /// `lifecycle_stage`, `segment`, `owner`, `manager`, `fields.<name>` or `metrics.<name>`.
     #[serde(deserialize_with = "text")]
     pub field: String,
+    /// A template; a number or boolean is taken as its text.
     #[serde(deserialize_with = "scalar")]
+    #[schemars(schema_with = "super::schema::scalar")]
     pub value: String,
 }
