@@ -175,3 +175,22 @@ fn keel_refuses_the_typo_fixtures_too() {
     assert_eq!(run.code(), 1);
     assert!(run.stderr().contains("unknown account field `renewal_dat`"), "{}", run.stderr());
 }
+
+#[test]
+fn guard_settings_validate_and_a_share_without_its_percent_sign_does_not() {
+    let ok = ["tests/fixtures/schema/guard-ok.yaml", "tests/fixtures/schema/keel-guard.yaml"].map(PathBuf::from);
+    let (code, out) = validate(None, &ok);
+    assert_eq!(code, 0, "{out}");
+    let bad = PathBuf::from("tests/fixtures/schema/guard-bad.yaml");
+    let (code, out) = validate(None, std::slice::from_ref(&bad));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("/guard"), "{out}");
+    // Keel says the same, where it is written.
+    let ws = Workspace::new("timezone: UTC\n");
+    ws.write("playbooks/guarded.yaml", &std::fs::read_to_string(repo().join(&bad)).unwrap());
+    ws.write("playbooks/templates/nudge.txt", "Subject: Hi\n\nHello.\n");
+    let run = ws.keel(&["check"]);
+    assert_eq!(run.code(), 1);
+    assert!(run.stderr().contains("like \"10%\""), "{}", run.stderr());
+    assert!(run.stderr().contains("guarded.yaml:8:"), "{}", run.stderr());
+}

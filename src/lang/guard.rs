@@ -172,10 +172,7 @@ impl JsonSchema for RawPlaybookGuard {
     }
     fn json_schema(generator: &mut SchemaGenerator) -> Schema {
         let limits = generator.subschema_for::<RawLimits>();
-        off_or(
-            limits,
-            "The blast-radius guard for this playbook: `off`, or its own limits over the config's `guard:`.",
-        )
+        off_or(limits, "The blast-radius guard for this playbook: `off`, or its own limits over the config's `guard:`.")
     }
 }
 
