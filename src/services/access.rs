@@ -1,5 +1,6 @@
 //! [`Book`]: the queries and commands a person runs against the book from the command
-//! line — tasks, accounts, the outbox, unsubscribing — whoever holds the store.
+//! line — tasks, accounts, the outbox, unsubscribing, syncing, planning — whoever holds
+//! the store.
 //!
 //! When no daemon runs, a command opens the store and [`Local`] calls the services
 //! directly. When `keel run` holds it (sled lets one process open a store), the same
@@ -15,6 +16,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use super::accounts::{self, AccountDetail, AccountList};
 use super::contacts::{self, UnsubscribeBy, Unsubscribed};
 use super::outbox::{self, RetryTarget};
+use super::plan::{self, Report as PlanReport, Request as PlanRequest};
 use super::sync::{self, ProgressFor, SyncOutcome, SyncRequest};
 use super::tasks::{self, SnoozeArgs, TaskList};
 use super::ServiceError;
@@ -41,6 +43,9 @@ pub trait Book {
     /// machine, as the client is only used when the store is this one); `progress` is
     /// drawn only when the files are read here.
     fn sync(&self, request: &SyncRequest, progress: ProgressFor) -> Result<SyncOutcome, ServiceError>;
+    /// `keel plan`: the working set's texts travel in the request, so the daemon plans
+    /// the set this command read, against the running set it recorded in its store.
+    fn plan(&self, request: &PlanRequest) -> Result<PlanReport, ServiceError>;
 }
 
 /// The store opened by this process.
@@ -97,5 +102,9 @@ impl Book for Local<'_> {
 
     fn sync(&self, request: &SyncRequest, progress: ProgressFor) -> Result<SyncOutcome, ServiceError> {
         sync::sync(&self.store, self.config, request, self.now, progress)
+    }
+
+    fn plan(&self, request: &PlanRequest) -> Result<PlanReport, ServiceError> {
+        plan::plan(&self.store, self.config, request, self.now)
     }
 }

@@ -15,6 +15,7 @@ mod error;
 pub mod health;
 pub mod ingest;
 pub mod outbox;
+pub mod plan;
 pub mod playtest;
 pub mod preview;
 pub mod simulate;
