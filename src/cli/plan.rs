@@ -253,10 +253,17 @@ fn effect(line: &mut impl FnMut(String), p: &PlaybookPlan, tz: Tz) {
         return;
     }
     let c = |x: &Counts| {
-        format!(
+        let mut s = format!(
             "fires for {} account(s): {} customer email(s), {} internal email(s), {} task(s), {} webhook(s)",
             x.fired, x.customer_emails, x.internal_emails, x.tasks, x.webhooks
-        )
+        );
+        if x.dead > 0 {
+            s.push_str(&format!("; {} of those emails and webhooks dead (a template failed)", x.dead));
+        }
+        if x.errors > 0 {
+            s.push_str(&format!("; failed for {} account(s)", x.errors));
+        }
+        s
     };
     line(format!("  running set: {}", if is_due(&r.due) { c(&r.counts) } else { due(&r.due, tz) }));
     line(format!("  working set: {}", if is_due(&w.due) { c(&w.counts) } else { due(&w.due, tz) }));

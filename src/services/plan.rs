@@ -131,6 +131,9 @@ pub struct Counts {
     /// Tasks opened, or open ones updated.
     pub tasks: u64,
     pub webhooks: u64,
+    /// Of those emails and webhooks, the ones decided dead: a template failed for the
+    /// account (`keel outbox list --dead` would list them).
+    pub dead: u64,
     /// Account fields set by `update` actions.
     pub updates: u64,
     // A `held` count (the blast-radius guard holding a pass back) is one more field here
@@ -514,7 +517,9 @@ impl Decided {
         let mut d = Decided { counts: BTreeMap::new(), fired: BTreeMap::new() };
         if let Some(report) = &t.report {
             for (id, s) in &report.playbooks {
-                d.counts.entry(id.clone()).or_default().errors = s.errors;
+                let c = d.counts.entry(id.clone()).or_default();
+                c.errors = s.errors;
+                c.dead = s.dead;
             }
         }
         for chunk in &t.decided {
