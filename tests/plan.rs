@@ -341,7 +341,6 @@ fn through_a_running_daemon_the_plan_is_the_same() {
         spawn_with_args(&ws, None, Some("info"), &[("KEEL_API_TOKEN", TOKEN)], &["--listen", "127.0.0.1:0"]);
     let mut log = Vec::new();
     wait_for(&rx, &mut log, "the API to listen", |l| l.contains("the API is listening"));
-    std::thread::spawn(move || while rx.recv().is_ok() {});
     // The store is the daemon's: the plan goes through POST /api/v1/plan.
     let direct = on_its_clock(&ws, "candidate.yaml", &["contacts", "suppressed"]);
     assert!(direct.stderr().contains("in use"), "{}", direct.stderr());
@@ -354,7 +353,13 @@ fn through_a_running_daemon_the_plan_is_the_same() {
         v
     };
     assert_eq!(strip(&through_json), strip(&local_json));
-    // The daemon's own folder is what it runs.
+    // The daemon's own folder is what it runs, and stays so when it reloads an edit:
+    // the reload records the set it applied.
+    let own = on_its_clock(&ws, "keel.yaml", &["plan"]);
+    assert_eq!(own.code(), 0, "{}\n{}", own.stdout(), own.stderr());
+    edit(&ws, "playbooks/renewal-30.yaml", "id: renewal-30", "# edited while keel run runs\nid: renewal-30");
+    wait_for(&rx, &mut log, "the reload", |l| l.contains("reloaded the config, rules and playbooks"));
+    std::thread::spawn(move || while rx.recv().is_ok() {});
     let own = on_its_clock(&ws, "keel.yaml", &["plan"]);
     assert_eq!(own.code(), 0, "{}\n{}", own.stdout(), own.stderr());
     // Planning runs code on the daemon: it takes an admin token.

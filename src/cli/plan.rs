@@ -31,7 +31,7 @@ pub struct PlanArgs {
     #[arg(long, value_parser = parse_at, value_name = "DATE/TIME")]
     at: Option<At>,
     /// How many accounts to list per playbook that newly fire, and that no longer fire.
-    #[arg(long, default_value_t = 10, value_name = "N")]
+    #[arg(long, default_value_t = crate::services::plan::DEFAULT_SAMPLE, value_name = "N")]
     sample: usize,
     #[command(flatten)]
     format: FormatArg,

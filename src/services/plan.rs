@@ -61,10 +61,18 @@ pub struct Request {
     #[serde(default)]
     pub at: Option<DateTime<Utc>>,
     /// How many accounts to list per playbook that newly fire, and that no longer fire.
+    #[serde(default = "default_sample")]
     pub sample: usize,
     /// The working set's texts, by key (`playbooks/x.yaml`, `rules/health.rhai`; see
     /// [`crate::lang::sources`]).
     pub files: BTreeMap<String, String>,
+}
+
+/// `keel plan --sample`'s default.
+pub const DEFAULT_SAMPLE: usize = 10;
+
+fn default_sample() -> usize {
+    DEFAULT_SAMPLE
 }
 
 /// Whether a playbook (or a file) is new, gone, different or the same.
