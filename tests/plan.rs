@@ -362,6 +362,18 @@ fn through_a_running_daemon_the_plan_is_the_same() {
     std::thread::spawn(move || while rx.recv().is_ok() {});
     let own = on_its_clock(&ws, "keel.yaml", &["plan"]);
     assert_eq!(own.code(), 0, "{}\n{}", own.stdout(), own.stderr());
+    // A key that would name a file outside the daemon's temporary folder is refused.
+    let announced: Value = serde_json::from_slice(&std::fs::read(ws.path(".keel/api.json")).unwrap()).unwrap();
+    let url = format!("http://{}/api/v1/plan", announced["addr"].as_str().unwrap());
+    let answer = reqwest::blocking::Client::new()
+        .post(&url)
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({ "files": { "playbooks/../../escape.yaml": "id: x\n" } }))
+        .send()
+        .unwrap();
+    assert_eq!(answer.status(), 400);
+    assert!(answer.text().unwrap().contains("is not a file of a set"));
+    assert!(!ws.path("escape.yaml").exists());
     // Planning runs code on the daemon: it takes an admin token.
     let mut anonymous = Command::new(env!("CARGO_BIN_EXE_keel"));
     anonymous

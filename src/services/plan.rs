@@ -243,7 +243,7 @@ pub struct Report {
     pub templates: Vec<FileChange>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rules: Option<RulesPlan>,
-    /// Accounts each dry run evaluated, and why those.
+    /// Accounts the working set's dry run evaluated, and why those.
     pub accounts: u64,
     pub selection: String,
     /// A schedule trigger's first run, skipped ticks (from the working set's pass).
@@ -292,7 +292,7 @@ pub fn plan(store: &Store, config: &Config, request: &Request, now: DateTime<Utc
 
     // Files.
     let diffs = file_changes(&running_sources, &working_sources);
-    let changed_files: BTreeMap<&str, &FileChange> = diffs.iter().map(|d| (d.file.as_str(), d)).collect();
+    let changed_files: BTreeSet<&str> = diffs.iter().map(|d| d.file.as_str()).collect();
     let templates: Vec<FileChange> =
         diffs.iter().filter(|d| d.file.starts_with("playbooks/templates/")).cloned().collect();
     let rule_files: Vec<FileChange> = diffs.iter().filter(|d| d.file.starts_with("rules/")).cloned().collect();
@@ -310,8 +310,7 @@ pub fn plan(store: &Store, config: &Config, request: &Request, now: DateTime<Utc
         let rtext = rkey.as_ref().and_then(|k| running_sources.files.get(k));
         let wtext = wkey.as_ref().and_then(|k| working_sources.files.get(k));
         let sends: BTreeSet<String> = [r, w].into_iter().flatten().flat_map(templates_of).collect();
-        let changed_templates: Vec<String> =
-            sends.into_iter().filter(|t| changed_files.contains_key(t.as_str())).collect();
+        let changed_templates: Vec<String> = sends.into_iter().filter(|t| changed_files.contains(t.as_str())).collect();
         let diff = match (r, w) {
             (Some(_), Some(_)) if rtext != wtext || rkey != wkey => Some(unified(
                 rtext.map_or("", String::as_str),
