@@ -261,3 +261,27 @@ fn a_held_playbook_runs_again_once_its_pass_shrinks_within_the_limits() {
         "{list}"
     );
 }
+
+#[test]
+fn plan_says_an_edit_would_be_held_before_it_goes_live() {
+    let ws = workspace("0 * * * *", false, 5, "");
+    ws.keel_at("2026-12-01T10:00:00Z", &["run", "--once"]).ok();
+    ws.write("playbooks/winback.yaml", &winback(500, ""));
+    let plan = ws.keel_at("2026-12-01T10:30:00Z", &["plan"]);
+    assert_eq!(plan.code(), 2, "{}{}", plan.stdout(), plan.stderr());
+    let out = plan.stdout();
+    assert!(
+        out.contains("-  account.metrics.logins < 5") || out.contains("-  condition: account.metrics.logins < 5"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "HELD: held by guard: would fire 47 (94% of audience 50), limit 10 firings or 10% of the audience"
+        ),
+        "{out}"
+    );
+    // And the pass does what plan said: held, nothing sent.
+    let run = ws.keel_at("2026-12-01T11:00:00Z", &["run", "--once"]);
+    assert!(run.stdout().contains("HELD winback"), "{}", run.stdout());
+    assert_eq!(customers(&ws), 3);
+}

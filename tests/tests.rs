@@ -21,6 +21,7 @@ mod incremental;
 mod ingest;
 mod layers;
 mod metrics;
+mod plan;
 mod playtest;
 mod preview;
 pub(crate) mod run;

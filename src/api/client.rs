@@ -1,6 +1,7 @@
 //! The API's client for the command line: when `keel run` holds the store, `keel tasks`,
-//! `keel accounts`, `keel outbox` and `keel contacts unsubscribe` reach the book through
-//! the daemon with this [`Client`], which implements the same [`Book`] as the store does.
+//! `keel accounts`, `keel outbox`, `keel contacts unsubscribe`, `keel sync` and `keel plan`
+//! reach the book through the daemon with this [`Client`], which implements the same
+//! [`Book`] as the store does.
 //!
 //! Invariants: the address is the one the daemon announced in `data_dir/api.json`
 //! ([`super::announce`]) and every answer must name this command's own store, so a
@@ -23,6 +24,7 @@ use crate::services::accounts::{self, AccountDetail, AccountList};
 use crate::services::contacts::{UnsubscribeBy, Unsubscribed};
 use crate::services::guard::GuardList;
 use crate::services::outbox::{self, RetryTarget, Which};
+use crate::services::plan::{Report as PlanReport, Request as PlanRequest};
 use crate::services::sync::{ProgressFor, SyncOutcome, SyncRequest};
 use crate::services::tasks::{self, TaskList};
 use crate::services::ServiceError;
@@ -303,6 +305,24 @@ impl Book for Client {
             report.file = given.clone();
         }
         Ok(outcome)
+    }
+
+    /// The working set travels gzipped (texts shrink several times), so a set far larger
+    /// than the shipped one still fits the daemon's body limit.
+    fn plan(&self, request: &PlanRequest) -> Result<PlanReport, ServiceError> {
+        use std::io::Write;
+        let json = serde_json::to_vec(request).map_err(|e| ServiceError::InvalidArgument(e.to_string()))?;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        let body = gz.write_all(&json).and_then(|()| gz.finish()).map_err(|e| {
+            ServiceError::Unreachable(format!("cannot compress the working set for keel run's API: {e}"))
+        })?;
+        let builder = self
+            .http
+            .post(self.url("/api/v1/plan"))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(reqwest::header::CONTENT_ENCODING, "gzip")
+            .body(body);
+        self.call(builder, Scope::Admin, None)
     }
 }
 

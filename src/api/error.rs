@@ -73,6 +73,9 @@ impl From<ServiceError> for ApiError {
             | E::NeedsContact { .. }
             | E::NotCustomerMail { .. }
             | E::NoSuchContact { .. } => ApiError::bad_request(e.to_string()),
+            E::SetDoesNotLoad { which: "working", .. } => ApiError::field("files", e.to_string()),
+            // The daemon's own recorded set: not the caller's to fix, but said in full.
+            E::SetDoesNotLoad { .. } => ApiError::new(StatusCode::CONFLICT, e.to_string()),
             E::Render(_) | E::Config(_) | E::Store(_) => ApiError::internal(e),
             E::Sync { source: crate::sync::SyncError::Store(_), .. } => ApiError::internal(e),
             // The file named (unreadable, no id column, not JSON): the caller's to fix,

@@ -46,7 +46,7 @@ pub fn routes(state: &Shared) -> Router<Shared> {
 
 /// The body, or the reason it could not be read: over the limit (inflated or not) is a
 /// 413, a broken gzip stream a 400.
-fn body_of(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+pub(super) fn body_of(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|e| {
         // A body without a length cut at the limit under the gzip decoder comes back as
         // a read error wrapping the limit's: that is still "too large".

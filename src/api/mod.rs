@@ -15,6 +15,7 @@ pub mod client;
 pub mod error;
 pub mod ingest;
 pub mod metrics;
+pub mod plan;
 pub mod segment;
 pub mod unsubscribe;
 pub mod v1;
@@ -131,6 +132,7 @@ pub fn router(state: Shared) -> Router {
         .merge(unsubscribe::routes())
         .merge(v1::routes(&state))
         .merge(ingest::routes(&state))
+        .merge(plan::routes(&state))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .with_state(state)
         .layer(axum::middleware::map_response(move |mut r: axum::response::Response| {

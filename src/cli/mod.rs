@@ -4,7 +4,9 @@
 //! Exit codes: 0 success; 1 an error (message on stderr, never a panic); 2 bad usage
 //! (clap); [`EXIT_DEAD`] `run --once` did its work but outbox entries went dead in it (or
 //! tasks opened with a template that failed);
-//! [`EXIT_ROWS_REJECTED`] a sync stored the good rows but rejected some.
+//! [`EXIT_ROWS_REJECTED`] a sync stored the good rows but rejected some; `keel plan` exits
+//! [`plan::EXIT_CHANGES`] (2, as clap's usage errors) when the working set differs from
+//! the running one.
 
 mod accounts;
 mod approve;
@@ -12,6 +14,7 @@ mod check;
 mod contacts;
 mod health;
 mod outbox;
+mod plan;
 mod preview;
 mod run;
 mod schema;
@@ -75,6 +78,9 @@ pub enum Command {
     Accounts(accounts::AccountsCommand),
     /// What the playbooks would fire on a day, for which accounts, and why (changes nothing).
     Simulate(simulate::SimulateArgs),
+    /// Compare the working playbooks and rules with the set the daemon runs: the diff, and
+    /// what the next pass would do differently (changes nothing; exit 2 when they differ).
+    Plan(plan::PlanArgs),
     /// Run playbook tests (playbooks/tests/*.yaml): accounts, a frozen day, expected firings.
     Test(test::TestArgs),
     /// Validate the config, health model, rules, playbooks and templates; report every error.
@@ -240,6 +246,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Health(args) => health::run(&session, args),
         Command::Check => check::run(&session),
         Command::Simulate(args) => simulate::run(&session, args),
+        Command::Plan(args) => plan::run(&session, args),
         Command::Test(args) => test::run(&session, args),
         Command::Run(args) => run::run(&session, args),
         Command::Outbox(cmd) => outbox::run(&session, cmd),

@@ -69,7 +69,7 @@ impl Daemon {
     pub fn new(config: Config, store: Store, loaded: Loaded, clock: Arc<dyn Clock>) -> Daemon {
         let fingerprint = fingerprint(&config);
         let loaded = Arc::new(loaded);
-        Daemon {
+        let daemon = Daemon {
             config_tx: tokio::sync::watch::Sender::new(Arc::new(config.clone())),
             config,
             store,
@@ -79,6 +79,40 @@ impl Daemon {
             fingerprint,
             sources: Vec::new(),
             counters: Arc::default(),
+        };
+        daemon.record_running_set();
+        daemon
+    }
+
+    /// Records the set in force in the store (`keel plan` compares a working folder with
+    /// it), when it differs from the one recorded. Never fails the daemon: a set that
+    /// cannot be recorded is logged, and the one recorded before stays.
+    fn record_running_set(&self) {
+        let Some(sources) = &self.loaded.sources else {
+            tracing::info!(
+                "the playbook files changed while they were loaded: the running set is recorded at the next reload"
+            );
+            return;
+        };
+        for skipped in &sources.skipped {
+            tracing::warn!(file = %skipped, "a file is left out of the recorded running set");
+        }
+        let set = crate::store::RunningSet {
+            fingerprint: sources.fingerprint(),
+            recorded: self.clock.now(),
+            files: sources.files.clone(),
+        };
+        match self.store.record_running_set(&set) {
+            Ok(crate::store::Recorded::Written) => {
+                tracing::debug!(fingerprint = %set.fingerprint, files = set.files.len(), "running set recorded")
+            }
+            Ok(crate::store::Recorded::Unchanged) => {}
+            Ok(crate::store::Recorded::TooLarge { bytes }) => tracing::warn!(
+                bytes,
+                limit = crate::store::RUNNING_SET_MAX_BYTES,
+                "the playbooks and rules are too large to record as the running set: `keel plan` compares with the set recorded before"
+            ),
+            Err(e) => tracing::warn!(error = %e, "the running set could not be recorded: `keel plan` compares with the set recorded before"),
         }
     }
 
@@ -290,6 +324,7 @@ impl Daemon {
                 // The config may now point at other folders: watch those.
                 self.fingerprint = fingerprint(&self.config);
                 self.loaded = Arc::new(loaded);
+                self.record_running_set();
                 self.config_tx.send_replace(Arc::new(self.config.clone()));
                 self.loaded_tx.send_replace(self.loaded.clone());
                 self.counters.reloads.fetch_add(1, Ordering::Relaxed);

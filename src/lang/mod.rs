@@ -9,7 +9,9 @@
 //!   [`playbook`]: playbook files, validated;
 //! - [`render`]: templates; [`view`]: what scripts and templates see of an account;
 //! - [`duration`], [`schedule`]: `7d`, cron; [`env`]: `${VAR}` expansion; [`guard`]: the
-//!   blast-radius guard's limits.
+//!   blast-radius guard's limits;
+//! - [`sources`]: the texts a set was loaded from (what the daemon records, what `keel
+//!   plan` compares).
 
 pub mod duration;
 pub mod env;
@@ -20,6 +22,7 @@ pub mod playbook;
 pub mod render;
 pub mod schedule;
 pub mod script;
+pub mod sources;
 pub mod view;
 
 use std::path::Path;
@@ -33,18 +36,41 @@ pub struct Loaded {
     pub engine: script::ScriptEngine,
     pub model: health::HealthModel,
     pub set: playbook::PlaybookSet,
+    /// The texts this was loaded from; `None` when the files kept changing while they
+    /// were read (then no one can say which texts were loaded).
+    pub sources: Option<sources::Sources>,
 }
+
+/// How often a load is tried again when the files changed while it read them.
+const LOAD_ATTEMPTS: usize = 3;
 
 impl Loaded {
     /// Loads the rules (`rules_dir`) and playbooks (`playbooks_dir`), returning every
-    /// problem found in either.
+    /// problem found in either. The files' texts are read before and after: when both
+    /// readings agree, they are what was loaded ([`Loaded::sources`]); when a file changed
+    /// in between (an editor saving), the load is done again, a few times at most.
     pub fn load(rules_dir: &Path, playbooks_dir: &Path) -> Result<Loaded, Vec<Diagnostic>> {
+        let mut before = sources::Sources::read(rules_dir, playbooks_dir);
+        let mut attempt = 1;
+        loop {
+            let result = Self::load_once(rules_dir, playbooks_dir);
+            let after = sources::Sources::read(rules_dir, playbooks_dir);
+            let settled = after == before;
+            if settled || attempt == LOAD_ATTEMPTS {
+                return result.map(|loaded| Loaded { sources: settled.then_some(after), ..loaded });
+            }
+            before = after;
+            attempt += 1;
+        }
+    }
+
+    fn load_once(rules_dir: &Path, playbooks_dir: &Path) -> Result<Loaded, Vec<Diagnostic>> {
         let mut engine = script::ScriptEngine::new(&script::Limits::default());
         let mut errors = Vec::new();
         let model = health::HealthModel::load(&mut engine, rules_dir).map_err(|e| errors.extend(e)).ok();
         let set = playbook::PlaybookSet::load(&engine, playbooks_dir).map_err(|e| errors.extend(e)).ok();
         match (model, set) {
-            (Some(model), Some(set)) => Ok(Loaded { engine, model, set }),
+            (Some(model), Some(set)) => Ok(Loaded { engine, model, set, sources: None }),
             _ => Err(errors),
         }
     }

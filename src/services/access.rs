@@ -1,5 +1,6 @@
 //! [`Book`]: the queries and commands a person runs against the book from the command
-//! line — tasks, accounts, the outbox, unsubscribing — whoever holds the store.
+//! line — tasks, accounts, the outbox, unsubscribing, syncing, planning — whoever holds
+//! the store.
 //!
 //! When no daemon runs, a command opens the store and [`Local`] calls the services
 //! directly. When `keel run` holds it (sled lets one process open a store), the same
@@ -16,6 +17,7 @@ use super::accounts::{self, AccountDetail, AccountList};
 use super::contacts::{self, UnsubscribeBy, Unsubscribed};
 use super::guard::{self, GuardList};
 use super::outbox::{self, RetryTarget};
+use super::plan::{self, Report as PlanReport, Request as PlanRequest};
 use super::sync::{self, ProgressFor, SyncOutcome, SyncRequest};
 use super::tasks::{self, SnoozeArgs, TaskList};
 use super::ServiceError;
@@ -46,6 +48,9 @@ pub trait Book {
     fn guard(&self) -> Result<GuardList, ServiceError>;
     /// Lets one pass of a held playbook through, of up to the size it was held at.
     fn approve(&self, playbook: &str, by: &str) -> Result<GuardRecord, ServiceError>;
+    /// `keel plan`: the working set's texts travel in the request, so the daemon plans
+    /// the set this command read, against the running set it recorded in its store.
+    fn plan(&self, request: &PlanRequest) -> Result<PlanReport, ServiceError>;
 }
 
 /// The store opened by this process.
@@ -110,5 +115,9 @@ impl Book for Local<'_> {
 
     fn approve(&self, playbook: &str, by: &str) -> Result<GuardRecord, ServiceError> {
         guard::approve(&self.store, playbook, by, self.now)
+    }
+
+    fn plan(&self, request: &PlanRequest) -> Result<PlanReport, ServiceError> {
+        plan::plan(&self.store, self.config, request, self.now)
     }
 }

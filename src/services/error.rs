@@ -80,6 +80,10 @@ pub enum ServiceError {
     /// its words (a service error's own message, said on the daemon's side).
     #[error("{message}")]
     Daemon { status: u16, message: String },
+    /// A set of playbooks and rules that does not load (`which`: `working` or `running`):
+    /// every problem, at its file, line and column.
+    #[error("the {which} set of playbooks and rules does not load:\nerror: {}", errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\nerror: "))]
+    SetDoesNotLoad { which: &'static str, errors: Vec<crate::diagnostic::Diagnostic> },
     /// The store is in use by a daemon whose API this command could not use.
     #[error("{0}")]
     Unreachable(String),

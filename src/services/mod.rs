@@ -16,6 +16,7 @@ pub mod guard;
 pub mod health;
 pub mod ingest;
 pub mod outbox;
+pub mod plan;
 pub mod playtest;
 pub mod preview;
 pub mod schema;

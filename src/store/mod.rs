@@ -24,6 +24,7 @@ mod ledger;
 mod messages;
 mod outbox;
 mod overrides;
+mod running;
 
 use std::collections::HashMap;
 use std::io;
@@ -44,6 +45,7 @@ pub use ledger::{AccountCursor, ChunkRange, Commit, EncodedAccount, Progress};
 pub use messages::MESSAGE_MEMORY;
 pub use outbox::{cap_full, CapCheck, SendMark, Suppression};
 pub use overrides::Overrides;
+pub use running::{Recorded, RunningSet, MAX_BYTES as RUNNING_SET_MAX_BYTES};
 
 /// `meta` key: added to sled's id generator, which a backup does not carry over, so a
 /// restored store's change sequence continues above the original's.
