@@ -19,6 +19,7 @@ mod api;
 #[path = "../gen_accounts/book.rs"]
 mod book;
 mod delivery;
+mod guard;
 mod native;
 
 use std::fmt::Write as _;
@@ -76,6 +77,10 @@ struct Args {
     /// Batches in flight at once in the throughput measurement.
     #[arg(long, default_value_t = 4)]
     api_in_flight: usize,
+    /// Only the guard measurement: a pass with the blast-radius guard off, on by default
+    /// and on for every playbook, over a book of this many accounts.
+    #[arg(long)]
+    guard: Option<u64>,
     /// Internal: measure one book size and print its row as JSON.
     #[arg(long, hide = true)]
     one: Option<u64>,
@@ -128,6 +133,21 @@ fn main() -> anyhow::Result<()> {
         let doc = render_api(&row, &command, started.elapsed().as_secs_f64());
         print!("{doc}");
         write_between(&args.out, "<!-- bench-api:start -->", "<!-- bench-api:end -->", &doc)?;
+        eprintln!("bench: written to {}", args.out.display());
+        return Ok(());
+    }
+    if let Some(n) = args.guard {
+        let dir = work.join("guard");
+        std::fs::create_dir_all(&dir)?;
+        let started = Instant::now();
+        let text = std::fs::read_to_string(repo().join("examples/keel.yaml"))?
+            .replace("playbooks: ../playbooks", &format!("playbooks: {}", repo().join("playbooks").display()))
+            .replace("rules: ../rules", &format!("rules: {}", repo().join("rules").display()));
+        let rows = guard::run(&dir, n, &text, NOW.parse()?, today())?;
+        let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
+        let doc = render_guard(n, &rows, &command, started.elapsed().as_secs_f64());
+        print!("{doc}");
+        write_between(&args.out, "<!-- bench-guard:start -->", "<!-- bench-guard:end -->", &doc)?;
         eprintln!("bench: written to {}", args.out.display());
         return Ok(());
     }
@@ -239,6 +259,35 @@ fn render_api(r: &api::ApiRow, command: &str, took: f64) -> String {
         r.pass_s,
         r.idle_p99_ms
     );
+    s
+}
+
+fn render_guard(n: u64, rows: &[guard::GuardRow], command: &str, took: f64) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Written by `cargo run --release --example bench -- {command}` on {}.\nMachine: {}. Run: {took:.0} s.\n",
+        Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        machine()
+    );
+    let _ = writeln!(
+        s,
+        "The shipped playbooks over a {}-account generated book, each whole tick timed (the guard's count is a pass of its own):\n",
+        g(n as f64)
+    );
+    let _ = writeln!(s, "| guard | first pass | fired | held (would fire) | re-check (every account, nothing new) |");
+    let _ = writeln!(s, "|---|---:|---:|---|---:|");
+    for r in rows {
+        let held = if r.held.is_empty() { "–".to_string() } else { r.held.join(", ") };
+        let _ = writeln!(
+            s,
+            "| {} | {:.2} s | {} | {held} | {:.2} s |",
+            r.setting,
+            r.first_s,
+            g(r.first_fired as f64),
+            r.recheck_s
+        );
+    }
     s
 }
 
