@@ -461,8 +461,20 @@ impl Expression {
 
     /// Runs the expression in `scope` and returns what it produced.
     pub fn eval(&self, engine: &ScriptEngine, scope: &mut AccountScope) -> Result<Dynamic, EvalError> {
+        self.run(engine, scope, &self.ast)
+    }
+
+    /// The compiled expression, with the rule library's functions ([`super::explain`]
+    /// walks it).
+    pub(super) fn ast(&self) -> &AST {
+        &self.ast
+    }
+
+    /// Runs `ast` (this expression, or a part of it) in `scope`, under the same limits,
+    /// with errors placed in this expression's file.
+    pub(super) fn run(&self, engine: &ScriptEngine, scope: &mut AccountScope, ast: &AST) -> Result<Dynamic, EvalError> {
         DEADLINE.set(Some(Instant::now() + engine.time_limit));
-        let result = engine.engine.eval_ast_with_scope::<Dynamic>(&mut scope.scope, &self.ast);
+        let result = engine.engine.eval_ast_with_scope::<Dynamic>(&mut scope.scope, ast);
         DEADLINE.set(None);
         result.map_err(|err| self.error(&err, engine))
     }
