@@ -1,5 +1,5 @@
 //! The API's client for the command line: when `keel run` holds the store, `keel tasks`,
-//! `keel accounts`, `keel outbox` and `keel contacts unsubscribe` reach the book through
+//! `keel accounts`, `keel outbox`, `keel explain` and `keel contacts unsubscribe` reach the book through
 //! the daemon with this [`Client`], which implements the same [`Book`] as the store does.
 //!
 //! Invariants: the address is the one the daemon announced in `data_dir/api.json`
@@ -21,6 +21,7 @@ use crate::model::{OutboxEntry, Task};
 use crate::services::access::Book;
 use crate::services::accounts::{self, AccountDetail, AccountList};
 use crate::services::contacts::{UnsubscribeBy, Unsubscribed};
+use crate::services::explain::{self, Explanation};
 use crate::services::outbox::{self, RetryTarget, Which};
 use crate::services::sync::{ProgressFor, SyncOutcome, SyncRequest};
 use crate::services::tasks::{self, TaskList};
@@ -294,9 +295,28 @@ impl Book for Client {
         }
         Ok(outcome)
     }
+
+    fn explain(&self, request: &explain::Request) -> Result<Explanation, ServiceError> {
+        self.explain_call(request)
+    }
 }
 
 impl Client {
+    /// `GET /api/v1/accounts/{id}/explain/{playbook}`: a 404 (no such account or
+    /// playbook) comes back in the daemon's words, as the store would say it.
+    fn explain_call(&self, request: &explain::Request) -> Result<Explanation, ServiceError> {
+        let url = self.url(&format!(
+            "/api/v1/accounts/{}/explain/{}",
+            encode_segment(&request.account),
+            encode_segment(&request.playbook)
+        ));
+        let mut params: Vec<(&str, String)> = Vec::new();
+        if let Some(at) = request.at {
+            params.push(("at", at.to_param()));
+        }
+        self.call(self.http.get(url).query(&params), Scope::Read, None)
+    }
+
     fn unanswered(&self, e: reqwest::Error) -> ServiceError {
         ServiceError::Unreachable(format!(
             "the store is in use by keel run, and its API at {} did not answer ({e}); is the daemon stopping?",

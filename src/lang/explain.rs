@@ -26,6 +26,7 @@
 use rhai::{Dynamic, Expr, Position, Stmt, AST};
 use serde::{Deserialize, Serialize};
 
+use super::render::one_line;
 use super::script::{AccountScope, Expression, ScriptEngine};
 
 /// Nodes shown for one expression, at most.
@@ -313,11 +314,6 @@ fn encloses(text: &str) -> bool {
 
 fn line_starts(source: &str) -> Vec<usize> {
     std::iter::once(0).chain(source.match_indices('\n').map(|(i, _)| i + 1)).collect()
-}
-
-/// Blanks (line ends, a YAML block's indentation) folded to one space.
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn is_constant(e: &Expr) -> bool {

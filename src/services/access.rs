@@ -14,12 +14,14 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use super::accounts::{self, AccountDetail, AccountList};
 use super::contacts::{self, UnsubscribeBy, Unsubscribed};
+use super::explain::{self, Explanation};
 use super::outbox::{self, RetryTarget};
 use super::sync::{self, ProgressFor, SyncOutcome, SyncRequest};
 use super::tasks::{self, SnoozeArgs, TaskList};
 use super::ServiceError;
 use crate::config::Config;
 use crate::lang::health::HealthModel;
+use crate::lang::Loaded;
 use crate::model::{OutboxEntry, Task};
 use crate::store::Store;
 
@@ -41,6 +43,9 @@ pub trait Book {
     /// machine, as the client is only used when the store is this one); `progress` is
     /// drawn only when the files are read here.
     fn sync(&self, request: &SyncRequest, progress: ProgressFor) -> Result<SyncOutcome, ServiceError>;
+    /// `keel explain`: why a playbook did or did not fire for an account, by the
+    /// playbooks in force where the store is held.
+    fn explain(&self, request: &explain::Request) -> Result<Explanation, ServiceError>;
 }
 
 /// The store opened by this process.
@@ -50,6 +55,8 @@ pub struct Local<'a> {
     pub now: DateTime<Utc>,
     /// The health model in force, when it loads: names the inputs a category lacked.
     pub model: Option<HealthModel>,
+    /// The rules and playbooks, for the commands that evaluate them (`explain`).
+    pub loaded: Option<Loaded>,
 }
 
 impl Book for Local<'_> {
@@ -97,5 +104,13 @@ impl Book for Local<'_> {
 
     fn sync(&self, request: &SyncRequest, progress: ProgressFor) -> Result<SyncOutcome, ServiceError> {
         sync::sync(&self.store, self.config, request, self.now, progress)
+    }
+
+    fn explain(&self, request: &explain::Request) -> Result<Explanation, ServiceError> {
+        let Some(loaded) = &self.loaded else {
+            return Err(ServiceError::Config("the playbooks were not loaded for this command".into()));
+        };
+        let ctx = crate::decide::tick::Context { store: &self.store, loaded, config: self.config };
+        explain::explain(ctx, request, self.now)
     }
 }

@@ -23,7 +23,8 @@
 mod report;
 mod trigger;
 
-pub use report::{Failure, PassReport, PlaybookStats};
+pub use report::{Explained, Failure, PassReport, PlaybookStats};
+pub use trigger::{date_due, DateDue};
 use trigger::{Decisions, Fail};
 
 use std::collections::BTreeMap;
@@ -287,6 +288,10 @@ impl<'e, 'a> Worker<'e, 'a> {
             let before = state.playbooks.get(id).cloned().unwrap_or_default();
             let mut ps = before.clone();
             ps.error = None;
+            if self.ev.explain {
+                let explained = self.explained(due.playbook, &account.id, &events);
+                self.report.explained.push(explained);
+            }
             let mut out = Decisions::new(&view);
             let result = self.playbook(due, &mut ps, &events, &mut out);
             self.report.playbooks.get_mut(id).expect("every due playbook has stats").evaluated += 1;
