@@ -279,6 +279,30 @@ fn explain_through_a_running_daemon_gives_the_same_answer() {
         let through = explain_through(&ws, args);
         assert_eq!(&through, before, "`keel explain {}` through the daemon", args.join(" "));
     }
+    // The route itself: scope `read`, `at` checked, unknown names are 404s.
+    let announced: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ws.path(".keel/api.json")).unwrap()).unwrap();
+    let base = format!("http://{}/api/v1/accounts", announced["addr"].as_str().unwrap());
+    let http = reqwest::blocking::Client::builder().no_proxy().build().unwrap();
+    let get = |path: &str, token: Option<&str>| {
+        let mut request = http.get(format!("{base}{path}"));
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        let answer = request.send().unwrap();
+        (answer.status().as_u16(), answer.json::<serde_json::Value>().unwrap_or_default())
+    };
+    let (status, body) = get("/B-QUIET/explain/usage-dip?at=2026-12-01", Some(TOKEN));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["condition"]["parts"][0]["parts"][0]["with_values"], "72.4 < 60");
+    assert_eq!(get("/B-QUIET/explain/usage-dip", None).0, 401);
+    let (status, body) = get("/B-QUIET/explain/usage-dip?at=tuesday", Some(TOKEN));
+    assert_eq!((status, body["field"].as_str()), (400, Some("at")), "{body}");
+    let (status, body) = get("/B-QUIET/explain/usage-dip?when=now", Some(TOKEN));
+    assert_eq!((status, body["field"].as_str()), (400, Some("when")), "{body}");
+    let (status, body) = get("/B-QUIET/explain/usage-dpi", Some(TOKEN));
+    assert_eq!(status, 404);
+    assert!(body["error"].as_str().unwrap().contains(r#"did you mean "usage-dip"?"#), "{body}");
     let (status, _) = terminate(&mut child);
     assert_eq!(status.code(), Some(0));
 }

@@ -1,6 +1,7 @@
 //! The API's client for the command line: when `keel run` holds the store, `keel tasks`,
-//! `keel accounts`, `keel outbox`, `keel explain` and `keel contacts unsubscribe` reach the book through
-//! the daemon with this [`Client`], which implements the same [`Book`] as the store does.
+//! `keel accounts`, `keel outbox`, `keel explain` and `keel contacts unsubscribe` reach
+//! the book through the daemon with this [`Client`], which implements the same [`Book`]
+//! as the store does.
 //!
 //! Invariants: the address is the one the daemon announced in `data_dir/api.json`
 //! ([`super::announce`]) and every answer must name this command's own store, so a
@@ -296,15 +297,9 @@ impl Book for Client {
         Ok(outcome)
     }
 
-    fn explain(&self, request: &explain::Request) -> Result<Explanation, ServiceError> {
-        self.explain_call(request)
-    }
-}
-
-impl Client {
     /// `GET /api/v1/accounts/{id}/explain/{playbook}`: a 404 (no such account or
     /// playbook) comes back in the daemon's words, as the store would say it.
-    fn explain_call(&self, request: &explain::Request) -> Result<Explanation, ServiceError> {
+    fn explain(&self, request: &explain::Request) -> Result<Explanation, ServiceError> {
         let url = self.url(&format!(
             "/api/v1/accounts/{}/explain/{}",
             encode_segment(&request.account),
@@ -316,7 +311,9 @@ impl Client {
         }
         self.call(self.http.get(url).query(&params), Scope::Read, None)
     }
+}
 
+impl Client {
     fn unanswered(&self, e: reqwest::Error) -> ServiceError {
         ServiceError::Unreachable(format!(
             "the store is in use by keel run, and its API at {} did not answer ({e}); is the daemon stopping?",

@@ -358,7 +358,7 @@ pub fn explain(ctx: Context, request: &Request, now: DateTime<Utc>) -> Result<Ex
             Verdict::Fires
         } else if !decision.other.is_empty() {
             Verdict::DecidesOther
-        } else if report.playbooks.iter().any(|p| *p == pb.id) {
+        } else if report.playbooks.contains(&pb.id) {
             Verdict::Quiet
         } else {
             Verdict::NotRun
