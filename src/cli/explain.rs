@@ -218,7 +218,10 @@ fn tree(part: &Part, depth: usize, line: &mut impl FnMut(String)) {
     for p in &part.parts {
         // A plain value already shown in its parent's `with values` needs no line of its
         // own; a missing one does (`()` reads less plainly than "unknown").
-        let shown = part.with_values.is_some() && p.parts.is_empty() && matches!(p.outcome, Outcome::Value { .. });
+        let shown = part.with_values.is_some()
+            && p.parts.is_empty()
+            && p.with_values.is_none()
+            && matches!(p.outcome, Outcome::Value { .. });
         if !shown {
             tree(p, depth + 1, line);
         }
