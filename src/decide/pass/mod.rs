@@ -124,7 +124,6 @@ impl Evaluator<'_> {
     ) -> Result<PassReport, StoreError> {
         let started = Instant::now();
         let date = now.with_timezone(&self.timezone).date_naive();
-        self.engine.set_today(date);
         let cursor = Mutex::new(match self.selection {
             Selection::All => self.store.account_cursor(),
             Selection::Only(ids) => self.store.account_cursor_for(ids.clone()),
@@ -135,7 +134,14 @@ impl Evaluator<'_> {
         }
         let results: Vec<Result<PassReport, StoreError>> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..self.workers.max(1))
-                .map(|_| s.spawn(|| Worker::new(self, due, now, date).run(&cursor, pass, done, sink)))
+                .map(|_| {
+                    s.spawn(|| {
+                        // The pass's day on each worker thread, not the engine's: a dry
+                        // run the API serves beside a pass keeps to its own day.
+                        let _day = self.engine.on_day(date);
+                        Worker::new(self, due, now, date).run(&cursor, pass, done, sink)
+                    })
+                })
                 .collect();
             handles.into_iter().map(|h| h.join().expect("an evaluation worker panicked")).collect()
         });
