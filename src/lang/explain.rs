@@ -216,20 +216,23 @@ impl Walk<'_> {
     }
 
     /// The spans of a function call's arguments: from each one's first character to the
-    /// next one's (less the comma), the last to the closing bracket.
+    /// next argument's in the source (less the comma), the last to the closing bracket.
+    /// Source order, not argument order: `x in list` is `contains(list, x)`.
     fn call_spans(&self, args: &[&Expr], span: (usize, usize)) -> Vec<(usize, usize)> {
         let starts: Vec<usize> = args.iter().map(|a| self.start(a).unwrap_or(span.0).clamp(span.0, span.1)).collect();
-        (0..args.len())
-            .map(|i| {
-                let end = starts.get(i + 1).copied().unwrap_or(span.1).max(starts[i]);
-                self.trim_operator((starts[i], end), ",")
+        starts
+            .iter()
+            .map(|&start| {
+                let end = starts.iter().copied().filter(|&s| s > start).min().unwrap_or(span.1);
+                let (start, end) = self.trim_operator((start, end), ",");
+                self.trim_operator((start, end), " in")
             })
             .collect()
     }
 
     /// `span` without the trailing `op` and surrounding blanks.
     fn trim_operator(&self, (start, end): (usize, usize), op: &str) -> (usize, usize) {
-        let text = &self.expr.source()[start..end];
+        let text = self.expr.source().get(start..end).unwrap_or("");
         let text = text.trim_end();
         let text = text.strip_suffix(op).unwrap_or(text);
         (start, start + text.len())
@@ -461,6 +464,21 @@ mod tests {
                 "  detractor(account) → detractor({…}) → true",
             ]
         );
+    }
+
+    #[test]
+    fn in_reads_in_source_order() {
+        assert_eq!(
+            lines(&explain(r#"account.segment in ["smb", "mid_market"]"#)),
+            [r#"account.segment in ["smb", "mid_market"] → contains(["smb","mid_market"], "mid_market") → true"#,]
+        );
+        let p = explain(r#"account.fields.notes in [account.name, "x"] || "Acme" in [account.name]"#);
+        assert_eq!(p.parts[0].source, r#"account.fields.notes in [account.name, "x"]"#);
+        assert_eq!(
+            p.parts[0].parts.iter().map(|p| p.source.as_str()).collect::<Vec<_>>(),
+            [r#"[account.name, "x"]"#, "account.fields.notes"]
+        );
+        assert_eq!(p.parts[1].source, r#""Acme" in [account.name]"#);
     }
 
     #[test]
