@@ -375,7 +375,13 @@ impl Worker<'_, '_> {
                             event.timestamp.format("%Y-%m-%d %H:%M UTC")
                         )),
                     ),
-                    _ => (None, Some(format!("the condition reads `event`: no {name:?} event of the last {DEFAULT_CATCH_UP_DAYS} days to show it with"))),
+                    _ => {
+                        let days = DEFAULT_CATCH_UP_DAYS;
+                        let why = format!(
+                            "the condition reads `event`: no {name:?} event of the last {days} days to show it with"
+                        );
+                        (None, Some(why))
+                    }
                 }
             }
             Trigger::Event { condition: None, .. } => (None, None),
