@@ -306,3 +306,49 @@ fn explain_through_a_running_daemon_gives_the_same_answer() {
     let (status, _) = terminate(&mut child);
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn the_state_says_a_date_triggers_window_and_a_sequences_next_step() {
+    let ws = Workspace::new("timezone: UTC\ndata_dir: .keel\n");
+    ws.write(
+        "playbooks/onboard.yaml",
+        r#"id: onboard
+name: Onboarding check-ins
+trigger:
+  date: start_date
+  offset: 0d
+  catch_up: 7d
+steps:
+  - after: 0d
+    actions:
+      - task: { title: "Kick-off with {{ account.name }}", owner: "{{ account.owner }}" }
+  - after: 3d
+    actions:
+      - task: { title: "Day-3 check-in with {{ account.name }}", owner: "{{ account.owner }}" }
+"#,
+    );
+    ws.write("a.csv", "id,name,owner,start_date\nNEW,Newco,csm@keel.example,2026-11-30\n");
+    ws.keel(&["sync", "accounts", "a.csv"]).ok();
+    ws.keel(&["run", "--once"]).ok();
+    let out = ws.keel(&["explain", "onboard", "NEW", "--format", "json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let date = &v["state"]["date"];
+    assert_eq!((date["due_day"].as_str(), date["last_day"].as_str()), (Some("2026-11-30"), Some("2026-12-06")), "{v}");
+    let seq = &v["state"]["sequences"][0];
+    assert_eq!(seq["occurrence"], "start_date=2026-11-30");
+    assert_eq!(
+        (seq["next_step"].as_u64(), seq["due"].as_str()),
+        (Some(2), Some("2026-12-04T00:00:00Z")),
+        "whole days count on the calendar: {v}"
+    );
+    assert_eq!(v["ledger_total"], 1);
+    assert_eq!(v["ledger"][0]["tasks"][0]["status"], "open");
+    let text = ws.keel(&["explain", "onboard", "NEW"]).ok();
+    assert!(text.contains("  sequence start_date=2026-11-30: step 2 (after 3d) due 2026-12-04 00:00 UTC"), "{text}");
+    assert!(
+        text.contains(
+            "  date: start_date 2026-11-30 0d = 2026-11-30: fires from 2026-11-30 through 2026-12-06 (catch-up 7d)"
+        ),
+        "{text}"
+    );
+}
