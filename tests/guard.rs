@@ -248,6 +248,15 @@ fn a_held_playbook_runs_again_once_its_pass_shrinks_within_the_limits() {
     ws.write("accounts.csv", &accounts(|_| 0));
     let held = ws.keel_at(&at(11), &["run", "--once"]);
     assert!(held.stdout().contains("HELD winback"), "{}", held.stdout());
+    // Why nothing reached A10: explain says the guard holds the pass.
+    let why = ws.keel_at(&at(11), &["explain", "winback", "A10"]);
+    assert!(
+        why.stdout().contains("does not fire: held by guard: would fire 47 (94% of audience 50)")
+            && why.stdout().contains("`keel approve winback`"),
+        "{}{}",
+        why.stdout(),
+        why.stderr()
+    );
     // The export is fixed; five more accounts really did go quiet: within the limit of 10.
     ws.write("accounts.csv", &accounts(|i| if i <= 8 { 1 } else { 50 }));
     let ran = ws.keel_at(&at(12), &["run", "--once"]);

@@ -12,6 +12,7 @@ pub(crate) mod crash;
 mod daemon;
 mod deliver;
 mod examples;
+mod explain;
 mod faults;
 mod first_day;
 mod guard;

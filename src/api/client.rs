@@ -1,7 +1,7 @@
 //! The API's client for the command line: when `keel run` holds the store, `keel tasks`,
-//! `keel accounts`, `keel outbox`, `keel contacts unsubscribe`, `keel sync` and `keel plan`
-//! reach the book through the daemon with this [`Client`], which implements the same
-//! [`Book`] as the store does.
+//! `keel accounts`, `keel outbox`, `keel contacts unsubscribe`, `keel sync`, `keel plan`,
+//! `keel explain` and `keel approve` reach the book through the daemon with this
+//! [`Client`], which implements the same [`Book`] as the store does.
 //!
 //! Invariants: the address is the one the daemon announced in `data_dir/api.json`
 //! ([`super::announce`]) and every answer must name this command's own store, so a
@@ -22,6 +22,7 @@ use crate::model::{GuardRecord, OutboxEntry, Task};
 use crate::services::access::Book;
 use crate::services::accounts::{self, AccountDetail, AccountList};
 use crate::services::contacts::{UnsubscribeBy, Unsubscribed};
+use crate::services::explain::{self, Explanation};
 use crate::services::guard::GuardList;
 use crate::services::outbox::{self, RetryTarget, Which};
 use crate::services::plan::{Report as PlanReport, Request as PlanRequest};
@@ -323,6 +324,21 @@ impl Book for Client {
             .header(reqwest::header::CONTENT_ENCODING, "gzip")
             .body(body);
         self.call(builder, Scope::Admin, None)
+    }
+
+    /// `GET /api/v1/accounts/{id}/explain/{playbook}`: a 404 (no such account or
+    /// playbook) comes back in the daemon's words, as the store would say it.
+    fn explain(&self, request: &explain::Request) -> Result<Explanation, ServiceError> {
+        let url = self.url(&format!(
+            "/api/v1/accounts/{}/explain/{}",
+            encode_segment(&request.account),
+            encode_segment(&request.playbook)
+        ));
+        let mut params: Vec<(&str, String)> = Vec::new();
+        if let Some(at) = request.at {
+            params.push(("at", at.to_param()));
+        }
+        self.call(self.http.get(url).query(&params), Scope::Read, None)
     }
 }
 

@@ -58,7 +58,7 @@ impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> ApiError {
         use ServiceError as E;
         match e {
-            E::NotFound { .. } => ApiError::not_found(e.to_string()),
+            E::NotFound { .. } | E::UnknownPlaybook { .. } => ApiError::not_found(e.to_string()),
             E::TaskClosed { .. } | E::NotDead { .. } | E::NotHeld { .. } => {
                 ApiError::new(StatusCode::CONFLICT, e.to_string())
             }

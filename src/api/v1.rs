@@ -1,5 +1,5 @@
-//! The JSON API's read and action endpoints under `/api/v1/`: accounts, tasks, the outbox
-//! and unsubscribing a contact — what `keel accounts|tasks|outbox|contacts` do, over HTTP.
+//! The JSON API's read and action endpoints under `/api/v1/`: accounts (and why a playbook
+//! did or did not fire for one), tasks, the outbox and unsubscribing a contact — what `keel accounts|tasks|outbox|contacts` do, over HTTP.
 //!
 //! Invariants:
 //! - Each handler parses, calls the service the CLI calls (in `spawn_blocking`: sled
@@ -31,6 +31,7 @@ use crate::model::Band;
 use crate::model::{GuardRecord, OutboxEntry, Task};
 use crate::services::accounts::{self, AccountDetail, AccountList, Cursor, ShowQuery, SortKey};
 use crate::services::contacts::{self, UnsubscribeBy, Unsubscribed};
+use crate::services::explain::{self, At, Explanation};
 use crate::services::guard::{self, GuardList};
 use crate::services::outbox::{self, RetryTarget, Which};
 use crate::services::tasks::{self, SnoozeArgs, StatusFilter, TaskList};
@@ -46,6 +47,7 @@ pub fn routes(state: &Shared) -> Router<Shared> {
     let read = Router::new()
         .route("/api/v1/accounts", get(list_accounts))
         .route("/api/v1/accounts/{id}", get(show_account))
+        .route("/api/v1/accounts/{id}/explain/{playbook}", get(explain_playbook))
         .route("/api/v1/tasks", get(list_tasks))
         .route("/api/v1/outbox", get(list_outbox))
         .route("/api/v1/guard", get(list_guard));
@@ -107,6 +109,23 @@ async fn show_account(State(state): State<Shared>, Path(id): Path<String>, uri: 
     blocking(&state, move |s| {
         let query = ShowQuery { id, events_days, now: s.clock.now(), timezone: s.config().timezone };
         accounts::show(&s.store, &query, Some(&s.loaded().model))
+    })
+    .await
+}
+
+/// `keel explain`: why a playbook did or did not fire for the account, at `at` (a day or
+/// an RFC 3339 instant; default now), by the playbooks in force.
+async fn explain_playbook(
+    State(state): State<Shared>,
+    Path((id, playbook)): Path<(String, String)>,
+    uri: Uri,
+) -> Answer<Explanation> {
+    let mut p = Params::parse(&uri, &["at"])?;
+    let at = p.text("at").map(|t| At::parse(&t).map_err(|e| ApiError::field("at", e))).transpose()?;
+    blocking(&state, move |s| {
+        let (loaded, config) = (s.loaded(), s.config());
+        let ctx = crate::decide::tick::Context { store: &s.store, loaded: &loaded, config: &config };
+        explain::explain(ctx, &explain::Request { playbook, account: id, at }, s.clock.now())
     })
     .await
 }

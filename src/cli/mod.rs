@@ -12,6 +12,7 @@ mod accounts;
 mod approve;
 mod check;
 mod contacts;
+mod explain;
 mod health;
 mod outbox;
 mod plan;
@@ -81,6 +82,9 @@ pub enum Command {
     /// Compare the working playbooks and rules with the set the daemon runs: the diff, and
     /// what the next pass would do differently (changes nothing; exit 2 when they differ).
     Plan(plan::PlanArgs),
+    /// Why a playbook did or did not fire for an account: its condition's values, state,
+    /// ledger and deliveries (changes nothing).
+    Explain(explain::ExplainArgs),
     /// Run playbook tests (playbooks/tests/*.yaml): accounts, a frozen day, expected firings.
     Test(test::TestArgs),
     /// Validate the config, health model, rules, playbooks and templates; report every error.
@@ -166,8 +170,14 @@ impl Session {
     /// holds it — the daemon's API, which answers with the same services. `model` names
     /// the inputs health lacked (only `accounts show` needs it).
     pub fn book(&self, model: Option<HealthModel>) -> anyhow::Result<Box<dyn Book + '_>> {
+        self.book_with(model, None)
+    }
+
+    /// [`Self::book`] with the rules and playbooks loaded here, for a command that
+    /// evaluates them on the store this process opens (a daemon uses its own).
+    pub fn book_with(&self, model: Option<HealthModel>, loaded: Option<Loaded>) -> anyhow::Result<Box<dyn Book + '_>> {
         match self.open_store() {
-            Ok(store) => Ok(Box::new(Local { store, config: &self.config, now: self.now, model })),
+            Ok(store) => Ok(Box::new(Local { store, config: &self.config, now: self.now, model, loaded })),
             Err(e) if matches!(e.downcast_ref::<StoreError>(), Some(StoreError::Locked { .. })) => {
                 if self.explicit_now {
                     anyhow::bail!(
@@ -247,6 +257,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check => check::run(&session),
         Command::Simulate(args) => simulate::run(&session, args),
         Command::Plan(args) => plan::run(&session, args),
+        Command::Explain(args) => explain::run(&session, args),
         Command::Test(args) => test::run(&session, args),
         Command::Run(args) => run::run(&session, args),
         Command::Outbox(cmd) => outbox::run(&session, cmd),

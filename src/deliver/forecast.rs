@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::protect;
 use crate::config::Protections;
@@ -20,7 +20,7 @@ use crate::model::{Account, Audience, CapPolicy, OutboxEntry, Payload, Status};
 use crate::store::{cap_full, Store, StoreError};
 
 /// Delivery's answer for one entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "verdict", rename_all = "snake_case")]
 pub enum Verdict {
     /// Goes out at `at`.

@@ -4,7 +4,8 @@
 //! Nothing here reads the store or sends anything: this layer turns files into checked,
 //! compiled values, and evaluates an expression against an account view it is handed.
 //!
-//! - [`script`]: the sandboxed Rhai engine every expression and rule runs on;
+//! - [`script`]: the sandboxed Rhai engine every expression and rule runs on, and
+//!   [`explain`]: an expression taken apart, each part's value for an account;
 //! - [`health`]: the health model, and [`inputs`]: what each of its categories reads;
 //!   [`playbook`]: playbook files, validated;
 //! - [`render`]: templates; [`view`]: what scripts and templates see of an account;
@@ -15,6 +16,7 @@
 
 pub mod duration;
 pub mod env;
+pub mod explain;
 pub mod guard;
 pub mod health;
 pub mod inputs;

@@ -15,7 +15,9 @@
 //!   evaluation with an [`EvalError`] carrying the script position mapped back to the file
 //!   the expression came from; the caller records it and goes on with the next account.
 //! - **Injected clock.** Date helpers read "today" from the engine's clock, which the
-//!   caller sets per pass ([`ScriptEngine::set_today`]): tests and `simulate --at` pin it.
+//!   caller sets ([`ScriptEngine::set_today`]), or — for a pass — from the evaluating
+//!   thread's day ([`ScriptEngine::on_day`]): one engine serves the daemon's pass and a
+//!   dry run the API answers beside it (`keel explain`), each on its own day.
 //!
 //! In scripts, an account is a map (`account.segment`, `account.arr`,
 //! `account.metrics.nps`, `account.fields.industry`, `account.renewal_date` as
@@ -77,6 +79,9 @@ impl Default for Limits {
 pub const TIME_CHECK_EVERY: u64 = 1024;
 
 thread_local! {
+    /// The day of the pass this thread evaluates for (days since 0001-01-01), over the
+    /// engine's shared day: [`ScriptEngine::on_day`].
+    static TODAY: Cell<Option<i32>> = const { Cell::new(None) };
     /// When the evaluation running on this thread must stop. Thread-local because one
     /// engine serves every worker thread, each evaluating its own account.
     static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
@@ -230,7 +235,13 @@ impl ScriptEngine {
     }
 
     pub fn today(&self) -> NaiveDate {
-        from_days(self.today.load(Ordering::Relaxed)).expect("today is always a valid date")
+        from_days(today_of(&self.today)).expect("today is always a valid date")
+    }
+
+    /// "Today" is `date` for evaluations on this thread until the guard drops (a pass's
+    /// worker): a pass never moves the day another thread's pass evaluates on.
+    pub fn on_day(&self, date: NaiveDate) -> DayGuard {
+        DayGuard(TODAY.replace(Some(date.num_days_from_ce())))
     }
 
     /// Compiles an expression or a rule script (statements, ending in a value), with the
@@ -355,6 +366,20 @@ impl ScriptEngine {
     }
 }
 
+/// Restores the thread's previous day ([`ScriptEngine::on_day`]) when dropped.
+pub struct DayGuard(Option<i32>);
+
+impl Drop for DayGuard {
+    fn drop(&mut self) {
+        TODAY.set(self.0);
+    }
+}
+
+/// The thread's day if a pass set one, else the engine's.
+fn today_of(shared: &AtomicI32) -> i32 {
+    TODAY.get().unwrap_or_else(|| shared.load(Ordering::Relaxed))
+}
+
 /// Why a value could not be put in an [`AccountScope`].
 #[derive(Debug, thiserror::Error)]
 pub enum ScopeError {
@@ -461,8 +486,20 @@ impl Expression {
 
     /// Runs the expression in `scope` and returns what it produced.
     pub fn eval(&self, engine: &ScriptEngine, scope: &mut AccountScope) -> Result<Dynamic, EvalError> {
+        self.run(engine, scope, &self.ast)
+    }
+
+    /// The compiled expression, with the rule library's functions ([`super::explain`]
+    /// walks it).
+    pub(super) fn ast(&self) -> &AST {
+        &self.ast
+    }
+
+    /// Runs `ast` (this expression, or a part of it) in `scope`, under the same limits,
+    /// with errors placed in this expression's file.
+    pub(super) fn run(&self, engine: &ScriptEngine, scope: &mut AccountScope, ast: &AST) -> Result<Dynamic, EvalError> {
         DEADLINE.set(Some(Instant::now() + engine.time_limit));
-        let result = engine.engine.eval_ast_with_scope::<Dynamic>(&mut scope.scope, &self.ast);
+        let result = engine.engine.eval_ast_with_scope::<Dynamic>(&mut scope.scope, ast);
         DEADLINE.set(None);
         result.map_err(|err| self.error(&err, engine))
     }
@@ -549,15 +586,15 @@ fn register_date_helpers(engine: &mut Engine, today: &Arc<AtomicI32>) {
     }
     let clock = today.clone();
     engine.register_fn("today", move || -> String {
-        from_days(clock.load(Ordering::Relaxed)).map(|d| d.to_string()).unwrap_or_default()
+        from_days(today_of(&clock)).map(|d| d.to_string()).unwrap_or_default()
     });
     let clock = today.clone();
     engine.register_fn("days_until", move |date: &str| -> Result<i64, Box<EvalAltResult>> {
-        Ok(i64::from(parse(date)?.num_days_from_ce() - clock.load(Ordering::Relaxed)))
+        Ok(i64::from(parse(date)?.num_days_from_ce() - today_of(&clock)))
     });
     let clock = today.clone();
     engine.register_fn("days_since", move |date: &str| -> Result<i64, Box<EvalAltResult>> {
-        Ok(i64::from(clock.load(Ordering::Relaxed) - parse(date)?.num_days_from_ce()))
+        Ok(i64::from(today_of(&clock) - parse(date)?.num_days_from_ce()))
     });
     engine.register_fn("days_until", |_: ()| ());
     engine.register_fn("days_since", |_: ()| ());
@@ -621,6 +658,22 @@ mod tests {
             Ok(Truth::True)
         );
         assert_eq!(truth("days_until(account.start_date)"), Ok(Truth::Unknown), "no start date: unknown, not an error");
+    }
+
+    #[test]
+    fn a_threads_day_overrides_the_engines_for_that_thread_only() {
+        let engine = ScriptEngine::new(&Limits::default());
+        engine.set_today(NaiveDate::from_ymd_opt(2026, 11, 22).unwrap());
+        let expr = engine.compile("days_until(\"2026-11-30\")", origin()).unwrap();
+        let days = |engine: &ScriptEngine| expr.eval(engine, &mut engine.scope()).unwrap().as_int().unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let _day = engine.on_day(NaiveDate::from_ymd_opt(2026, 11, 29).unwrap());
+                assert_eq!(days(&engine), 1);
+                assert_eq!(engine.scope().scope.get_value::<String>("today").unwrap(), "2026-11-29");
+            });
+        });
+        assert_eq!(days(&engine), 8, "another thread's day is not this one's");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use super::accounts::{self, AccountDetail, AccountList};
 use super::contacts::{self, UnsubscribeBy, Unsubscribed};
+use super::explain::{self, Explanation};
 use super::guard::{self, GuardList};
 use super::outbox::{self, RetryTarget};
 use super::plan::{self, Report as PlanReport, Request as PlanRequest};
@@ -23,6 +24,7 @@ use super::tasks::{self, SnoozeArgs, TaskList};
 use super::ServiceError;
 use crate::config::Config;
 use crate::lang::health::HealthModel;
+use crate::lang::Loaded;
 use crate::model::{GuardRecord, OutboxEntry, Task};
 use crate::store::Store;
 
@@ -51,6 +53,9 @@ pub trait Book {
     /// `keel plan`: the working set's texts travel in the request, so the daemon plans
     /// the set this command read, against the running set it recorded in its store.
     fn plan(&self, request: &PlanRequest) -> Result<PlanReport, ServiceError>;
+    /// `keel explain`: why a playbook did or did not fire for an account, by the
+    /// playbooks in force where the store is held.
+    fn explain(&self, request: &explain::Request) -> Result<Explanation, ServiceError>;
 }
 
 /// The store opened by this process.
@@ -60,6 +65,8 @@ pub struct Local<'a> {
     pub now: DateTime<Utc>,
     /// The health model in force, when it loads: names the inputs a category lacked.
     pub model: Option<HealthModel>,
+    /// The rules and playbooks, for the commands that evaluate them (`explain`).
+    pub loaded: Option<Loaded>,
 }
 
 impl Book for Local<'_> {
@@ -119,5 +126,13 @@ impl Book for Local<'_> {
 
     fn plan(&self, request: &PlanRequest) -> Result<PlanReport, ServiceError> {
         plan::plan(&self.store, self.config, request, self.now)
+    }
+
+    fn explain(&self, request: &explain::Request) -> Result<Explanation, ServiceError> {
+        let Some(loaded) = &self.loaded else {
+            return Err(ServiceError::Config("the playbooks were not loaded for this command".into()));
+        };
+        let ctx = crate::decide::tick::Context { store: &self.store, loaded, config: self.config };
+        explain::explain(ctx, request, self.now)
     }
 }

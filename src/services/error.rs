@@ -18,6 +18,9 @@ pub enum ServiceError {
     /// No record `id` of kind `what` (`account`, `task`, `outbox entry`).
     #[error("no {what} {id:?}")]
     NotFound { what: &'static str, id: String },
+    /// A playbook id no loaded playbook has: the ones there are, and the nearest.
+    #[error("no playbook {id:?}{}; the playbooks are: {}", suggestion.as_ref().map_or(String::new(), |s| format!(" (did you mean {s:?}?)")), if known.is_empty() { "none".to_string() } else { known.join(", ") })]
+    UnknownPlaybook { id: String, known: Vec<String>, suggestion: Option<String> },
     /// An argument no record could satisfy (not an email address, …).
     #[error("{0}")]
     InvalidArgument(String),

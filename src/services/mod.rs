@@ -12,6 +12,7 @@ pub mod book;
 pub mod check;
 pub mod contacts;
 mod error;
+pub mod explain;
 pub mod guard;
 pub mod health;
 pub mod ingest;

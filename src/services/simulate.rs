@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::AtomicBool;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::ServiceError;
 use crate::decide::tick::{self, Context, Mode, Options};
@@ -30,7 +30,7 @@ pub struct Request {
 }
 
 /// One email or webhook a firing would queue, and what delivery would do with it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Delivery {
     /// `email` or `webhook`.
     pub channel: String,
@@ -42,7 +42,7 @@ pub struct Delivery {
     pub verdict: Verdict,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Firing {
     pub playbook: String,
     pub account: String,
@@ -60,7 +60,7 @@ pub struct Firing {
 }
 
 /// A decision that is not a firing: a skip (with its reason) or a sequence's exit.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Other {
     pub playbook: String,
     pub account: String,
@@ -104,6 +104,10 @@ pub struct Report {
     pub held: Vec<crate::decide::tick::Held>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub guard_notes: Vec<String>,
+    /// With one playbook and one account named: its audience and condition taken apart,
+    /// each sub-expression with its value, as the pass evaluated them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub explained: Vec<crate::decide::pass::Explained>,
 }
 
 /// Dry-runs the pass the daemon would run at `request.at`.
@@ -149,6 +153,7 @@ pub fn simulate(ctx: Context, request: &Request) -> Result<Report, ServiceError>
         failures: Vec::new(),
         held: done.held.clone(),
         guard_notes: done.guard_notes.clone(),
+        explained: Vec::new(),
     };
     if let (true, Some(id)) = (explain, request.playbook.as_deref()) {
         if !done.due.iter().any(|(d, _)| d == id) {
@@ -187,6 +192,7 @@ pub fn simulate(ctx: Context, request: &Request) -> Result<Report, ServiceError>
         report.accounts = pass.accounts;
         report.selection = pass.selection.clone();
         report.why_nothing.extend(pass.quiet.iter().map(|q| q.error.clone()));
+        report.explained = pass.explained.clone();
         report.failures = pass
             .failures
             .iter()

@@ -23,7 +23,8 @@
 mod report;
 mod trigger;
 
-pub use report::{Failure, PassReport, PlaybookStats};
+pub use report::{Explained, Failure, PassReport, PlaybookStats};
+pub use trigger::{date_due, DateDue};
 use trigger::{Decisions, Fail};
 
 use std::collections::BTreeMap;
@@ -142,7 +143,6 @@ impl Evaluator<'_> {
     ) -> Result<PassReport, StoreError> {
         let started = Instant::now();
         let date = now.with_timezone(&self.timezone).date_naive();
-        self.engine.set_today(date);
         let cursor = Mutex::new(match self.selection {
             Selection::All => self.store.account_cursor(),
             Selection::Only(ids) => self.store.account_cursor_for(ids.clone()),
@@ -153,7 +153,14 @@ impl Evaluator<'_> {
         }
         let results: Vec<Result<PassReport, StoreError>> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..self.workers.max(1))
-                .map(|_| s.spawn(|| Worker::new(self, due, now, date, output).run(&cursor, pass, done)))
+                .map(|_| {
+                    s.spawn(|| {
+                        // The pass's day on each worker thread, not the engine's: a dry
+                        // run the API serves beside a pass keeps to its own day.
+                        let _day = self.engine.on_day(date);
+                        Worker::new(self, due, now, date, output).run(&cursor, pass, done)
+                    })
+                })
                 .collect();
             handles.into_iter().map(|h| h.join().expect("an evaluation worker panicked")).collect()
         });
@@ -307,6 +314,10 @@ impl<'e, 'a> Worker<'e, 'a> {
             let before = state.playbooks.get(id).cloned().unwrap_or_default();
             let mut ps = before.clone();
             ps.error = None;
+            if self.ev.explain {
+                let explained = self.explained(due.playbook, &account.id, &events);
+                self.report.explained.push(explained);
+            }
             let mut out = Decisions::new(&view);
             if matches!(self.output, Output::Count) {
                 // The share the guard limits is of the playbook's audience; an audience

@@ -6,6 +6,8 @@ use std::time::Duration as StdDuration;
 
 use serde::Serialize;
 
+use crate::lang::explain::Part;
+
 /// How many failures a report keeps in full (the count is always exact).
 const KEEP_FAILURES: usize = 100;
 
@@ -63,6 +65,19 @@ pub struct Failure {
     pub error: String,
 }
 
+/// A playbook's audience and condition for one account, each sub-expression with its
+/// value ([`crate::lang::explain`]), in the scope the pass decided in.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Explained {
+    pub playbook: String,
+    pub account: String,
+    pub audience: Option<Part>,
+    pub condition: Option<Part>,
+    /// What the condition was evaluated with, or why it was not (an event trigger's
+    /// condition reads the event: the latest matching one, if any).
+    pub note: Option<String>,
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PassReport {
     pub accounts: u64,
@@ -81,6 +96,10 @@ pub struct PassReport {
     /// reason).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub quiet: Vec<Failure>,
+    /// With `explain`: each playbook's audience and condition taken apart for each
+    /// account, as this pass evaluated them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub explained: Vec<Explained>,
     #[serde(skip)]
     pub elapsed: StdDuration,
     /// Per playbook, some of the accounts it newly fired for (at most [`KEEP_SAMPLE`]).
@@ -114,6 +133,7 @@ impl PassReport {
         self.failures.extend(other.failures.into_iter().take(room));
         self.cancelled |= other.cancelled;
         self.quiet.extend(other.quiet);
+        self.explained.extend(other.explained);
         self.resumed += other.resumed;
     }
 

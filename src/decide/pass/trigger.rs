@@ -50,7 +50,7 @@ impl From<String> for Fail {
 
 /// Where a date trigger stands on a pass's day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum DateDue {
+pub enum DateDue {
     /// The due day has not come.
     NotYet,
     /// Due `late` days ago (0: today), inside the catch-up window: fire.
@@ -62,7 +62,7 @@ pub(super) enum DateDue {
 
 /// The date trigger's rule, as a pure function: `due_day` (the field's `date` plus the
 /// offset) against the pass's `date` and the catch-up window.
-pub(super) fn date_due(today: NaiveDate, due_day: NaiveDate, date: NaiveDate, catch_up: CatchUp) -> DateDue {
+pub fn date_due(today: NaiveDate, due_day: NaiveDate, date: NaiveDate, catch_up: CatchUp) -> DateDue {
     if due_day > today {
         return DateDue::NotYet;
     }
@@ -355,6 +355,40 @@ impl Worker<'_, '_> {
             }
         }
         Ok(format!("audience and condition hold{read}"))
+    }
+
+    /// The playbook's audience and condition taken apart in this account's scope
+    /// (`explain` only): what [`Self::playbook`] is about to evaluate.
+    pub(super) fn explained(&mut self, pb: &Playbook, account: &str, events: &[Event]) -> super::Explained {
+        let engine = self.ev.engine;
+        let audience = pb.audience.as_ref().map(|a| a.explain(engine, &mut self.scope));
+        let (condition, note) = match &pb.trigger {
+            Trigger::Condition { condition, .. } => (Some(condition), None),
+            Trigger::Date { condition, .. } | Trigger::Schedule { condition, .. } => (condition.as_ref(), None),
+            Trigger::Event { name, condition: Some(c) } => {
+                match events.iter().filter(|e| e.name == *name).max_by_key(|e| e.timestamp) {
+                    Some(event) if self.scope.set_var("event", event).is_ok() => (
+                        Some(c),
+                        Some(format!(
+                            "the condition reads `event`: shown for the latest {name:?} event (id {}, {})",
+                            event.id,
+                            event.timestamp.format("%Y-%m-%d %H:%M UTC")
+                        )),
+                    ),
+                    _ => {
+                        let days = DEFAULT_CATCH_UP_DAYS;
+                        let why = format!(
+                            "the condition reads `event`: no {name:?} event of the last {days} days to show it with"
+                        );
+                        (None, Some(why))
+                    }
+                }
+            }
+            Trigger::Event { condition: None, .. } => (None, None),
+        };
+        let condition = condition.map(|c| c.explain(engine, &mut self.scope));
+        self.scope.clear_vars();
+        super::Explained { playbook: pb.id.clone(), account: account.to_string(), audience, condition, note }
     }
 
     /// For a date trigger that catches up until the date: the enabled playbook on the
