@@ -294,3 +294,28 @@ fn plan_says_an_edit_would_be_held_before_it_goes_live() {
     assert!(run.stdout().contains("HELD winback"), "{}", run.stdout());
     assert_eq!(customers(&ws), 3);
 }
+
+#[test]
+fn turning_the_guard_off_on_a_held_playbook_releases_it_at_once() {
+    let ws = workspace("0 * * * *", false, 5, "");
+    let at = |h: u32| format!("2026-12-01T{h:02}:00:00Z");
+    ws.keel_at(&at(10), &["run", "--once"]).ok();
+    ws.write("accounts.csv", &accounts(|_| 0));
+    assert!(ws.keel_at(&at(11), &["run", "--once"]).stdout().contains("HELD winback"));
+    // Who the held pass would reach, before anyone approves it.
+    let sim = ws.keel_at(&at(11), &["simulate", "--playbook", "winback"]).stdout();
+    assert!(sim.contains("HELD winback") && sim.contains("A10"), "{sim}");
+    assert!(sim.contains("the firings above are the held pass's, shown without the guard"), "{sim}");
+    // The person decides the blast is meant: `guard: off`, at the same moment.
+    ws.write("playbooks/winback.yaml", &winback(5, "guard: off\n"));
+    let ran = ws.keel_at(&at(11), &["run", "--once"]);
+    let out = ran.stdout();
+    assert!(out.contains("winback: no longer held: it is not guarded any more"), "{out}");
+    assert!(!out.contains("HELD"), "{out}");
+    assert_eq!(customers(&ws), 50);
+    let list = ws.keel_at(&at(11), &["approve"]).stdout();
+    assert!(list.contains("No playbook is held") && list.contains("released: no longer guarded"), "{list}");
+    // Nothing left due until the next tick: the daemon sleeps, it does not spin.
+    let next = ws.keel_at("2026-12-01T11:30:00Z", &["run", "--once"]).stdout();
+    assert!(next.contains("Nothing is due"), "{next}");
+}

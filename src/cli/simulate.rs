@@ -112,6 +112,9 @@ pub fn run(session: &Session, args: SimulateArgs) -> anyhow::Result<ExitCode> {
                 h.playbook
             )?;
         }
+        if report.held_shown {
+            writeln!(out, "note: the firings above are the held pass's, shown without the guard: none of them happens until it is approved")?;
+        }
         for note in report.notes.iter().chain(&report.guard_notes) {
             writeln!(out, "note: {note}")?;
         }

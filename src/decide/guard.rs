@@ -33,18 +33,29 @@ use crate::store::{Store, StoreError};
 pub fn limits_for(config: &GuardConfig, pb: &Playbook) -> Option<Limits> {
     match &pb.guard {
         PlaybookGuard::Off => None,
+        // Only a daily cap: the limits are the config's, as without a `guard:`.
+        PlaybookGuard::Limits(own) if own.max_firings.is_none() && own.max_share.is_none() => inherited(config, pb),
         PlaybookGuard::Limits(own) => Some(Limits {
             max_firings: own.max_firings.map(|n| n.get()).or(config.limits.max_firings),
             max_share: own.max_share.or(config.limits.max_share),
         }),
-        PlaybookGuard::Inherit => {
-            let covered = match config.applies_to {
-                GuardScope::All => true,
-                GuardScope::CustomerEmail => pb.emails_customers(),
-            };
-            (config.enabled && covered).then_some(config.limits)
-        }
+        PlaybookGuard::Inherit => inherited(config, pb),
     }
+}
+
+/// The config's guard for a playbook without limits of its own.
+fn inherited(config: &GuardConfig, pb: &Playbook) -> Option<Limits> {
+    let covered = match config.applies_to {
+        GuardScope::All => true,
+        GuardScope::CustomerEmail => pb.emails_customers(),
+    };
+    (config.enabled && covered).then_some(config.limits)
+}
+
+/// What a hold was counted under: the playbook's file and its limits. A hold counted
+/// under others is counted again.
+pub fn counted(pb: &Playbook, limits: &Limits) -> String {
+    crate::lang::digest(&[&pb.digest, &limits.describe()])
 }
 
 /// What the guard made of one guarded playbook at a pass.
@@ -52,6 +63,9 @@ pub fn limits_for(config: &GuardConfig, pb: &Playbook) -> Option<Limits> {
 pub struct Verdict {
     pub playbook: String,
     pub outcome: Outcome,
+    /// When the approval the look saw was given: only that one is used up by a hold
+    /// (one given during the count stays in force).
+    pub seen_approval: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -63,6 +77,9 @@ pub enum Outcome {
     Approved { would_fire: u64, size: u64 },
     /// It was held, and this pass is within the limits: it runs, and the hold ends.
     Cleared { would_fire: u64 },
+    /// It was held, and is no longer guarded (`guard: off`, or it stopped emailing
+    /// customers): it runs, and the hold ends.
+    Unguarded,
 }
 
 /// The guard's look at one pass.
@@ -71,6 +88,8 @@ pub struct Look {
     pub verdicts: Vec<Verdict>,
     /// Audiences counted over the whole book, to keep for the incremental passes.
     pub audiences: Vec<(String, u64)>,
+    /// Shutdown stopped the count: nothing may be decided on it.
+    pub cancelled: bool,
 }
 
 impl Look {
@@ -96,15 +115,23 @@ pub fn look(
     now: DateTime<Utc>,
 ) -> Result<Look, StoreError> {
     let record = |id: &str| records.iter().find(|r| r.playbook == id);
-    let book = ev.store.account_count() as u64;
+    // The store's own count (a counter, not a scan: this runs before every pass).
+    let book = ev.store.counters()?.accounts;
     let selected = match ev.selection {
         Selection::All => book,
         Selection::Only(ids) => ids.len() as u64,
     };
+    let mut look = Look::default();
     let mut counted: Vec<(Due, Limits)> = Vec::new();
     for d in due {
-        let Some(limits) = limits_for(&config.guard, d.playbook) else { continue };
         let rec = record(&d.playbook.id);
+        let Some(limits) = limits_for(&config.guard, d.playbook) else {
+            if rec.is_some_and(|r| r.held.is_some()) {
+                let playbook = d.playbook.id.clone();
+                look.verdicts.push(Verdict { playbook, outcome: Outcome::Unguarded, seen_approval: None });
+            }
+            continue;
+        };
         // A pass over fewer accounts than the limits allow cannot exceed them.
         let audience = rec.and_then(|r| r.audience).unwrap_or(book);
         let approved = rec.is_some_and(|r| r.approved.is_some() || r.held.is_some());
@@ -112,12 +139,14 @@ pub fn look(
             counted.push((*d, limits));
         }
     }
-    let mut look = Look::default();
     if counted.is_empty() {
         return Ok(look);
     }
     let only: Vec<Due> = counted.iter().map(|(d, _)| *d).collect();
     let report: PassReport = ev.count(&only, now)?;
+    if report.cancelled {
+        return Ok(Look { cancelled: true, ..Look::default() });
+    }
     for (d, limits) in counted {
         let id = &d.playbook.id;
         let stats = report.playbooks.get(id).cloned().unwrap_or_default();
@@ -145,6 +174,7 @@ pub fn look(
                         allowed: limits.allowed(audience),
                         sample: report.started_sample.get(id).cloned().unwrap_or_default(),
                         notified: before.is_some_and(|h| h.notified),
+                        digest: self::counted(d.playbook, &limits),
                     }))
                 }
             }
@@ -154,7 +184,8 @@ pub fn look(
             None
         };
         if let Some(outcome) = outcome {
-            look.verdicts.push(Verdict { playbook: id.clone(), outcome });
+            let seen_approval = rec.and_then(|r| r.approved.as_ref()).map(|a| a.at);
+            look.verdicts.push(Verdict { playbook: id.clone(), outcome, seen_approval });
         }
     }
     Ok(look)
@@ -163,7 +194,9 @@ pub fn look(
 /// Records the holds of a look (before the pass runs without them), queueing the ops
 /// email of a new hold in the same write.
 pub fn record_holds(store: &Store, config: &Config, look: &Look, now: DateTime<Utc>) -> Result<(), StoreError> {
-    for (id, hold) in look.held() {
+    for v in &look.verdicts {
+        let Outcome::Held(hold) = &v.outcome else { continue };
+        let id = v.playbook.as_str();
         let notify = config.guard.notify.clone();
         let before = store.guard(id)?.and_then(|r| r.held).map(|h| h.would_fire);
         let written = store.update_guard(id, |rec| {
@@ -176,7 +209,10 @@ pub fn record_holds(store: &Store, config: &Config, look: &Look, now: DateTime<U
                 }
                 _ => None,
             };
-            rec.approved = None;
+            // The approval this count found too small is used up; one given since stays.
+            if rec.approved.as_ref().map(|a| a.at) == v.seen_approval {
+                rec.approved = None;
+            }
             if new || rec.held.as_ref().map(|h| h.would_fire) != Some(hold.would_fire) {
                 rec.log(now, "held", hold.describe());
             }
@@ -215,6 +251,7 @@ pub fn record_after(store: &Store, look: &Look, now: DateTime<Utc>) -> Result<()
             Outcome::Cleared { would_fire } => {
                 ("cleared", format!("within the limits again: fired {}", thousands(*would_fire)))
             }
+            Outcome::Unguarded => ("released", "no longer guarded: ran unguarded".to_string()),
         };
         store.update_guard(&v.playbook, |rec| {
             rec.held = None;
@@ -233,6 +270,18 @@ pub fn record_after(store: &Store, look: &Look, now: DateTime<Utc>) -> Result<()
             Some(None)
         })?;
     }
+    Ok(())
+}
+
+/// Ends a playbook's hold (and any approval) outside a pass, for `why`.
+pub fn release(store: &Store, playbook: &str, now: DateTime<Utc>, why: &str) -> Result<(), StoreError> {
+    store.update_guard(playbook, |rec| {
+        rec.held.as_ref()?;
+        rec.held = None;
+        rec.approved = None;
+        rec.log(now, "released", why.to_string());
+        Some(None)
+    })?;
     Ok(())
 }
 

@@ -153,8 +153,9 @@ pub fn next_wakeup(ctx: Context, now: DateTime<Utc>) -> Result<Option<DateTime<U
         let (cron, tz) = schedule_of(ctx.config, pb);
         let record = records.iter().find(|r| r.playbook == pb.id);
         let at = match (record.and_then(waiting), ctx.store.last_tick(&pb.id)?) {
-            // Held: counted again at its next tick (an approval makes it due now).
-            (Some(hold), _) => cron.next_in(tz, hold.tick),
+            // Held: counted again at its next tick (an approval makes it due now); never
+            // before its last completed one (a hold left from before `guard: off`).
+            (Some(hold), last) => cron.next_in(tz, last.map_or(hold.tick, |l| l.max(hold.tick))),
             // Never ran: due now (a schedule trigger sets its baseline now).
             (None, None) => Some(now),
             (None, Some(last)) => cron.next_in(tz, last),
@@ -193,7 +194,11 @@ pub fn tick(
         match plan(config, pb, last, now) {
             Plan::Run { tick, previous, missed } => {
                 let record = records.iter().find(|r| r.playbook == pb.id);
-                if let Some(hold) = record.and_then(waiting).filter(|h| h.tick >= tick) {
+                let guarded = guard::limits_for(&config.guard, pb);
+                let same = |h: &&crate::model::Hold| {
+                    h.tick >= tick && guarded.is_some_and(|l| h.digest == guard::counted(pb, &l))
+                };
+                if let Some(hold) = record.and_then(waiting).filter(same) {
                     // Held at this tick already: it waits for an approval or its next tick.
                     held.push(Held { playbook: pb.id.clone(), hold: hold.clone(), counted: false });
                     continue;
@@ -227,6 +232,7 @@ pub fn tick(
                 if commit {
                     tracing::warn!(playbook = %pb.id, missed, %latest, "missed ticks are all older than the {DEFAULT_CATCH_UP_DAYS}-day catch-up window: skipped");
                     store.set_last_tick(&pb.id, now)?;
+                    guard::release(store, &pb.id, now, "its held tick fell out of the catch-up window: skipped")?;
                 }
             }
             Plan::Wait => {}
@@ -274,6 +280,20 @@ pub fn tick(
     } else {
         guard::look(&evaluator, config, &due, &records, now)?
     };
+    if look.cancelled {
+        // Shutdown stopped the count: nothing is decided on half a count (the ticks stay
+        // due, and the next start counts again).
+        let report = PassReport { cancelled: true, ..PassReport::default() };
+        return Ok(Tick {
+            at: now,
+            report: Some(report),
+            notes,
+            decided: Vec::new(),
+            due: Vec::new(),
+            held,
+            guard_notes: Vec::new(),
+        });
+    }
     if commit {
         guard::record_holds(store, config, &look, now)?;
     }
@@ -297,6 +317,7 @@ pub fn tick(
                 v.playbook,
                 crate::model::thousands(*would_fire)
             )),
+            guard::Outcome::Unguarded => Some(format!("{}: no longer held: it is not guarded any more", v.playbook)),
         })
         .collect();
     let ran = due.iter().map(|d| (d.playbook.id.clone(), d.tick)).collect();
@@ -314,6 +335,10 @@ pub fn tick(
     report.selection = selected.why.clone();
     if commit {
         if !report.cancelled {
+            // Before the tick marks: an approval is used up by the pass it let through
+            // (a crash between the two recounts a pass whose firings are in the ledger;
+            // the other way round, the approval would let a later pass through).
+            guard::record_after(store, &look, now)?;
             for d in &due {
                 store.set_last_tick(&d.playbook.id, d.tick)?;
             }
@@ -323,7 +348,6 @@ pub fn tick(
                 incremental::complete(store, loaded, &due, tz, &selected)?;
             }
             store.clear_pass_progress(None)?;
-            guard::record_after(store, &look, now)?;
         }
         store.flush()?;
     }

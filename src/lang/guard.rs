@@ -40,7 +40,17 @@ impl Share {
         let Some(number) = t.strip_suffix('%') else {
             return Err(format!("invalid share {text:?}: write it as a percentage of the audience, like \"10%\""));
         };
-        match number.trim().parse::<f64>() {
+        let number = number.trim();
+        // Digits with an optional decimal part, as the schema says: no `+5%`, `.5%`, `1e1%`.
+        let plain = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+        let well_formed = match number.split_once('.') {
+            Some((whole, frac)) => plain(whole) && plain(frac),
+            None => plain(number),
+        };
+        if !well_formed {
+            return Err(format!("invalid share {text:?}: expected a percentage like \"10%\" or \"2.5%\""));
+        }
+        match number.parse::<f64>() {
             Ok(p) if p.is_finite() && p > 0.0 && p <= 100.0 => Ok(Share(p / 100.0)),
             _ => Err(format!("invalid share {text:?}: expected a percentage above 0% and at most 100%, like \"10%\"")),
         }
@@ -148,7 +158,7 @@ impl JsonSchema for Share {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         crate::model::schema::pattern_string(
             "A percentage above 0% and at most 100%, with the % sign.",
-            r"^\s*(?:100(?:\.0+)?|[0-9]{1,2}(?:\.[0-9]+)?)\s*%\s*$",
+            r"^\s*(?!0+(?:\.0+)?\s*%)(?:100(?:\.0+)?|[0-9]{1,2}(?:\.[0-9]+)?)\s*%\s*$",
             &["10%", "2.5%"],
         )
     }
@@ -243,7 +253,7 @@ mod tests {
         assert_eq!(Share::parse("10%").unwrap(), Share(0.10));
         assert_eq!(Share::parse(" 12.5 % ").unwrap().to_string(), "12.5%");
         assert_eq!(Share::parse("100%").unwrap().to_string(), "100%");
-        for bad in ["10", "0%", "101%", "-5%", "abc%", "NaN%", "inf%", ""] {
+        for bad in ["10", "0%", "0.0%", "101%", "-5%", "+5%", ".5%", "1e1%", "abc%", "NaN%", "inf%", ""] {
             assert!(Share::parse(bad).is_err(), "{bad:?}");
         }
     }

@@ -30,6 +30,10 @@ pub struct Hold {
     /// The ops address was emailed about this hold.
     #[serde(default)]
     pub notified: bool,
+    /// What was counted: the playbook's digest and its limits. An edit or new limits
+    /// are counted again at once, not at the next tick.
+    #[serde(default)]
+    pub digest: String,
 }
 
 impl Hold {

@@ -359,6 +359,12 @@ pub fn explain(ctx: Context, request: &Request, now: DateTime<Utc>) -> Result<Ex
         decision.why_nothing = report.why_nothing;
         decision.notes = report.notes;
         decision.held = report.held.iter().find(|h| h.playbook == pb.id).map(|h| h.hold.describe());
+        if decision.held.is_some() {
+            // Held: nothing is decided (simulate shows the held pass's firings; explain
+            // says what happens).
+            decision.firings.clear();
+            decision.other.clear();
+        }
         decision.verdict = if decision.held.is_some() {
             Verdict::Held
         } else if !decision.failures.is_empty() {

@@ -104,6 +104,10 @@ pub struct Report {
     pub held: Vec<crate::decide::tick::Held>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub guard_notes: Vec<String>,
+    /// The firings listed are the held pass's, shown without the guard (`--playbook`
+    /// named a held playbook): nothing of them is decided until `keel approve`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub held_shown: bool,
     /// With one playbook and one account named: its audience and condition taken apart,
     /// each sub-expression with its value, as the pass evaluated them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -136,7 +140,20 @@ pub fn simulate(ctx: Context, request: &Request) -> Result<Report, ServiceError>
         unguarded: false,
     };
     let at = request.at;
-    let done = tick::tick(ctx, at, Mode::DryRun, options, &AtomicBool::new(false))?;
+    let mut done = tick::tick(ctx, at, Mode::DryRun, options, &AtomicBool::new(false))?;
+    // `--playbook` naming a held playbook: who its held pass would reach is what a person
+    // asks before approving it — the same dry run without the guard, the hold kept above.
+    let mut held_shown = None;
+    if let Some(id) = request.playbook.as_deref() {
+        if let Some(h) = done.held.iter().find(|h| h.playbook == id).cloned() {
+            let unguarded = Options { unguarded: true, ..options };
+            let mut again = tick::tick(ctx, at, Mode::DryRun, unguarded, &AtomicBool::new(false))?;
+            again.held = done.held;
+            again.guard_notes = done.guard_notes;
+            done = again;
+            held_shown = Some(h);
+        }
+    }
     let tz = ctx.config.timezone;
     let mut report = Report {
         at,
@@ -152,6 +169,7 @@ pub fn simulate(ctx: Context, request: &Request) -> Result<Report, ServiceError>
         why_nothing: Vec::new(),
         failures: Vec::new(),
         held: done.held.clone(),
+        held_shown: held_shown.is_some(),
         guard_notes: done.guard_notes.clone(),
         explained: Vec::new(),
     };
