@@ -137,7 +137,10 @@ fn a_typo_that_fires_for_every_account_is_held_on_reload_until_approved() {
     assert!(metrics.contains("keel_playbook_held{playbook=\"winback\"} 47"), "{metrics}");
     assert!(!metrics.contains("keel_playbook_held_passes_total{playbook=\"winback\"} 0"), "{metrics}");
 
-    let (code, out, err) = keel(&ws, &["approve", "winback"]);
+    let (code, _, err) = keel(&ws, &["approve", "winback", "--size", "3"]);
+    assert_eq!(code, 1, "a size that is not the held one is refused through the API too");
+    assert!(err.contains("winback is held at 47 firings now, not 3"), "{err}");
+    let (code, out, err) = keel(&ws, &["approve", "winback", "--size", "47"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("at most 47 accounts"), "{out}");
     wait_for(&rx, &mut log, "the approved pass", |l| l.contains("approved pass of 47 firings runs"));
@@ -196,7 +199,11 @@ fn a_sync_that_zeroes_the_metric_is_held_and_an_approval_lets_exactly_that_pass_
     assert_eq!(customers(&ws), 3);
 
     // Approve the size it is held at now: exactly that pass goes through.
-    let ok = ws.keel_at(&at(13), &["approve", "winback"]);
+    // What the person looked at was 47: a recount to 57 is not approved unseen.
+    let stale = ws.keel_at(&at(13), &["approve", "winback", "--size", "47"]);
+    assert_eq!(stale.code(), 1);
+    assert!(stale.stderr().contains("winback is held at 57 firings now, not 47"), "{}", stale.stderr());
+    let ok = ws.keel_at(&at(13), &["approve", "winback", "--size", "57"]);
     assert!(ok.stdout().contains("at most 57"), "{}", ok.stdout());
     let ran = ws.keel_at(&at(14), &["run", "--once"]);
     let out = ran.stdout();

@@ -285,9 +285,10 @@ impl Book for Client {
         self.call(self.http.get(self.url("/api/v1/guard")), Scope::Read, None)
     }
 
-    fn approve(&self, playbook: &str, by: &str) -> Result<GuardRecord, ServiceError> {
+    fn approve(&self, playbook: &str, by: &str, size: Option<u64>) -> Result<GuardRecord, ServiceError> {
         let url = self.url(&format!("/api/v1/playbooks/{}/approve", encode_segment(playbook)));
-        self.call(self.http.post(url).json(&serde_json::json!({ "by": by })), Scope::Admin, None)
+        let body = serde_json::json!({ "by": by, "size": size });
+        self.call(self.http.post(url).json(&body), Scope::Admin, None)
     }
 
     /// The daemon reads the file: it holds this machine's store, so it is on this

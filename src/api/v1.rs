@@ -223,18 +223,20 @@ async fn list_guard(State(state): State<Shared>, uri: Uri) -> Answer<GuardList> 
 struct ApproveBody {
     /// Who approves, for the guard's record (default: "api").
     by: Option<String>,
+    /// Approve only if it is held at this size (what the person saw).
+    size: Option<u64>,
 }
 
 /// Lets one pass of a held playbook through (`keel approve PLAYBOOK`).
 async fn approve(State(state): State<Shared>, Path(id): Path<String>, uri: Uri, body: Bytes) -> Answer<GuardRecord> {
     Params::parse(&uri, &[])?;
-    let ApproveBody { by } = if body.is_empty() { ApproveBody::default() } else { json_body(&body)? };
+    let ApproveBody { by, size } = if body.is_empty() { ApproveBody::default() } else { json_body(&body)? };
     let by = by.map(|b| crate::lang::render::one_line(&b)).filter(|b| !b.trim().is_empty());
     if by.as_ref().is_some_and(|b| b.len() > 200) {
         return Err(ApiError::field("by", "at most 200 bytes".to_string()));
     }
     let by = by.unwrap_or_else(|| "api".into());
-    blocking(&state, move |s| guard::approve(&s.store, &id, &by, s.clock.now())).await
+    blocking(&state, move |s| guard::approve(&s.store, &id, &by, size, s.clock.now())).await
 }
 
 /// An address typed by hand, or the token of an unsubscribe link: exactly one.

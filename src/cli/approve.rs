@@ -14,6 +14,10 @@ use crate::model::thousands;
 pub struct ApproveArgs {
     /// The held playbook whose pass to let through; without one, lists what is held.
     playbook: Option<String>,
+    /// Approve only if it is held at this many firings (the WOULD FIRE you looked at):
+    /// a recount since then is not approved unseen.
+    #[arg(long, requires = "playbook")]
+    size: Option<u64>,
     #[command(flatten)]
     format: FormatArg,
 }
@@ -52,7 +56,10 @@ pub fn run(session: &Session, args: ApproveArgs) -> anyhow::Result<ExitCode> {
             writeln!(out, "No playbook is held by the guard.")?;
         } else {
             write!(out, "{}", table.render())?;
-            writeln!(out, "`keel approve PLAYBOOK` lets its held pass through (`keel simulate --playbook PLAYBOOK` shows it first).")?;
+            writeln!(
+                out,
+                "`keel approve PLAYBOOK --size N` lets its held pass of N through (`keel simulate --playbook PLAYBOOK` shows it first)."
+            )?;
         }
         let mut events: Vec<_> =
             list.records.iter().flat_map(|r| r.history.iter().map(move |e| (e, &r.playbook))).collect();
@@ -72,7 +79,7 @@ pub fn run(session: &Session, args: ApproveArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     let by = std::env::var("USER").ok().filter(|u| !u.trim().is_empty()).unwrap_or_else(|| "cli".into());
-    let record = book.approve(&playbook, &by)?;
+    let record = book.approve(&playbook, &by, args.size)?;
     if args.format.format == OutputFormat::Json {
         serde_json::to_writer_pretty(&mut out, &record)?;
         writeln!(out)?;

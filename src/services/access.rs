@@ -49,7 +49,7 @@ pub trait Book {
     /// The blast-radius guard's records: held playbooks and what the guard did.
     fn guard(&self) -> Result<GuardList, ServiceError>;
     /// Lets one pass of a held playbook through, of up to the size it was held at.
-    fn approve(&self, playbook: &str, by: &str) -> Result<GuardRecord, ServiceError>;
+    fn approve(&self, playbook: &str, by: &str, size: Option<u64>) -> Result<GuardRecord, ServiceError>;
     /// `keel plan`: the working set's texts travel in the request, so the daemon plans
     /// the set this command read, against the running set it recorded in its store.
     fn plan(&self, request: &PlanRequest) -> Result<PlanReport, ServiceError>;
@@ -120,8 +120,8 @@ impl Book for Local<'_> {
         guard::list(&self.store)
     }
 
-    fn approve(&self, playbook: &str, by: &str) -> Result<GuardRecord, ServiceError> {
-        guard::approve(&self.store, playbook, by, self.now)
+    fn approve(&self, playbook: &str, by: &str, size: Option<u64>) -> Result<GuardRecord, ServiceError> {
+        guard::approve(&self.store, playbook, by, size, self.now)
     }
 
     fn plan(&self, request: &PlanRequest) -> Result<PlanReport, ServiceError> {

@@ -25,10 +25,30 @@ pub fn list(store: &Store) -> Result<GuardList, ServiceError> {
     Ok(GuardList { records })
 }
 
-/// Approves the held pass of `playbook`, by `by` (a user or a token's name).
-pub fn approve(store: &Store, playbook: &str, by: &str, now: DateTime<Utc>) -> Result<GuardRecord, ServiceError> {
+/// Approves the held pass of `playbook`, by `by` (who approves, for the record). With
+/// `expected`, only when it is held at that size: a recount since the person looked
+/// (the book grew) is not approved unseen.
+pub fn approve(
+    store: &Store,
+    playbook: &str,
+    by: &str,
+    expected: Option<u64>,
+    now: DateTime<Utc>,
+) -> Result<GuardRecord, ServiceError> {
+    if let (Some(want), Some(hold)) = (expected, store.guard(playbook)?.and_then(|r| r.held)) {
+        if hold.would_fire != want {
+            return Err(ServiceError::InvalidArgument(format!(
+                "{playbook} is held at {} firings now, not {}: look again (`keel approve`) and approve that size",
+                thousands(hold.would_fire),
+                thousands(want)
+            )));
+        }
+    }
     let written = store.update_guard(playbook, |rec| {
         let hold = rec.held.as_ref()?;
+        if expected.is_some_and(|want| want != hold.would_fire) {
+            return None;
+        }
         let size = hold.would_fire;
         rec.approved = Some(Approval { size, at: now, by: by.to_string() });
         rec.log(now, "approved", format!("{by} approved one pass of up to {} firings", thousands(size)));
