@@ -326,3 +326,58 @@ fn turning_the_guard_off_on_a_held_playbook_releases_it_at_once() {
     let next = ws.keel_at("2026-12-01T11:30:00Z", &["run", "--once"]).stdout();
     assert!(next.contains("Nothing is due"), "{next}");
 }
+
+/// The pass cannot fire past what the guard's count allowed, even when the data changed
+/// between the count and the pass (a push through the API): the firings past the budget
+/// are not applied, their accounts keep their state and are woken, and the next pass —
+/// counting again — decides them.
+#[test]
+fn a_pass_never_fires_past_the_budget_its_count_allowed() {
+    use keel::decide::pass::{Budgets, Due, Evaluator, Selection};
+    use keel::decide::unsubscribe::Unsubscribe;
+    use keel::lang::Loaded;
+    use keel::sync::{AccountField, ContactField};
+
+    let ws = workspace("0 * * * *", false, 500, "");
+    let config = ws.config();
+    let store = ws.store();
+    ws.sync::<AccountField>(&store, "accounts.csv", |c| &c.sync.accounts);
+    ws.sync::<ContactField>(&store, "contacts.csv", |c| &c.sync.contacts);
+    let loaded = Loaded::load(&config.rules_dir, &config.playbooks_dir).unwrap();
+    let pb = loaded.set.get("winback").unwrap();
+    let unsubscribe = Unsubscribe::for_store(&config, &store).unwrap();
+    let mut budgets = Budgets::default();
+    budgets.set("winback", 20);
+    let now: chrono::DateTime<chrono::Utc> = "2026-12-01T10:00:00Z".parse().unwrap();
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let evaluator = Evaluator {
+        store: &store,
+        engine: &loaded.engine,
+        model: &loaded.model,
+        set: &loaded.set,
+        timezone: config.timezone,
+        workers: 2,
+        cancel: &cancel,
+        unsubscribe: &unsubscribe,
+        selection: &Selection::All,
+        given_health: None,
+        explain: false,
+        budgets: &budgets,
+    };
+    let due = [Due { playbook: pb, tick: now, previous: None }];
+    let report = evaluator.run(&due, now).unwrap();
+    let stats = &report.playbooks["winback"];
+    assert_eq!((stats.fired, stats.over_budget), (20, 30), "{stats:?}");
+    let fired: Vec<String> =
+        (1..=50).map(|i| format!("A{i:02}")).filter(|id| !store.ledger_of(id).unwrap().is_empty()).collect();
+    assert_eq!(fired.len(), 20, "only the budget is in the ledger");
+    assert_eq!(store.outbox().count(), 20, "and only its emails are queued");
+    // The rest kept their state: a later pass decides them (with a budget of its own).
+    let later = now + chrono::Duration::hours(1);
+    let mut again = Budgets::default();
+    again.set("winback", 100);
+    let evaluator = Evaluator { budgets: &again, ..evaluator };
+    let report = evaluator.run(&[Due { playbook: pb, tick: later, previous: Some(now) }], later).unwrap();
+    assert_eq!(report.playbooks["winback"].fired, 30, "nothing lost, nothing twice");
+    assert_eq!(store.outbox().count(), 50);
+}

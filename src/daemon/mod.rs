@@ -262,6 +262,14 @@ impl Daemon {
                 tick_line!(debug);
             }
         }
+        for (id, s) in report.playbooks.iter().filter(|(_, s)| s.over_budget > 0) {
+            tracing::warn!(
+                playbook = %id,
+                fired = s.started,
+                over = s.over_budget,
+                "more accounts would have fired than the guard's count allowed (the data changed during the pass): the rest are counted again at the next pass"
+            );
+        }
         for f in report.floods() {
             tracing::warn!(playbook = %f.playbook, fired = f.fired, accounts = f.evaluated, "a first pass fired for much of the book: what is already true, not news");
         }

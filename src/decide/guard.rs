@@ -90,6 +90,9 @@ pub struct Look {
     pub audiences: Vec<(String, u64)>,
     /// Shutdown stopped the count: nothing may be decided on it.
     pub cancelled: bool,
+    /// Per counted playbook that runs, the most new firings its pass may make: what the
+    /// limits allow, or the approved size.
+    pub budgets: Vec<(String, u64)>,
 }
 
 impl Look {
@@ -160,9 +163,13 @@ pub fn look(
             Selection::Only(_) => stats.audience.max(rec.and_then(|r| r.audience).unwrap_or(book)),
         };
         let would_fire = stats.started;
+        look.budgets.push((id.clone(), limits.allowed(audience)));
         let outcome = if limits.exceeded(would_fire, audience) {
             match rec.and_then(|r| r.approved.as_ref()).filter(|a| would_fire <= a.size) {
-                Some(a) => Some(Outcome::Approved { would_fire, size: a.size }),
+                Some(a) => {
+                    look.budgets.last_mut().expect("pushed above").1 = a.size;
+                    Some(Outcome::Approved { would_fire, size: a.size })
+                }
                 None => {
                     let before = rec.and_then(|r| r.held.as_ref());
                     Some(Outcome::Held(Hold {

@@ -23,7 +23,7 @@ use chrono_tz::Tz;
 
 use super::guard;
 use super::incremental::{self, Selected};
-use super::pass::{Due, Evaluator, PassReport, Selection};
+use super::pass::{Budgets, Due, Evaluator, PassReport, Selection};
 use super::unsubscribe::Unsubscribe;
 use crate::config::Config;
 use crate::lang::playbook::{Playbook, Trigger, DEFAULT_CATCH_UP_DAYS};
@@ -271,6 +271,7 @@ pub fn tick(
         cancel,
         given_health: options.given_health,
         explain: options.explain && !commit,
+        budgets: &Budgets::default(),
     };
     // The guard counts the pass first; a held playbook decides nothing in it.
     // Named accounts are not the pass the daemon runs: the guard cannot count it (a
@@ -301,6 +302,11 @@ pub fn tick(
         held.push(Held { playbook: id.to_string(), hold: hold.clone(), counted: true });
     }
     due.retain(|d| !look.is_held(&d.playbook.id));
+    let mut budgets = Budgets::default();
+    for (id, limit) in &look.budgets {
+        budgets.set(id, *limit);
+    }
+    let evaluator = Evaluator { budgets: &budgets, ..evaluator };
     let guard_notes: Vec<String> = look
         .verdicts
         .iter()

@@ -85,6 +85,28 @@ pub struct Evaluator<'a> {
     pub given_health: Option<&'a BTreeMap<String, f64>>,
     /// Say why each playbook decided nothing for an account ([`PassReport::quiet`]).
     pub explain: bool,
+    /// The most accounts each guarded playbook may newly fire for in this pass: what its
+    /// count allowed. Data that changed between the count and the pass (a push through
+    /// the API) cannot widen the pass past it.
+    pub budgets: &'a Budgets,
+}
+
+/// Per playbook, the new firings a pass may still make ([`Evaluator::budgets`]).
+#[derive(Debug, Default)]
+pub struct Budgets(BTreeMap<String, (u64, std::sync::atomic::AtomicU64)>);
+
+impl Budgets {
+    pub fn set(&mut self, playbook: &str, limit: u64) {
+        self.0.insert(playbook.to_string(), (limit, std::sync::atomic::AtomicU64::new(0)));
+    }
+
+    /// Takes a place for one new firing of `playbook`; false when its budget is spent.
+    fn take(&self, playbook: &str) -> bool {
+        match self.0.get(playbook) {
+            None => true,
+            Some((limit, used)) => used.fetch_add(1, Ordering::Relaxed) < *limit,
+        }
+    }
 }
 
 /// Where a pass's decisions go.
@@ -345,6 +367,15 @@ impl<'e, 'a> Worker<'e, 'a> {
                     // what the guard counts.
                     let starts =
                         out.entries.iter().any(|e| e.decision == Decision::Fired && !e.occurrence.contains("/step:"));
+                    if starts && !matches!(self.output, Output::Count) && !self.ev.budgets.take(id) {
+                        // Past what the guard's count allowed: nothing of it is applied
+                        // (its state stays, so the same firing is decided again), and the
+                        // account is woken for the next pass, which counts it.
+                        self.report.playbooks.get_mut(id).expect("every due playbook has stats").over_budget += 1;
+                        retry = true;
+                        self.scope.clear_vars();
+                        continue;
+                    }
                     if starts {
                         let sample = self.report.started_sample.entry(id.clone()).or_default();
                         if sample.len() < report::KEEP_SAMPLE {

@@ -34,6 +34,11 @@ pub struct PlaybookStats {
     /// ahead only; 0 otherwise).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub audience: u64,
+    /// Accounts it would have newly fired for past the budget the guard's count allowed
+    /// (data changed between the count and the pass): not applied, counted again at the
+    /// next pass.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub over_budget: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -122,6 +127,7 @@ impl PassReport {
             t.first_pass |= s.first_pass;
             t.started += s.started;
             t.audience += s.audience;
+            t.over_budget += s.over_budget;
         }
         for (id, sample) in other.started_sample {
             let mine = self.started_sample.entry(id).or_default();
