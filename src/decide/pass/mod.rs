@@ -364,9 +364,8 @@ impl<'e, 'a> Worker<'e, 'a> {
                         });
                     }
                     // A new occurrence fired (not a later step of a running sequence):
-                    // what the guard counts.
-                    let starts =
-                        out.entries.iter().any(|e| e.decision == Decision::Fired && !e.occurrence.contains("/step:"));
+                    // what the guard counts (set by the trigger table's `fire`).
+                    let starts = out.started;
                     if starts && !matches!(self.output, Output::Count) && !self.ev.budgets.take(id) {
                         // Past what the guard's count allowed: nothing of it is applied
                         // (its state stays, so the same firing is decided again), and the

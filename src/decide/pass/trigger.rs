@@ -90,6 +90,9 @@ pub(super) struct Decisions<'v> {
     pub(super) failed_tasks: u64,
     /// With `explain`: why this playbook decided nothing for the account.
     pub(super) quiet: Option<String>,
+    /// A new occurrence fired (not a later step of a running sequence): what the
+    /// blast-radius guard counts and budgets.
+    pub(super) started: bool,
     view: &'v AccountView<'v>,
 }
 
@@ -103,6 +106,7 @@ impl<'v> Decisions<'v> {
             dead: 0,
             failed_tasks: 0,
             quiet: None,
+            started: false,
             view,
         }
     }
@@ -453,7 +457,9 @@ impl Worker<'_, '_> {
         }
         let mut entry = self.entry(pb, out.view, occurrence, Decision::Fired, why, actions);
         entry.values = self.values(pb, out.view);
-        out.push_fired(entry, work)
+        out.push_fired(entry, work)?;
+        out.started = true;
+        Ok(())
     }
 
     /// Advances the playbook's running sequences: exit when `exit` holds, otherwise every
