@@ -24,9 +24,7 @@ use super::pass::{Due, Evaluator, PassReport, Selection};
 use crate::config::{Config, GuardConfig, GuardScope};
 use crate::lang::guard::{Limits, PlaybookGuard};
 use crate::lang::playbook::Playbook;
-use crate::model::{
-    delivery_key, thousands, Audience, CapPolicy, Email, GuardRecord, Hold, OutboxEntry, Payload, Status,
-};
+use crate::model::{delivery_key, thousands, Email, GuardRecord, Hold, OutboxEntry, Payload};
 use crate::store::{Store, StoreError};
 
 /// The limits a pass of `pb` is held by, if it is guarded.
@@ -300,35 +298,18 @@ fn notify_email(playbook: &str, hold: &Hold, to: &str, now: DateTime<Utc>) -> Ou
         format!("\nSome of the accounts it would fire for: {}\n", hold.sample.join(", "))
     };
     let text = format!(
-        "Keel held the playbook {playbook}: {}.\n\nIt decided nothing in this pass, and holds until someone approves this pass's size or the number shrinks below the limit.\n{sample}\nLook first:   keel simulate --playbook {playbook}\nThen:         keel approve {playbook}   (lets through one pass of up to {} firings)\nOr fix the playbook or the data; the next pass counts again.\n\n— Keel\n",
+        "Keel held the playbook {playbook}: {}.\n\nIt decided nothing in this pass, and holds until someone approves this pass's size or the number shrinks below the limit.\n{sample}\nLook first:   keel simulate --playbook {playbook}\nThen:         keel approve {playbook} --size {}   (lets through one pass of up to that many firings)\nOr fix the playbook or the data; the next pass counts again.\n\n— Keel\n",
         hold.describe(),
         thousands(hold.would_fire),
     );
-    OutboxEntry {
-        id: 0,
-        account: String::new(),
-        playbook: playbook.to_string(),
-        key: delivery_key(&["guard", playbook, &hold.since.to_rfc3339()]),
-        occurrence: format!("guard:{}", hold.since.to_rfc3339()),
-        created: now,
-        payload: Payload::Email(Email {
-            to: to.to_string(),
-            audience: Audience::Internal,
-            template: "(guard hold)".into(),
-            subject: format!(
-                "Keel held {playbook}: would fire {} of {}",
-                thousands(hold.would_fire),
-                thousands(hold.audience)
-            ),
-            text,
-            html: None,
-            unsubscribe_url: None,
-            digest: None,
-            on_cap: CapPolicy::Defer,
-        }),
-        status: Status::Pending,
-        next_at: now,
-        attempts: 0,
-        history: Vec::new(),
-    }
+    let subject =
+        format!("Keel held {playbook}: would fire {} of {}", thousands(hold.would_fire), thousands(hold.audience));
+    OutboxEntry::queued(
+        String::new(),
+        playbook.to_string(),
+        format!("guard:{}", hold.since.to_rfc3339()),
+        delivery_key(&["guard", playbook, &hold.since.to_rfc3339()]),
+        Payload::Email(Email::internal(to.to_string(), "(guard hold)", subject, text)),
+        now,
+    )
 }

@@ -598,30 +598,15 @@ impl Deliverer {
             task.id,
             task.description.as_deref().map(|d| format!("\n{d}\n")).unwrap_or_default(),
         );
-        let occurrence = format!("task:{}/escalation", task.id);
-        let entry = OutboxEntry {
-            id: 0,
-            account: task.account.clone(),
-            playbook: task.playbook.clone(),
-            key: delivery_key(&["task", &task.id.to_string(), "escalation"]),
-            occurrence,
-            created: now,
-            payload: Payload::Email(Email {
-                to,
-                audience: Audience::Internal,
-                template: "(task escalation)".into(),
-                subject: crate::lang::render::one_line(&format!("Overdue task: {}", task.title)),
-                text,
-                html: None,
-                unsubscribe_url: None,
-                digest: None,
-                on_cap: CapPolicy::Defer,
-            }),
-            status: Status::Pending,
-            next_at: now,
-            attempts: 0,
-            history: Vec::new(),
-        };
+        let subject = crate::lang::render::one_line(&format!("Overdue task: {}", task.title));
+        let entry = OutboxEntry::queued(
+            task.account.clone(),
+            task.playbook.clone(),
+            format!("task:{}/escalation", task.id),
+            delivery_key(&["task", &task.id.to_string(), "escalation"]),
+            Payload::Email(Email::internal(to, "(task escalation)", subject, text)),
+            now,
+        );
         let queued = self.store.escalate(task.id, now, entry)?;
         if queued {
             tracing::info!(task = task.id, account = %task.account, owner = %task.owner, "task overdue: escalation queued");

@@ -45,6 +45,31 @@ pub struct OutboxEntry {
 }
 
 impl OutboxEntry {
+    /// An entry to send now, not yet numbered (the store gives it its id when it
+    /// writes it).
+    pub fn queued(
+        account: String,
+        playbook: String,
+        occurrence: String,
+        key: String,
+        payload: Payload,
+        now: DateTime<Utc>,
+    ) -> OutboxEntry {
+        OutboxEntry {
+            id: 0,
+            account,
+            playbook,
+            occurrence,
+            key,
+            created: now,
+            payload,
+            status: Status::Pending,
+            next_at: now,
+            attempts: 0,
+            history: Vec::new(),
+        }
+    }
+
     pub fn channel(&self) -> Channel {
         match self.payload {
             Payload::Email(_) => Channel::Email,
@@ -189,6 +214,24 @@ pub struct Email {
     /// What to do when the recipient is over the frequency cap.
     #[serde(default)]
     pub on_cap: CapPolicy,
+}
+
+impl Email {
+    /// Keel's own mail to one of its users (an overdue task's escalation, a guard's
+    /// hold): plain text, none of the customer protections.
+    pub fn internal(to: String, template: &str, subject: String, text: String) -> Email {
+        Email {
+            to,
+            audience: Audience::Internal,
+            template: template.to_string(),
+            subject,
+            text,
+            html: None,
+            unsubscribe_url: None,
+            digest: None,
+            on_cap: CapPolicy::Defer,
+        }
+    }
 }
 
 /// Who an email is for: customers get the inbox protections, Keel's own users do not need
