@@ -27,20 +27,11 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
-    // sled 0.34 panics on some damaged files where it should return an error. The store
-    // catches that where it can (open, flush); anywhere else it still must read as what
-    // it is — a damaged store, with what to do — not as a crash of Keel.
+    // A panic inside the storage engine is a damaged store, said as such, not a crash.
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        if info.location().is_some_and(|l| l.file().contains("sled-0.")) {
-            eprintln!(
-                "error: the store is damaged (sled failed reading it: {}): restore a backup (`keel store restore DIR`), see `keel store verify`",
-                info.payload()
-                    .downcast_ref::<String>()
-                    .map(String::as_str)
-                    .or_else(|| info.payload().downcast_ref::<&str>().copied())
-                    .unwrap_or("a panic")
-            );
+        if let Some(message) = keel::store::engine_panic_message(info) {
+            eprintln!("error: {message}");
             std::process::exit(1);
         }
         default_hook(info);

@@ -13,7 +13,7 @@
 //! - 200 answers the report, rejected records included (a bad record never loses the
 //!   good ones); a body that is not JSON (line and column said) or not an array is a 400
 //!   and stores nothing. What a 200 answers is on disk: the sync flushes the store.
-//! - Store work runs on the blocking pool (sled blocks).
+//! - Store work runs on the blocking pool (the store blocks).
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;

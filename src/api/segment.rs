@@ -119,11 +119,11 @@ async fn handle(State(state): State<Shared>, headers: HeaderMap, body: Body, cal
                     )
                 }
             })?;
-        Ok((report, store.writes_done()))
+        Ok(report)
     })
     .await;
-    let (report, done) = match ingested {
-        Ok(Ok(done)) => done,
+    let report = match ingested {
+        Ok(Ok(report)) => report,
         Ok(Err(response)) => return response,
         Err(e) => {
             tracing::error!(error = %e, "the Segment ingest task failed");
@@ -134,7 +134,7 @@ async fn handle(State(state): State<Shared>, headers: HeaderMap, body: Body, cal
             );
         }
     };
-    if let Err(e) = state.store.flush_after(done).await {
+    if let Err(e) = state.store.durable().await {
         tracing::error!(error = %e, "Segment ingest could not flush the store");
         return fail(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error: the daemon's log has the details");
     }

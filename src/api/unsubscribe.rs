@@ -13,7 +13,7 @@
 //!   allows nothing but inline style and a form posting back here; the one value shown (the
 //!   address) is HTML-escaped, so account data never becomes markup. Pages are never
 //!   cached (`no-store`): one is about a single reader's address.
-//! - The body is read up to [`MAX_BODY`] (a few KB; more is 413); sled work runs in
+//! - The body is read up to [`MAX_BODY`] (a few KB; more is 413); store work runs in
 //!   `spawn_blocking`.
 
 use axum::body::Bytes;

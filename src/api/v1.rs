@@ -2,8 +2,8 @@
 //! did or did not fire for one), tasks, the outbox and unsubscribing a contact — what `keel accounts|tasks|outbox|contacts` do, over HTTP.
 //!
 //! Invariants:
-//! - Each handler parses, calls the service the CLI calls (in `spawn_blocking`: sled
-//!   blocks) and answers the service's result type serialised as it is, so a client can
+//! - Each handler parses, calls the service the CLI calls (in `spawn_blocking`: store
+//!   work blocks) and answers the service's result type serialised as it is, so a client can
 //!   read the body back into the same Rust type ([`crate::services`]' types derive
 //!   `Deserialize`).
 //! - Input is strict: an unknown query parameter or body field, a value given twice, a
@@ -65,7 +65,7 @@ pub fn routes(state: &Shared) -> Router<Shared> {
 
 pub(super) type Answer<T> = Result<Json<T>, ApiError>;
 
-/// Runs a service on the blocking pool (sled reads and writes block) and answers its result.
+/// Runs a service on the blocking pool (store reads and writes block) and answers its result.
 pub(super) async fn blocking<T: Send + 'static>(
     state: &Shared,
     work: impl FnOnce(&ApiState) -> Result<T, ServiceError> + Send + 'static,

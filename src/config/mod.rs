@@ -175,7 +175,7 @@ impl Config {
         self.data_dir.join("clock-started")
     }
 
-    /// Where the sled store lives.
+    /// Where the embedded (sled) store lives.
     pub fn store_dir(&self) -> PathBuf {
         self.data_dir.join("store")
     }

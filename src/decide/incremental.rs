@@ -69,7 +69,7 @@ pub fn select(
     dry_run: bool,
 ) -> Result<Selected, StoreError> {
     let date = now.with_timezone(&tz).date_naive();
-    // Drawing a barrier writes sled's id counter; a dry run reads every change so far
+    // Drawing a barrier writes the store's id counter; a dry run reads every change so far
     // instead (it records no watermark, so it needs none).
     let barrier = if dry_run { u64::MAX } else { store.change_barrier()? };
     let full = |why: String| Ok(Selected { selection: Selection::All, why, barrier, now, date });

@@ -334,7 +334,7 @@ impl Deliverer {
                 let result = webhook::send(&self.http, &hook, &entry.key, now).await;
                 let mut entries = vec![entry];
                 let outcome = self.settle(&mut entries, result, now, None)?;
-                self.store.flush_after(self.store.writes_done()).await?;
+                self.store.durable().await?;
                 Ok((outcome, 1))
             }
             Payload::Email(m) => {
@@ -455,9 +455,9 @@ impl Deliverer {
                 if reserved {
                     self.store.settle_send(&m.to, entries[0].id, delivered)?;
                 }
-                // Durable before the slot is free: not everything since sled's last
+                // Durable before the slot is free: not everything since the store's last
                 // periodic flush is repeated after a crash, only the messages in flight.
-                self.store.flush_after(self.store.writes_done()).await?;
+                self.store.durable().await?;
                 Ok((outcome, n))
             }
         }

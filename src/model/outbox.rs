@@ -2,7 +2,7 @@
 //! until it is delivered, suppressed, dropped or dead.
 //!
 //! Invariants:
-//! - An entry is written in the same sled transaction as the ledger entry of the firing
+//! - An entry is written in the same store transaction as the ledger entry of the firing
 //!   that decided it, so a crash never loses a decided action and never decides it twice.
 //! - One entry per action and recipient, retried alone: a failing recipient never makes
 //!   another one receive its mail twice.

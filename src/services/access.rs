@@ -3,7 +3,7 @@
 //! the store.
 //!
 //! When no daemon runs, a command opens the store and [`Local`] calls the services
-//! directly. When `keel run` holds it (sled lets one process open a store), the same
+//! directly. When `keel run` holds it (the embedded store opens in one process at a time), the same
 //! command goes through the daemon's API, whose client (`api::client`) implements this
 //! trait over HTTP: the daemon's handlers call the very services [`Local`] calls, so both
 //! paths answer the same, and the command prints it the same way.

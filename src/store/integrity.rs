@@ -516,3 +516,23 @@ mod tests {
         assert!(v.problems.iter().any(|p| p.contains("points at contact \"C-9\"")), "{:?}", v.problems);
     }
 }
+
+/// What to tell the user when a panic comes from inside the storage engine: sled 0.34
+/// panics on some damaged files where it should return an error. The store catches
+/// that where it can (open, flush); the process's panic hook asks this for any other
+/// place, so a damaged store still reads as a damaged store, with what to do, and not
+/// as a crash of Keel. `None` for a panic anywhere else.
+pub fn engine_panic_message(info: &std::panic::PanicHookInfo<'_>) -> Option<String> {
+    if !info.location().is_some_and(|l| l.file().contains("sled-0.")) {
+        return None;
+    }
+    let what = info
+        .payload()
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| info.payload().downcast_ref::<&str>().copied())
+        .unwrap_or("a panic");
+    Some(format!(
+        "the store is damaged (sled failed reading it: {what}): restore a backup (`keel store restore DIR`), see `keel store verify`"
+    ))
+}

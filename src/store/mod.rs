@@ -40,7 +40,7 @@ use crate::model::{Account, AccountPatch, Contact, ContactPatch, Event, HealthPo
 pub use codec::RECORD_FORMAT;
 pub use incremental::Evaluated;
 use integrity::{damaged_by_panic, remove_unfinished_snapshots};
-pub use integrity::{restore, Seal, Verification, SEAL_FILE};
+pub use integrity::{engine_panic_message, restore, Seal, Verification, SEAL_FILE};
 pub use ledger::{AccountCursor, ChunkRange, Commit, EncodedAccount, Progress};
 pub use messages::MESSAGE_MEMORY;
 pub use outbox::{cap_full, CapCheck, SendMark, Suppression};
@@ -63,7 +63,7 @@ pub enum StoreError {
     Open {
         path: PathBuf,
         #[source]
-        source: sled::Error,
+        source: EngineError,
     },
     #[error("the store at {} was written by a newer Keel (layout {found}; this build knows layout {STORE_LAYOUT}); upgrade keel", path.display())]
     NewerLayout { path: PathBuf, found: u8 },
@@ -76,9 +76,9 @@ pub enum StoreError {
     #[error("the disk holding the store at {} is full: free some space and run the command again (nothing was changed)", path.display())]
     DiskFull { path: PathBuf },
     #[error("store I/O failed")]
-    Io(#[source] sled::Error),
-    #[error("the store is damaged (sled read corrupted data: {0}): restore a backup (`keel store restore DIR`), see `keel store verify`")]
-    SledCorrupt(sled::Error),
+    Io(#[source] EngineError),
+    #[error("the store is damaged (it read corrupted data: {0}): restore a backup (`keel store restore DIR`), see `keel store verify`")]
+    EngineCorrupt(EngineError),
     #[error("the disk holding the store is full ({0}): free some space and run the command again; what was written before stays")]
     NoSpace(io::Error),
     #[error("{0}")]
@@ -92,19 +92,49 @@ impl StoreError {
             self,
             StoreError::Corrupt { .. }
                 | StoreError::Damaged { .. }
-                | StoreError::SledCorrupt(_)
+                | StoreError::EngineCorrupt(_)
                 | StoreError::NoSpace(_)
                 | StoreError::DiskFull { .. }
         )
     }
 }
 
+/// The storage engine's own error, kept as the source of a [`StoreError`] without its
+/// type: callers match on [`StoreError`]'s variants, never on an engine's errors, so a
+/// second backend can stand behind the same errors.
+#[derive(Debug)]
+pub struct EngineError(Box<dyn std::error::Error + Send + Sync>);
+
+impl std::fmt::Display for EngineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for EngineError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl From<sled::Error> for EngineError {
+    fn from(e: sled::Error) -> EngineError {
+        EngineError(Box::new(e))
+    }
+}
+
+impl From<io::Error> for EngineError {
+    fn from(e: io::Error) -> EngineError {
+        EngineError(Box::new(e))
+    }
+}
+
 impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> StoreError {
         match e {
-            sled::Error::Corruption { .. } => StoreError::SledCorrupt(e),
+            sled::Error::Corruption { .. } => StoreError::EngineCorrupt(e.into()),
             sled::Error::Io(io) if io.kind() == io::ErrorKind::StorageFull => StoreError::NoSpace(io),
-            e => StoreError::Io(e),
+            e => StoreError::Io(e.into()),
         }
     }
 }
@@ -132,7 +162,7 @@ pub struct Store {
     /// in `transaction`, every flush waiting). Atomic writes hold this gate shared,
     /// [`Store::flush`] exclusively, so the two never wait on each other inside sled.
     gate: std::sync::Arc<std::sync::RwLock<()>>,
-    /// Group commit for [`Store::flush_after`]: atomic writes done, and the count the last
+    /// Group commit for [`Store::durable`]: atomic writes done, and the count the last
     /// flush covered.
     writes: std::sync::Arc<std::sync::atomic::AtomicU64>,
     flushed: std::sync::Arc<std::sync::Mutex<u64>>,
@@ -230,7 +260,7 @@ impl Store {
                         what: "sled reports corrupted data in its files".into(),
                     })
                 }
-                Err(source) => return Err(StoreError::Open { path: path.to_path_buf(), source }),
+                Err(source) => return Err(StoreError::Open { path: path.to_path_buf(), source: source.into() }),
             }
         };
         let meta = db.open_tree("meta")?;
@@ -306,10 +336,13 @@ impl Store {
         Ok(())
     }
 
-    /// Makes durable the atomic writes done so far by this caller (counted by
-    /// [`Store::writes_done`]), sharing one flush with every caller waiting at the same
-    /// time: a flush that started after `done` writes covers them (group commit).
-    pub async fn flush_after(&self, done: u64) -> Result<(), StoreError> {
+    /// Makes durable every write that completed before the call, sharing one flush with
+    /// every caller waiting at the same time: a flush that started after those writes
+    /// covers them (group commit). Callers that must not answer before their writes
+    /// survive a crash (an ingest acknowledged, a send recorded) await this; the store's
+    /// own flush discipline stays inside the store.
+    pub async fn durable(&self) -> Result<(), StoreError> {
+        let done = self.writes.load(std::sync::atomic::Ordering::SeqCst);
         let store = self.clone();
         tokio::task::spawn_blocking(move || {
             if *store.flushed.lock().unwrap_or_else(|e| e.into_inner()) >= done {
@@ -319,11 +352,6 @@ impl Store {
         })
         .await
         .map_err(|e| StoreError::Internal(format!("the flush task failed: {e}")))?
-    }
-
-    /// How many atomic writes have completed: pass it to [`Store::flush_after`].
-    pub fn writes_done(&self) -> u64 {
-        self.writes.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Runs one atomic write (a transaction or batch) inside the gate and counts it.
